@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: one full cycle on the embedded default (SQLite under var/, mail to the Maildir var/outbox)
+run: $(STAMP)
+	$(BIN)/digest run --once
+	@echo
+	@echo "Digests written to var/outbox/new/ (one file per message; open one with any mail client)."
+	@echo "Atom feeds written to feeds/: $$(ls feeds/*.atom | tr '\n' ' ')"
+	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest --help"
+
+## test: the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the PostgreSQL tests)
+test: $(STAMP)
+	$(BIN)/pytest
+
+## lint: ruff and mypy --strict
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+## bench: the benchmarks in benchmarks/ (print figures; not tests)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_send.py
+
+clean:
+	rm -rf var feeds/*.atom

@@ -1,0 +1,147 @@
+"""Atom feeds (RFC 4287) with feedgen: one per theme and one for all practices, byte-identical when unchanged."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from feedgen.feed import FeedGenerator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import __version__
+from digest.config import Settings
+from digest.models import Membership, Practice, Theme
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    practice: Practice
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    path: str
+    entries: int
+    changed: bool
+
+
+def tag_uri(settings: Settings, specific: str) -> str:
+    """A permanent id (RFC 4151) from the configured domain and date: never from a title or a URL."""
+    return f"tag:{settings.id_domain},{settings.id_date}:{specific}"
+
+
+def feed_filename(slug: str) -> str:
+    # A theme slugged "all" must not overwrite the feed of all practices.
+    return f"{slug}.atom" if slug != ALL else "theme-all.atom"
+
+
+def render_feed(
+    settings: Settings, specific_id: str, title: str, filename: str, entries: list[FeedEntry], fallback: datetime
+) -> bytes:
+    """The Atom document; a pure function of its arguments (no clock), so unchanged input gives the same bytes."""
+    fg = FeedGenerator()
+    fg.id(tag_uri(settings, specific_id))
+    fg.title(title)
+    fg.author({"name": settings.feed_author})
+    fg.link(href=f"{settings.base_url}/feeds/{filename}", rel="self", type="application/atom+xml")
+    fg.generator("digest", version=__version__)
+    fg.language("en")
+    newest = max((max(e.added_at, e.practice.updated_at) for e in entries), default=fallback)
+    fg.updated(newest)
+    for entry in entries:
+        practice = entry.practice
+        fe = fg.add_entry(order="append")
+        fe.id(tag_uri(settings, f"practice/{practice.uid}"))
+        fe.title(practice.title)
+        fe.updated(max(entry.added_at, practice.updated_at))
+        fe.published(entry.added_at)
+        if practice.submitted_by:
+            fe.author({"name": practice.submitted_by})
+        if practice.url:
+            fe.link(href=practice.url, rel="alternate")
+        fe.content(practice.summary or practice.title, type="text")
+    result: bytes = fg.atom_str(pretty=True, encoding="UTF-8")
+    return result
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write atomically (temp file, fsync, rename) unless the file already holds exactly these bytes."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def _theme_entries(session: Session, theme_id: int, limit: int) -> list[FeedEntry]:
+    rows = session.execute(
+        select(Practice, Membership.added_at)
+        .join(Membership, Membership.practice_id == Practice.id)
+        .where(Membership.theme_id == theme_id)
+        .order_by(Membership.id.desc())
+        .limit(limit)
+    )
+    return [FeedEntry(row[0], row[1]) for row in rows]
+
+
+def _all_entries(session: Session, limit: int) -> list[FeedEntry]:
+    first = (
+        select(
+            Membership.practice_id,
+            func.min(Membership.id).label("first_id"),
+            func.min(Membership.added_at).label("added"),
+        )
+        .group_by(Membership.practice_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Practice, first.c.added)
+        .join(first, first.c.practice_id == Practice.id)
+        .order_by(first.c.first_id.desc())
+        .limit(limit)
+    )
+    return [FeedEntry(row[0], row[1]) for row in rows]
+
+
+def build_feeds(session: Session, settings: Settings) -> list[FeedResult]:
+    """Write every theme's feed and the feed of all practices into feeds_dir; report what changed."""
+    out_dir = Path(settings.feeds_dir)
+    results = []
+    limit = settings.feed_max_entries
+    for theme in session.scalars(select(Theme).order_by(Theme.slug)):
+        entries = _theme_entries(session, theme.id, limit)
+        filename = feed_filename(theme.slug)
+        data = render_feed(settings, f"theme/{theme.slug}", theme.name, filename, entries, theme.created_at)
+        path = out_dir / filename
+        results.append(FeedResult(str(path), len(entries), write_if_changed(path, data)))
+    entries = _all_entries(session, limit)
+    epoch = datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
+    data = render_feed(settings, "all", "All practices", f"{ALL}.atom", entries, epoch)
+    path = out_dir / f"{ALL}.atom"
+    results.append(FeedResult(str(path), len(entries), write_if_changed(path, data)))
+    return results

@@ -1,0 +1,44 @@
+"""What every source parser produces: items with their themes, and the problems found on the way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class ParsedItem:
+    """One practice as a source describes it, text already repaired."""
+
+    title: str
+    summary: str
+    # Where the item starts in the source, for messages: "line 12", "entry 3", "row 7".
+    where: str
+    title_derived: bool = False
+    submitted_by: str | None = None
+    url: str | None = None
+    guid: str | None = None
+    published_at: datetime | None = None
+    # Theme names this item carries itself (exports); listing pages and feeds name the theme once.
+    themes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something about one item an operator should look at; the item is still stored."""
+
+    where: str
+    title: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where} ({self.title!r}): {self.reason}"
+
+
+@dataclass
+class ParsedSource:
+    """A parsed source: the theme it names (if any), its items, and the problems found."""
+
+    theme: str | None
+    items: list[ParsedItem]
+    problems: list[Problem] = field(default_factory=list)

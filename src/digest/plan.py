@@ -1,0 +1,299 @@
+"""Planning: one digest per subscriber per period, its content frozen and its Message-ID fixed up front.
+
+The choice of what goes in a digest (``compose``) is a pure function of its inputs; ``plan_period`` feeds it
+from the store in batches of subscribers and records the plans, one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
+from digest.text import header_safe
+
+
+@dataclass(frozen=True)
+class PracticeEntry:
+    """A practice as frozen into a digest."""
+
+    id: int
+    uid: str
+    title: str
+    summary: str
+    url: str | None
+    submitted_by: str | None
+    added_at: str
+
+
+@dataclass(frozen=True)
+class ThemeSection:
+    name: str
+    slug: str
+    practices: tuple[PracticeEntry, ...]
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    """Everything a digest says; rendering reads nothing else."""
+
+    period: str
+    sections: tuple[ThemeSection, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(len(s.practices) for s in self.sections)
+
+    @property
+    def subject(self) -> str:
+        noun = "practice" if self.count == 1 else "practices"
+        where = self.sections[0].name if len(self.sections) == 1 else f"{len(self.sections)} of your themes"
+        return header_safe(f"{self.count} new {noun} in {where}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> DigestContent:
+        data = json.loads(text)
+        sections = tuple(
+            ThemeSection(s["name"], s["slug"], tuple(PracticeEntry(**p) for p in s["practices"]))
+            for s in data["sections"]
+        )
+        return cls(period=data["period"], sections=sections)
+
+
+@dataclass(frozen=True)
+class NewMembership:
+    id: int
+    practice_id: int
+    theme_id: int
+
+
+@dataclass
+class NewMemberships:
+    """The memberships a run may hand out, by theme, in store order."""
+
+    by_theme: dict[int, list[NewMembership]] = field(default_factory=dict)
+    ids_by_theme: dict[int, list[int]] = field(default_factory=dict)
+
+    def after(self, theme_id: int, cursor: int) -> list[NewMembership]:
+        ids = self.ids_by_theme.get(theme_id, [])
+        return self.by_theme.get(theme_id, [])[bisect_right(ids, cursor) :]
+
+
+def compose(
+    period: str,
+    subscriptions: Sequence[tuple[int, int]],
+    new: NewMemberships,
+    already_sent: set[int],
+    practices: Mapping[int, PracticeEntry],
+    themes: Mapping[int, Theme],
+) -> tuple[DigestContent, list[tuple[int, int]]] | None:
+    """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and (practice, theme) pairs.
+
+    Each practice once, under the theme it joined first among the subscriber's; none already sent.
+    """
+    chosen: dict[int, NewMembership] = {}
+    for theme_id, cursor in subscriptions:
+        for membership in new.after(theme_id, cursor):
+            if membership.practice_id in already_sent:
+                continue
+            current = chosen.get(membership.practice_id)
+            if current is None or membership.id < current.id:
+                chosen[membership.practice_id] = membership
+    if not chosen:
+        return None
+    grouped: dict[int, list[NewMembership]] = defaultdict(list)
+    for membership in sorted(chosen.values(), key=lambda m: m.id):
+        grouped[membership.theme_id].append(membership)
+    sections = tuple(
+        ThemeSection(
+            name=themes[theme_id].name,
+            slug=themes[theme_id].slug,
+            practices=tuple(practices[m.practice_id] for m in members),
+        )
+        for theme_id, members in sorted(grouped.items(), key=lambda kv: themes[kv[0]].name.lower())
+    )
+    pairs = [(m.practice_id, m.theme_id) for m in chosen.values()]
+    return DigestContent(period=period, sections=sections), pairs
+
+
+def load_new_memberships(session: Session, after: int, upto: int) -> NewMemberships:
+    new = NewMemberships()
+    rows = session.execute(
+        select(Membership.id, Membership.practice_id, Membership.theme_id)
+        .where(Membership.id > after, Membership.id <= upto)
+        .order_by(Membership.id)
+    )
+    for row in rows:
+        new.by_theme.setdefault(row.theme_id, []).append(NewMembership(row.id, row.practice_id, row.theme_id))
+        new.ids_by_theme.setdefault(row.theme_id, []).append(row.id)
+    return new
+
+
+def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime]) -> dict[int, PracticeEntry]:
+    out: dict[int, PracticeEntry] = {}
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), 500):
+        for p in session.scalars(select(Practice).where(Practice.id.in_(id_list[start : start + 500]))):
+            out[p.id] = PracticeEntry(p.id, p.uid, p.title, p.summary, p.url, p.submitted_by, added[p.id].isoformat())
+    return out
+
+
+@dataclass
+class PlanReport:
+    period: str
+    planned: int = 0
+    empty: int = 0
+
+
+def new_message_id(period: str, subscriber_id: int, domain: str) -> str:
+    return f"<digest.{period}.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
+
+
+def _due_subscribers(session: Session, period: str, after_id: int, limit: int) -> list[Subscriber]:
+    query = (
+        select(Subscriber)
+        .where(
+            Subscriber.id > after_id,
+            Subscriber.status == "confirmed",
+            (Subscriber.last_period.is_(None)) | (Subscriber.last_period < period),
+        )
+        .order_by(Subscriber.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+class PlanningContext:
+    """What every batch of one planning run shares: new memberships in (low, hwm], their practices, themes."""
+
+    def __init__(self, session: Session, low: int, hwm: int) -> None:
+        self.hwm = hwm
+        self.new = load_new_memberships(session, low, hwm)
+        added: dict[int, datetime] = {}
+        for practice_id, added_at in session.execute(
+            select(Membership.practice_id, Membership.added_at)
+            .where(Membership.id > low, Membership.id <= hwm)
+            .order_by(Membership.id)
+        ):
+            added.setdefault(practice_id, added_at)
+        self.practices = load_practices(session, set(added), added)
+        self.themes = {t.id: t for t in session.scalars(select(Theme))}
+
+    @classmethod
+    def for_run(cls, session: Session) -> PlanningContext:
+        """From the lowest cursor of any confirmed subscriber to the newest membership now."""
+        hwm = session.scalar(select(func.max(Membership.id))) or 0
+        low = session.scalar(
+            select(func.min(Subscription.cursor))
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.status == "confirmed")
+        )
+        return cls(session, low if low is not None else hwm, hwm)
+
+    def compose_for(
+        self, period: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int]
+    ) -> tuple[DigestContent, list[tuple[int, int]]] | None:
+        return compose(period, subscriptions, self.new, already_sent, self.practices, self.themes)
+
+
+def plan_period(
+    factory: sessionmaker[Session], period: str, now: datetime, id_domain: str, batch_size: int
+) -> PlanReport:
+    """Plan every due subscriber's digest for ``period``; a subscriber with nothing new gets no digest.
+
+    One transaction per batch: a crash loses at most the batch in progress, which the next run plans again.
+    """
+    report = PlanReport(period=period)
+    with factory() as session:
+        context = PlanningContext.for_run(session)
+    last_id = 0
+    while True:
+        with factory() as session, session.begin():
+            batch = _due_subscribers(session, period, last_id, batch_size)
+            if not batch:
+                return report
+            _plan_batch(session, batch, context, period, now, id_domain, report)
+            last_id = batch[-1].id
+
+
+def _plan_batch(
+    session: Session,
+    batch: list[Subscriber],
+    context: PlanningContext,
+    period: str,
+    now: datetime,
+    id_domain: str,
+    report: PlanReport,
+) -> None:
+    ids = [s.id for s in batch]
+    subscriptions: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for sub_id, theme_id, cursor in session.execute(
+        select(Subscription.subscriber_id, Subscription.theme_id, Subscription.cursor).where(
+            Subscription.subscriber_id.in_(ids)
+        )
+    ):
+        subscriptions[sub_id].append((theme_id, cursor))
+    sent: dict[int, set[int]] = defaultdict(set)
+    if context.practices:
+        for sub_id, practice_id in session.execute(
+            select(LedgerEntry.subscriber_id, LedgerEntry.practice_id).where(
+                LedgerEntry.subscriber_id.in_(ids), LedgerEntry.practice_id.in_(list(context.practices))
+            )
+        ):
+            sent[sub_id].add(practice_id)
+    for subscriber in batch:
+        subscriber.last_period = period
+        result = context.compose_for(period, subscriptions[subscriber.id], sent[subscriber.id])
+        if result is None:
+            report.empty += 1
+            continue
+        content, pairs = result
+        digest = Digest(
+            subscriber_id=subscriber.id,
+            period=period,
+            status="planned",
+            message_id=new_message_id(period, subscriber.id, id_domain),
+            subject=content.subject,
+            content=content.to_json(),
+            planned_at=now,
+            attempts=0,
+        )
+        session.add(digest)
+        session.flush()
+        session.add_all(
+            LedgerEntry(subscriber_id=subscriber.id, practice_id=p, digest_id=digest.id, theme_id=t) for p, t in pairs
+        )
+        report.planned += 1
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)
+        .values(cursor=context.hwm)
+    )
+
+
+def preview_content(session: Session, subscriber: Subscriber, period: str) -> DigestContent | None:
+    """What the subscriber's next digest holds: the planned one not yet sent, else what planning would give."""
+    pending = session.scalar(
+        select(Digest)
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "sending")))
+        .order_by(Digest.id)
+    )
+    if pending is not None:
+        return DigestContent.from_json(pending.content)
+    hwm = session.scalar(select(func.max(Membership.id))) or 0
+    subscriptions = [(s.theme_id, s.cursor) for s in subscriber.subscriptions]
+    context = PlanningContext(session, min((c for _, c in subscriptions), default=hwm), hwm)
+    sent = set(session.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == subscriber.id)))
+    result = context.compose_for(period, subscriptions, sent)
+    return result[0] if result else None

@@ -1,0 +1,57 @@
+"""Rendering: frozen digest content -> subject, text and HTML bodies, through Jinja2 templates. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from digest.plan import DigestContent
+
+# The project's templates/email (beside src/ in a checkout or an editable install).
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+
+
+@dataclass(frozen=True)
+class Links:
+    """The absolute links a digest carries, all under the configured base URL."""
+
+    base_url: str
+    unsubscribe: str
+
+    def feed(self, slug: str) -> str:
+        return f"{self.base_url}/feeds/{slug}.atom"
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=4)
+def environment(templates_dir: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(templates_dir),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["paragraphs"] = lambda text: [p for p in str(text).split("\n\n") if p.strip()]
+    return env
+
+
+def render_digest(content: DigestContent, links: Links, templates_dir: str | Path | None = None) -> RenderedDigest:
+    """Render a digest; everything from a source is escaped in HTML by autoescape."""
+    env = environment(str(templates_dir or DEFAULT_TEMPLATES))
+    context = {"digest": content, "links": links, "subject": content.subject}
+    return RenderedDigest(
+        subject=content.subject,
+        text=env.get_template("digest.txt").render(context),
+        html=env.get_template("digest.html").render(context),
+    )

@@ -1,0 +1,133 @@
+"""Delivery: planned digests -> rendered messages -> transport, each state change committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock
+from digest.config import Settings
+from digest.message import Envelope, build_message, sender_address
+from digest.models import Digest, Subscriber
+from digest.plan import DigestContent, PlanReport, plan_period
+from digest.render import Links, RenderedDigest, render_digest
+from digest.schedule import current_period
+from digest.tokens import make_token
+from digest.transport import RecipientRefused, Transport
+
+
+@dataclass
+class SendReport:
+    """What one `digest send` did."""
+
+    period: str
+    planned: int = 0
+    empty: int = 0
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def links_for(settings: Settings, subscriber_id: int) -> Links:
+    token = make_token(settings.secret_key, subscriber_id)
+    return Links(base_url=settings.base_url, unsubscribe=f"{settings.base_url}/unsubscribe/{token}")
+
+
+def render_for(settings: Settings, content: DigestContent, subscriber_id: int) -> RenderedDigest:
+    templates = Path(settings.templates_dir) if settings.templates_dir else None
+    return render_digest(content, links_for(settings, subscriber_id), templates)
+
+
+def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -> bytes:
+    """The digest's message, from its frozen content, with its fixed Message-ID."""
+    rendered = render_for(settings, DigestContent.from_json(digest.content), digest.subscriber_id)
+    envelope = Envelope(
+        mail_from=settings.mail_from,
+        to=email,
+        subject=digest.subject,
+        message_id=digest.message_id,
+        date=now,
+        list_id=settings.list_id,
+        unsubscribe_url=links_for(settings, digest.subscriber_id).unsubscribe,
+    )
+    return build_message(envelope, rendered.text, rendered.html)
+
+
+def _next_pending(session: Session, after_id: int, limit: int) -> list[tuple[Digest, Subscriber]]:
+    rows = session.execute(
+        select(Digest, Subscriber)
+        .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+        .where(Digest.id > after_id, Digest.status.in_(("planned", "sending")))
+        .order_by(Digest.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def deliver_pending(
+    factory: sessionmaker[Session], settings: Settings, transport: Transport, report: SendReport
+) -> None:
+    """Send every planned digest (of any period). Each digest: mark sending, send, mark sent — each committed.
+
+    A digest left in `sending` by a crash is sent again with the same Message-ID. A transport failure that is
+    not about one recipient (server down, connection lost) stops the run and leaves the rest pending.
+    """
+    sender = sender_address(settings.mail_from)
+    last_id = 0
+    while True:
+        with factory() as session:
+            batch = _next_pending(session, last_id, settings.batch_size)
+        if not batch:
+            return
+        for digest, subscriber in batch:
+            last_id = digest.id
+            with factory() as session, session.begin():
+                row = session.get(Digest, digest.id, with_for_update=True)
+                if row is None or row.status not in ("planned", "sending"):
+                    continue
+                if subscriber.status != "confirmed":
+                    row.status = "cancelled"
+                    report.cancelled += 1
+                    continue
+                row.status, row.attempts = "sending", row.attempts + 1
+            now = clock.now()
+            message = message_for(settings, digest, subscriber.email, now)
+            try:
+                transport.send(sender, subscriber.email, message)
+            except RecipientRefused as e:
+                _finish(factory, digest.id, "failed", None, str(e))
+                report.failed += 1
+                report.errors.append(str(e))
+                continue
+            _finish(factory, digest.id, "sent", now, None)
+            report.sent += 1
+
+
+def _finish(
+    factory: sessionmaker[Session], digest_id: int, status: str, sent_at: datetime | None, error: str | None
+) -> None:
+    with factory() as session, session.begin():
+        row = session.get(Digest, digest_id)
+        if row is not None:
+            row.status, row.sent_at, row.last_error = status, sent_at, error
+
+
+def plan_and_send(factory: sessionmaker[Session], settings: Settings, transport: Transport) -> SendReport:
+    """Plan the current period's digests (if not done yet), then deliver everything pending."""
+    now = clock.now()
+    period = current_period(settings, now)
+    plan: PlanReport = plan_period(factory, period.key, now, settings.id_domain, settings.batch_size)
+    report = SendReport(period=period.key, planned=plan.planned, empty=plan.empty)
+    try:
+        deliver_pending(factory, settings, transport, report)
+    finally:
+        transport.close()
+    return report

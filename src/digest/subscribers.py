@@ -1,0 +1,273 @@
+"""Subscribers and their theme subscriptions: subscribe, confirm, unsubscribe, import, list."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from digest.errors import NotFoundError, SourceError, SubscriberError
+from digest.models import Digest, Membership, Subscriber, Subscription, Theme
+from digest.text import slugify
+
+
+def normalize_email(address: str) -> str:
+    """The address as stored: validated, trimmed, lower-case; SubscriberError when it is not an address."""
+    try:
+        valid = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as e:
+        raise SubscriberError(f"{address.strip()!r} is not a valid email address: {e}") from e
+    return valid.normalized.lower()
+
+
+def membership_cursor(session: Session, now: datetime, backfill_days: int) -> int:
+    """The store-order position a new subscription starts after: now, or backfill_days ago."""
+    query = select(func.max(Membership.id))
+    if backfill_days:
+        query = query.where(Membership.added_at <= now - timedelta(days=backfill_days))
+    return session.scalar(query) or 0
+
+
+def resolve_themes(session: Session, names: Iterable[str]) -> list[Theme]:
+    """Themes by slug or name; SubscriberError naming the unknown ones and the known slugs."""
+    wanted = {slugify(n): n for n in names if n.strip()}
+    found = {t.slug: t for t in session.scalars(select(Theme).where(Theme.slug.in_(wanted)))}
+    missing = [name for slug, name in wanted.items() if slug not in found]
+    if missing:
+        known = ", ".join(session.scalars(select(Theme.slug).order_by(Theme.slug))) or "none yet"
+        raise SubscriberError(
+            f"unknown theme(s): {', '.join(missing)}", f"known themes: {known} (ingest sources first)"
+        )
+    return list(found.values())
+
+
+def ensure_subscriber(session: Session, email: str, theme_names: Iterable[str], now: datetime) -> None:
+    """Create a confirmed subscriber (and the named themes) unless the address is known in any state.
+
+    For subscribers fixed in the config: one who unsubscribed stays unsubscribed.
+    """
+    address = normalize_email(email)
+    if session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is not None:
+        return
+    from digest.ingest import ThemeCache
+
+    cache = ThemeCache(session)
+    themes = [cache.get(name, now) for name in theme_names]
+    subscribe(session, address, [t.slug for t in themes], now, confirmed=True)
+
+
+def get_subscriber(session: Session, email: str) -> Subscriber:
+    subscriber = session.scalar(
+        select(Subscriber)
+        .where(Subscriber.email == normalize_email(email))
+        .options(selectinload(Subscriber.subscriptions))
+    )
+    if subscriber is None:
+        raise NotFoundError(f"no subscriber {email!r}", "see `digest subscribers list`")
+    return subscriber
+
+
+def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_days: int = 0) -> None:
+    """Confirm: from now on new practices count for them; nothing older (but the configured backfill)."""
+    cursor = membership_cursor(session, now, backfill_days)
+    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    for subscription in subscriber.subscriptions:
+        subscription.cursor = cursor
+
+
+def subscribe(
+    session: Session,
+    email: str,
+    theme_names: Iterable[str],
+    now: datetime,
+    confirmed: bool = False,
+    backfill_days: int = 0,
+) -> Subscriber:
+    """Subscribe to themes (adding to existing ones); pending until confirmed unless ``confirmed``."""
+    address = normalize_email(email)
+    themes = resolve_themes(session, theme_names)
+    if not themes:
+        raise SubscriberError(f"{address}: no theme given", "name at least one theme with --theme")
+    subscriber = session.scalar(
+        select(Subscriber).where(Subscriber.email == address).options(selectinload(Subscriber.subscriptions))
+    )
+    if subscriber is None:
+        subscriber = Subscriber(email=address, status="pending", created_at=now)
+        session.add(subscriber)
+    elif subscriber.status == "unsubscribed":
+        subscriber.status = "pending"
+        subscriber.subscriptions.clear()
+    cursor = membership_cursor(session, now, backfill_days)
+    have = {s.theme_id for s in subscriber.subscriptions}
+    for theme in themes:
+        if theme.id not in have:
+            subscriber.subscriptions.append(Subscription(theme_id=theme.id, created_at=now, cursor=cursor))
+    session.flush()
+    if confirmed and subscriber.status != "confirmed":
+        confirm(session, subscriber, now, backfill_days)
+    return subscriber
+
+
+def unsubscribe(session: Session, email: str, now: datetime, theme: str | None = None) -> Subscriber:
+    """Leave one theme, or everything; takes effect at once, digests not yet sent are cancelled."""
+    subscriber = get_subscriber(session, email)
+    if theme is not None:
+        (target,) = resolve_themes(session, [theme])
+        subscriber.subscriptions[:] = [s for s in subscriber.subscriptions if s.theme_id != target.id]
+        if subscriber.subscriptions:
+            return subscriber
+    unsubscribe_subscriber(session, subscriber, now)
+    return subscriber
+
+
+def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: datetime) -> None:
+    subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
+    session.execute(
+        update(Digest)
+        .where(Digest.subscriber_id == subscriber.id, Digest.status == "planned")
+        .values(status="cancelled")
+    )
+
+
+@dataclass
+class ImportReport:
+    """What a CSV import did; ``errors`` are (line, message) for rows not imported or themes skipped."""
+
+    source: str
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def import_csv(
+    factory: sessionmaker[Session],
+    path: str,
+    now: datetime,
+    confirmed: bool = False,
+    backfill_days: int = 0,
+    chunk: int = 1000,
+) -> ImportReport:
+    """Import `email,themes` rows (themes `;`-separated names or slugs); bad rows are reported by line."""
+    report = ImportReport(source=path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path}: cannot read as UTF-8 CSV: {e}", "save the file as UTF-8 CSV") from e
+    reader = csv.DictReader(io.StringIO(text))
+    fields = {f.strip().lower() for f in reader.fieldnames or []}
+    if not {"email", "themes"} <= fields:
+        raise SourceError(f"{path}: the header must name the columns email and themes", "add the header row")
+
+    with factory() as session:
+        themes = {t.slug: t.id for t in session.scalars(select(Theme))}
+    rows: dict[str, set[int]] = {}
+    lines: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
+        try:
+            address = normalize_email(row["email"])
+        except SubscriberError as e:
+            report.errors.append((line, str(e)))
+            continue
+        theme_ids: set[int] = set()
+        for name in row["themes"].split(";"):
+            if not name.strip():
+                continue
+            theme_id = themes.get(slugify(name))
+            if theme_id is None:
+                report.errors.append((line, f"{address}: unknown theme {name.strip()!r}; skipped that theme"))
+            else:
+                theme_ids.add(theme_id)
+        if not theme_ids:
+            report.errors.append((line, f"{address}: no known theme; row skipped"))
+            continue
+        rows.setdefault(address, set()).update(theme_ids)
+        lines.setdefault(address, line)
+
+    addresses = list(rows)
+    for start in range(0, len(addresses), chunk):
+        batch = addresses[start : start + chunk]
+        with factory() as session, session.begin():
+            cursor = membership_cursor(session, now, backfill_days)
+            _import_batch(session, batch, rows, lines, now, confirmed, cursor, report)
+    report.errors.sort()
+    return report
+
+
+def _import_batch(
+    session: Session,
+    batch: list[str],
+    rows: dict[str, set[int]],
+    lines: dict[str, int],
+    now: datetime,
+    confirmed: bool,
+    cursor: int,
+    report: ImportReport,
+) -> None:
+    known = {s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(batch)))}
+    for address, subscriber in list(known.items()):
+        if subscriber.status == "unsubscribed":
+            # Consent: someone who left comes back only through the subscribe page, never by import.
+            report.errors.append((lines[address], f"{address}: unsubscribed earlier; not re-subscribed"))
+            batch = [a for a in batch if a != address]
+            del known[address]
+    fresh = [a for a in batch if a not in known]
+    if fresh:
+        status = "confirmed" if confirmed else "pending"
+        session.execute(
+            insert(Subscriber),
+            [
+                {"email": a, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
+                for a in fresh
+            ],
+        )
+        report.created += len(fresh)
+    for subscriber in known.values():
+        report.updated += 1
+        if confirmed and subscriber.status != "confirmed":
+            subscriber.status, subscriber.confirmed_at = "confirmed", now
+    ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(batch))).all())
+    have = set(
+        session.execute(
+            select(Subscription.subscriber_id, Subscription.theme_id).where(
+                Subscription.subscriber_id.in_(list(ids.values()))
+            )
+        ).all()
+    )
+    new_subscriptions: list[dict[str, Any]] = [
+        {"subscriber_id": ids[a], "theme_id": t, "created_at": now, "cursor": cursor}
+        for a in batch
+        for t in sorted(rows[a])
+        if (ids[a], t) not in have
+    ]
+    if new_subscriptions:
+        session.execute(insert(Subscription), new_subscriptions)
+
+
+def list_subscribers(session: Session) -> list[dict[str, Any]]:
+    """Every subscriber with status and theme slugs, by address."""
+    out = []
+    query = (
+        select(Subscriber)
+        .order_by(Subscriber.email)
+        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
+    )
+    for subscriber in session.scalars(query):
+        out.append(
+            {
+                "email": subscriber.email,
+                "status": subscriber.status,
+                "themes": sorted(s.theme.slug for s in subscriber.subscriptions),
+                "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
+            }
+        )
+    return out

@@ -1,0 +1,175 @@
+"""Text repair and normalisation: mojibake, whitespace, slugs, fingerprints, derived titles."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+# Windows-1252 bytes read as Mac Roman. Each rule names the character as it arrives, the character it was
+# meant to be, and the only context in which it is taken for mojibake, so that genuine letters (María,
+# Noël, España, Forlì) and text that is already right (Terrassa’s, –) pass untouched.
+_LETTER = r"[^\W\d_]"
+_NOT_LETTER = r"(?![^\W\d_])"
+_ENGLISH_SHORT_STEMS = {"i", "it", "he", "we", "she", "let", "who", "you", "they", "that", "what", "here"}
+
+# ‘ opening quote (0x91 -> ë): at the start of a word, never inside one (Noël, Zoë, Citroën).
+_OPEN_SINGLE = re.compile(rf"(?<!{_LETTER})ë(?=[\w@#$])")
+# “ (0x93 -> ì) opens, ” (0x94 -> î) closes: an Italian ì or French î never starts or ends a word like that.
+_OPEN_DOUBLE = re.compile(rf"(?<!{_LETTER})ì(?=[\w@#$])")
+_CLOSE_DOUBLE = re.compile(rf"(?<=[\w.,!?])î{_NOT_LETTER}")
+# – (0x96 -> ñ) and — (0x97 -> ó) between spaces or digits; a genuine ñ or ó sits inside a word.
+_EN_DASH = re.compile(r"(?<=[\s\d])ñ(?=[\s\d])")
+_EM_DASH = re.compile(r"(?<=[\s\d])ó(?=[\s\d])")
+# … (0x85 -> Ö) after a word; a genuine Ö starts one (Österreich).
+_ELLIPSIS = re.compile(rf"(?<=[a-z.,!?])Ö{_NOT_LETTER}")
+# • (0x95 -> ï) as a bullet at the start of a line; a genuine ï sits inside a word (naïve).
+_BULLET = re.compile(r"(?m)^(\s*)ï(?=\s)")
+# € (0x80 -> Ä) before an amount; a genuine Ä starts a word (Ärzte).
+_EURO = re.compile(r"Ä(?=\s?\d)")
+# ’ (0x92 -> í): English contractions and possessives (donít, Arabiaís, weíre), plural possessives
+# (Communicatorsí), and the closing quote of a ‘...’ pair. Genuine í (María, país, Luís, así) stays.
+_APOSTROPHE = re.compile(rf"(?<={_LETTER})í(?=(?:s|t|d|m|ll|re|ve){_NOT_LETTER})")
+_PLURAL_POSSESSIVE = re.compile(r"(?<=s)í(?![\w’'])")
+_CLOSE_SINGLE = re.compile(r"(?<=[\w.,!?])í(?![\w’'])")
+_CLOSER = re.compile(rf"’{_NOT_LETTER}")
+# A Latin-1 letter of cp1252 (0xA0-0xFF) read as Mac Roman turns into a capital or a symbol inside a
+# lowercase word (Z¸rich, cafÈ). A lowercase letter there is left alone: it is far more likely genuine.
+_INNER = re.compile(r"(?<=[A-Za-z])([\x80-\uffff])(?=[a-z])|(?<=[a-z])([\x80-\uffff])\b")
+
+
+def _word_before(text: str, index: int) -> str:
+    start = index
+    while start > 0 and (text[start - 1].isalpha()):
+        start -= 1
+    return text[start:index]
+
+
+def _fix_apostrophes(text: str) -> str:
+    def contraction(m: re.Match[str]) -> str:
+        stem = _word_before(text, m.start())
+        english = len(stem) >= 3 or stem.lower() in _ENGLISH_SHORT_STEMS
+        return "’" if english else m.group()
+
+    text = _APOSTROPHE.sub(contraction, text)
+
+    def plural(m: re.Match[str]) -> str:
+        return "’" if len(_word_before(text, m.start())) >= 4 else m.group()
+
+    text = _PLURAL_POSSESSIVE.sub(plural, text)
+    # A closing ’ only where an opening ‘ is still unmatched before it.
+    out: list[str] = []
+    open_quotes = 0
+    last = 0
+    for m in _CLOSE_SINGLE.finditer(text):
+        segment = text[last : m.start()]
+        open_quotes += segment.count("‘") - len(_CLOSER.findall(segment))
+        out.append(segment)
+        if open_quotes > 0:
+            out.append("’")
+            open_quotes -= 1
+        else:
+            out.append("í")
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _fix_inner(m: re.Match[str]) -> str:
+    char = m.group(1) or m.group(2)
+    if char.islower():
+        return char
+    try:
+        fixed = char.encode("mac_roman").decode("cp1252")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return char
+    return fixed if fixed.islower() else char
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo Windows-1252 text that was read as Mac Roman, leaving correct text as it is."""
+    if text.isascii():
+        return text
+    text = _OPEN_SINGLE.sub("‘", text)
+    text = _OPEN_DOUBLE.sub("“", text)
+    text = _CLOSE_DOUBLE.sub("”", text)
+    text = _fix_apostrophes(text)
+    text = _EN_DASH.sub("–", text)
+    text = _EM_DASH.sub("—", text)
+    text = _ELLIPSIS.sub("…", text)
+    text = _BULLET.sub(r"\1•", text)
+    text = _EURO.sub("€", text)
+    return _INNER.sub(_fix_inner, text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def clean_line(text: str) -> str:
+    """One line of text: NFC, no control characters, single spaces, repaired, trimmed."""
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub("", text)
+    text = _SPACES.sub(" ", text)
+    return repair_mojibake(text).strip()
+
+
+def header_safe(text: str, limit: int = 200) -> str:
+    """Text fit for a mail header: no CR, LF or other control characters, one line, bounded length."""
+    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text)
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def slugify(name: str) -> str:
+    """`Goal 5: Gender equality` -> `goal-5-gender-equality`; accents folded, never empty."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
+    if not slug:
+        slug = "theme-" + hashlib.sha256(name.encode()).hexdigest()[:10]
+    return slug[:120]
+
+
+def fingerprint(*parts: str) -> str:
+    """A hash of text that ignores case, punctuation, quotes and spacing: the identity of an unlinked item."""
+    words: list[str] = []
+    for part in parts:
+        folded = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii").lower()
+        words.extend(re.findall(r"[a-z0-9]+", folded))
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:32]
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?](?=\s|$)")
+_DASH_CUT = re.compile(r"\s[–—-]\s")
+
+
+def derive_title(summary: str, limit: int = 80) -> str:
+    """A title for an item that came without one: its first sentence or clause, cut at a word."""
+    first = summary.strip().split("\n", 1)[0]
+    end = _SENTENCE_END.search(first)
+    if end:
+        first = first[: end.start()]
+    dash = _DASH_CUT.search(first)
+    if dash and dash.start() >= 10:
+        first = first[: dash.start()]
+    first = first.strip(" ,;:")
+    if len(first) <= limit:
+        return first or "Untitled practice"
+    cut = first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "…"
+
+
+def reads_like_sentence(line: str) -> bool:
+    """True for a line in a title slot that reads like running text rather than a title."""
+    words = line.split()
+    if len(words) < 10:
+        return False
+    if line.rstrip().endswith((".", ";")):
+        return True
+    long_words = [w for w in words if len(w.strip("(),:;")) > 3]
+    capitalised = sum(1 for w in long_words if w.strip("(),:;")[:1].isupper())
+    return capitalised / max(len(long_words), 1) < 0.35

@@ -1,0 +1,150 @@
+"""Shared fixtures: a fresh store per test, settings pointing into tmp_path, a real SMTP server, a CLI runner."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock, db
+from digest.cli import cli
+from digest.config import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def fixture_path(name: str) -> str:
+    return str(FIXTURES / name)
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock() -> Iterator[None]:
+    yield
+    clock.set_fixed_now(None)
+
+
+def at(instant: str) -> datetime:
+    """Fix the clock at an ISO instant and return it."""
+    value = clock.parse_instant(instant)
+    clock.set_fixed_now(value)
+    return value
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'var' / 'digest.db'}",
+        base_url="https://digest.test",
+        outbox_dir=str(tmp_path / "outbox"),
+        feeds_dir=str(tmp_path / "feeds"),
+        id_domain="digest.test",
+        secret_key="test-secret",
+        timezone="Europe/Paris",
+    )
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    yield db.session_factory(engine)
+    engine.dispose()
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class RecordingHandler:
+    """An aiosmtpd handler that keeps every message the real SMTP server accepted."""
+
+    received: list[Received] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[Received]:
+        return [r for r in self.received if address in r.recipients]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[RecordingHandler, str]]:
+    """A real SMTP server on loopback; yields its handler and the smtp:// URL to reach it."""
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, smtp_server: tuple[RecordingHandler, str]) -> Settings:
+    return replace(settings, smtp_url=smtp_server[1])
+
+
+@dataclass
+class Cli:
+    """Runs `digest` in-process against a config file in tmp_path."""
+
+    runner: CliRunner
+    config: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, now: str | None = None, **env: str) -> Result:
+        environment = dict(self.env, **env)
+        if now:
+            environment["DIGEST_NOW"] = now
+        result = self.runner.invoke(cli, list(args), env=environment, catch_exceptions=False)
+        clock.set_fixed_now(None)
+        return result
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Cli:
+    config = tmp_path / "digest.toml"
+    config.write_text(
+        f"""
+database_url = "sqlite:///{tmp_path / 'var' / 'digest.db'}"
+base_url = "https://digest.test"
+outbox_dir = "{tmp_path / 'outbox'}"
+feeds_dir = "{tmp_path / 'feeds'}"
+id_domain = "digest.test"
+secret_key = "test-secret"
+timezone = "Europe/Paris"
+""",
+        encoding="utf-8",
+    )
+    return Cli(CliRunner(), config, {"DIGEST_CONFIG": str(config), "DIGEST_NOW": ""})

@@ -1,0 +1,81 @@
+"""Settings: defaults, file, environment, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_settings, parse_smtp_url
+from digest.errors import ConfigError
+
+
+def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.database_url == "sqlite:///var/digest.db"
+    assert settings.smtp() is None
+    assert settings.config_path is None
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(
+        'base_url = "https://a.example/"\nschedule_hour = 9\nbatch_size = 10\n'
+        '[[sources]]\npath = "x.txt"\ntheme = "T"\n[[subscribers]]\nemail = "a@b.org"\nthemes = ["T"]\n'
+    )
+    settings = load_settings(path, environ={"DIGEST_SCHEDULE_HOUR": "7", "DIGEST_FEEDS_DIR": "/srv/feeds"})
+    assert settings.base_url == "https://a.example"  # trailing slash dropped
+    assert settings.schedule_hour == 7  # environment wins
+    assert settings.feeds_dir == "/srv/feeds"
+    assert settings.batch_size == 10
+    assert settings.sources[0].location == "x.txt" and settings.sources[0].theme == "T"
+    assert settings.subscribers[0].themes == ("T",)
+
+
+def test_digest_config_variable_picks_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('feed_author = "Ops"\n')
+    assert load_settings(environ={"DIGEST_CONFIG": str(path)}).feed_author == "Ops"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"DIGEST_SCHEDULE_HOUR": "nine"}, "DIGEST_SCHEDULE_HOUR"),
+        ({"DIGEST_SCHEDULE_HOUR": "24"}, "schedule_hour"),
+        ({"DIGEST_TIMEZONE": "Mars/Olympus"}, "timezone"),
+        ({"DIGEST_SCHEDULE_WEEKDAY": "funday"}, "schedule_weekday"),
+        ({"DIGEST_SMTP_URL": "http://mail"}, "smtp_url"),
+        ({"DIGEST_BASE_URL": "digest.example.org"}, "base_url"),
+        ({"DIGEST_BATCH_SIZE": "0"}, "batch_size"),
+        ({"DIGEST_ID_DATE": "yesterday"}, "id_date"),
+    ],
+)
+def test_bad_values_name_the_key(env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=key):
+        load_settings(environ=env)
+
+
+def test_bad_file_errors_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("base_url = ")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        load_settings(broken, environ={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="colour.*unknown.toml"):
+        load_settings(unknown, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_smtp_url_forms() -> None:
+    plain = parse_smtp_url("smtp://mail.example.org")
+    assert (plain.host, plain.port, plain.ssl, plain.starttls, plain.username) == ("mail.example.org", 25, False, False, None)
+    tls = parse_smtp_url("smtp://user%40x:p%3Ass@mail:587?starttls=1")
+    assert (tls.port, tls.starttls, tls.username, tls.password) == (587, True, "user@x", "p:ss")
+    ssl = parse_smtp_url("smtps://mail")
+    assert (ssl.port, ssl.ssl) == (465, True)
+    assert "p:ss" not in tls.display()
