@@ -76,11 +76,14 @@ class SmtpTransport:
         return conn
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
+        # Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts
+        # only str messages, never bytes.
+        wire = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.sendmail(sender, [recipient], message)
+                self._conn.sendmail(sender, [recipient], wire)
                 return
             except smtplib.SMTPRecipientsRefused as e:
                 code, reply = e.recipients.get(recipient, (550, b"refused"))

@@ -1,0 +1,277 @@
+"""Planning and sending over a real SMTP server on loopback: who gets what, once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from email.message import EmailMessage
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import db
+from digest.config import Settings
+from digest.ingest import ingest_sources
+from digest.models import Digest, LedgerEntry
+from digest.send import SendReport, plan_and_send
+from digest.subscribers import subscribe, unsubscribe
+from digest.tokens import read_token
+from digest.transport import transport_for
+from tests.conftest import RecordingHandler, at, fixture_path
+
+WATER = "water-and-sanitation"
+GOAL6 = "goal-6-clean-water-and-sanitation"
+WATER_TITLES = {
+    "Community Water Kiosks in Kisumu, Kenya: Affordable Water for Informal Settlements",
+    "Clean Taps Now",
+    "Rainwater Harvesting in Chennai",
+    "Water Safety Plans for Small Towns",
+}
+GOAL6_ONLY = {"Menstrual Health in Schools of Forlì and Zürich", "Gender Budgeting for Water Utilities"}
+DHAKA = "Women-led sanitation committees in Dhaka manage shared toilet blocks, collect…"
+KIOSK = "Community Water Kiosks in Kisumu, Kenya: Affordable Water for Informal Settlements"
+
+
+def ingest(sessions: sessionmaker[Session], *names: str) -> None:
+    from digest import clock
+
+    reports = ingest_sources(sessions, [(fixture_path(n), None, None) for n in names], clock.now())
+    assert all(r.ok for r in reports), [r.error for r in reports]
+
+
+def send(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
+    return plan_and_send(sessions, settings, transport_for(settings))
+
+
+def titles(message: EmailMessage) -> list[str]:
+    """The practice titles in a digest, read off its text part (`* Title` lines)."""
+    part = message.get_body(("plain",))
+    assert part is not None
+    return [line[2:] for line in part.get_content().splitlines() if line.startswith("* ")]
+
+
+def add(sessions: sessionmaker[Session], email: str, *themes: str, confirmed: bool = True) -> None:
+    from digest import clock
+
+    with db.transaction(sessions) as s:
+        subscribe(s, email, themes, clock.now(), confirmed=confirmed)
+
+
+def create_themes(sessions: sessionmaker[Session], *names: str) -> None:
+    from digest import clock
+    from digest.ingest import ThemeCache
+
+    with db.transaction(sessions) as s:
+        cache = ThemeCache(s)
+        for name in names:
+            cache.get(name, clock.now())
+
+
+def setup_two_themes(sessions: sessionmaker[Session]) -> None:
+    """Themes exist, subscribers confirm in the week before the first slot, then practices arrive."""
+    at("2026-11-09T10:00:00Z")
+    create_themes(sessions, "Water and Sanitation", "Goal 6: Clean water and sanitation")
+    at("2026-11-10T10:00:00Z")
+    add(sessions, "alice@example.org", WATER)
+    add(sessions, "bob@example.org", GOAL6)
+    add(sessions, "carol@example.org", WATER, GOAL6)
+    add(sessions, "dave@example.org", WATER, confirmed=False)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, "listing-water.txt", "listing-goal6.txt")
+
+
+def test_each_subscriber_gets_their_themes_once(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")  # Monday 10:00 in Paris, after the 08:00 slot
+    report = send(sessions, smtp_settings)
+    assert (report.period, report.planned, report.sent) == ("2026-11-16", 3, 3)
+
+    (alice,) = handler.to("alice@example.org")
+    assert set(titles(alice.message)) == WATER_TITLES | {DHAKA} and len(titles(alice.message)) == 5
+    (bob,) = handler.to("bob@example.org")
+    assert sorted(titles(bob.message)) == sorted(GOAL6_ONLY | {KIOSK})
+    (carol,) = handler.to("carol@example.org")
+    # The kiosk once, though it is new in both her themes; under the theme it joined first.
+    assert sorted(titles(carol.message)) == sorted(WATER_TITLES | GOAL6_ONLY | {DHAKA})
+    assert carol.message["Subject"] == "7 new practices in 2 of your themes"
+    assert handler.to("dave@example.org") == []  # not confirmed
+
+
+def test_second_send_in_same_period_and_empty_week_send_nothing(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    send(sessions, smtp_settings)
+    sent = len(handler.received)
+    at("2026-11-18T09:00:00Z")
+    again = send(sessions, smtp_settings)
+    assert (again.planned, again.sent) == (0, 0)
+    at("2026-11-23T09:00:00Z")  # next week, nothing new anywhere
+    quiet = send(sessions, smtp_settings)
+    assert (quiet.period, quiet.planned, quiet.empty, quiet.sent) == ("2026-11-23", 0, 3, 0)
+    assert len(handler.received) == sent
+
+
+def test_practice_added_next_week_goes_only_to_its_theme(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    send(sessions, smtp_settings)
+    handler.received.clear()
+    at("2026-11-19T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    at("2026-11-23T09:00:00Z")
+    report = send(sessions, smtp_settings)
+    assert report.sent == 2  # bob's theme had nothing new
+    assert titles(handler.to("alice@example.org")[0].message) == ["Greywater Reuse in Jordanian Mosques"]
+    assert titles(handler.to("carol@example.org")[0].message) == ["Greywater Reuse in Jordanian Mosques"]
+    assert handler.to("bob@example.org") == []
+
+
+def test_practice_joining_a_second_theme_is_new_there_but_never_sent_twice(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")  # creates Water; the kiosk is in Water only
+    create_themes(sessions, "Goal 6: Clean water and sanitation")
+    at("2026-11-10T10:00:00Z")
+    add(sessions, "alice@example.org", WATER)
+    add(sessions, "bob@example.org", GOAL6)
+    add(sessions, "carol@example.org", WATER, GOAL6)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, "listing-water.txt")  # the kiosk is already in Water: unchanged there
+    at("2026-11-16T09:00:00Z")
+    send(sessions, smtp_settings)
+    assert KIOSK not in titles(handler.to("carol@example.org")[0].message)  # it was in Water before carol
+    handler.received.clear()
+    at("2026-11-18T10:00:00Z")
+    ingest(sessions, "listing-goal6.txt")  # now the kiosk joins Goal 6: new there
+    at("2026-11-23T09:00:00Z")
+    send(sessions, smtp_settings)
+    assert KIOSK in titles(handler.to("bob@example.org")[0].message)
+    assert KIOSK in titles(handler.to("carol@example.org")[0].message)  # never sent to her before
+    assert handler.to("alice@example.org") == []
+    handler.received.clear()
+    at("2026-11-25T10:00:00Z")
+    with db.transaction(sessions) as s:  # and once sent, never again, even from a third theme
+        from digest.ingest import ThemeCache
+        from digest.models import Membership, Practice
+
+        theme = ThemeCache(s).get("Kenya", at("2026-11-25T10:00:00Z"))
+        kiosk = s.scalar(select(Practice).where(Practice.title == KIOSK))
+        assert kiosk is not None
+        s.add(Membership(practice_id=kiosk.id, theme_id=theme.id, added_at=at("2026-11-25T10:00:00Z")))
+    with db.transaction(sessions) as s:
+        subscribe(s, "carol@example.org", ["kenya"], at("2026-11-24T10:00:00Z"), confirmed=True)
+    at("2026-11-30T09:00:00Z")
+    send(sessions, smtp_settings)
+    assert handler.to("carol@example.org") == []
+    with sessions() as s:
+        rows = s.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == 3)).all()
+        assert len(rows) == len(set(rows))
+
+
+def test_nothing_from_before_confirmation_unless_backfill(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, "listing-water.txt")
+    at("2026-11-12T10:00:00Z")
+    add(sessions, "late@example.org", WATER)
+    with db.transaction(sessions) as s:
+        subscribe(s, "backfill@example.org", [WATER], at("2026-11-12T10:00:00Z"), confirmed=True, backfill_days=7)
+    at("2026-11-16T09:00:00Z")
+    send(sessions, smtp_settings)
+    assert handler.to("late@example.org") == []
+    assert len(titles(handler.to("backfill@example.org")[0].message)) == 5
+
+
+def test_unsubscribe_takes_effect_at_once(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    with db.transaction(sessions) as s:
+        unsubscribe(s, "alice@example.org", at("2026-11-16T09:00:00Z"))
+        unsubscribe(s, "carol@example.org", at("2026-11-16T09:00:00Z"), theme=GOAL6)
+    send(sessions, smtp_settings)
+    assert handler.to("alice@example.org") == []
+    assert len(handler.to("carol@example.org")) == 1
+
+
+def test_message_headers_structure_and_escaping(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    # A long base URL: the List-Unsubscribe header must stay one unfolded, unencoded line anyway.
+    settings = replace(smtp_settings, base_url="https://digest.test/" + "a-very-long-path-segment/" * 4)
+    add(sessions, "alice@example.org", WATER)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, "listing-hostile.txt")
+    at("2026-11-16T09:00:00Z")
+    send(sessions, settings)
+    (received,) = handler.to("alice@example.org")
+    raw = received.data.decode("ascii")  # 7-bit clean: bodies are quoted-printable
+    message = received.message
+
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "Practice digest <practices.digest.example.org>"
+    assert message["Subject"] == "1 new practice in Water and Sanitation"
+    for name in ("Message-ID", "Date", "From"):
+        assert message[name]
+    for line in raw.split("\n\n", 1)[0].splitlines():
+        if line.startswith("List-"):
+            assert "=?" not in line
+    unsubscribe_line = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
+    url = unsubscribe_line.removeprefix("List-Unsubscribe: <").removesuffix(">")
+    assert url.startswith(settings.base_url + "/unsubscribe/")
+    assert read_token("test-secret", url.rsplit("/", 1)[1]) == 1
+
+    html = message.get_body(("html",))
+    assert html is not None
+    body = html.get_content()
+    assert "<script>" not in body and "&lt;script&gt;" in body
+    assert "<img" not in body and "<b>Mallory</b>" not in body
+    assert 'href="https://digest.test/a-very-long-path-segment' in body  # links are absolute
+    text = titles(message)
+    assert text == ['<script>alert("x")</script> Safe Streets & "Lights"']  # plain text stays literal
+
+
+def test_message_id_is_fixed_at_planning_and_ledger_records_practices(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    send(sessions, smtp_settings)
+    with sessions() as s:
+        digests = {d.subscriber_id: d for d in s.scalars(select(Digest))}
+        ledger = s.scalars(select(LedgerEntry).where(LedgerEntry.subscriber_id == 3)).all()
+    (carol,) = handler.to("carol@example.org")
+    assert carol.message["Message-ID"] == digests[3].message_id
+    assert digests[3].status == "sent" and digests[3].sent_at is not None
+    assert len(ledger) == 7 and {e.digest_id for e in ledger} == {digests[3].id}
+
+
+def test_maildir_outbox_without_smtp(sessions: sessionmaker[Session], settings: Settings) -> None:
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    report = send(sessions, settings)
+    from pathlib import Path
+
+    assert report.sent == 3
+    assert len(list((Path(settings.outbox_dir) / "new").iterdir())) == 3
