@@ -137,10 +137,10 @@ def run_cli(tmp_path: Path) -> Cli:
     config = tmp_path / "digest.toml"
     config.write_text(
         f"""
-database_url = "sqlite:///{tmp_path / 'var' / 'digest.db'}"
+database_url = "sqlite:///{tmp_path / "var" / "digest.db"}"
 base_url = "https://digest.test"
-outbox_dir = "{tmp_path / 'outbox'}"
-feeds_dir = "{tmp_path / 'feeds'}"
+outbox_dir = "{tmp_path / "outbox"}"
+feeds_dir = "{tmp_path / "feeds"}"
 id_domain = "digest.test"
 secret_key = "test-secret"
 timezone = "Europe/Paris"

@@ -52,7 +52,9 @@ def test_digest_config_variable_picks_the_file(tmp_path: Path) -> None:
         ({"DIGEST_ID_DATE": "yesterday"}, "id_date"),
     ],
 )
-def test_bad_values_name_the_key(env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_values_name_the_key(
+    env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=key):
         load_settings(environ=env)
@@ -73,7 +75,13 @@ def test_bad_file_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_smtp_url_forms() -> None:
     plain = parse_smtp_url("smtp://mail.example.org")
-    assert (plain.host, plain.port, plain.ssl, plain.starttls, plain.username) == ("mail.example.org", 25, False, False, None)
+    assert (plain.host, plain.port, plain.ssl, plain.starttls, plain.username) == (
+        "mail.example.org",
+        25,
+        False,
+        False,
+        None,
+    )
     tls = parse_smtp_url("smtp://user%40x:p%3Ass@mail:587?starttls=1")
     assert (tls.port, tls.starttls, tls.username, tls.password) == (587, True, "user@x", "p:ss")
     ssl = parse_smtp_url("smtps://mail")

@@ -20,7 +20,9 @@ def count(sessions: sessionmaker[Session], model: type) -> int:
 
 def test_one_practice_in_two_themes(sessions: sessionmaker[Session]) -> None:
     reports = ingest_sources(
-        sessions, [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)], now()
+        sessions,
+        [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)],
+        now(),
     )
     assert [r.error for r in reports] == [None, None]
     assert (reports[0].new, reports[1].new, reports[1].unchanged, reports[1].joined) == (5, 2, 1, 1)

@@ -57,8 +57,9 @@ def test_genuine_accents_and_cut_lists_survive() -> None:
     assert menstrual.submitted_by == "José María NÚÑEZ"
     assert "Zoë Müller" in menstrual.summary
     budget = parsed.items[2]
-    assert budget.summary.endswith("Priorities for 2025:\nFix leaks in the southern districts.\n"
-                                   "Extend night lighting at public standpipes.")
+    assert budget.summary.endswith(
+        "Priorities for 2025:\nFix leaks in the southern districts.\nExtend night lighting at public standpipes."
+    )
 
 
 def test_summary_ending_in_colon_is_reported() -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest import clock, db
 from digest.config import Settings, load_settings
@@ -204,11 +204,15 @@ def practices(app: App, theme: str | None, as_json: bool) -> None:
     from digest.subscribers import resolve_themes
 
     with app.sessions() as session:
-        query = select(Practice).order_by(Practice.id.desc())
+        query = (
+            select(Practice)
+            .order_by(Practice.id.desc())
+            .options(selectinload(Practice.memberships).selectinload(Membership.theme))
+        )
         if theme:
             (target,) = resolve_themes(session, [theme])
             query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.theme_id == target.id)))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for p in session.scalars(query):
             members = sorted(p.memberships, key=lambda m: m.id)
             rows.append(

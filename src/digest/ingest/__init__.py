@@ -122,7 +122,8 @@ def store_parsed(
     """Store parsed items in the session's transaction: new practices, updates, and theme memberships."""
     report = IngestReport(source=source, problems=list(parsed.problems))
     themes = ThemeCache(session)
-    default_themes = [theme or parsed.theme] if (theme or parsed.theme) else []
+    named = theme or parsed.theme
+    default_themes = [named] if named else []
 
     keyed = [(sha(identity_of(item))[:40], item) for item in parsed.items]
     existing: dict[str, Practice] = {}
