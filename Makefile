@@ -31,7 +31,7 @@ lint: $(STAMP)
 
 ## bench: the benchmarks in benchmarks/ (print figures; not tests)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
 
 clean:

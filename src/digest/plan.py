@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
@@ -252,29 +252,43 @@ def _plan_batch(
             )
         ):
             sent[sub_id].add(practice_id)
+    planned: list[tuple[int, DigestContent, list[tuple[int, int]]]] = []
     for subscriber in batch:
-        subscriber.last_period = period
         result = context.compose_for(period, subscriptions[subscriber.id], sent[subscriber.id])
         if result is None:
             report.empty += 1
-            continue
-        content, pairs = result
-        digest = Digest(
-            subscriber_id=subscriber.id,
-            period=period,
-            status="planned",
-            message_id=new_message_id(period, subscriber.id, id_domain),
-            subject=content.subject,
-            content=content.to_json(),
-            planned_at=now,
-            attempts=0,
+        else:
+            planned.append((subscriber.id, *result))
+    if planned:
+        # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest.
+        digest_ids = dict(
+            session.execute(
+                insert(Digest).returning(Digest.subscriber_id, Digest.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "subscriber_id": subscriber_id,
+                        "period": period,
+                        "status": "planned",
+                        "message_id": new_message_id(period, subscriber_id, id_domain),
+                        "subject": content.subject,
+                        "content": content.to_json(),
+                        "planned_at": now,
+                        "attempts": 0,
+                    }
+                    for subscriber_id, content, _ in planned
+                ],
+            ).all()
         )
-        session.add(digest)
-        session.flush()
-        session.add_all(
-            LedgerEntry(subscriber_id=subscriber.id, practice_id=p, digest_id=digest.id, theme_id=t) for p, t in pairs
+        session.execute(
+            insert(LedgerEntry),
+            [
+                {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t}
+                for sid, _, pairs in planned
+                for p, t in pairs
+            ],
         )
-        report.planned += 1
+        report.planned += len(planned)
+    session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(last_period=period))
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)

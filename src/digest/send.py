@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
@@ -18,6 +18,8 @@ from digest.render import Links, RenderedDigest, render_digest
 from digest.schedule import current_period
 from digest.tokens import make_token
 from digest.transport import RecipientRefused, Transport
+
+PENDING = ("planned", "sending")
 
 
 @dataclass
@@ -61,15 +63,39 @@ def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -
     return build_message(envelope, rendered.text, rendered.html)
 
 
-def _next_pending(session: Session, after_id: int, limit: int) -> list[tuple[Digest, Subscriber]]:
+def _next_pending(session: Session, after_id: int, limit: int) -> list[tuple[Digest, str]]:
     rows = session.execute(
-        select(Digest, Subscriber)
+        select(Digest, Subscriber.email)
         .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-        .where(Digest.id > after_id, Digest.status.in_(("planned", "sending")))
+        .where(Digest.id > after_id, Digest.status.in_(PENDING))
         .order_by(Digest.id)
         .limit(limit)
     )
     return [(row[0], row[1]) for row in rows]
+
+
+def _claim(engine: Engine, digest_id: int) -> str:
+    """Mark a pending digest `sending` (committed) if its subscriber is still confirmed; else cancel it."""
+    confirmed = select(Subscriber.id).where(Subscriber.status == "confirmed")
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status.in_(PENDING), Digest.subscriber_id.in_(confirmed))
+            .values(status="sending", attempts=Digest.attempts + 1)
+        ).rowcount
+        if claimed:
+            return "sending"
+        cancelled = conn.execute(
+            update(Digest).where(Digest.id == digest_id, Digest.status.in_(PENDING)).values(status="cancelled")
+        ).rowcount
+    return "cancelled" if cancelled else "gone"
+
+
+def _finish(engine: Engine, digest_id: int, status: str, sent_at: datetime | None, error: str | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(Digest).where(Digest.id == digest_id).values(status=status, sent_at=sent_at, last_error=error)
+        )
 
 
 def deliver_pending(
@@ -81,43 +107,31 @@ def deliver_pending(
     not about one recipient (server down, connection lost) stops the run and leaves the rest pending.
     """
     sender = sender_address(settings.mail_from)
+    engine = factory.kw["bind"]
     last_id = 0
     while True:
         with factory() as session:
             batch = _next_pending(session, last_id, settings.batch_size)
         if not batch:
             return
-        for digest, subscriber in batch:
+        for digest, email in batch:
             last_id = digest.id
-            with factory() as session, session.begin():
-                row = session.get(Digest, digest.id, with_for_update=True)
-                if row is None or row.status not in ("planned", "sending"):
-                    continue
-                if subscriber.status != "confirmed":
-                    row.status = "cancelled"
-                    report.cancelled += 1
-                    continue
-                row.status, row.attempts = "sending", row.attempts + 1
+            claim = _claim(engine, digest.id)
+            if claim == "cancelled":
+                report.cancelled += 1
+            if claim != "sending":
+                continue
             now = clock.now()
-            message = message_for(settings, digest, subscriber.email, now)
+            message = message_for(settings, digest, email, now)
             try:
-                transport.send(sender, subscriber.email, message)
+                transport.send(sender, email, message)
             except RecipientRefused as e:
-                _finish(factory, digest.id, "failed", None, str(e))
+                _finish(engine, digest.id, "failed", None, str(e))
                 report.failed += 1
                 report.errors.append(str(e))
                 continue
-            _finish(factory, digest.id, "sent", now, None)
+            _finish(engine, digest.id, "sent", now, None)
             report.sent += 1
-
-
-def _finish(
-    factory: sessionmaker[Session], digest_id: int, status: str, sent_at: datetime | None, error: str | None
-) -> None:
-    with factory() as session, session.begin():
-        row = session.get(Digest, digest_id)
-        if row is not None:
-            row.status, row.sent_at, row.last_error = status, sent_at, error
 
 
 def plan_and_send(factory: sessionmaker[Session], settings: Settings, transport: Transport) -> SendReport:
