@@ -26,7 +26,7 @@ from digest.ingest import ingest_sources
 from digest.message import Envelope, build_message
 from digest.models import Subscriber, Subscription, Theme
 from digest.plan import DigestContent, plan_period
-from digest.send import SendReport, deliver_pending, render_for
+from digest.send import SendReport, deliver_pending, links_for, render_for
 from digest.transport import MaildirTransport
 
 LISTING = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
@@ -94,7 +94,7 @@ def mime_comparison(repeat: int = 2000) -> tuple[float, float]:
         )
         + "]}]}"
     )
-    rendered = render_for(settings, content, 1)
+    rendered = render_for(settings, content, links_for(settings, 1))
     envelope = Envelope(
         settings.mail_from, "u@example.org", rendered.subject, "<x@y>", clock.now(), settings.list_id, "https://d/u/t"
     )

@@ -22,7 +22,7 @@ from digest.ingest import FORMATS, IngestReport, ingest_sources
 from digest.models import Membership, Practice, Subscription, Theme
 from digest.plan import preview_content
 from digest.schedule import current_period
-from digest.send import SendReport, plan_and_send, render_for
+from digest.send import Addressed, SendReport, digest_message, plan_and_send
 from digest.subscribers import ensure_subscriber, get_subscriber, import_csv, list_subscribers, subscribe, unsubscribe
 from digest.transport import transport_for
 
@@ -347,9 +347,6 @@ def preview(app: App, email: str, part: str) -> None:
 
     Example: digest preview ada@example.org --html > next.html
     """
-    from digest.message import Envelope, build_message
-    from digest.send import links_for
-
     now = clock.now()
     with app.sessions() as session:
         subscriber = get_subscriber(session, email)
@@ -357,22 +354,12 @@ def preview(app: App, email: str, part: str) -> None:
     if content is None:
         click.echo(f"{subscriber.email}: nothing new since their last digest", err=True)
         return
-    rendered = render_for(app.settings, content, subscriber.id)
-    if part == "html":
-        click.echo(rendered.html, nl=False)
-    elif part == "text":
-        click.echo(rendered.text, nl=False)
+    to = Addressed(subscriber.id, subscriber.email, "<preview@digest.invalid>")
+    rendered, message = digest_message(app.settings, content, to, now)
+    if part == "eml":
+        sys.stdout.buffer.write(message)
     else:
-        envelope = Envelope(
-            app.settings.mail_from,
-            subscriber.email,
-            content.subject,
-            "<preview@digest.invalid>",
-            now,
-            app.settings.list_id,
-            links_for(app.settings, subscriber.id).unsubscribe,
-        )
-        sys.stdout.buffer.write(build_message(envelope, rendered.text, rendered.html))
+        click.echo(rendered.html if part == "html" else rendered.text, nl=False)
 
 
 @cli.command()

@@ -43,24 +43,42 @@ def links_for(settings: Settings, subscriber_id: int) -> Links:
     return Links(base_url=settings.base_url, unsubscribe=f"{settings.base_url}/unsubscribe/{token}")
 
 
-def render_for(settings: Settings, content: DigestContent, subscriber_id: int) -> RenderedDigest:
+def render_for(settings: Settings, content: DigestContent, links: Links) -> RenderedDigest:
     templates = Path(settings.templates_dir) if settings.templates_dir else None
-    return render_digest(content, links_for(settings, subscriber_id), templates)
+    return render_digest(content, links, templates)
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """Who a digest goes to and under which fixed Message-ID."""
+
+    subscriber_id: int
+    email: str
+    message_id: str
+
+
+def digest_message(
+    settings: Settings, content: DigestContent, to: Addressed, now: datetime
+) -> tuple[RenderedDigest, bytes]:
+    """Render a digest and assemble its message; the unsubscribe token is signed once for both."""
+    links = links_for(settings, to.subscriber_id)
+    rendered = render_for(settings, content, links)
+    envelope = Envelope(
+        mail_from=settings.mail_from,
+        to=to.email,
+        subject=rendered.subject,
+        message_id=to.message_id,
+        date=now,
+        list_id=settings.list_id,
+        unsubscribe_url=links.unsubscribe,
+    )
+    return rendered, build_message(envelope, rendered.text, rendered.html)
 
 
 def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -> bytes:
-    """The digest's message, from its frozen content, with its fixed Message-ID."""
-    rendered = render_for(settings, DigestContent.from_json(digest.content), digest.subscriber_id)
-    envelope = Envelope(
-        mail_from=settings.mail_from,
-        to=email,
-        subject=digest.subject,
-        message_id=digest.message_id,
-        date=now,
-        list_id=settings.list_id,
-        unsubscribe_url=links_for(settings, digest.subscriber_id).unsubscribe,
-    )
-    return build_message(envelope, rendered.text, rendered.html)
+    """The planned digest's message, from its frozen content, with its fixed Message-ID."""
+    to = Addressed(digest.subscriber_id, email, digest.message_id)
+    return digest_message(settings, DigestContent.from_json(digest.content), to, now)[1]
 
 
 def _next_pending(session: Session, after_id: int, limit: int) -> list[tuple[Digest, str]]:

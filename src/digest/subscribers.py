@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
+from digest.ingest import ThemeCache
 from digest.models import Digest, Membership, Subscriber, Subscription, Theme
 from digest.text import slugify
 
@@ -57,8 +58,6 @@ def ensure_subscriber(session: Session, email: str, theme_names: Iterable[str], 
     address = normalize_email(email)
     if session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is not None:
         return
-    from digest.ingest import ThemeCache
-
     cache = ThemeCache(session)
     themes = [cache.get(name, now) for name in theme_names]
     subscribe(session, address, [t.slug for t in themes], now, confirmed=True)
