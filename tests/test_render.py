@@ -23,7 +23,8 @@ CONTENT = DigestContent(
                     1,
                     "u1",
                     "Menstrual Health in Schools of Forlì and Zürich",
-                    "Schools in Forlì and Zürich provide free menstrual products.\n\nPriorities:\nFix leaks.\nAdd lights.",
+                    "Schools in Forlì and Zürich provide free menstrual products."
+                    "\n\nPriorities:\nFix leaks.\nAdd lights.",
                     "https://practices.example.org/node/12",
                     "José María NÚÑEZ",
                     "2026-11-11T10:00:00+00:00",
@@ -33,7 +34,7 @@ CONTENT = DigestContent(
         ThemeSection(
             "Water & <Sanitation>",
             "water-and-sanitation",
-            (PracticeEntry(2, "u2", '<script>alert("x")</script> Taps', "A & B <b>bold</b>", None, None, "2026-11-11"),),
+            (PracticeEntry(2, "u2", '<script>alert("x")</script> Taps', "A & B <b>bold</b>", None, None, "2026-11"),),
         ),
     ),
 )
