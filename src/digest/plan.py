@@ -160,9 +160,10 @@ def new_message_id(period: str, subscriber_id: int, domain: str) -> str:
     return f"<digest.{period}.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
 
 
-def _due_subscribers(session: Session, period: str, after_id: int, limit: int) -> list[Subscriber]:
+def _due_subscribers(session: Session, period: str, after_id: int, limit: int) -> list[int]:
+    """Ids of confirmed subscribers not yet planned for ``period``, in id order (keyset pagination)."""
     query = (
-        select(Subscriber)
+        select(Subscriber.id)
         .where(
             Subscriber.id > after_id,
             Subscriber.status == "confirmed",
@@ -224,19 +225,18 @@ def plan_period(
             if not batch:
                 return report
             _plan_batch(session, batch, context, period, now, id_domain, report)
-            last_id = batch[-1].id
+            last_id = batch[-1]
 
 
 def _plan_batch(
     session: Session,
-    batch: list[Subscriber],
+    ids: list[int],
     context: PlanningContext,
     period: str,
     now: datetime,
     id_domain: str,
     report: PlanReport,
 ) -> None:
-    ids = [s.id for s in batch]
     subscriptions: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for sub_id, theme_id, cursor in session.execute(
         select(Subscription.subscriber_id, Subscription.theme_id, Subscription.cursor).where(
@@ -253,12 +253,12 @@ def _plan_batch(
         ):
             sent[sub_id].add(practice_id)
     planned: list[tuple[int, DigestContent, list[tuple[int, int]]]] = []
-    for subscriber in batch:
-        result = context.compose_for(period, subscriptions[subscriber.id], sent[subscriber.id])
+    for subscriber_id in ids:
+        result = context.compose_for(period, subscriptions[subscriber_id], sent[subscriber_id])
         if result is None:
             report.empty += 1
         else:
-            planned.append((subscriber.id, *result))
+            planned.append((subscriber_id, *result))
     if planned:
         # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest.
         digest_ids = dict(

@@ -46,12 +46,15 @@ def environment(templates_dir: str) -> Environment:
     return env
 
 
-def render_digest(content: DigestContent, links: Links, templates_dir: str | Path | None = None) -> RenderedDigest:
-    """Render a digest; everything from a source is escaped in HTML by autoescape."""
+def render_digest(
+    content: DigestContent, links: Links, templates_dir: str | Path | None = None, subject: str | None = None
+) -> RenderedDigest:
+    """Render a digest (with the subject frozen when it was planned, if given); source text is autoescaped."""
     env = environment(str(templates_dir or DEFAULT_TEMPLATES))
-    context = {"digest": content, "links": links, "subject": content.subject}
+    subject = subject or content.subject
+    context = {"digest": content, "links": links, "subject": subject}
     return RenderedDigest(
-        subject=content.subject,
+        subject=subject,
         text=env.get_template("digest.txt").render(context),
         html=env.get_template("digest.html").render(context),
     )

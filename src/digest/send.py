@@ -43,18 +43,19 @@ def links_for(settings: Settings, subscriber_id: int) -> Links:
     return Links(base_url=settings.base_url, unsubscribe=f"{settings.base_url}/unsubscribe/{token}")
 
 
-def render_for(settings: Settings, content: DigestContent, links: Links) -> RenderedDigest:
+def render_for(settings: Settings, content: DigestContent, links: Links, subject: str | None = None) -> RenderedDigest:
     templates = Path(settings.templates_dir) if settings.templates_dir else None
-    return render_digest(content, links, templates)
+    return render_digest(content, links, templates, subject)
 
 
 @dataclass(frozen=True)
 class Addressed:
-    """Who a digest goes to and under which fixed Message-ID."""
+    """Who a digest goes to, under which fixed Message-ID and subject (None: derive it from the content)."""
 
     subscriber_id: int
     email: str
     message_id: str
+    subject: str | None = None
 
 
 def digest_message(
@@ -62,7 +63,7 @@ def digest_message(
 ) -> tuple[RenderedDigest, bytes]:
     """Render a digest and assemble its message; the unsubscribe token is signed once for both."""
     links = links_for(settings, to.subscriber_id)
-    rendered = render_for(settings, content, links)
+    rendered = render_for(settings, content, links, to.subject)
     envelope = Envelope(
         mail_from=settings.mail_from,
         to=to.email,
@@ -77,7 +78,7 @@ def digest_message(
 
 def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -> bytes:
     """The planned digest's message, from its frozen content, with its fixed Message-ID."""
-    to = Addressed(digest.subscriber_id, email, digest.message_id)
+    to = Addressed(digest.subscriber_id, email, digest.message_id, digest.subject)
     return digest_message(settings, DigestContent.from_json(digest.content), to, now)[1]
 
 
@@ -125,7 +126,9 @@ def deliver_pending(
     not about one recipient (server down, connection lost) stops the run and leaves the rest pending.
     """
     sender = sender_address(settings.mail_from)
-    engine = factory.kw["bind"]
+    with factory() as session:
+        engine = session.get_bind()
+    assert isinstance(engine, Engine)
     last_id = 0
     while True:
         with factory() as session:
