@@ -19,6 +19,7 @@ from email.policy import SMTP
 from pathlib import Path
 
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, db
 from digest.config import Settings
@@ -32,7 +33,7 @@ from digest.transport import MaildirTransport
 LISTING = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
-def setup(tmp: Path, subscribers: int) -> tuple[Settings, object]:
+def setup(tmp: Path, subscribers: int) -> tuple[Settings, sessionmaker[Session]]:
     settings = Settings(database_url=f"sqlite:///{tmp / 'b.db'}", outbox_dir=str(tmp / "outbox"), batch_size=500)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
@@ -72,10 +73,10 @@ def one_pass(subscribers: int, trace: bool) -> tuple[float, float, float]:
         if trace:
             tracemalloc.start()
         t0 = time.perf_counter()
-        plan = plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)  # type: ignore[arg-type]
+        plan = plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)
         t1 = time.perf_counter()
         report = SendReport(period="2026-11-16")
-        deliver_pending(sessions, settings, MaildirTransport(settings.outbox_dir), report)  # type: ignore[arg-type]
+        deliver_pending(sessions, settings, MaildirTransport(settings.outbox_dir), report)
         t2 = time.perf_counter()
         peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
         tracemalloc.stop()

@@ -67,7 +67,7 @@ def test_summary_ending_in_colon_is_reported() -> None:
     assert any("cut a list" in p.reason and p.title == "Water Safety Plans for Small Towns" for p in parsed.problems)
 
 
-def test_missing_theme_line_without_theme_is_an_error_naming_the_source(tmp_path: Path) -> None:
+def test_listing_without_theme_line_names_no_theme() -> None:
     text = (FIXTURES / "listing-water.txt").read_text(encoding="utf-8").replace("Subscribe to Water and Sanitation", "")
     parsed = parse_listing(text, "no-theme.txt")
     assert parsed.theme is None  # store_parsed then refuses it unless --theme is given (see test_ingest)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from email.message import EmailMessage
+from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
 from digest.config import Settings
 from digest.ingest import ingest_sources
-from digest.models import Digest, LedgerEntry
+from digest.models import Digest, LedgerEntry, Subscriber
 from digest.send import SendReport, plan_and_send
 from digest.subscribers import subscribe, unsubscribe
 from digest.tokens import read_token
@@ -79,13 +81,22 @@ def setup_two_themes(sessions: sessionmaker[Session]) -> None:
     ingest(sessions, "listing-water.txt", "listing-goal6.txt")
 
 
+def first_week_sent(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
+    """The two-theme setup, then the send at Monday 10:00 in Paris, after the 08:00 slot."""
+    setup_two_themes(sessions)
+    at("2026-11-16T09:00:00Z")
+    return send(sessions, settings)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
 def test_each_subscriber_gets_their_themes_once(
-    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+    sessions: sessionmaker[Session],
+    smtp_settings: Settings,
+    smtp_server: tuple[RecordingHandler, str],
+    batch_size: int,
 ) -> None:
     handler = smtp_server[0]
-    setup_two_themes(sessions)
-    at("2026-11-16T09:00:00Z")  # Monday 10:00 in Paris, after the 08:00 slot
-    report = send(sessions, smtp_settings)
+    report = first_week_sent(sessions, replace(smtp_settings, batch_size=batch_size))
     assert (report.period, report.planned, report.sent) == ("2026-11-16", 3, 3)
 
     (alice,) = handler.to("alice@example.org")
@@ -103,9 +114,7 @@ def test_second_send_in_same_period_and_empty_week_send_nothing(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
     handler = smtp_server[0]
-    setup_two_themes(sessions)
-    at("2026-11-16T09:00:00Z")
-    send(sessions, smtp_settings)
+    first_week_sent(sessions, smtp_settings)
     sent = len(handler.received)
     at("2026-11-18T09:00:00Z")
     again = send(sessions, smtp_settings)
@@ -120,9 +129,7 @@ def test_practice_added_next_week_goes_only_to_its_theme(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
     handler = smtp_server[0]
-    setup_two_themes(sessions)
-    at("2026-11-16T09:00:00Z")
-    send(sessions, smtp_settings)
+    first_week_sent(sessions, smtp_settings)
     handler.received.clear()
     at("2026-11-19T10:00:00Z")
     ingest(sessions, "listing-water-week2.txt")
@@ -174,8 +181,9 @@ def test_practice_joining_a_second_theme_is_new_there_but_never_sent_twice(
     send(sessions, smtp_settings)
     assert handler.to("carol@example.org") == []
     with sessions() as s:
-        rows = s.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == 3)).all()
-        assert len(rows) == len(set(rows))
+        carol_id = s.scalar(select(Subscriber.id).where(Subscriber.email == "carol@example.org"))
+        rows = s.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == carol_id)).all()
+        assert rows and len(rows) == len(set(rows))
 
 
 def test_nothing_from_before_confirmation_unless_backfill(
@@ -255,23 +263,42 @@ def test_message_id_is_fixed_at_planning_and_ledger_records_practices(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
     handler = smtp_server[0]
-    setup_two_themes(sessions)
-    at("2026-11-16T09:00:00Z")
-    send(sessions, smtp_settings)
+    first_week_sent(sessions, smtp_settings)
     with sessions() as s:
+        carol_id = s.scalar(select(Subscriber.id).where(Subscriber.email == "carol@example.org"))
         digests = {d.subscriber_id: d for d in s.scalars(select(Digest))}
-        ledger = s.scalars(select(LedgerEntry).where(LedgerEntry.subscriber_id == 3)).all()
+        ledger = s.scalars(select(LedgerEntry).where(LedgerEntry.subscriber_id == carol_id)).all()
+    assert carol_id is not None
     (carol,) = handler.to("carol@example.org")
-    assert carol.message["Message-ID"] == digests[3].message_id
-    assert digests[3].status == "sent" and digests[3].sent_at is not None
-    assert len(ledger) == 7 and {e.digest_id for e in ledger} == {digests[3].id}
+    assert carol.message["Message-ID"] == digests[carol_id].message_id
+    assert digests[carol_id].status == "sent" and digests[carol_id].sent_at is not None
+    assert len(ledger) == 7 and {e.digest_id for e in ledger} == {digests[carol_id].id}
 
 
 def test_maildir_outbox_without_smtp(sessions: sessionmaker[Session], settings: Settings) -> None:
-    setup_two_themes(sessions)
-    at("2026-11-16T09:00:00Z")
-    report = send(sessions, settings)
-    from pathlib import Path
-
+    report = first_week_sent(sessions, settings)
     assert report.sent == 3
     assert len(list((Path(settings.outbox_dir) / "new").iterdir())) == 3
+
+
+def test_mail_carries_the_subject_frozen_at_planning(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    from digest.plan import plan_period
+    from digest.send import deliver_pending
+
+    handler = smtp_server[0]
+    setup_two_themes(sessions)
+    now = at("2026-11-16T09:00:00Z")
+    plan_period(sessions, "2026-11-16", now, "digest.test", 500)
+    with db.transaction(sessions) as s:  # as if the subject wording changed in code after planning
+        s.execute(update(Digest).values(subject="Frozen at planning"))
+    transport = transport_for(smtp_settings)
+    try:
+        deliver_pending(sessions, smtp_settings, transport, SendReport(period="2026-11-16"))
+    finally:
+        transport.close()
+    assert {r.message["Subject"] for r in handler.received} == {"Frozen at planning"}
+    (alice,) = handler.to("alice@example.org")
+    html = alice.message.get_body(("html",))
+    assert html is not None and "<title>Frozen at planning</title>" in html.get_content()
