@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest import clock, db
-from digest.ingest import ThemeCache
+from digest.ingest.store import ThemeCache
 from digest.subscribers import import_csv, normalize_email
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, db
-from digest.config import Settings
+from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
 from digest.message import Envelope, build_message
 from digest.models import Subscriber, Subscription, Theme
@@ -39,7 +39,7 @@ def setup(tmp: Path, subscribers: int) -> tuple[Settings, sessionmaker[Session]]
     db.upgrade(engine)
     sessions = db.session_factory(engine)
     clock.set_fixed_now(datetime(2026, 11, 9, 10, tzinfo=UTC))
-    ingest_sources(sessions, [(str(LISTING / "listing-goal6.txt"), None, None)], clock.now())
+    ingest_sources(sessions, [SourceConfig(str(LISTING / "listing-goal6.txt"))], clock.now())
     with sessions() as s, s.begin():
         themes = [t.id for t in s.scalars(select(Theme))]
         s.execute(
@@ -56,7 +56,7 @@ def setup(tmp: Path, subscribers: int) -> tuple[Settings, sessionmaker[Session]]
         )
     clock.set_fixed_now(datetime(2026, 11, 11, 10, tzinfo=UTC))
     for name in ("listing-water.txt", "listing-water-week2.txt"):
-        ingest_sources(sessions, [(str(LISTING / name), None, None)], clock.now())
+        ingest_sources(sessions, [SourceConfig(str(LISTING / name))], clock.now())
     return settings, sessions
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock, db
 from digest.cli import cli
 from digest.config import Settings
+from tests.feedserver import FeedServer, running
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -108,6 +109,17 @@ def smtp_server() -> Iterator[tuple[RecordingHandler, str]]:
         yield handler, f"smtp://127.0.0.1:{port}"
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A real HTTP server on loopback serving feeds (and failures) per path."""
+    with running() as server:
+        yield server
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import feedparser
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import Settings
+from digest.config import Settings, SourceConfig
 from digest.feeds import build_feeds
 from digest.ingest import ingest_sources
 from tests.conftest import at, fixture_path
@@ -17,7 +17,7 @@ from tests.conftest import at, fixture_path
 def ingest(sessions: sessionmaker[Session], *names: str) -> None:
     from digest import clock
 
-    assert all(r.ok for r in ingest_sources(sessions, [(fixture_path(n), None, None) for n in names], clock.now()))
+    assert all(r.ok for r in ingest_sources(sessions, [SourceConfig(fixture_path(n)) for n in names], clock.now()))
 
 
 def build(sessions: sessionmaker[Session], settings: Settings) -> dict[str, bool]:

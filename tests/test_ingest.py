@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.clock import now
+from digest.config import SourceConfig
 from digest.ingest import ingest_sources
 from digest.models import Membership, Practice, Theme
 from tests.conftest import SHARED_SAMPLES, fixture_path
@@ -21,7 +22,7 @@ def count(sessions: sessionmaker[Session], model: type) -> int:
 def test_one_practice_in_two_themes(sessions: sessionmaker[Session]) -> None:
     reports = ingest_sources(
         sessions,
-        [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)],
+        [SourceConfig(fixture_path("listing-water.txt")), SourceConfig(fixture_path("listing-goal6.txt"))],
         now(),
     )
     assert [r.error for r in reports] == [None, None]
@@ -37,7 +38,7 @@ def test_one_practice_in_two_themes(sessions: sessionmaker[Session]) -> None:
 
 
 def test_reingest_changes_nothing(sessions: sessionmaker[Session]) -> None:
-    sources = [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)]
+    sources = [SourceConfig(fixture_path("listing-water.txt")), SourceConfig(fixture_path("listing-goal6.txt"))]
     ingest_sources(sessions, sources, now())
     memberships = count(sessions, Membership)
     again = ingest_sources(sessions, sources, now())
@@ -48,11 +49,11 @@ def test_reingest_changes_nothing(sessions: sessionmaker[Session]) -> None:
 
 def test_changed_text_updates_without_new_membership(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     original = Path(fixture_path("listing-water.txt")).read_text(encoding="utf-8")
-    ingest_sources(sessions, [(fixture_path("listing-water.txt"), None, None)], now())
+    ingest_sources(sessions, [SourceConfig(fixture_path("listing-water.txt"))], now())
     edited = tmp_path / "water.txt"
     # Same title and first paragraph (the identity), a changed second paragraph.
     edited.write_text(original.replace("basic plumbing and bookkeeping", "plumbing, bookkeeping and first aid"))
-    (report,) = ingest_sources(sessions, [(str(edited), None, None)], now())
+    (report,) = ingest_sources(sessions, [SourceConfig(str(edited))], now())
     assert (report.new, report.updated, report.unchanged) == (0, 1, 4)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Practice).where(Practice.summary.like("%first aid%"))) == 1
@@ -63,23 +64,23 @@ def test_theme_override_and_missing_theme(sessions: sessionmaker[Session], tmp_p
     text = Path(fixture_path("listing-water.txt")).read_text(encoding="utf-8")
     bare = tmp_path / "bare.txt"
     bare.write_text(text.replace("Subscribe to Water and Sanitation", ""), encoding="utf-8")
-    (failed,) = ingest_sources(sessions, [(str(bare), None, None)], now())
+    (failed,) = ingest_sources(sessions, [SourceConfig(str(bare))], now())
     assert failed.error and "bare.txt" in failed.error and "no theme" in failed.error
     assert "--theme" in failed.hint
     assert count(sessions, Practice) == 0  # the failed source's transaction stored nothing
-    (ok,) = ingest_sources(sessions, [(str(bare), "Drinking Water", None)], now())
+    (ok,) = ingest_sources(sessions, [SourceConfig(str(bare), "Drinking Water")], now())
     assert ok.themes == ["Drinking Water"] and ok.new == 5
 
 
 def test_bad_source_stops_no_other_and_loses_nothing(sessions: sessionmaker[Session]) -> None:
-    ingest_sources(sessions, [(fixture_path("listing-goal6.txt"), None, None)], now())
+    ingest_sources(sessions, [SourceConfig(fixture_path("listing-goal6.txt"))], now())
     before = count(sessions, Practice)
     reports = ingest_sources(
         sessions,
         [
-            (fixture_path("undecodable.txt"), None, None),
-            (fixture_path("missing.txt"), None, None),
-            (fixture_path("listing-water.txt"), None, None),
+            SourceConfig(fixture_path("undecodable.txt")),
+            SourceConfig(fixture_path("missing.txt")),
+            SourceConfig(fixture_path("listing-water.txt")),
         ],
         now(),
     )
@@ -95,13 +96,13 @@ def test_duplicate_identity_with_other_text_in_one_source_is_reported(
     block = "Same Title\n\nSubmitted by A on\n\nSame first paragraph.\n\n{extra}\n\n"
     path = tmp_path / "dup.txt"
     path.write_text(block.format(extra="One ending.") + block.format(extra="Other ending.") + "Subscribe to T\n")
-    (report,) = ingest_sources(sessions, [(str(path), None, None)], now())
+    (report,) = ingest_sources(sessions, [SourceConfig(str(path))], now())
     assert report.new == 1
     assert any("same identity" in p.reason for p in report.problems)
 
 
 def test_hostile_text_is_stored_as_text(sessions: sessionmaker[Session]) -> None:
-    (report,) = ingest_sources(sessions, [(fixture_path("listing-hostile.txt"), None, None)], now())
+    (report,) = ingest_sources(sessions, [SourceConfig(fixture_path("listing-hostile.txt"))], now())
     assert report.new == 1
     with sessions() as s:
         practice = s.scalar(select(Practice))
@@ -113,7 +114,7 @@ def test_real_samples_give_fifteen_practices(sessions: sessionmaker[Session]) ->
 
     if not SHARED_SAMPLES.is_dir():
         pytest.skip("../shared/samples is not beside this clone")
-    sources = [(str(p), None, None) for p in sorted(SHARED_SAMPLES.glob("*.txt"))]
+    sources = [SourceConfig(str(p)) for p in sorted(SHARED_SAMPLES.glob("*.txt"))]
     ingest_sources(sessions, sources, now())
     assert count(sessions, Practice) == 15
     assert count(sessions, Theme) == 2
@@ -123,3 +124,24 @@ def test_real_samples_give_fifteen_practices(sessions: sessionmaker[Session]) ->
         assert all(p.title for p in s.scalars(select(Practice)))
     again = ingest_sources(sessions, sources, now())
     assert sum(r.new + r.updated + r.joined for r in again) == 0
+
+
+def test_migration_keeps_stored_practices_findable(tmp_path: Path) -> None:
+    """A practice stored before practice keys existed (schema 0001) is found again by the identity of its uid."""
+    from digest import db
+    from digest.ingest import read_source
+    from digest.ingest.store import identity_of, key_of
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    db.upgrade(engine, "0001")
+    kiosk = read_source(fixture_path("listing-water.txt")).items[0]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO practices (uid, identity, title, title_derived, summary, first_seen_at, updated_at,"
+            " content_hash) VALUES (?, ?, ?, 0, ?, '2026-11-01 10:00:00', '2026-11-01 10:00:00', 'old')",
+            (key_of(identity_of(kiosk)), identity_of(kiosk), kiosk.title, kiosk.summary),
+        )
+    db.upgrade(engine)
+    (report,) = ingest_sources(db.session_factory(engine), [SourceConfig(fixture_path("listing-water.txt"))], now())
+    assert (report.new, report.updated) == (4, 1)  # the old row is updated (its hash was 'old'), not duplicated
+    engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
-from digest.config import Settings
+from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
 from digest.models import Digest, LedgerEntry, Practice
 from digest.send import plan_and_send
@@ -72,13 +72,13 @@ def test_full_cycle_on_postgres(
     handler, smtp_url = smtp_server
     pg_settings = replace(settings, database_url=pg_url, smtp_url=smtp_url)
     at("2026-11-09T10:00:00Z")
-    ingest_sources(pg_sessions, [(fixture_path("listing-goal6.txt"), None, None)], at("2026-11-09T10:00:00Z"))
+    ingest_sources(pg_sessions, [SourceConfig(fixture_path("listing-goal6.txt"))], at("2026-11-09T10:00:00Z"))
     with db.transaction(pg_sessions) as s:
         subscribe(s, "ada@example.org", ["goal-6-clean-water-and-sanitation"], at("2026-11-10T10:00:00Z"), True)
     now = at("2026-11-11T10:00:00Z")
     reports = ingest_sources(
         pg_sessions,
-        [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)],
+        [SourceConfig(fixture_path("listing-water.txt")), SourceConfig(fixture_path("listing-goal6.txt"))],
         now,
     )
     assert [(r.new, r.joined) for r in reports] == [(4, 1), (0, 0)]
@@ -88,7 +88,7 @@ def test_full_cycle_on_postgres(
     with db.transaction(pg_sessions) as s:
         subscribe(s, "ada@example.org", ["water-and-sanitation"], at("2026-11-16T09:30:00Z"))
     at("2026-11-18T10:00:00Z")
-    ingest_sources(pg_sessions, [(fixture_path("listing-water-week2.txt"), None, None)], at("2026-11-18T10:00:00Z"))
+    ingest_sources(pg_sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], at("2026-11-18T10:00:00Z"))
     at("2026-11-23T09:00:00Z")
     report = plan_and_send(pg_sessions, pg_settings, transport_for(pg_settings))
     assert (report.planned, report.sent) == (1, 1)

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
-from digest.config import Settings
+from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
 from digest.models import Digest, LedgerEntry, Subscriber
 from digest.send import SendReport, plan_and_send
@@ -36,7 +36,7 @@ KIOSK = "Community Water Kiosks in Kisumu, Kenya: Affordable Water for Informal 
 def ingest(sessions: sessionmaker[Session], *names: str) -> None:
     from digest import clock
 
-    reports = ingest_sources(sessions, [(fixture_path(n), None, None) for n in names], clock.now())
+    reports = ingest_sources(sessions, [SourceConfig(fixture_path(n)) for n in names], clock.now())
     assert all(r.ok for r in reports), [r.error for r in reports]
 
 
@@ -60,7 +60,7 @@ def add(sessions: sessionmaker[Session], email: str, *themes: str, confirmed: bo
 
 def create_themes(sessions: sessionmaker[Session], *names: str) -> None:
     from digest import clock
-    from digest.ingest import ThemeCache
+    from digest.ingest.store import ThemeCache
 
     with db.transaction(sessions) as s:
         cache = ThemeCache(s)
@@ -168,7 +168,7 @@ def test_practice_joining_a_second_theme_is_new_there_but_never_sent_twice(
     handler.received.clear()
     at("2026-11-25T10:00:00Z")
     with db.transaction(sessions) as s:  # and once sent, never again, even from a third theme
-        from digest.ingest import ThemeCache
+        from digest.ingest.store import ThemeCache
         from digest.models import Membership, Practice
 
         theme = ThemeCache(s).get("Kenya", at("2026-11-25T10:00:00Z"))
@@ -302,3 +302,22 @@ def test_mail_carries_the_subject_frozen_at_planning(
     (alice,) = handler.to("alice@example.org")
     html = alice.message.get_body(("html",))
     assert html is not None and "<title>Frozen at planning</title>" in html.get_content()
+
+
+def test_feed_html_reaches_the_html_part_sanitised(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    at("2026-11-10T10:00:00Z")
+    create_themes(sessions, "Water and Sanitation")
+    add(sessions, "ada@example.org", "Water and Sanitation")
+    at("2026-11-12T10:00:00Z")
+    ingest(sessions, "feed-drupal-water.rss")
+    at("2026-11-16T09:00:00Z")
+    assert send(sessions, smtp_settings).sent == 1
+    (received,) = smtp_server[0].to("ada@example.org")
+    html_part, text_part = received.message.get_body(("html",)), received.message.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    html, text = html_part.get_content(), text_part.get_content()
+    assert "<li>monthly <strong>repair days</strong> with the utility;</li>" in html
+    assert "alert" not in html and "onclick" not in html
+    assert "  - monthly repair days with the utility;\r\n" in text and "<" not in text.split("Unsubscribe")[0]

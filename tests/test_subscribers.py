@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
+from digest.config import SourceConfig
 from digest.errors import SubscriberError
 from digest.ingest import ingest_sources
 from digest.models import Subscriber
@@ -21,7 +22,7 @@ def themed(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     now = at("2026-11-10T10:00:00Z")
     ingest_sources(
         sessions,
-        [(fixture_path("listing-water.txt"), None, None), (fixture_path("listing-goal6.txt"), None, None)],
+        [SourceConfig(fixture_path("listing-water.txt")), SourceConfig(fixture_path("listing-goal6.txt"))],
         now,
     )
     return sessions

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property, wraps
 from typing import Any, TypeVar
@@ -15,11 +16,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest import clock, db
-from digest.config import Settings, load_settings
+from digest.config import Settings, SourceConfig, load_settings
 from digest.errors import ConfigError, DigestError
 from digest.feeds import build_feeds
-from digest.ingest import FORMATS, IngestReport, ingest_sources
-from digest.models import Membership, Practice, Subscription, Theme
+from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from
+from digest.models import Membership, Practice, SourceState, Subscription, Theme
 from digest.plan import preview_content
 from digest.schedule import current_period
 from digest.send import Addressed, SendReport, digest_message, plan_and_send
@@ -27,6 +28,8 @@ from digest.subscribers import ensure_subscriber, get_subscriber, import_csv, li
 from digest.transport import transport_for
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Sources with fewer items than this store too fast to need a progress bar.
+PROGRESS_FROM = 200
 
 
 @dataclass
@@ -133,30 +136,116 @@ def print_ingest(reports: list[IngestReport], as_json: bool) -> None:
             if r.hint:
                 click.echo(f"  hint: {r.hint}", err=True)
             continue
+        if r.not_modified:
+            click.echo(f"{r.source}: not modified since the last fetch")
+            continue
         click.echo(
-            f"{r.source}: {', '.join(r.themes)}: {r.new} new, {r.updated} updated, {r.unchanged} unchanged"
+            f"{r.source}: {', '.join(r.themes) or 'no themes'}: {r.new} new, {r.updated} updated, "
+            f"{r.unchanged} unchanged"
             + (f", {r.joined} joined another theme" if r.joined else "")
+            + (f", {len(r.rejected)} LEFT OUT" if r.rejected else "")
         )
+        for problem in r.rejected:
+            click.secho(f"  left out {problem}", fg="red", err=True)
         for problem in r.problems:
             click.secho(f"  check {problem}", fg="yellow")
 
 
+def terminal_progress(source: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+    """A progress bar on stderr for long imports on a terminal; nothing in logs, pipes and CI."""
+    if total < PROGRESS_FROM or not sys.stderr.isatty():
+        return nullcontext(lambda n: None)
+
+    @contextmanager
+    def bar() -> Iterator[Callable[[int], None]]:
+        with click.progressbar(length=total, label=f"storing {total} items from {source}", file=sys.stderr) as b:
+            yield b.update
+
+    return bar()
+
+
+def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> list[IngestReport]:
+    return ingest_sources(
+        app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
+    )
+
+
 @cli.command()
-@click.argument("sources", nargs=-1, required=True)
-@click.option("--theme", help="Theme of every item (default: the source's `Subscribe to` line).")
+@click.argument("sources", nargs=-1)
+@click.option("--theme", help="Theme of every item (default: the source's configured theme, else its own title).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Kind of source (default: detected).")
 @json_option
 @pass_app
 @handle_errors
 def ingest(app: App, sources: tuple[str, ...], theme: str | None, fmt: str | None, as_json: bool) -> None:
-    """Ingest theme listing pages; each source on its own, a failing one stops no other.
+    """Ingest files and http(s) URLs (default: the configured sources); a failing one stops no other.
 
-    Example: digest ingest listings/*.txt
+    Listing pages, RSS and Atom feeds, JSON and CSV exports; the kind is detected. Exits 1 when any source
+    failed or left items out.
+
+    Example: digest ingest https://example.org/taxonomy/term/12/feed exports/practices.csv
     """
-    reports = ingest_sources(app.sessions, [(s, theme, fmt) for s in sources], clock.now())
+    configured = {s.location: s for s in app.settings.sources}
+    if sources:
+        chosen = []
+        for location in sources:
+            known = configured.get(location, SourceConfig(location))
+            chosen.append(SourceConfig(location, theme or known.theme, fmt or known.format))
+    else:
+        chosen = [
+            SourceConfig(s.location, theme or s.theme, fmt or s.format) for s in app.settings.sources if s.enabled
+        ]
+        if not chosen:
+            raise ConfigError("no sources given and none configured", "name files or URLs, or add [[sources]]")
+    reports = ingest_reports(app, chosen, skip_gone=not sources)
     print_ingest(reports, as_json)
     if any(not r.ok for r in reports):
         sys.exit(1)
+
+
+@cli.command("sources")
+@json_option
+@pass_app
+@handle_errors
+def sources_command(app: App, as_json: bool) -> None:
+    """List the configured sources and every source ever ingested, with the last fetch, status and error.
+
+    Example: digest sources --json
+    """
+    with app.sessions() as session:
+        states = {s.location: s for s in session.scalars(select(SourceState).order_by(SourceState.location))}
+    configured = {s.location: s for s in app.settings.sources}
+    rows = []
+    for location in [*configured, *(loc for loc in states if loc not in configured)]:
+        conf, state = configured.get(location), states.get(location)
+        rows.append(
+            {
+                "location": location,
+                "configured": conf is not None,
+                "enabled": conf.enabled if conf else None,
+                "theme": conf.theme if conf else None,
+                "format": conf.format if conf else None,
+                "status": state.status if state else "never fetched",
+                "last_fetch_at": state.last_fetch_at.isoformat() if state else None,
+                "last_ok_at": state.last_ok_at.isoformat() if state and state.last_ok_at else None,
+                "failures": state.failures if state else 0,
+                "items": state.items if state else None,
+                "rejected": state.rejected if state else None,
+                "last_error": state.last_error if state else None,
+                "etag": state.etag if state else None,
+                "last_modified": state.last_modified if state else None,
+            }
+        )
+    if as_json:
+        emit(rows)
+        return
+    for row in rows:
+        flag = "" if row["configured"] else " (not configured)"
+        flag += " (disabled)" if row["enabled"] is False else ""
+        when = f" at {row['last_fetch_at']}" if row["last_fetch_at"] else ""
+        click.echo(f"{row['location']}{flag}: {row['status']}{when}")
+        if row["last_error"] and row["status"] in ("failed", "gone", "partial"):
+            click.secho(f"  {row['last_error']}", fg="red")
 
 
 @cli.command()
@@ -395,8 +484,7 @@ def run(app: App, once: bool, as_json: bool) -> None:
     with db.transaction(app.sessions) as session:
         for seed in settings.subscribers:
             ensure_subscriber(session, seed.email, seed.themes, now)
-    sources = [(s.location, s.theme, s.format) for s in settings.sources if s.enabled]
-    reports = ingest_sources(app.sessions, sources, now)
+    reports = ingest_reports(app, [s for s in settings.sources if s.enabled], skip_gone=True)
     transport = transport_for(settings)
     send_report = plan_and_send(app.sessions, settings, transport)
     with app.sessions() as session:

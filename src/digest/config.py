@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
+# Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.
+SOURCE_FORMATS = ("listing", "rss", "atom", "json", "csv")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -94,6 +96,16 @@ class Settings:
     welcome_backfill_days: int = 0
     # Subscribers planned or sent per database transaction; bounds memory as subscribers grow.
     batch_size: int = 500
+    # Seconds to wait for a source's server (connect, and between bytes) before retrying.
+    http_timeout: float = 20.0
+    # Tries per source fetch on a 5xx answer, a timeout or a dropped connection (1 = no retry).
+    http_retries: int = 3
+    # Seconds before the first retry; doubled for each one after (a Retry-After answer wins, up to 60 s).
+    http_backoff: float = 2.0
+    # Largest source body read, in bytes; a bigger one fails its source (guards against runaway responses).
+    http_max_bytes: int = 20_000_000
+    # Redirects followed per fetch before the source fails.
+    http_max_redirects: int = 5
     # Sources read by `digest run` and the worker ([[sources]] tables: path or url, theme, format, enabled).
     sources: tuple[SourceConfig, ...] = ()
     # Subscribers ensured (confirmed) on every run ([[subscribers]] tables: email, themes).
@@ -183,6 +195,10 @@ def _sources(raw: Any, origin: str) -> tuple[SourceConfig, ...]:
         unknown = set(item) - {"url", "path", "theme", "format", "enabled"}
         if unknown:
             raise ConfigError(f"sources #{i} (from {origin}): unknown key(s) {', '.join(sorted(unknown))}")
+        if item.get("format") not in (None, *SOURCE_FORMATS):
+            raise ConfigError(
+                f"sources #{i} (from {origin}): format {item['format']!r} is not one of {', '.join(SOURCE_FORMATS)}"
+            )
         out.append(
             SourceConfig(
                 location=location,
@@ -224,13 +240,16 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"base_url: {settings.base_url!r} must start with https:// (or http:// for tests)")
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url)
-    for key in ("batch_size", "feed_max_entries"):
+    for key in ("batch_size", "feed_max_entries", "http_retries", "http_max_bytes"):
         if getattr(settings, key) < 1:
             raise ConfigError(f"{key}: must be at least 1")
     try:
         date.fromisoformat(settings.id_date)
     except ValueError as e:
         raise ConfigError(f"id_date: {settings.id_date!r} is not a date such as 2026-01-01") from e
+    for key in ("http_timeout", "http_backoff", "http_max_redirects"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key}: must not be negative")
     if settings.welcome_backfill_days < 0:
         raise ConfigError("welcome_backfill_days: must not be negative")
     return replace(settings, schedule_weekday=settings.schedule_weekday.lower(), base_url=settings.base_url.rstrip("/"))

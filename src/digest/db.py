@@ -60,15 +60,15 @@ def schema_is_current(engine: Engine) -> bool:
         return set(MigrationContext.configure(conn).get_current_heads()) == heads
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (a no-op when it is there already)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration, or to `revision` (a no-op when it is there already)."""
     try:
-        if schema_is_current(engine):
+        if revision == "head" and schema_is_current(engine):
             return
         cfg = _alembic_config(engine)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     except OperationalError as e:
         raise DigestError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {e.orig}",

@@ -75,6 +75,8 @@ class Practice(Base):
     title: Mapped[str] = mapped_column(Text)
     title_derived: Mapped[bool] = mapped_column(Boolean, default=False)
     summary: Mapped[str] = mapped_column(Text, default="")
+    # Sanitised HTML of the summary when the source gave HTML (feeds); None for plain-text sources.
+    summary_html: Mapped[str | None] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     submitted_by: Mapped[str | None] = mapped_column(String(300))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -84,6 +86,19 @@ class Practice(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="practice")
+
+
+class PracticeKey(Base):
+    """One of the identities a practice is known by (guid, URL, text fingerprint), hashed like the uid.
+
+    A listing page (text only) and the theme's feed (guid and link) describe the same practice; the keys
+    let either find the one row, whichever arrived first.
+    """
+
+    __tablename__ = "practice_keys"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), index=True)
 
 
 class Membership(Base):
@@ -169,3 +184,25 @@ class LedgerEntry(Base):
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
     theme_id: Mapped[int] = mapped_column(ForeignKey("themes.id", ondelete="CASCADE"))
+
+
+class SourceState(Base):
+    """What the last fetch of a source did: validators for conditional GET, status and last error."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The path or URL, as configured or given to `digest ingest`.
+    location: Mapped[str] = mapped_column(String(2000), unique=True)
+    # ok, not-modified, failed, gone (HTTP 410: not fetched by runs any more).
+    status: Mapped[str] = mapped_column(String(20))
+    last_fetch_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Failures since the last success.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    # Items in the last successful parse, and items left out of it.
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)

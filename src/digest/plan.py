@@ -32,6 +32,8 @@ class PracticeEntry:
     url: str | None
     submitted_by: str | None
     added_at: str
+    # Sanitised HTML of the summary (feeds); digests planned before it existed have none.
+    summary_html: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,9 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
     id_list = sorted(ids)
     for start in range(0, len(id_list), 500):
         for p in session.scalars(select(Practice).where(Practice.id.in_(id_list[start : start + 500]))):
-            out[p.id] = PracticeEntry(p.id, p.uid, p.title, p.summary, p.url, p.submitted_by, added[p.id].isoformat())
+            out[p.id] = PracticeEntry(
+                p.id, p.uid, p.title, p.summary, p.url, p.submitted_by, added[p.id].isoformat(), p.summary_html
+            )
     return out
 
 

@@ -7,7 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
+from digest.markup import sanitize_html
 from digest.plan import DigestContent
 
 # The project's templates/email (beside src/ in a checkout or an editable install).
@@ -42,6 +44,8 @@ def environment(templates_dir: str) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # Summary HTML was sanitised at ingest; cleaning it again here keeps a bad row from reaching a mail client.
+    env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     env.filters["paragraphs"] = lambda text: [p for p in str(text).split("\n\n") if p.strip()]
     return env
 

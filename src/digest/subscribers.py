@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
-from digest.ingest import ThemeCache
+from digest.ingest.store import ThemeCache
 from digest.models import Digest, Membership, Subscriber, Subscription, Theme
 from digest.text import slugify
 

@@ -1,53 +1,42 @@
-"""Ingest: read a source, parse it by kind, and store one practice per identity with its theme memberships."""
+"""Ingest: read a source (file or URL), parse it by kind, and store one practice per identity with its themes.
+
+Each source stands alone: its own fetch, its own transaction. A failing source is reported, stores nothing,
+and stops no other source; what was stored before stays.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import SOURCE_FORMATS, Settings, SourceConfig
 from digest.errors import DigestError, SourceError
-from digest.ingest.items import ParsedItem, ParsedSource, Problem
+from digest.ingest.export import parse_csv, parse_json
+from digest.ingest.feed import parse_feed
+from digest.ingest.fetch import HttpPolicy, SourceGone, fetch
+from digest.ingest.items import ParsedSource
 from digest.ingest.listing import looks_like_listing, parse_listing
-from digest.models import Membership, Practice, Theme
-from digest.text import clean_line, fingerprint, sha, slugify
+from digest.ingest.store import IngestReport, identity_of, store_parsed
+from digest.models import SourceState
 
-FORMATS = ("listing",)
+__all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
+
+FORMATS = SOURCE_FORMATS
+
+# Shows progress while items are stored: called with the source and the item count, gives `advance(n)`.
+Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+_XML_ROOT = re.compile(rb"<\s*(rss|rdf:rdf|feed|html|!doctype\s+html)\b")
 
 
-@dataclass
-class IngestReport:
-    """What one source did to the store."""
-
-    source: str
-    themes: list[str] = field(default_factory=list)
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    # Practices already stored that joined one more theme (they are new in that theme).
-    joined: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    error: str | None = None
-    hint: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "source": self.source,
-            "themes": self.themes,
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "joined": self.joined,
-            "problems": [{"where": p.where, "title": p.title, "reason": p.reason} for p in self.problems],
-            "error": self.error,
-        }
+def is_url(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
 
 
 def decode(data: bytes, source: str) -> str:
@@ -64,157 +53,152 @@ def decode(data: bytes, source: str) -> str:
             ) from e
 
 
-def parse_text(text: str, source: str, fmt: str | None = None) -> ParsedSource:
-    """Parse text of the given kind, or of the kind it looks like."""
-    if fmt not in (None, *FORMATS):
-        raise SourceError(f"{source}: unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
-    if fmt == "listing" or looks_like_listing(text):
-        return parse_listing(text, source)
+def detect_format(data: bytes, source: str) -> str:
+    """The kind of a source from its first bytes: a feed's root element, JSON, a CSV header, a listing."""
+    head = data[:8192].lstrip(b"\xef\xbb\xbf \t\r\n")
+    root = _XML_ROOT.search(head.lower()) if head.startswith(b"<") else None
+    kind = root.group(1) if root else b""
+    if kind in (b"rss", b"rdf:rdf"):
+        return "rss"
+    if kind == b"feed":
+        return "atom"
+    if head.startswith((b"[", b"{")):
+        return "json"
+    first_line = decode(head, source).split("\n", 1)[0]
+    if "title" in (f.strip().strip('"').strip().lower() for f in re.split(r"[,;\t]", first_line)):
+        return "csv"
+    # Before the markup checks: a listing's first title may itself look like a tag.
+    if looks_like_listing(decode(data, source)):
+        return "listing"
+    if kind:
+        raise SourceError(
+            f"{source}: an HTML page, not a feed", "use the page's feed (its 'Subscribe to' link) instead"
+        )
+    if head.startswith(b"<"):
+        raise SourceError(f"{source}: XML, but neither RSS nor Atom", "give --format if it is a feed")
     raise SourceError(f"{source}: cannot tell what kind of source this is", f"give --format ({', '.join(FORMATS)})")
 
 
+def parse_bytes(data: bytes, source: str, fmt: str | None = None) -> ParsedSource:
+    """Parse a source of the given kind, or of the kind it looks like."""
+    if fmt not in (None, *FORMATS):
+        raise SourceError(f"{source}: unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    kind = fmt or detect_format(data, source)
+    if kind in ("rss", "atom"):
+        return parse_feed(data, source)
+    text = decode(data, source)
+    if kind == "json":
+        return parse_json(text, source)
+    if kind == "csv":
+        return parse_csv(text, source)
+    return parse_listing(text, source)
+
+
 def read_source(location: str, fmt: str | None = None) -> ParsedSource:
-    """Read and parse a source file."""
-    path = Path(location)
+    """Read and parse a source file (no state, no HTTP): for tests and tools."""
     try:
-        data = path.read_bytes()
+        data = Path(location).read_bytes()
     except OSError as e:
         raise SourceError(f"{location}: cannot read: {e.strerror}", "check the path") from e
-    return parse_text(decode(data, location), location, fmt)
+    return parse_bytes(data, location, fmt)
 
 
-def identity_of(item: ParsedItem) -> str:
-    """What makes a practice itself: its guid, else its URL, else a fingerprint of its text."""
-    if item.guid:
-        return f"guid:{item.guid.strip()}"
-    if item.url:
-        return f"url:{item.url.strip()}"
-    first_paragraph = item.summary.split("\n\n", 1)[0]
-    return "text:" + fingerprint("" if item.title_derived else item.title, first_paragraph)
+def policy_from(settings: Settings) -> HttpPolicy:
+    """The HTTP client's limits, from settings."""
+    return HttpPolicy(
+        timeout=settings.http_timeout,
+        retries=settings.http_retries,
+        backoff=settings.http_backoff,
+        max_bytes=settings.http_max_bytes,
+        max_redirects=settings.http_max_redirects,
+        contact=settings.base_url,
+    )
 
 
-class ThemeCache:
-    """Themes by slug for one unit of work; creates the ones that do not exist yet."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.by_slug: dict[str, Theme] = {}
-
-    def get(self, name: str, now: datetime) -> Theme:
-        name = clean_line(name)
-        if not name:
-            raise SourceError("a theme name is empty", "name the theme with --theme")
-        slug = slugify(name)
-        theme = self.by_slug.get(slug)
-        if theme is None:
-            theme = self.session.scalar(select(Theme).where(Theme.slug == slug))
-            if theme is None:
-                theme = Theme(name=name[:300], slug=slug, created_at=now)
-                self.session.add(theme)
-                self.session.flush()
-            self.by_slug[slug] = theme
-        return theme
+@contextmanager
+def _no_progress(source: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
 
 
-def store_parsed(
-    session: Session, parsed: ParsedSource, source: str, now: datetime, theme: str | None = None
+def _state(session: Session, location: str, now: datetime) -> SourceState:
+    state = session.scalar(select(SourceState).where(SourceState.location == location))
+    if state is None:
+        state = SourceState(location=location, status="new", last_fetch_at=now, failures=0, items=0, rejected=0)
+        session.add(state)
+    return state
+
+
+def _record_failure(factory: sessionmaker[Session], location: str, error: DigestError, now: datetime) -> None:
+    """Note a failed fetch or parse in its own transaction; validators stay, so nothing is skipped later."""
+    with factory() as session, session.begin():
+        state = _state(session, location, now)
+        state.status = "gone" if isinstance(error, SourceGone) else "failed"
+        state.last_fetch_at, state.last_error = now, str(error)
+        state.failures = (state.failures or 0) + 1
+
+
+def ingest_one(
+    factory: sessionmaker[Session],
+    source: SourceConfig,
+    now: datetime,
+    policy: HttpPolicy,
+    skip_gone: bool = False,
+    progress: Progress = _no_progress,
 ) -> IngestReport:
-    """Store parsed items in the session's transaction: new practices, updates, and theme memberships."""
-    report = IngestReport(source=source, problems=list(parsed.problems))
-    themes = ThemeCache(session)
-    named = theme or parsed.theme
-    default_themes = [named] if named else []
-
-    keyed = [(sha(identity_of(item))[:40], item) for item in parsed.items]
-    existing: dict[str, Practice] = {}
-    uids = [uid for uid, _ in keyed]
-    for start in range(0, len(uids), 500):
-        chunk = uids[start : start + 500]
-        existing.update((p.uid, p) for p in session.scalars(select(Practice).where(Practice.uid.in_(chunk))))
-    memberships: set[tuple[int, int]] = set()
-    if existing:
-        ids = [p.id for p in existing.values()]
-        for start in range(0, len(ids), 500):
-            rows = session.execute(
-                select(Membership.practice_id, Membership.theme_id).where(
-                    Membership.practice_id.in_(ids[start : start + 500])
-                )
+    """Fetch or read one source, parse it, and store it with its fetch state in one transaction."""
+    location = source.location
+    with factory() as session:
+        state = session.scalar(select(SourceState).where(SourceState.location == location))
+        etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
+        if skip_gone and state is not None and state.status == "gone":
+            return IngestReport(
+                source=location,
+                error=f"{location}: gone (HTTP 410 on {state.last_fetch_at:%Y-%m-%d}); not fetched",
+                hint="remove it from [[sources]] or set enabled = false; `digest ingest URL` tries it anyway",
             )
-            memberships.update((row[0], row[1]) for row in rows)
-
-    seen: dict[str, str] = {}
-    for uid, item in keyed:
-        names = item.themes or default_themes
-        if not names:
-            raise SourceError(
-                f"{source}: no theme for {item.where} ({item.title!r})",
-                "name the theme with --theme, or in the source's config entry",
-            )
-        content_hash = sha(item.title + "\n" + item.summary)
-        if uid in seen:
-            if seen[uid] != content_hash:
-                report.problems.append(
-                    Problem(
-                        item.where, item.title, "same identity as an earlier item, with different text; kept the first"
-                    )
-                )
-            continue
-        seen[uid] = content_hash
-        practice = existing.get(uid)
-        created = practice is None
-        if practice is None:
-            practice = Practice(
-                uid=uid,
-                identity=identity_of(item),
-                title=item.title,
-                title_derived=item.title_derived,
-                summary=item.summary,
-                url=item.url,
-                submitted_by=item.submitted_by,
-                published_at=item.published_at,
-                first_seen_at=now,
-                updated_at=now,
-                content_hash=content_hash,
-            )
-            session.add(practice)
-            session.flush()
-            existing[uid] = practice
-            report.new += 1
-        elif practice.content_hash != content_hash:
-            practice.title, practice.title_derived = item.title, item.title_derived
-            practice.summary, practice.content_hash, practice.updated_at = item.summary, content_hash, now
-            practice.url = item.url or practice.url
-            practice.submitted_by = item.submitted_by or practice.submitted_by
-            report.updated += 1
+    try:
+        if is_url(location):
+            fetched = fetch(location, policy, etag, last_modified)
+            if fetched.not_modified:
+                with factory() as session, session.begin():
+                    state = _state(session, location, now)
+                    state.status, state.last_fetch_at, state.last_ok_at = "not-modified", now, now
+                    state.failures, state.last_error = 0, None
+                return IngestReport(source=location, not_modified=True)
+            data = fetched.body
         else:
-            report.unchanged += 1
-        joined_any = False
-        for name in names:
-            theme_row = themes.get(name, now)
-            if theme_row.name not in report.themes:
-                report.themes.append(theme_row.name)
-            if (practice.id, theme_row.id) not in memberships:
-                session.add(Membership(practice_id=practice.id, theme_id=theme_row.id, added_at=now))
-                memberships.add((practice.id, theme_row.id))
-                joined_any = True
-        if joined_any and not created:
-            report.joined += 1
-    session.flush()
-    return report
+            try:
+                data = Path(location).read_bytes()
+            except OSError as e:
+                raise SourceError(f"{location}: cannot read: {e.strerror}", "check the path") from e
+            fetched = None
+        parsed = parse_bytes(data, location, source.format)
+        with factory() as session, session.begin():
+            with progress(location, len(parsed.items)) as advance:
+                report = store_parsed(session, parsed, location, now, source.theme, advance)
+            state = _state(session, location, now)
+            state.status = "partial" if report.rejected else "ok"
+            state.last_fetch_at, state.last_ok_at, state.failures = now, now, 0
+            state.items, state.rejected = len(parsed.items), len(report.rejected)
+            state.last_error = (
+                f"{len(report.rejected)} item(s) left out, first: {report.rejected[0]}" if report.rejected else None
+            )
+            if fetched is not None:
+                state.etag, state.last_modified = fetched.etag, fetched.last_modified
+        return report
+    except DigestError as e:
+        _record_failure(factory, location, e, now)
+        return IngestReport(source=location, error=str(e), hint=e.hint)
 
 
 def ingest_sources(
-    session_factory: sessionmaker[Session],
-    sources: list[tuple[str, str | None, str | None]],
+    factory: sessionmaker[Session],
+    sources: Sequence[SourceConfig],
     now: datetime,
+    policy: HttpPolicy | None = None,
+    skip_gone: bool = False,
+    progress: Progress = _no_progress,
 ) -> list[IngestReport]:
-    """Ingest (location, theme, format) sources, each in its own transaction; one failing stops no other."""
-    reports = []
-    for location, theme, fmt in sources:
-        try:
-            parsed = read_source(location, fmt)
-            with session_factory() as session, session.begin():
-                reports.append(store_parsed(session, parsed, location, now, theme))
-        except DigestError as e:
-            reports.append(IngestReport(source=location, error=str(e), hint=e.hint))
-    return reports
+    """Ingest sources one by one, each in its own transaction; one failing stops no other."""
+    policy = policy or HttpPolicy()
+    return [ingest_one(factory, s, now, policy, skip_gone, progress) for s in sources]

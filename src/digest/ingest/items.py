@@ -19,13 +19,15 @@ class ParsedItem:
     url: str | None = None
     guid: str | None = None
     published_at: datetime | None = None
+    # Sanitised HTML of the summary when the source gave HTML (feeds); the HTML digest shows it.
+    summary_html: str | None = None
     # Theme names this item carries itself (exports); listing pages and feeds name the theme once.
     themes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Something about one item an operator should look at; the item is still stored."""
+    """Something about one item an operator should look at (stored anyway), or why it was left out."""
 
     where: str
     title: str
@@ -37,8 +39,10 @@ class Problem:
 
 @dataclass
 class ParsedSource:
-    """A parsed source: the theme it names (if any), its items, and the problems found."""
+    """A parsed source: the theme it names (if any), its items, the problems found, and the items left out."""
 
     theme: str | None
     items: list[ParsedItem]
     problems: list[Problem] = field(default_factory=list)
+    # Items that could not be stored (no title, not an object...): errors, and the source did not fully succeed.
+    rejected: list[Problem] = field(default_factory=list)

@@ -1,0 +1,5 @@
+"""`python -m digest`: the digest command."""
+
+from digest.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""JSON and CSV exports from other systems: one practice per object or row, each naming its own themes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from digest.errors import SourceError
+from digest.ingest.items import ParsedItem, ParsedSource, Problem
+from digest.text import clean_line, reads_like_sentence
+
+FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _block(value: Any) -> str:
+    """Multi-line text: each line cleaned, paragraphs kept apart by one blank line."""
+    paragraphs = []
+    for block in _text(value).replace("\r\n", "\n").split("\n\n"):
+        joined = "\n".join(line for line in (clean_line(x) for x in block.split("\n")) if line)
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
+def _themes(value: Any) -> list[str] | None:
+    """A list of names, or one string of `;`-separated names; None when the value is neither."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        names = value.split(";")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = value
+    else:
+        return None
+    return [clean_line(n) for n in names if clean_line(n)]
+
+
+def _published(value: Any) -> datetime | None:
+    if not value:
+        return None
+    when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _item(record: Mapping[str, Any], where: str, problems: list[Problem], rejected: list[Problem]) -> None | ParsedItem:
+    """One record as an item, or None (with the reason in rejected)."""
+    title = clean_line(_text(record.get("title")))
+    ident = _text(record.get("id")).strip()
+    if not title:
+        rejected.append(Problem(where, ident, "no title; left out (give every record a title)"))
+        return None
+    themes = _themes(record.get("themes"))
+    if themes is None:
+        rejected.append(Problem(where, title, "themes must be a list of names or one string of names split by ';'"))
+        return None
+    try:
+        published = _published(record.get("published"))
+    except ValueError:
+        rejected.append(Problem(where, title, f"published {record.get('published')!r} is not an ISO 8601 date"))
+        return None
+    summary = _block(record.get("summary"))
+    if reads_like_sentence(title):
+        problems.append(Problem(where, title[:60], "title reads like a sentence; check the record"))
+    if not summary:
+        problems.append(Problem(where, title, "empty summary"))
+    return ParsedItem(
+        title=title,
+        summary=summary,
+        where=where,
+        submitted_by=clean_line(_text(record.get("submitted_by"))) or None,
+        url=_text(record.get("url")).strip() or None,
+        guid=ident or None,
+        published_at=published,
+        themes=themes,
+    )
+
+
+def _parse_records(records: Iterable[tuple[str, Any]], source: str) -> ParsedSource:
+    items: list[ParsedItem] = []
+    problems: list[Problem] = []
+    rejected: list[Problem] = []
+    unknown_seen: set[str] = set()
+    for where, record in records:
+        if not isinstance(record, Mapping):
+            rejected.append(Problem(where, "", f"expected an object with a title, found {type(record).__name__}"))
+            continue
+        unknown = {str(k) for k in record if k not in FIELDS} - unknown_seen
+        if unknown:
+            unknown_seen |= unknown
+            problems.append(Problem(where, "", f"ignored unknown field(s): {', '.join(sorted(unknown))}"))
+        item = _item(record, where, problems, rejected)
+        if item is not None:
+            items.append(item)
+    return ParsedSource(theme=None, items=items, problems=problems, rejected=rejected)
+
+
+def parse_json(text: str, source: str) -> ParsedSource:
+    """A JSON list of practice objects, or {"practices": [...]}."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SourceError(
+            f"{source}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+            "nothing from this file was stored; fix the JSON (is the file complete?)",
+        ) from e
+    if isinstance(data, dict) and isinstance(data.get("practices"), list):
+        data = data["practices"]
+    if not isinstance(data, list):
+        raise SourceError(
+            f'{source}: expected a list of practices or {{"practices": [...]}}, found {type(data).__name__}',
+            "export the practices as a JSON array of objects",
+        )
+    return _parse_records(((f"object {n}", record) for n, record in enumerate(data, 1)), source)
+
+
+def parse_csv(text: str, source: str) -> ParsedSource:
+    """CSV with a header row naming the fields (title required; id, summary, url, themes, submitted_by)."""
+    sample = text[:4096]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "title" not in header:
+        raise SourceError(
+            f"{source}: line 1 is not a header row with a 'title' column",
+            f"add a header row naming the columns: {', '.join(FIELDS)}",
+        )
+    reader.fieldnames = header
+
+    def rows() -> Iterable[tuple[str, dict[str, Any]]]:
+        try:
+            for row in reader:
+                extra = row.pop(None, None)
+                if extra:
+                    row["(extra columns)"] = extra
+                yield f"line {reader.line_num}", row
+        except csv.Error as e:
+            raise SourceError(f"{source}: line {reader.line_num}: {e}", "fix the CSV at that line") from e
+
+    return _parse_records(rows(), source)
