@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
+	$(BIN)/python benchmarks/bench_feed.py
 
 clean:
 	rm -rf var feeds/*.atom

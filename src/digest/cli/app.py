@@ -1,0 +1,115 @@
+"""The click group, the shared App (settings, engine, sessions) and the helpers every command uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, wraps
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock, db
+from digest.config import Settings, load_settings
+from digest.errors import ConfigError, DigestError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """What every command needs, made on first use: settings, then the upgraded database."""
+
+    config_path: str | None
+    _settings: Settings | None = field(default=None, init=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = db.make_engine(self.settings.database_url)
+        db.upgrade(engine)
+        return engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return db.session_factory(self.engine)
+
+
+def json_option(func: F) -> F:
+    """Shared --json flag for listing and report commands."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def handle_errors(func: F) -> F:
+    """Turn DigestError into a one-line message with a hint and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DigestError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            if e.hint:
+                click.echo(f"hint: {e.hint}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    envvar="DIGEST_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (default: $DIGEST_CONFIG, else config/digest.toml).",
+)
+@click.version_option(package_name="digest")
+@click.pass_context
+@handle_errors
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Email digests and Atom feeds of the practices newly added to each theme.
+
+    Example: digest run --once
+    """
+    instant = os.environ.get("DIGEST_NOW")
+    if instant:
+        try:
+            clock.set_fixed_now(clock.parse_instant(instant))
+        except ValueError as e:
+            raise ConfigError(f"DIGEST_NOW: {instant!r} is not an ISO 8601 instant such as 2026-11-23T08:00:00Z") from e
+    ctx.obj = App(config_path)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema commands."""
+
+
+@db_group.command("upgrade")
+@pass_app
+@handle_errors
+def db_upgrade(app: App) -> None:
+    """Upgrade the schema to the newest migration (every command also does this itself).
+
+    Example: digest db upgrade
+    """
+    _ = app.engine
+    click.echo(f"database {app.engine.url.render_as_string(hide_password=True)} is at the newest schema")

@@ -1,0 +1,220 @@
+"""Commands over sources and what they stored: ingest, sources, themes, practices."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from digest import clock
+from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.config import SourceConfig
+from digest.errors import ConfigError
+from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from
+from digest.models import Membership, Practice, SourceState, Subscription, Theme
+
+# Sources with fewer items than this store too fast to need a progress bar.
+PROGRESS_FROM = 200
+
+
+def print_ingest(reports: list[IngestReport], as_json: bool) -> None:
+    if as_json:
+        emit([r.as_dict() for r in reports])
+        return
+    for r in reports:
+        if r.error:
+            click.secho(f"{r.source}: FAILED: {r.error}", fg="red", err=True)
+            if r.hint:
+                click.echo(f"  hint: {r.hint}", err=True)
+            continue
+        if r.not_modified:
+            click.echo(f"{r.source}: not modified since the last fetch")
+            continue
+        click.echo(
+            f"{r.source}: {', '.join(r.themes) or 'no themes'}: {r.new} new, {r.updated} updated, "
+            f"{r.unchanged} unchanged"
+            + (f", {r.joined} joined another theme" if r.joined else "")
+            + (f", {len(r.rejected)} LEFT OUT" if r.rejected else "")
+        )
+        for problem in r.rejected:
+            click.secho(f"  left out {problem}", fg="red", err=True)
+        for problem in r.problems:
+            click.secho(f"  check {problem}", fg="yellow")
+
+
+def terminal_progress(source: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+    """A progress bar on stderr for long imports on a terminal; nothing in logs, pipes and CI."""
+    if total < PROGRESS_FROM or not sys.stderr.isatty():
+        return nullcontext(lambda n: None)
+
+    @contextmanager
+    def bar() -> Iterator[Callable[[int], None]]:
+        with click.progressbar(length=total, label=f"storing {total} items from {source}", file=sys.stderr) as b:
+            yield b.update
+
+    return bar()
+
+
+def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> list[IngestReport]:
+    return ingest_sources(
+        app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
+    )
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--theme", help="Theme of every item (default: the source's configured theme, else its own title).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Kind of source (default: detected).")
+@json_option
+@pass_app
+@handle_errors
+def ingest(app: App, sources: tuple[str, ...], theme: str | None, fmt: str | None, as_json: bool) -> None:
+    """Ingest files and http(s) URLs (default: the configured sources); a failing one stops no other.
+
+    Listing pages, RSS and Atom feeds, JSON and CSV exports; the kind is detected. Exits 1 when any source
+    failed or left items out.
+
+    Example: digest ingest https://example.org/taxonomy/term/12/feed exports/practices.csv
+    """
+    configured = {s.location: s for s in app.settings.sources}
+    if sources:
+        chosen = []
+        for location in sources:
+            known = configured.get(location, SourceConfig(location))
+            chosen.append(SourceConfig(location, theme or known.theme, fmt or known.format))
+    else:
+        chosen = [
+            SourceConfig(s.location, theme or s.theme, fmt or s.format) for s in app.settings.sources if s.enabled
+        ]
+        if not chosen:
+            raise ConfigError("no sources given and none configured", "name files or URLs, or add [[sources]]")
+    reports = ingest_reports(app, chosen, skip_gone=not sources)
+    print_ingest(reports, as_json)
+    if any(not r.ok for r in reports):
+        sys.exit(1)
+
+
+@cli.command("sources")
+@json_option
+@pass_app
+@handle_errors
+def sources_command(app: App, as_json: bool) -> None:
+    """List the configured sources and every source ever ingested, with the last fetch, status and error.
+
+    Example: digest sources --json
+    """
+    with app.sessions() as session:
+        states = {s.location: s for s in session.scalars(select(SourceState).order_by(SourceState.location))}
+    configured = {s.location: s for s in app.settings.sources}
+    rows = []
+    for location in [*configured, *(loc for loc in states if loc not in configured)]:
+        conf, state = configured.get(location), states.get(location)
+        rows.append(
+            {
+                "location": location,
+                "configured": conf is not None,
+                "enabled": conf.enabled if conf else None,
+                "theme": conf.theme if conf else None,
+                "format": conf.format if conf else None,
+                "status": state.status if state else "never fetched",
+                "last_fetch_at": state.last_fetch_at.isoformat() if state else None,
+                "last_ok_at": state.last_ok_at.isoformat() if state and state.last_ok_at else None,
+                "failures": state.failures if state else 0,
+                "items": state.items if state else None,
+                "rejected": state.rejected if state else None,
+                "last_error": state.last_error if state else None,
+                "etag": state.etag if state else None,
+                "last_modified": state.last_modified if state else None,
+            }
+        )
+    if as_json:
+        emit(rows)
+        return
+    for row in rows:
+        flag = "" if row["configured"] else " (not configured)"
+        flag += " (disabled)" if row["enabled"] is False else ""
+        when = f" at {row['last_fetch_at']}" if row["last_fetch_at"] else ""
+        click.echo(f"{row['location']}{flag}: {row['status']}{when}")
+        if row["last_error"] and row["status"] in ("failed", "gone", "partial"):
+            click.secho(f"  {row['last_error']}", fg="red")
+
+
+@cli.command()
+@json_option
+@pass_app
+@handle_errors
+def themes(app: App, as_json: bool) -> None:
+    """List themes with their practice and subscriber counts.
+
+    Example: digest themes --json
+    """
+    with app.sessions() as session:
+        practices = dict(session.execute(select(Membership.theme_id, func.count()).group_by(Membership.theme_id)).all())
+        subscribers = dict(
+            session.execute(select(Subscription.theme_id, func.count()).group_by(Subscription.theme_id)).all()
+        )
+        rows = [
+            {
+                "name": t.name,
+                "slug": t.slug,
+                "practices": practices.get(t.id, 0),
+                "subscribers": subscribers.get(t.id, 0),
+            }
+            for t in session.scalars(select(Theme).order_by(Theme.name))
+        ]
+    if as_json:
+        emit(rows)
+    else:
+        for row in rows:
+            click.echo(
+                f"{row['slug']:40} {row['practices']:5} practices {row['subscribers']:6} subscribers  {row['name']}"
+            )
+
+
+@cli.command()
+@click.option("--theme", help="Only practices in this theme (slug or name).")
+@json_option
+@pass_app
+@handle_errors
+def practices(app: App, theme: str | None, as_json: bool) -> None:
+    """List practices, newest first, with their themes.
+
+    Example: digest practices --theme goal-5-gender-equality --json
+    """
+    from digest.subscribers import resolve_themes
+
+    with app.sessions() as session:
+        query = (
+            select(Practice)
+            .order_by(Practice.id.desc())
+            .options(selectinload(Practice.memberships).selectinload(Membership.theme))
+        )
+        if theme:
+            (target,) = resolve_themes(session, [theme])
+            query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.theme_id == target.id)))
+        rows: list[dict[str, Any]] = []
+        for p in session.scalars(query):
+            members = sorted(p.memberships, key=lambda m: m.id)
+            rows.append(
+                {
+                    "id": p.id,
+                    "title": p.title,
+                    "summary": p.summary,
+                    "url": p.url,
+                    "submitted_by": p.submitted_by,
+                    "themes": [{"name": m.theme.name, "slug": m.theme.slug} for m in members],
+                    "added": members[0].added_at.isoformat() if members else None,
+                    "title_derived": p.title_derived,
+                }
+            )
+    if as_json:
+        emit(rows)
+    else:
+        for row in rows:
+            slugs = ", ".join(t["slug"] for t in row["themes"])
+            click.echo(f"{row['id']:6}  {row['title'][:80]}  [{slugs}]")
