@@ -9,10 +9,12 @@ Also compares hand-built MIME against EmailMessage(policy=SMTP) for the same ren
 
 from __future__ import annotations
 
+import socket
 import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -23,12 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, db
 from digest.config import Settings, SourceConfig
+from digest.delivery import SendReport
 from digest.ingest import ingest_sources
 from digest.message import Envelope, build_message
 from digest.models import Subscriber, Subscription, Theme
 from digest.plan import DigestContent, plan_period
-from digest.send import SendReport, deliver_pending, links_for, render_for
-from digest.transport import MaildirTransport
+from digest.send import deliver_due, links_for, render_for
+from digest.transport import MaildirTransport, transport_for
 
 LISTING = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -76,12 +79,44 @@ def one_pass(subscribers: int, trace: bool) -> tuple[float, float, float]:
         plan = plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)
         t1 = time.perf_counter()
         report = SendReport(period="2026-11-16")
-        deliver_pending(sessions, settings, MaildirTransport(settings.outbox_dir), report)
+        deliver_due(sessions, settings, MaildirTransport(settings.outbox_dir), report)
         t2 = time.perf_counter()
         peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
         tracemalloc.stop()
         assert plan.planned == subscribers and report.sent == subscribers
         return t1 - t0, t2 - t1, peak
+
+
+class Sink:
+    """An SMTP server that accepts everything and keeps nothing."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+def smtp_send(subscribers: int) -> float:
+    """Seconds to deliver `subscribers` planned digests to a real SMTP server on loopback (aiosmtpd)."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            settings, sessions = setup(Path(d), subscribers)
+            settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
+            clock.set_fixed_now(datetime(2026, 11, 16, 9, tzinfo=UTC))
+            plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)
+            report = SendReport(period="2026-11-16")
+            t0 = time.perf_counter()
+            deliver_due(sessions, settings, transport_for(settings), report)
+            elapsed = time.perf_counter() - t0
+            assert report.sent == subscribers, report
+            return elapsed
+    finally:
+        controller.stop()
 
 
 def mime_comparison(repeat: int = 2000) -> tuple[float, float]:
@@ -124,6 +159,11 @@ def main() -> None:
     print(
         f"ratio 4N/N       {big[0] / base[0]:7.2f}x {big[1] / base[1]:7.2f}x {big[2] / base[2]:8.2f}x"
         "   (linear: ~4x time; flat memory: ~1x)"
+    )
+    small, large = smtp_send(n), smtp_send(4 * n)
+    print(
+        f"SMTP on loopback: {small:.2f} s for {n} ({small / n * 1000:.2f} ms/message), {large:.2f} s for {4 * n}"
+        f" ({large / (4 * n) * 1000:.2f} ms/message; {large / small:.2f}x for 4x)"
     )
     own, stdlib = mime_comparison()
     print(f"MIME per message: hand-built {own:.3f} ms, EmailMessage(policy=SMTP) {stdlib:.3f} ms ({stdlib / own:.1f}x)")

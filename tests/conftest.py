@@ -6,6 +6,7 @@ import email
 import email.policy
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -102,11 +103,18 @@ def free_port() -> int:
 def smtp_server() -> Iterator[tuple[RecordingHandler, str]]:
     """A real SMTP server on loopback; yields its handler and the smtp:// URL to reach it."""
     handler = RecordingHandler()
+    with smtp_controller(handler) as url:
+        yield handler, url
+
+
+@contextmanager
+def smtp_controller(handler: Any) -> Iterator[str]:
+    """Run a real aiosmtpd server with this handler on a free loopback port; yield its smtp:// URL."""
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield handler, f"smtp://127.0.0.1:{port}"
+        yield f"smtp://127.0.0.1:{port}"
     finally:
         controller.stop()
 

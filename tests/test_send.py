@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
 from digest.config import Settings, SourceConfig
+from digest.delivery import SendReport
 from digest.ingest import ingest_sources
 from digest.models import Digest, LedgerEntry, Subscriber
-from digest.send import SendReport, plan_and_send
+from digest.send import plan_and_send
 from digest.subscribers import subscribe, unsubscribe
 from digest.tokens import read_token
 from digest.transport import transport_for
@@ -285,7 +286,7 @@ def test_mail_carries_the_subject_frozen_at_planning(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
     from digest.plan import plan_period
-    from digest.send import deliver_pending
+    from digest.send import deliver_due
 
     handler = smtp_server[0]
     setup_two_themes(sessions)
@@ -295,7 +296,7 @@ def test_mail_carries_the_subject_frozen_at_planning(
         s.execute(update(Digest).values(subject="Frozen at planning"))
     transport = transport_for(smtp_settings)
     try:
-        deliver_pending(sessions, smtp_settings, transport, SendReport(period="2026-11-16"))
+        deliver_due(sessions, smtp_settings, transport, SendReport(period="2026-11-16"))
     finally:
         transport.close()
     assert {r.message["Subject"] for r in handler.received} == {"Frozen at planning"}

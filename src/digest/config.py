@@ -96,6 +96,22 @@ class Settings:
     welcome_backfill_days: int = 0
     # Subscribers planned or sent per database transaction; bounds memory as subscribers grow.
     batch_size: int = 500
+    # Tries per message within a run on a 4xx answer, a dropped connection or a timeout.
+    send_tries: int = 3
+    # Seconds before the second try of a message; doubled for each one after.
+    send_backoff: float = 1.0
+    # Minutes a digest that still could not go waits before the next run tries it; doubled after each.
+    retry_delay_minutes: float = 15.0
+    # Runs that may try one digest before it is failed for good (6: the last about 8 hours after the first).
+    max_attempts: int = 6
+    # Hard bounces (5xx for the address) in a row after which an address is suppressed.
+    suppress_after_bounces: int = 1
+    # Messages per second at most (0 = no limit).
+    rate_per_second: float = 0.0
+    # Messages per hour at most, counted from the store, across runs (0 = no limit); the rest waits.
+    rate_per_hour: int = 0
+    # Seconds after which a digest claimed by a process that never finished it is taken over.
+    claim_timeout: float = 600.0
     # Seconds to wait for a source's server (connect, and between bytes) before retrying.
     http_timeout: float = 20.0
     # Tries per source fetch on a 5xx answer, a timeout or a dropped connection (1 = no retry).
@@ -240,14 +256,20 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"base_url: {settings.base_url!r} must start with https:// (or http:// for tests)")
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url)
-    for key in ("batch_size", "feed_max_entries", "http_retries", "http_max_bytes"):
+    for key in (
+        "batch_size", "feed_max_entries", "http_retries", "http_max_bytes", "send_tries", "max_attempts",
+        "suppress_after_bounces",
+    ):  # fmt: skip
         if getattr(settings, key) < 1:
             raise ConfigError(f"{key}: must be at least 1")
     try:
         date.fromisoformat(settings.id_date)
     except ValueError as e:
         raise ConfigError(f"id_date: {settings.id_date!r} is not a date such as 2026-01-01") from e
-    for key in ("http_timeout", "http_backoff", "http_max_redirects"):
+    for key in (
+        "http_timeout", "http_backoff", "http_max_redirects", "send_backoff", "retry_delay_minutes",
+        "rate_per_second", "rate_per_hour", "claim_timeout",
+    ):  # fmt: skip
         if getattr(settings, key) < 0:
             raise ConfigError(f"{key}: must not be negative")
     if settings.welcome_backfill_days < 0:

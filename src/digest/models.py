@@ -124,8 +124,12 @@ class Subscriber(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    # pending (awaiting confirmation), confirmed, unsubscribed.
+    # pending (awaiting confirmation), confirmed, unsubscribed, suppressed (hard bounces: never tried again).
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    # Hard bounces (5xx for the address) since the last accepted message.
+    bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_bounce: Mapped[str | None] = mapped_column(Text)
+    suppressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -159,7 +163,8 @@ class Digest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     period: Mapped[str] = mapped_column(String(32))
-    # planned -> sending -> sent; failed when it cannot be delivered.
+    # planned -> sending -> sent; sending -> deferred (tried again from next_attempt_at) -> sending ...;
+    # failed (permanent: refused, or out of attempts); cancelled (the subscriber left or was suppressed).
     status: Mapped[str] = mapped_column(String(20), default="planned", index=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
@@ -167,10 +172,27 @@ class Digest(Base):
     content: Mapped[str] = mapped_column(Text)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Claims for sending (each run that tried it once counts one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A deferred digest is due again from this instant.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who holds the `sending` claim ("host:pid") and since when; a dead holder's claim is taken over.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     subscriber: Mapped[Subscriber] = relationship()
+
+
+class Resend(Base):
+    """A recorded digest sent again on request (`digest resend`), with its own Message-ID."""
+
+    __tablename__ = "resends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class LedgerEntry(Base):

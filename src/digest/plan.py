@@ -304,7 +304,7 @@ def preview_content(session: Session, subscriber: Subscriber, period: str) -> Di
     """What the subscriber's next digest holds: the planned one not yet sent, else what planning would give."""
     pending = session.scalar(
         select(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "sending")))
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "deferred", "sending")))
         .order_by(Digest.id)
     )
     if pending is not None:

@@ -78,6 +78,7 @@ def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_da
     """Confirm: from now on new practices count for them; nothing older (but the configured backfill)."""
     cursor = membership_cursor(session, now, backfill_days)
     subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    subscriber.bounces, subscriber.suppressed_at = 0, None
     for subscription in subscriber.subscriptions:
         subscription.cursor = cursor
 
@@ -131,7 +132,7 @@ def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: dateti
     subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
     session.execute(
         update(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status == "planned")
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "deferred")))
         .values(status="cancelled")
     )
 

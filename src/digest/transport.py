@@ -13,11 +13,23 @@ from digest.errors import TransportError
 
 
 class RecipientRefused(TransportError):
-    """The server refused this recipient (5xx): retrying will not help."""
+    """The server refused this recipient for good (5xx to RCPT): a hard bounce; retrying will not help."""
+
+
+class MessageRejected(TransportError):
+    """The server refused this message for good (5xx after DATA): retrying the same bytes will not help."""
+
+
+class TemporaryFailure(TransportError):
+    """A 4xx answer, a dropped connection or a timeout: the same message may well go through later."""
+
+
+class ServerUnavailable(TransportError):
+    """The server cannot be reached or refuses the sender: nothing can be sent this run."""
 
 
 class Transport(Protocol):
-    """Hands one message to its next hop; raises TransportError (RecipientRefused for a refused address)."""
+    """Hands one message to its next hop, or raises one of the TransportError kinds above."""
 
     def send(self, sender: str, recipient: str, message: bytes) -> None: ...
 
@@ -39,7 +51,7 @@ class MaildirTransport:
                 self._box = mailbox.Maildir(self.path, create=True)
             self._box.add(message)
         except OSError as e:
-            raise TransportError(f"cannot write to the outbox {self.path}: {e.strerror}", "check outbox_dir") from e
+            raise ServerUnavailable(f"cannot write to the outbox {self.path}: {e.strerror}", "check outbox_dir") from e
 
     def close(self) -> None:
         self._box = None
@@ -49,7 +61,7 @@ class MaildirTransport:
 
 
 class SmtpTransport:
-    """One SMTP connection, opened on first use and reused; reopened once if the server dropped it."""
+    """One SMTP connection, opened on first use and reused; reopened on the next send after a drop."""
 
     def __init__(self, server: SmtpSettings, timeout: float) -> None:
         self.server = server
@@ -72,30 +84,54 @@ class SmtpTransport:
             if s.username:
                 conn.login(s.username, s.password or "")
         except (OSError, smtplib.SMTPException) as e:
-            raise TransportError(f"cannot connect to the SMTP server {s.display()}: {e}") from e
+            raise ServerUnavailable(
+                f"cannot connect to the SMTP server {s.display()}: {e or type(e).__name__}",
+                "check smtp_url and that the server is up; every digest stays pending for the next run",
+            ) from e
         return conn
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
+        """One SMTP transaction on the open connection (opened first if needed); no retry here."""
         # Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts
         # only str messages, never bytes.
         wire = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._connect()
+        if self._conn is None:
+            self._conn = self._connect()
+        server = self.describe()
+        try:
+            self._conn.sendmail(sender, [recipient], wire)
+        except smtplib.SMTPRecipientsRefused as e:
+            code, reply = e.recipients.get(recipient, (550, b"refused"))
+            text = f"{code} {_reply(reply)}"
+            if 500 <= code < 600:
+                raise RecipientRefused(f"{server} refused {recipient}: {text}") from e
+            raise TemporaryFailure(f"{server} deferred {recipient}: {text}") from e
+        except smtplib.SMTPSenderRefused as e:
+            if 500 <= e.smtp_code < 600:
+                raise ServerUnavailable(
+                    f"{server} refused the sender {sender}: {e.smtp_code} {_reply(e.smtp_error)}",
+                    "check mail_from and that this host may send as it",
+                ) from e
+            raise TemporaryFailure(f"{server} deferred the sender: {e.smtp_code} {_reply(e.smtp_error)}") from e
+        except smtplib.SMTPResponseException as e:
+            text = f"{e.smtp_code} {_reply(e.smtp_error)}"
+            if 500 <= e.smtp_code < 600:
+                raise MessageRejected(f"{server} rejected the message to {recipient}: {text}") from e
+            self._drop()  # the session may be in any state after a 4xx mid-transaction (or a 421)
+            raise TemporaryFailure(f"{server} deferred the message to {recipient}: {text}") from e
+        except (OSError, smtplib.SMTPException) as e:  # dropped, reset, timed out
+            self._drop()
+            raise TemporaryFailure(
+                f"lost the connection to {server} sending to {recipient}: {e or type(e).__name__}"
+            ) from e
+
+    def _drop(self) -> None:
+        if self._conn is not None:
             try:
-                self._conn.sendmail(sender, [recipient], wire)
-                return
-            except smtplib.SMTPRecipientsRefused as e:
-                code, reply = e.recipients.get(recipient, (550, b"refused"))
-                if 500 <= code < 600:
-                    raise RecipientRefused(f"{self.describe()} refused {recipient}: {code} {reply!r}") from e
-                raise TransportError(f"{self.describe()} deferred {recipient}: {code} {reply!r}") from e
-            except smtplib.SMTPResponseException as e:
-                raise TransportError(f"{self.describe()} answered {e.smtp_code} {e.smtp_error!r}") from e
-            except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as e:
-                self._conn = None
-                if attempt == 2:
-                    raise TransportError(f"lost the connection to {self.describe()}: {e}") from e
+                self._conn.close()
+            except OSError:
+                pass
+            self._conn = None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -104,6 +140,10 @@ class SmtpTransport:
             except (OSError, smtplib.SMTPException):
                 pass
             self._conn = None
+
+
+def _reply(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
 def transport_for(settings: Settings) -> Transport:

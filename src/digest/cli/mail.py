@@ -1,4 +1,4 @@
-"""Commands that plan, send, preview and publish: send, preview, feeds, run."""
+"""Commands that plan, send, resend, show the ledger, preview and publish: send, resend, ledger, preview, feeds, run."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import click
 from digest import clock, db
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
+from digest.delivery import SendReport
 from digest.feeds import build_feeds
+from digest.ledger import ledger_of, resend
 from digest.plan import preview_content
 from digest.schedule import current_period
-from digest.send import Addressed, SendReport, digest_message, plan_and_send
+from digest.send import Addressed, digest_message, plan_and_send
 from digest.subscribers import ensure_subscriber, get_subscriber
 from digest.transport import transport_for
 
@@ -22,11 +24,18 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
         emit(report.as_dict())
         return
     click.echo(
-        f"period {report.period}: {report.planned} planned, {report.empty} with nothing new, "
-        f"{report.sent} sent to {where}, {report.failed} failed, {report.cancelled} cancelled"
+        f"period {report.period}: {report.planned} planned, {report.empty} with nothing new; "
+        f"{report.sent} sent to {where}, {report.deferred} deferred, {report.failed} failed, "
+        f"{report.bounced} bounced ({report.suppressed} suppressed), {report.cancelled} cancelled"
     )
     for error in report.errors:
         click.secho(f"  {error}", fg="yellow", err=True)
+    if report.rate_limited:
+        click.secho("  the hourly rate limit is reached (rate_per_hour): the rest waits for the next run", err=True)
+    if report.error:
+        click.secho(f"error: {report.error}", fg="red", err=True)
+        if report.hint:
+            click.echo(f"hint: {report.hint}", err=True)
 
 
 @cli.command()
@@ -34,13 +43,63 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def send(app: App, as_json: bool) -> None:
-    """Plan this period's digests (once) and send everything pending.
+    """Plan this period's digests (once) and send every digest that is due.
+
+    Due: planned, deferred and due again, or left half-sent by a process that died. Exits 1 when the SMTP
+    server cannot be reached (everything not sent stays pending).
 
     Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send
     """
     transport = transport_for(app.settings)
     report = plan_and_send(app.sessions, app.settings, transport)
     print_send(report, transport.describe(), as_json)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("resend")
+@click.argument("email")
+@click.option("--period", help="The period of the digest (default: the newest one sent); see `digest ledger`.")
+@pass_app
+@handle_errors
+def resend_command(app: App, email: str, period: str | None) -> None:
+    """Send a recorded digest again, with its original content, under a new Message-ID.
+
+    Example: digest resend ada@example.org --period 2026-11-16
+    """
+    transport = transport_for(app.settings)
+    done = resend(app.sessions, app.settings, transport, email, period)
+    click.echo(f"{done.email}: digest of {done.period} sent again to {transport.describe()} as {done.message_id}")
+
+
+@cli.command("ledger")
+@click.argument("email")
+@json_option
+@pass_app
+@handle_errors
+def ledger_command(app: App, email: str, as_json: bool) -> None:
+    """Show what a subscriber was sent and when: every digest, its state, its practices, and resends.
+
+    Example: digest ledger ada@example.org --json
+    """
+    with app.sessions() as session:
+        record = ledger_of(session, email)
+    if as_json:
+        emit(record)
+        return
+    bounces = f", {record['bounces']} bounce(s)" if record["bounces"] else ""
+    click.echo(f"{record['email']} ({record['status']}{bounces})")
+    digests = record["digests"]
+    assert isinstance(digests, list)
+    for d in digests:
+        when = d["sent_at"] or d["next_attempt_at"] or d["planned_at"]
+        click.echo(f"  {d['period']}  {d['status']:<9} {when}  {len(d['practices'])} practice(s)  {d['message_id']}")
+        for p in d["practices"]:
+            click.echo(f"      {p['theme']}: {p['title']}")
+        for r in d["resends"]:
+            click.echo(f"      resent {r['sent_at']} as {r['message_id']}")
+        if d["last_error"] and d["status"] != "sent":
+            click.secho(f"      {d['last_error']}", fg="yellow")
 
 
 @cli.command()
@@ -122,5 +181,5 @@ def run(app: App, once: bool, as_json: bool) -> None:
         click.echo(
             f"{len(feed_results)} feeds in {settings.feeds_dir}/ ({sum(r.changed for r in feed_results)} changed)"
         )
-    if any(not r.ok for r in reports):
+    if any(not r.ok for r in reports) or not send_report.ok:
         sys.exit(1)

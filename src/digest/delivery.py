@@ -1,0 +1,350 @@
+"""Delivery: claim a due digest, send it with retries, record the outcome; every state change committed.
+
+States: planned -> sending -> sent. A 4xx, a drop or a timeout is retried within the run (with backoff);
+after that the digest is `deferred` until `next_attempt_at`, and `failed` once out of attempts. A 5xx for
+the recipient fails it for good and counts a hard bounce (the address is suppressed at the limit). A server
+that cannot be reached stops the run and puts the digest in hand back: nothing is lost, nothing skipped.
+
+A digest is `sending` only between its claim and its outcome. If the process dies there, the claim is taken
+over (at once when its holder on this host is dead, else after `claim_timeout`) and the digest is sent again
+with the same Message-ID: the only way a message can go out twice is when the server had accepted it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock
+from digest.config import Settings
+from digest.message import sender_address
+from digest.models import Digest, Resend, Subscriber
+from digest.transport import (
+    MessageRejected,
+    RecipientRefused,
+    ServerUnavailable,
+    TemporaryFailure,
+    Transport,
+)
+
+# A digest waiting to be sent, in one of these states, may be claimed when due.
+WAITING = ("planned", "deferred", "sending")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Retries, bounces and rate limits, from settings."""
+
+    tries: int = 3
+    backoff: float = 1.0
+    retry_delay: timedelta = timedelta(minutes=15)
+    max_attempts: int = 6
+    bounce_limit: int = 1
+    per_second: float = 0.0
+    per_hour: int = 0
+    claim_timeout: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            tries=settings.send_tries,
+            backoff=settings.send_backoff,
+            retry_delay=timedelta(minutes=settings.retry_delay_minutes),
+            max_attempts=settings.max_attempts,
+            bounce_limit=settings.suppress_after_bounces,
+            per_second=settings.rate_per_second,
+            per_hour=settings.rate_per_hour,
+            claim_timeout=timedelta(seconds=settings.claim_timeout),
+        )
+
+
+@dataclass
+class SendReport:
+    """What one send run did."""
+
+    period: str
+    planned: int = 0
+    empty: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    cancelled: int = 0
+    # True when the hourly limit stopped the run; the rest waits for the next one.
+    rate_limited: bool = False
+    # Set when the run stopped early (the server is down); every digest not sent is still waiting.
+    error: str | None = None
+    hint: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__, ok=self.ok)
+
+
+def holder_id() -> str:
+    """Who claims a digest: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_holders(session: Session) -> list[str]:
+    """Claims held by processes of this host that no longer exist (killed, crashed)."""
+    host = socket.gethostname()
+    dead = []
+    for holder in session.scalars(select(Digest.claimed_by).where(Digest.status == "sending").distinct()):
+        name, _, pid = (holder or "").rpartition(":")
+        if name != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(holder or "")
+        except PermissionError:
+            pass  # alive, someone else's
+    return dead
+
+
+def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElement[bool]:
+    stale = Digest.claimed_at < now - policy.claim_timeout
+    return or_(
+        Digest.status == "planned",
+        and_(Digest.status == "deferred", or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now)),
+        and_(Digest.status == "sending", or_(stale, Digest.claimed_by.in_(dead)) if dead else stale),
+    )
+
+
+class RateLimiter:
+    """Spaces sends to `per_second` and stops at `per_hour`, counting what the store says went out."""
+
+    def __init__(self, policy: DeliveryPolicy, sent_last_hour: int, sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / policy.per_second if policy.per_second > 0 else 0.0
+        self.per_hour = policy.per_hour
+        self.sent = sent_last_hour
+        self.sleep = sleep
+        self._last = 0.0
+
+    @property
+    def hour_full(self) -> bool:
+        return self.per_hour > 0 and self.sent >= self.per_hour
+
+    def wait(self) -> None:
+        if self.interval:
+            delay = self._last + self.interval - time.monotonic()
+            if delay > 0:
+                self.sleep(delay)
+            self._last = time.monotonic()
+
+
+def sent_since(session: Session, since: datetime) -> int:
+    digests = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= since)) or 0
+    resends = session.scalar(select(func.count()).select_from(Resend).where(Resend.sent_at >= since)) or 0
+    return digests + resends
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A due digest as read before its claim (the claim decides whether this run sends it)."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    status: str
+
+
+class Deliverer:
+    """Sends the due digests of one run through one transport, recording every outcome."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        transport: Transport,
+        policy: DeliveryPolicy,
+        build: Callable[[Digest, str, datetime], bytes],
+        mail_from: str,
+        report: SendReport,
+        batch_size: int = 500,
+    ) -> None:
+        self.factory = factory
+        self.transport = transport
+        self.policy = policy
+        self.build = build
+        self.sender = sender_address(mail_from)
+        self.report = report
+        self.batch_size = batch_size
+        self.holder = holder_id()
+        with factory() as session:
+            engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        self.engine = engine
+
+    def run(self) -> None:
+        """Deliver every due digest (any period), in id order, until none is left or the run must stop."""
+        now = clock.now()
+        with self.factory() as session:
+            dead = _dead_local_holders(session)
+            limiter = RateLimiter(self.policy, sent_since(session, now - timedelta(hours=1)))
+        last_id = 0
+        while True:
+            with self.factory() as session:
+                rows = session.execute(
+                    select(Digest.id, Digest.subscriber_id, Subscriber.email, Digest.status)
+                    .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                    .where(Digest.id > last_id, _due(clock.now(), self.policy, dead))
+                    .order_by(Digest.id)
+                    .limit(self.batch_size)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                last_id = row[0]
+                if limiter.hour_full:
+                    self.report.rate_limited = True
+                    return
+                pending = Pending(row[0], row[1], row[2], row[3])
+                if not self._claim(pending, dead):
+                    continue
+                try:
+                    self._deliver(pending, limiter)
+                except ServerUnavailable as e:
+                    self._release(pending)
+                    self.report.error, self.report.hint = str(e), e.hint
+                    return
+
+    def _claim(self, pending: Pending, dead: list[str]) -> bool:
+        """Mark the digest `sending` by this process (committed) if still due and its subscriber confirmed."""
+        now = clock.now()
+        # Correlated, so each claim looks up one subscriber (an IN over all confirmed ones grows with the list).
+        confirmed = (
+            select(Subscriber.id)
+            .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == "confirmed")
+            .exists()
+        )
+        with self.engine.begin() as conn:
+            claimed = conn.execute(
+                update(Digest)
+                .where(Digest.id == pending.id, _due(now, self.policy, dead), confirmed)
+                .values(status="sending", claimed_by=self.holder, claimed_at=now, attempts=Digest.attempts + 1)
+            ).rowcount
+            if claimed:
+                return True
+            cancelled = conn.execute(
+                update(Digest)
+                .where(
+                    Digest.id == pending.id,
+                    Digest.status.in_(("planned", "deferred")),
+                    ~confirmed,
+                )
+                .values(status="cancelled", claimed_by=None)
+            ).rowcount
+        self.report.cancelled += cancelled
+        return False
+
+    def _deliver(self, pending: Pending, limiter: RateLimiter) -> None:
+        with self.factory() as session:
+            digest = session.get(Digest, pending.id)
+            assert digest is not None
+        message = self.build(digest, pending.email, clock.now())
+        last: TemporaryFailure | None = None
+        for attempt in range(1, max(1, self.policy.tries) + 1):
+            if attempt > 1:
+                time.sleep(self.policy.backoff * 2 ** (attempt - 2))
+            limiter.wait()
+            try:
+                self.transport.send(self.sender, pending.email, message)
+            except TemporaryFailure as e:
+                last = e
+                continue
+            except RecipientRefused as e:
+                self._bounce(pending, str(e))
+                return
+            except MessageRejected as e:
+                self._finish(pending.id, "failed", last_error=str(e))
+                self.report.failed += 1
+                self.report.errors.append(str(e))
+                return
+            limiter.sent += 1
+            self._sent(pending)
+            return
+        assert last is not None
+        self._defer(pending, digest.attempts, str(last))  # attempts already counts this claim
+
+    def _finish(self, digest_id: int, status: str, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Digest)
+                .where(Digest.id == digest_id, Digest.status == "sending", Digest.claimed_by == self.holder)
+                .values(status=status, claimed_by=None, **values)
+            )
+
+    def _sent(self, pending: Pending) -> None:
+        now = clock.now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Digest)
+                .where(Digest.id == pending.id)
+                .values(status="sent", sent_at=now, claimed_by=None, last_error=None, next_attempt_at=None)
+            )
+            conn.execute(
+                update(Subscriber)
+                .where(Subscriber.id == pending.subscriber_id, Subscriber.bounces > 0)
+                .values(bounces=0)  # bounces count in a row: an accepted message clears them
+            )
+        self.report.sent += 1
+
+    def _defer(self, pending: Pending, attempts: int, error: str) -> None:
+        if attempts >= self.policy.max_attempts:
+            self._finish(pending.id, "failed", last_error=f"gave up after {attempts} attempts; last: {error}")
+            self.report.failed += 1
+            self.report.errors.append(f"{pending.email}: gave up after {attempts} attempts: {error}")
+            return
+        wait = self.policy.retry_delay * 2 ** (attempts - 1)
+        self._finish(pending.id, "deferred", last_error=error, next_attempt_at=clock.now() + wait)
+        self.report.deferred += 1
+        self.report.errors.append(f"{pending.email}: deferred for {wait}: {error}")
+
+    def _bounce(self, pending: Pending, error: str) -> None:
+        """A hard bounce: the digest fails for good; at the limit the address is suppressed."""
+        now = clock.now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Digest).where(Digest.id == pending.id).values(status="failed", claimed_by=None, last_error=error)
+            )
+            conn.execute(
+                update(Subscriber)
+                .where(Subscriber.id == pending.subscriber_id)
+                .values(bounces=Subscriber.bounces + 1, last_bounce=error)
+            )
+            suppressed = conn.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.id == pending.subscriber_id,
+                    Subscriber.bounces >= self.policy.bounce_limit,
+                    Subscriber.status == "confirmed",
+                )
+                .values(status="suppressed", suppressed_at=now)
+            ).rowcount
+            if suppressed:
+                conn.execute(
+                    update(Digest)
+                    .where(Digest.subscriber_id == pending.subscriber_id, Digest.status.in_(("planned", "deferred")))
+                    .values(status="cancelled")
+                )
+        self.report.bounced += 1
+        self.report.suppressed += suppressed
+        self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
+
+    def _release(self, pending: Pending) -> None:
+        """Hand a claimed digest back untouched: the run stops for a reason that is not this digest's."""
+        back = "deferred" if pending.status == "deferred" else "planned"
+        self._finish(pending.id, back, attempts=Digest.attempts - 1)

@@ -1,0 +1,116 @@
+"""What a subscriber was sent and when, and sending a recorded digest again with its original content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock
+from digest.config import Settings
+from digest.errors import NotFoundError, SubscriberError, TransportError
+from digest.message import sender_address
+from digest.models import Digest, LedgerEntry, Practice, Resend, Theme
+from digest.plan import DigestContent, new_message_id
+from digest.send import Addressed, digest_message
+from digest.subscribers import get_subscriber
+from digest.transport import Transport
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ledger_of(session: Session, email: str) -> dict[str, object]:
+    """A subscriber's digests, oldest first: state, times, Message-IDs, the practices in each, and resends."""
+    subscriber = get_subscriber(session, email)
+    digests = session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id)).all()
+    ids = [d.id for d in digests]
+    practices: dict[int, list[dict[str, object]]] = {i: [] for i in ids}
+    rows = session.execute(
+        select(LedgerEntry.digest_id, Practice.uid, Practice.title, Practice.url, Theme.name)
+        .join(Practice, Practice.id == LedgerEntry.practice_id)
+        .join(Theme, Theme.id == LedgerEntry.theme_id)
+        .where(LedgerEntry.subscriber_id == subscriber.id)
+        .order_by(LedgerEntry.id)
+    )
+    for digest_id, uid, title, url, theme in rows:
+        practices[digest_id].append({"uid": uid, "title": title, "url": url, "theme": theme})
+    resends: dict[int, list[dict[str, object]]] = {i: [] for i in ids}
+    for resend in session.scalars(select(Resend).where(Resend.digest_id.in_(ids)).order_by(Resend.id)):
+        resends[resend.digest_id].append({"message_id": resend.message_id, "sent_at": _iso(resend.sent_at)})
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "bounces": subscriber.bounces,
+        "last_bounce": subscriber.last_bounce,
+        "suppressed_at": _iso(subscriber.suppressed_at),
+        "digests": [
+            {
+                "period": d.period,
+                "status": d.status,
+                "subject": d.subject,
+                "message_id": d.message_id,
+                "planned_at": _iso(d.planned_at),
+                "sent_at": _iso(d.sent_at),
+                "attempts": d.attempts,
+                "next_attempt_at": _iso(d.next_attempt_at),
+                "last_error": d.last_error,
+                "practices": practices[d.id],
+                "resends": resends[d.id],
+            }
+            for d in digests
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class Resent:
+    email: str
+    period: str
+    message_id: str
+
+
+def resend(
+    factory: sessionmaker[Session], settings: Settings, transport: Transport, email: str, period: str | None = None
+) -> Resent:
+    """Send a recorded digest again, from its frozen content, under a new Message-ID, and record it."""
+    with factory() as session:
+        subscriber = get_subscriber(session, email)
+        if subscriber.status != "confirmed":
+            raise SubscriberError(
+                f"{subscriber.email} is {subscriber.status}: nothing is sent to them",
+                "subscribe them again (confirmed) first if they asked for it",
+            )
+        query = select(Digest).where(Digest.subscriber_id == subscriber.id)
+        if period is None:
+            query = query.where(Digest.status == "sent")
+        else:
+            query = query.where(Digest.period == period)
+        digest = session.scalar(query.order_by(Digest.id.desc()))
+        if digest is None:
+            raise NotFoundError(
+                f"{subscriber.email}: no {'sent digest' if period is None else 'digest for period ' + period}",
+                f"see `digest ledger {subscriber.email}`",
+            )
+        if digest.status != "sent":
+            raise SubscriberError(
+                f"{subscriber.email}: the digest of {digest.period} is {digest.status}, not sent",
+                "`digest send` delivers planned and deferred digests; a resend is for one that was sent",
+            )
+        email_address = subscriber.email
+    message_id = new_message_id(f"{digest.period}.resend", digest.subscriber_id, settings.id_domain)
+    now = clock.now()
+    to = Addressed(digest.subscriber_id, email_address, message_id, digest.subject)
+    _, message = digest_message(settings, DigestContent.from_json(digest.content), to, now)
+    try:
+        transport.send(sender_address(settings.mail_from), email_address, message)
+    except TransportError as e:
+        raise TransportError(f"resend to {email_address} not sent: {e}", e.hint or "try again later") from e
+    finally:
+        transport.close()
+    with factory() as session, session.begin():
+        session.add(Resend(digest_id=digest.id, message_id=message_id, sent_at=now))
+    return Resent(email_address, digest.period, message_id)

@@ -1,0 +1,288 @@
+"""Delivery against a real SMTP server that fails on cue: retries, deferral, bounces, suppression, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock
+from digest.config import Settings
+from digest.delivery import SendReport
+from digest.ledger import ledger_of, resend
+from digest.models import Digest, Subscriber
+from digest.send import deliver_due, plan_and_send
+from digest.transport import transport_for
+from tests.conftest import Cli, at, fixture_path, free_port, smtp_controller
+from tests.smtpfaults import FaultyHandler
+from tests.test_send import add, create_themes, ingest
+
+ADA, BO, CY = "ada@example.org", "bo@example.org", "cy@example.org"
+
+
+@pytest.fixture
+def faulty() -> Iterator[tuple[FaultyHandler, str]]:
+    handler = FaultyHandler(stall=1.5)
+    with smtp_controller(handler) as url:
+        yield handler, url
+
+
+@pytest.fixture
+def mail(settings: Settings, faulty: tuple[FaultyHandler, str]) -> Settings:
+    return replace(settings, smtp_url=faulty[1], smtp_timeout=0.5, send_tries=3, send_backoff=0.01)
+
+
+def week_with_news(sessions: sessionmaker[Session], *emails: str) -> None:
+    """Subscribers of one theme, practices added after they confirmed, the clock at the weekly slot."""
+    at("2026-11-10T10:00:00Z")
+    create_themes(sessions, "Water and Sanitation")
+    for email in emails:
+        add(sessions, email, "Water and Sanitation")
+    at("2026-11-12T10:00:00Z")
+    ingest(sessions, "listing-water.txt")
+    at("2026-11-16T09:00:00Z")
+
+
+def send(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
+    return plan_and_send(sessions, settings, transport_for(settings))
+
+
+def retry(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
+    """What the worker's retry job does: deliver what is due, plan nothing."""
+    return deliver_due(sessions, settings, transport_for(settings), SendReport(period="retry"))
+
+
+def digest_of(sessions: sessionmaker[Session], email: str) -> Digest:
+    with sessions() as s:
+        digest = s.scalar(select(Digest).join(Subscriber).where(Subscriber.email == email))
+        assert digest is not None
+        return digest
+
+
+def subscriber(sessions: sessionmaker[Session], email: str) -> Subscriber:
+    with sessions() as s:
+        found = s.scalar(select(Subscriber).where(Subscriber.email == email))
+        assert found is not None
+        return found
+
+
+def counts(handler: FaultyHandler, *emails: str) -> list[int]:
+    return [len(handler.to(e)) for e in emails]
+
+
+def test_one_connection_for_many_messages(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    handler = faulty[0]
+    week_with_news(sessions, ADA, BO, CY, "di@example.org", "ed@example.org")
+    assert send(sessions, mail).sent == 5
+    assert handler.ehlo == 1 and counts(handler, ADA, BO, CY) == [1, 1, 1]
+
+
+@pytest.mark.parametrize("fault", ["451", "451rcpt", "drop", "stall"])
+def test_transient_failures_are_retried_within_the_run(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str], fault: str
+) -> None:
+    handler = faulty[0]
+    handler.script = {BO: [fault, fault]}
+    week_with_news(sessions, ADA, BO, CY)
+    report = send(sessions, mail)
+    assert (report.sent, report.deferred, report.failed) == (3, 0, 0)
+    assert counts(handler, ADA, BO, CY) == [1, 1, 1]  # exactly once each, whatever happened on the way
+    assert digest_of(sessions, BO).status == "sent" and digest_of(sessions, BO).attempts == 1
+    if fault in ("drop", "stall"):
+        assert handler.ehlo == 3  # reconnected after each lost connection
+
+
+def test_still_failing_is_deferred_then_retried_by_a_later_run(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    handler = faulty[0]
+    handler.script = {BO: ["451"] * 3}
+    week_with_news(sessions, ADA, BO)
+    report = send(sessions, mail)
+    assert (report.sent, report.deferred) == (1, 1)
+    deferred = digest_of(sessions, BO)
+    assert deferred.status == "deferred" and deferred.last_error and "451" in deferred.last_error
+    assert deferred.next_attempt_at == clock.now() + timedelta(minutes=15)
+    assert retry(sessions, mail).sent == 0  # not due yet: no burst against a struggling server
+    at("2026-11-16T09:16:00Z")
+    assert retry(sessions, mail).sent == 1
+    assert counts(handler, ADA, BO) == [1, 1]
+    assert digest_of(sessions, BO).attempts == 2 and digest_of(sessions, BO).sent_at == clock.now()
+
+
+def test_out_of_attempts_fails_for_good(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    handler = faulty[0]
+    handler.script = {BO: ["451"] * 6}
+    week_with_news(sessions, BO)
+    settings = replace(mail, max_attempts=2)
+    assert send(sessions, settings).deferred == 1
+    at("2026-11-16T09:20:00Z")
+    report = retry(sessions, settings)
+    assert report.failed == 1 and "gave up after 2 attempts" in report.errors[0]
+    at("2026-11-17T09:00:00Z")
+    assert retry(sessions, settings).sent == 0 and handler.to(BO) == []
+    assert digest_of(sessions, BO).status == "failed"
+
+
+def test_hard_bounce_fails_and_suppresses(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    handler = faulty[0]
+    handler.script = {BO: ["550"]}
+    week_with_news(sessions, ADA, BO)
+    report = send(sessions, mail)
+    assert (report.sent, report.bounced, report.suppressed) == (1, 1, 1)
+    assert handler.transactions.count(BO) == 0  # refused at RCPT, never retried within the run
+    bounced = subscriber(sessions, BO)
+    assert bounced.status == "suppressed" and bounced.bounces == 1 and "550" in (bounced.last_bounce or "")
+    assert digest_of(sessions, BO).status == "failed"
+    # Not tried again: not by a retry, not in the next period.
+    at("2026-11-19T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    at("2026-11-23T09:00:00Z")
+    assert send(sessions, mail).sent == 1
+    assert counts(handler, ADA, BO) == [2, 0]
+
+
+def test_bounces_in_a_row_up_to_the_configured_limit(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    handler = faulty[0]
+    settings = replace(mail, suppress_after_bounces=2)
+    handler.script = {BO: ["550"]}
+    week_with_news(sessions, BO)
+    assert send(sessions, settings).bounced == 1
+    assert (subscriber(sessions, BO).status, subscriber(sessions, BO).bounces) == ("confirmed", 1)
+    at("2026-11-19T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    at("2026-11-23T09:00:00Z")
+    assert send(sessions, settings).sent == 1  # accepted: the count starts again
+    assert subscriber(sessions, BO).bounces == 0
+
+
+def test_content_refused_fails_without_counting_a_bounce(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    faulty[0].script = {BO: ["554"]}
+    week_with_news(sessions, BO)
+    report = send(sessions, mail)
+    assert (report.failed, report.bounced) == (1, 0)
+    assert subscriber(sessions, BO).status == "confirmed" and digest_of(sessions, BO).status == "failed"
+
+
+def test_server_down_fails_the_run_and_keeps_everything_pending(
+    sessions: sessionmaker[Session], mail: Settings
+) -> None:
+    week_with_news(sessions, ADA, BO)
+    down = replace(mail, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    report = send(sessions, down)
+    assert report.sent == 0 and report.error is not None
+    assert report.error.startswith(f"cannot connect to the SMTP server smtp://127.0.0.1:{down.smtp().port}")  # type: ignore[union-attr]
+    assert "pending" in report.hint
+    for email in (ADA, BO):
+        digest = digest_of(sessions, email)
+        assert (digest.status, digest.attempts) == ("planned", 0)
+    assert send(sessions, mail).sent == 2  # the server is back: everything goes
+
+
+def test_hourly_rate_limit_spans_runs(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    settings = replace(mail, rate_per_hour=2)
+    week_with_news(sessions, ADA, BO, CY)
+    first = send(sessions, settings)
+    assert first.sent == 2 and first.rate_limited
+    at("2026-11-16T09:30:00Z")
+    assert retry(sessions, settings).sent == 0  # two went out within the hour
+    at("2026-11-16T10:00:01Z")
+    assert retry(sessions, settings).sent == 1
+    assert counts(faulty[0], ADA, BO, CY) == [1, 1, 1]
+
+
+def test_per_second_rate_spaces_messages(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    week_with_news(sessions, ADA, BO, CY, "di@example.org")
+    assert send(sessions, replace(mail, rate_per_second=10)).sent == 4
+    times = faulty[0].received_at
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.09
+
+
+def test_unsubscribe_between_deferral_and_retry_cancels(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    from digest import db
+    from digest.subscribers import unsubscribe
+
+    faulty[0].script = {BO: ["451"] * 3}
+    week_with_news(sessions, BO)
+    send(sessions, mail)
+    with db.transaction(sessions) as s:
+        unsubscribe(s, BO, clock.now())
+    at("2026-11-16T10:00:00Z")
+    assert retry(sessions, mail).sent == 0 and digest_of(sessions, BO).status == "cancelled"
+    assert faulty[0].to(BO) == []
+
+
+def test_resend_and_ledger(sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]) -> None:
+    handler = faulty[0]
+    week_with_news(sessions, ADA)
+    send(sessions, mail)
+    at("2026-11-17T12:00:00Z")
+    done = resend(sessions, mail, transport_for(mail), ADA)
+    first, again = handler.to(ADA)
+    assert again.message["Message-ID"] == done.message_id != first.message["Message-ID"]
+    body = first.message.get_body(("plain",))
+    body_again = again.message.get_body(("plain",))
+    assert body is not None and body_again is not None
+    assert body_again.get_content() == body.get_content()  # the original content, as frozen
+    assert again.message["Subject"] == first.message["Subject"]
+    with sessions() as s:
+        record = ledger_of(s, ADA)
+    (digest,) = record["digests"]  # type: ignore[misc]
+    assert digest["status"] == "sent" and digest["sent_at"] == "2026-11-16T09:00:00+00:00"
+    assert digest["message_id"] == first.message["Message-ID"]
+    assert [r["message_id"] for r in digest["resends"]] == [done.message_id]
+    assert digest["resends"][0]["sent_at"] == "2026-11-17T12:00:00+00:00"
+    assert len(digest["practices"]) == 5 and {p["theme"] for p in digest["practices"]} == {"Water and Sanitation"}
+
+
+def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str]) -> None:
+    handler, url = faulty
+    run_cli("ingest", fixture_path("listing-water-week2.txt"), now="2026-11-09T10:00:00Z")
+    run_cli("subscribe", ADA, "--theme", "water-and-sanitation", "--confirmed", now="2026-11-10T10:00:00Z")
+    run_cli("ingest", fixture_path("listing-water.txt"), now="2026-11-11T10:00:00Z")
+    dead = f"smtp://127.0.0.1:{free_port()}"
+    down = run_cli("send", now="2026-11-16T09:00:00Z", DIGEST_SMTP_URL=dead)
+    assert down.exit_code == 1 and f"error: cannot connect to the SMTP server {dead}" in down.stderr
+    assert "0 sent" in down.stdout
+    up = run_cli("send", "--json", now="2026-11-16T09:05:00Z", DIGEST_SMTP_URL=url)
+    assert up.exit_code == 0 and json.loads(up.stdout)["sent"] == 1
+    again = run_cli("resend", ADA, "--period", "2026-11-16", now="2026-11-17T08:00:00Z", DIGEST_SMTP_URL=url)
+    assert again.exit_code == 0 and "digest of 2026-11-16 sent again" in again.stdout
+    assert len(handler.to(ADA)) == 2
+    record = json.loads(run_cli("ledger", ADA, "--json").stdout)
+    (digest,) = record["digests"]
+    assert (digest["period"], digest["status"], digest["sent_at"]) == (
+        "2026-11-16",
+        "sent",
+        "2026-11-16T09:05:00+00:00",
+    )
+    assert digest["resends"][0]["sent_at"] == "2026-11-17T08:00:00+00:00"
+    assert "Clean Taps Now" in {p["title"] for p in digest["practices"]}
+    text = run_cli("ledger", ADA).stdout
+    assert "2026-11-16  sent" in text and "resent 2026-11-17T08:00:00+00:00" in text
+    missing = run_cli("resend", ADA, "--period", "2026-11-23", DIGEST_SMTP_URL=url)
+    assert missing.exit_code == 1 and "no digest for period 2026-11-23" in missing.stderr
+    run_cli("unsubscribe", ADA)
+    refused = run_cli("resend", ADA, DIGEST_SMTP_URL=url)
+    assert refused.exit_code == 1 and "is unsubscribed" in refused.stderr
