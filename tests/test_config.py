@@ -87,3 +87,32 @@ def test_smtp_url_forms() -> None:
     ssl = parse_smtp_url("smtps://mail")
     assert (ssl.port, ssl.ssl) == (465, True)
     assert "p:ss" not in tls.display()
+
+
+def test_schedule_is_crontab_with_crontab_weekdays() -> None:
+    from datetime import UTC, datetime
+
+    from digest.config import Settings
+    from digest.schedule import current_period
+
+    weekdays = Settings(schedule="30 7 * * 1-5", timezone="Europe/Paris")
+    # Sunday 22 November: the newest Monday-to-Friday slot is Friday the 20th (crontab's 1-5, not Tue-Sat).
+    assert current_period(weekdays, datetime(2026, 11, 22, 10, tzinfo=UTC)).key == "2026-11-20T07:30"
+    sundays = Settings(schedule="0 9 * * 0", timezone="UTC")
+    assert current_period(sundays, datetime(2026, 11, 22, 10, tzinfo=UTC)).key == "2026-11-22T09:00"
+
+
+def test_bad_schedule_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"schedule \(DIGEST_SCHEDULE\): '0 8 \* mon' is not a five-field"):
+        load_settings(environ={"DIGEST_SCHEDULE": "0 8 * mon"})
+
+
+def test_worker_unit_runs_the_worker_and_restarts_on_failure() -> None:
+    from pathlib import Path
+
+    from digest.cli import cli
+
+    unit = (Path(__file__).resolve().parents[1] / "deploy" / "digest-worker.service").read_text()
+    lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert lines["ExecStart"].split()[-1] == "worker" and "worker" in cli.commands
+    assert lines["Restart"] == "on-failure" and lines["KillSignal"] == "SIGTERM"

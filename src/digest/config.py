@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest.cron import crontab_trigger
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
@@ -90,12 +91,22 @@ class Settings:
     schedule_weekday: str = "monday"
     # Local hour (0-23) the weekly digest goes out; a morning hour never falls in a DST gap.
     schedule_hour: int = 8
+    # Five-field cron expression (in `timezone`) that replaces the weekly weekday and hour; empty = weekly.
+    schedule: str = ""
     # IANA timezone of the schedule.
     timezone: str = "UTC"
     # Days of practices a newly confirmed subscriber gets in their first digest (0 = only newer ones).
     welcome_backfill_days: int = 0
     # Subscribers planned or sent per database transaction; bounds memory as subscribers grow.
     batch_size: int = 500
+    # Worker: minutes between polls of the configured sources (feeds are rebuilt after an ingest).
+    poll_minutes: float = 60.0
+    # Worker: minutes between runs of the retry job (deferred digests that are due, abandoned claims).
+    retry_minutes: float = 5.0
+    # Worker: seconds a leader's lease lasts without renewal; another worker takes over after that.
+    lease_seconds: float = 30.0
+    # Worker: hours a scheduled run may be late (downtime) and still run, once.
+    misfire_hours: float = 12.0
     # Tries per message within a run on a 4xx answer, a dropped connection or a timeout.
     send_tries: int = 3
     # Seconds before the second try of a message; doubled for each one after.
@@ -262,6 +273,17 @@ def _validate(settings: Settings) -> Settings:
     ):  # fmt: skip
         if getattr(settings, key) < 1:
             raise ConfigError(f"{key}: must be at least 1")
+    if settings.schedule:
+        try:
+            crontab_trigger(settings.schedule, ZoneInfo(settings.timezone))
+        except ValueError as e:
+            raise ConfigError(
+                f"schedule (DIGEST_SCHEDULE): {settings.schedule!r} is not a five-field cron expression: {e}",
+                "for example '0 8 * * mon' (minute hour day month weekday)",
+            ) from e
+    for key in ("poll_minutes", "retry_minutes", "lease_seconds", "misfire_hours"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"{key}: must be more than 0")
     try:
         date.fromisoformat(settings.id_date)
     except ValueError as e:

@@ -174,6 +174,7 @@ class Deliverer:
         mail_from: str,
         report: SendReport,
         batch_size: int = 500,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.factory = factory
         self.transport = transport
@@ -182,6 +183,8 @@ class Deliverer:
         self.sender = sender_address(mail_from)
         self.report = report
         self.batch_size = batch_size
+        # Asked before each claim: a stopping worker finishes the message in flight and claims no more.
+        self.should_stop = should_stop
         self.holder = holder_id()
         with factory() as session:
             engine = session.get_bind()
@@ -208,6 +211,8 @@ class Deliverer:
                 return
             for row in rows:
                 last_id = row[0]
+                if self.should_stop():
+                    return
                 if limiter.hour_full:
                     self.report.rate_limited = True
                     return

@@ -228,3 +228,47 @@ class SourceState(Base):
     # Items in the last successful parse, and items left out of it.
     items: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Lease(Base):
+    """Who runs the scheduler: one row per lease name, held by one worker until it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    # "host:pid" of the holder.
+    holder: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ScheduledJob(Base):
+    """A job the leader schedules, with its trigger and next run, for `digest status`."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    trigger: Mapped[str] = mapped_column(Text)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobRun(Base):
+    """One run of a scheduled job: when, by whom, how it ended, what it counted."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(50))
+    run_id: Mapped[str] = mapped_column(String(40))
+    holder: Mapped[str] = mapped_column(String(200))
+    # Why it ran: "scheduled" or "catch-up" (a slot missed while no worker was up).
+    reason: Mapped[str] = mapped_column(String(20), default="scheduled")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # running, ok, failed.
+    outcome: Mapped[str] = mapped_column(String(20))
+    # JSON of what it did (sent, planned, new practices...).
+    counts: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)

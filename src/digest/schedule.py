@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from digest.config import Settings
+from apscheduler.triggers.cron import CronTrigger
+
+from digest.config import WEEKDAYS, Settings
+from digest.cron import crontab_trigger
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,42 @@ def slot_on_or_before(now: datetime, weekday: int, hour: int, zone: ZoneInfo) ->
     return slot
 
 
+def digest_trigger(settings: Settings) -> CronTrigger:
+    """When digests go out: DIGEST_SCHEDULE (five-field cron) if set, else the weekly weekday and hour."""
+    if settings.schedule:
+        return crontab_trigger(settings.schedule, settings.zone)
+    # Weekday by name: APScheduler counts day_of_week from Monday = 0, crontab from Sunday.
+    day = WEEKDAYS[settings.weekday_index][:3]
+    return CronTrigger(day_of_week=day, hour=settings.schedule_hour, minute=0, timezone=settings.zone)
+
+
+def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The newest fire time of a cron trigger at or before ``now`` (looking back up to ~a year)."""
+    span = timedelta(hours=1)
+    while span <= timedelta(days=400):
+        fire: datetime | None = trigger.get_next_fire_time(None, now - span)
+        found: datetime | None = None
+        while fire is not None and fire <= now:
+            found = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if found is not None:
+            return found
+        span *= 8
+    return None
+
+
 def current_period(settings: Settings, now: datetime) -> Period:
-    """The period a send at ``now`` belongs to: the one opened by the newest slot at or before now."""
+    """The period a send at ``now`` belongs to: the one opened by the newest slot at or before now.
+
+    Weekly keys are the slot's local date (2026-11-16); a cron schedule's keys add the local time
+    (2026-11-16T08:00), so a schedule that fires more than once a day still gives one key per slot.
+    Both sort as strings in time order.
+    """
+    if settings.schedule:
+        fire = last_fire(digest_trigger(settings), now)
+        if fire is None:
+            fire = now
+        return Period(key=fire.astimezone(settings.zone).strftime("%Y-%m-%dT%H:%M"), starts=fire)
     slot = slot_on_or_before(now, settings.weekday_index, settings.schedule_hour, settings.zone)
     return Period(key=slot.date().isoformat(), starts=slot)
 

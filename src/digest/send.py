@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +66,11 @@ def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -
 
 
 def deliver_due(
-    factory: sessionmaker[Session], settings: Settings, transport: Transport, report: SendReport
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    report: SendReport,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SendReport:
     """Send every digest that is due (planned, deferred and due again, or abandoned by a dead process)."""
 
@@ -74,16 +79,21 @@ def deliver_due(
 
     policy = DeliveryPolicy.from_settings(settings)
     try:
-        Deliverer(factory, transport, policy, build, settings.mail_from, report, settings.batch_size).run()
+        Deliverer(factory, transport, policy, build, settings.mail_from, report, settings.batch_size, should_stop).run()
     finally:
         transport.close()
     return report
 
 
-def plan_and_send(factory: sessionmaker[Session], settings: Settings, transport: Transport) -> SendReport:
+def plan_and_send(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SendReport:
     """Plan the current period's digests (if not done yet), then deliver everything due."""
     now = clock.now()
     period = current_period(settings, now)
     plan: PlanReport = plan_period(factory, period.key, now, settings.id_domain, settings.batch_size)
     report = SendReport(period=period.key, planned=plan.planned, empty=plan.empty)
-    return deliver_due(factory, settings, transport, report)
+    return deliver_due(factory, settings, transport, report, should_stop)

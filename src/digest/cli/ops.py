@@ -1,0 +1,66 @@
+"""Commands for operators running the service: worker, status."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from digest import logs
+from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.status import status_of
+from digest.worker import Worker
+
+
+@cli.command()
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
+              help="Log lines as JSON (default when stderr is not a terminal) or text.")  # fmt: skip
+@pass_app
+@handle_errors
+def worker(app: App, log_format: str) -> None:
+    """Run the background worker: one leader schedules ingest, digests, retries and feeds; others stand by.
+
+    Stops cleanly on SIGTERM or SIGINT: the message in flight is finished and recorded, the lease released.
+
+    Example: digest worker
+    """
+    logs.configure(None if log_format == "auto" else log_format == "json")
+    sys.exit(Worker(app.settings, app.sessions, app.engine).serve())
+
+
+@cli.command()
+@json_option
+@pass_app
+@handle_errors
+def status(app: App, as_json: bool) -> None:
+    """Show the leader, each job's next and last run, this period's digests and failing sources.
+
+    Exits 1 when no worker leads or a job's last run failed: usable as a health check.
+
+    Example: digest status --json
+    """
+    with app.sessions() as session:
+        report = status_of(session, app.settings)
+    if as_json:
+        emit(report)
+    else:
+        leader = report["leader"]
+        if leader:
+            state = "alive" if leader["alive"] else "EXPIRED"
+            click.echo(f"leader: {leader['host']} pid {leader['pid']} since {leader['since']} ({state})")
+        else:
+            click.echo("leader: none")
+        for job in report["jobs"]:
+            last = job["last_run"]
+            did = f"last {last['outcome']} at {last['started_at']} {last['counts']}" if last else "never run"
+            click.echo(f"  {job['id']:<17} next {job['next_run_at'] or '-'}; {did}")
+            if last and last["error"]:
+                click.secho(f"    {last['error']}", fg="red")
+        counts = ", ".join(f"{n} {k}" for k, n in report["digests"].items() if n)
+        click.echo(f"period {report['period']}: {counts or 'no digests yet'}")
+        for source in report["failing_sources"]:
+            click.secho(f"source {source['location']}: {source['status']}: {source['last_error']}", fg="yellow")
+        for problem in report["problems"]:
+            click.secho(f"problem: {problem}", fg="red", err=True)
+    if not report["healthy"]:
+        sys.exit(1)

@@ -1,0 +1,101 @@
+"""What `digest status` reports: the leader, each job's next and last run, this period's digests, failing sources."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import clock
+from digest.config import Settings
+from digest.models import Digest, JobRun, Lease, ScheduledJob, SourceState
+from digest.schedule import current_period
+from digest.worker import LEASE, wall_now
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_of(session: Session, settings: Settings) -> dict[str, Any]:
+    """The worker's state as the database records it; `healthy` is False when something needs a look."""
+    now = wall_now()
+    problems: list[str] = []
+    lease = session.get(Lease, LEASE)
+    leader = None
+    if lease is not None:
+        host, pid = (lease.holder.split(":") + ["", ""])[:2]
+        alive = lease.expires_at >= now
+        leader = {
+            "holder": lease.holder,
+            "host": host,
+            "pid": int(pid) if pid.isdigit() else None,
+            "since": _iso(lease.since),
+            "renewed_at": _iso(lease.renewed_at),
+            "expires_at": _iso(lease.expires_at),
+            "alive": alive,
+        }
+        if not alive:
+            problems.append(f"the leader's lease expired at {lease.expires_at.isoformat()} (worker down?)")
+    else:
+        problems.append("no worker holds the scheduler lease (is `digest worker` running?)")
+
+    jobs = []
+    scheduled = {j.id: j for j in session.scalars(select(ScheduledJob).order_by(ScheduledJob.id))}
+    latest = {
+        r.job_id: r
+        for r in session.scalars(
+            select(JobRun).where(JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id)))
+        )
+    }
+    for job_id in sorted(set(scheduled) | set(latest)):
+        job, run = scheduled.get(job_id), latest.get(job_id)
+        last = None
+        if run is not None:
+            last = {
+                "run_id": run.run_id,
+                "reason": run.reason,
+                "holder": run.holder,
+                "started_at": _iso(run.started_at),
+                "finished_at": _iso(run.finished_at),
+                "outcome": run.outcome,
+                "counts": json.loads(run.counts or "{}"),
+                "error": run.error,
+            }
+            if run.outcome == "failed":
+                problems.append(f"the last {job_id} run failed: {run.error}")
+        jobs.append(
+            {
+                "id": job_id,
+                "trigger": job.trigger if job else None,
+                "next_run_at": _iso(job.next_run_at) if job else None,
+                "last_run": last,
+            }
+        )
+
+    period = current_period(settings, clock.now()).key
+    digests = dict(
+        session.execute(
+            select(Digest.status, func.count()).where(Digest.period == period).group_by(Digest.status)
+        ).all()
+    )
+    failing = [
+        {"location": s.location, "status": s.status, "last_fetch_at": _iso(s.last_fetch_at), "last_error": s.last_error}
+        for s in session.scalars(
+            select(SourceState)
+            .where(SourceState.status.in_(("failed", "gone", "partial")))
+            .order_by(SourceState.location)
+        )
+    ]
+    return {
+        "healthy": not problems,
+        "problems": problems,
+        "leader": leader,
+        "jobs": jobs,
+        "period": period,
+        "digests": {k: digests.get(k, 0) for k in ("planned", "sending", "deferred", "sent", "failed", "cancelled")},
+        "failing_sources": failing,
+    }

@@ -1,0 +1,289 @@
+"""`digest worker`: one leader (a lease row in the database) runs the scheduled jobs; the others stand by.
+
+The leader runs APScheduler's BlockingScheduler with explicit job ids, an explicit timezone, coalescing and a
+misfire grace of hours. Jobs stay in memory; what must survive a restart lives in the database: the lease,
+each job's runs, and the digests themselves (every step resumable). A weekly slot missed while no worker was
+up is caught up once when a leader starts: the plan job plans only the current period, never a backlog.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine, case, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock, logs
+from digest.config import Settings
+from digest.delivery import SendReport, holder_id
+from digest.feeds import build_feeds
+from digest.ingest import ingest_sources, policy_from
+from digest.models import JobRun, Lease, ScheduledJob
+from digest.schedule import current_period, digest_trigger
+from digest.send import deliver_due, plan_and_send
+from digest.transport import transport_for
+
+LEASE = "scheduler"
+PLAN_SEND, POLL, RETRY, FEEDS, CATCH_UP = "plan-send", "poll-sources", "retry-deliveries", "build-feeds", "catch-up"
+
+
+def wall_now() -> datetime:
+    """Real time, for leases and job runs (DIGEST_NOW fixes the digest clock, never the worker's timers)."""
+    return datetime.now(UTC)
+
+
+def acquire_lease(engine: Engine, holder: str, ttl: timedelta) -> bool:
+    """Take the lease if it is free, expired or already ours; renew it if ours. Atomic on SQLite and PostgreSQL."""
+    now = wall_now()
+    with engine.begin() as conn:
+        taken = conn.execute(
+            update(Lease)
+            .where(Lease.name == LEASE, (Lease.holder == holder) | (Lease.expires_at < now))
+            .values(
+                holder=holder,
+                since=case((Lease.holder == holder, Lease.since), else_=now),  # SET reads the old row
+                renewed_at=now,
+                expires_at=now + ttl,
+            )
+        ).rowcount
+    if taken:
+        return True
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Lease).values(name=LEASE, holder=holder, since=now, renewed_at=now, expires_at=now + ttl)
+            )
+        return True
+    except IntegrityError:
+        return False  # another worker holds it
+
+
+def renew_lease(engine: Engine, holder: str, ttl: timedelta) -> bool:
+    now = wall_now()
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                update(Lease)
+                .where(Lease.name == LEASE, Lease.holder == holder, Lease.expires_at >= now)
+                .values(renewed_at=now, expires_at=now + ttl)
+            ).rowcount
+        )
+
+
+def release_lease(engine: Engine, holder: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(Lease).where(Lease.name == LEASE, Lease.holder == holder))
+
+
+class Worker:
+    """One `digest worker` process."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], engine: Engine) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.engine = engine
+        self.holder = f"{holder_id()}:{uuid.uuid4().hex[:6]}"
+        self.ttl = timedelta(seconds=settings.lease_seconds)
+        self.stop = threading.Event()
+        self.scheduler: BlockingScheduler | None = None
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Stand by or lead until SIGTERM/SIGINT; then finish the work in hand, release the lease, return 0."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        logs.run_id.set(self.holder.rsplit(":", 1)[1])
+        logs.event("worker.started", holder=self.holder, database=self.engine.url.render_as_string(hide_password=True))
+        try:
+            while not self.stop.is_set():
+                if acquire_lease(self.engine, self.holder, self.ttl):
+                    logs.event("lease.acquired", holder=self.holder)
+                    self._lead()
+                else:
+                    self.stop.wait(self.ttl.total_seconds() / 3)
+        finally:
+            self._wait_idle(timeout=max(10.0, self.settings.smtp_timeout + 5))
+            release_lease(self.engine, self.holder)
+            logs.event("worker.stopped", holder=self.holder)
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        logs.event("worker.stopping", signal=signal.Signals(signum).name)
+        self.stop.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _lead(self) -> None:
+        zone = self.settings.zone
+        scheduler = BlockingScheduler(
+            timezone=zone,
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(self.settings.misfire_hours * 3600),
+            },
+        )
+        now = wall_now()
+        scheduler.add_job(self._job, digest_trigger(self.settings), args=[PLAN_SEND], id=PLAN_SEND,
+                          replace_existing=True)  # fmt: skip
+        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.poll_minutes, timezone=zone),
+                          args=[POLL], id=POLL, replace_existing=True, next_run_time=now)  # fmt: skip
+        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
+                          args=[RETRY], id=RETRY, replace_existing=True)  # fmt: skip
+        renew_every = self.ttl.total_seconds() / 3
+        scheduler.add_job(self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease",
+                          replace_existing=True)  # fmt: skip
+        if self._missed_slot():
+            scheduler.add_job(self._job, DateTrigger(now, timezone=zone), args=[PLAN_SEND, CATCH_UP],
+                              id=CATCH_UP, replace_existing=True)  # fmt: skip
+        self.scheduler = scheduler
+        if self.stop.is_set():
+            return
+        scheduler.add_listener(lambda _event: self._record_next_runs())
+        self._record_next_runs(now)
+        scheduler.start()  # blocks until a signal, or the lease is lost, shuts it down
+        self.scheduler = None
+
+    def _renew(self) -> None:
+        if not renew_lease(self.engine, self.holder, self.ttl):
+            logs.event("lease.lost", holder=self.holder, level=30)
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+
+    def _missed_slot(self) -> bool:
+        """True when the current period's slot passed (within the grace) and no plan run covered it."""
+        period = current_period(self.settings, clock.now())
+        if clock.now() - period.starts > timedelta(hours=self.settings.misfire_hours):
+            return False
+        with self.factory() as session:
+            runs = session.scalars(
+                select(JobRun.counts).where(JobRun.job_id == PLAN_SEND, JobRun.outcome == "ok")
+            ).all()
+        return not any(json.loads(c or "{}").get("period") == period.key for c in runs)
+
+    def _record_next_runs(self, now: datetime | None = None) -> None:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        with self.factory() as session, session.begin():
+            # One-off jobs that ran are gone from the scheduler: they have no next run.
+            current = {job.id for job in scheduler.get_jobs()}
+            session.execute(update(ScheduledJob).where(ScheduledJob.id.not_in(current)).values(next_run_at=None))
+            for job in scheduler.get_jobs():
+                if job.id == "renew-lease":
+                    continue
+                row = session.get(ScheduledJob, job.id) or ScheduledJob(id=job.id, trigger=str(job.trigger))
+                row.trigger = str(job.trigger)
+                next_run = getattr(job, "next_run_time", None) or (now if now and job.id == CATCH_UP else None)
+                row.next_run_at = next_run.astimezone(UTC) if next_run else None
+                session.add(row)
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+
+    def _job(self, job_id: str, reason: str = "scheduled") -> None:
+        """Run one job, recording it (start, outcome, counts) and logging under its own run id."""
+        if self.stop.is_set():
+            return
+        with self._idle:
+            self._busy += 1
+        run = uuid.uuid4().hex[:12]
+        token = logs.run_id.set(run)
+        with self.factory() as session, session.begin():
+            row = JobRun(job_id=job_id, run_id=run, holder=self.holder, reason=reason, started_at=wall_now(),
+                         outcome="running")  # fmt: skip
+            session.add(row)
+            session.flush()
+            row_id = row.id
+        logs.event("job.started", job=job_id, reason=reason)
+        outcome, error = "ok", None
+        counts: dict[str, Any] = {}
+        try:
+            counts, error = JOBS[job_id](self)
+            outcome = "failed" if error else "ok"
+        except Exception as e:  # a job's failure is recorded and logged; the worker goes on
+            outcome, error = "failed", f"{type(e).__name__}: {e}"
+            logs.event("job.crashed", level=40, exc_info=True, job=job_id)
+        finally:
+            with self.factory() as session, session.begin():
+                session.execute(
+                    update(JobRun)
+                    .where(JobRun.id == row_id)
+                    .values(finished_at=wall_now(), outcome=outcome, counts=json.dumps(counts), error=error)
+                )
+            logs.event("job.finished", level=40 if error else 20, job=job_id, outcome=outcome, error=error, **counts)
+            logs.run_id.reset(token)
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _wait_idle(self, timeout: float) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def after_ingest(self) -> None:
+        """Rebuild the feeds, as its own job, once an ingest changed something."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.add_job(self._job, DateTrigger(wall_now()), args=[FEEDS], id=FEEDS, replace_existing=True)
+
+
+def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
+    counts = {k: v for k, v in report.as_dict().items() if k not in ("errors", "hint", "error", "ok")}
+    return counts, report.error
+
+
+def plan_send_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    report = plan_and_send(worker.factory, worker.settings, transport_for(worker.settings), worker.stop.is_set)
+    return _send_counts(report)
+
+
+def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    report = SendReport(period=current_period(worker.settings, clock.now()).key)
+    deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
+    return _send_counts(report)
+
+
+def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    settings = worker.settings
+    reports = []
+    for source in (s for s in settings.sources if s.enabled):
+        if worker.stop.is_set():
+            break
+        reports.extend(ingest_sources(worker.factory, [source], clock.now(), policy_from(settings), skip_gone=True))
+    failed = [r for r in reports if not r.ok]
+    changed = sum(r.new + r.updated + r.joined for r in reports)
+    for r in failed:
+        logs.event("source.failed", level=30, source=r.source, error=r.error or f"{len(r.rejected)} item(s) left out")
+    if changed:
+        worker.after_ingest()
+    counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
+    return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
+
+
+def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    with worker.factory() as session:
+        results = build_feeds(session, worker.settings)
+    return {"feeds": len(results), "changed": sum(r.changed for r in results)}, None
+
+
+JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {
+    PLAN_SEND: plan_send_job,
+    RETRY: retry_job,
+    POLL: poll_job,
+    FEEDS: feeds_job,
+}

@@ -1,0 +1,249 @@
+"""Real `digest worker` processes on one database: one leader, takeover after kill -9, clean stop, catch-up.
+
+The clock: APScheduler's timers run on real time. DIGEST_NOW fixes digest's own clock (which period is
+current, whether its slot was missed) so a test can stand at "Monday 09:00, two hours after the slot" or
+"two weeks later" without waiting a week. Leases and job runs are stamped with real time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings
+from digest.models import Digest, JobRun, Lease
+from tests.conftest import at, fixture_path, smtp_controller
+from tests.smtpfaults import FaultyHandler
+from tests.test_delivery import week_with_news
+from tests.test_send import ingest
+
+PEOPLE = [f"reader{n}@example.org" for n in range(6)]
+AFTER_SLOT = "2026-11-16T09:00:00Z"  # the Monday 08:00 Paris slot (07:00Z) passed two hours ago
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[FaultyHandler, str]]:
+    handler = FaultyHandler()
+    with smtp_controller(handler) as url:
+        yield handler, url
+
+
+@dataclass
+class Workers:
+    settings: Settings
+    smtp_url: str
+    tmp: Path
+    extra: str = ""
+
+    def config(self) -> Path:
+        path = self.tmp / "worker.toml"
+        path.write_text(
+            f"""
+database_url = "{self.settings.database_url}"
+base_url = "{self.settings.base_url}"
+smtp_url = "{self.smtp_url}"
+secret_key = "{self.settings.secret_key}"
+timezone = "{self.settings.timezone}"
+id_domain = "{self.settings.id_domain}"
+feeds_dir = "{self.tmp / "feeds"}"
+lease_seconds = 2
+poll_minutes = 0.02
+retry_minutes = 0.02
+send_backoff = 0.05
+{self.extra}
+""",
+            encoding="utf-8",
+        )
+        return path
+
+    def start(self, now: str, name: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, DIGEST_CONFIG=str(self.config()), DIGEST_NOW=now)
+        with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen([sys.executable, "-m", "digest", "worker"], env=env, stdout=log, stderr=log)
+
+    def log(self, name: str) -> list[dict[str, object]]:
+        return [json.loads(line) for line in (self.tmp / f"{name}.log").read_text().splitlines() if line.strip()]
+
+    def status(self, now: str = AFTER_SLOT) -> tuple[int, dict[str, object]]:
+        env = dict(os.environ, DIGEST_CONFIG=str(self.config()), DIGEST_NOW=now)
+        done = subprocess.run([sys.executable, "-m", "digest", "status", "--json"], env=env, capture_output=True)
+        return done.returncode, json.loads(done.stdout)
+
+
+@pytest.fixture
+def workers(settings: Settings, smtp: tuple[FaultyHandler, str], tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(settings, smtp[1], tmp_path)
+    yield w
+
+
+def wait_for(condition: Callable[[], bool], limit: float = 30.0, what: str = "") -> float:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < limit, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def stop(process: subprocess.Popen[bytes], limit: float = 10.0) -> tuple[int, float]:
+    """SIGTERM; the exit status and the seconds it took."""
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(limit)
+    return code, time.monotonic() - start
+
+
+def leader_pid(sessions: sessionmaker[Session]) -> int | None:
+    with sessions() as s:
+        lease = s.get(Lease, "scheduler")
+        return int(lease.holder.split(":")[1]) if lease else None
+
+
+def statuses(sessions: sessionmaker[Session]) -> Counter[str]:
+    with sessions() as s:
+        return Counter(s.scalars(select(Digest.status)))
+
+
+def plan_runs(sessions: sessionmaker[Session]) -> list[JobRun]:
+    with sessions() as s:
+        return list(s.scalars(select(JobRun).where(JobRun.job_id == "plan-send").order_by(JobRun.id)))
+
+
+def test_two_workers_send_each_due_digest_once(
+    sessions: sessionmaker[Session], workers: Workers, smtp: tuple[FaultyHandler, str]
+) -> None:
+    handler = smtp[0]
+    week_with_news(sessions, *PEOPLE)
+    a, b = workers.start(AFTER_SLOT, "a"), workers.start(AFTER_SLOT, "b")
+    try:
+        wait_for(lambda: statuses(sessions).get("sent", 0) == len(PEOPLE), what="every digest sent")
+        time.sleep(1.5)  # a second scheduled retry run by the leader: still nothing sent twice
+        assert [len(handler.to(p)) for p in PEOPLE] == [1] * len(PEOPLE)
+        (run,) = plan_runs(sessions)
+        assert run.reason == "catch-up" and run.outcome == "ok" and json.loads(run.counts or "{}")["sent"] == 6
+        assert leader_pid(sessions) in (a.pid, b.pid)
+        code, report = workers.status()
+        assert code == 0 and report["healthy"]
+        leader = report["leader"]
+        assert isinstance(leader, dict) and leader["pid"] in (a.pid, b.pid) and leader["alive"]
+        jobs = {j["id"]: j for j in report["jobs"]}  # type: ignore[attr-defined]
+        assert jobs["plan-send"]["next_run_at"] is not None
+        assert jobs["plan-send"]["last_run"]["counts"]["sent"] == 6
+        assert jobs["retry-deliveries"]["last_run"]["outcome"] == "ok"
+        assert report["digests"] == {"planned": 0, "sending": 0, "deferred": 0, "sent": 6, "failed": 0, "cancelled": 0}
+    finally:
+        start = time.monotonic()
+        for process in (a, b):  # both at once: a standby must not take over from a leader that is stopping
+            process.send_signal(signal.SIGTERM)
+        codes = [a.wait(10), b.wait(10)]
+    assert codes == [0, 0] and time.monotonic() - start < 5
+    assert leader_pid(sessions) is None  # released on the way out
+    for name in ("a", "b"):
+        lines = workers.log(name)
+        assert all(line["run_id"] and line["event"] for line in lines)
+        assert not any(workers.settings.secret_key in json.dumps(line) for line in lines)
+    events = [line["event"] for name in ("a", "b") for line in workers.log(name)]
+    assert events.count("lease.acquired") == 1
+
+
+def test_kill_9_of_the_leader_hands_over(sessions: sessionmaker[Session], workers: Workers, tmp_path: Path) -> None:
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, "listing-water.txt")
+    missing = tmp_path / "later.txt"
+    workers.extra = f'[[sources]]\npath = "{missing}"\ntheme = "Water and Sanitation"\n'
+    a = workers.start(AFTER_SLOT, "a")
+    wait_for(lambda: leader_pid(sessions) == a.pid, what="a to lead")
+    b = workers.start(AFTER_SLOT, "b")
+    try:
+        time.sleep(1.0)
+        assert leader_pid(sessions) == a.pid  # b stands by
+        code, report = workers.status()
+        assert code == 1 and any("poll-sources run failed" in p for p in report["problems"])  # type: ignore[attr-defined]
+        assert report["failing_sources"][0]["location"] == str(missing)  # type: ignore[index]
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(5)
+        took = wait_for(lambda: leader_pid(sessions) == b.pid, limit=10, what="b to take over")
+        assert took < 2 + 1.5  # the lease (2 s) runs out, b's next try (every 2/3 s) takes it
+        missing.write_text(Path(fixture_path("listing-water-week2.txt")).read_text(encoding="utf-8"))
+        # The next scheduled poll runs under b and ingests the new source.
+        wait_for(lambda: _last_ok_poll_by(sessions, b.pid), what="a poll by b")
+        code, report = workers.status()
+        assert code == 0 and report["leader"]["pid"] == b.pid  # type: ignore[index]
+    finally:
+        assert stop(b)[0] == 0
+
+
+def _last_ok_poll_by(sessions: sessionmaker[Session], pid: int) -> bool:
+    with sessions() as s:
+        run = s.scalar(select(JobRun).where(JobRun.job_id == "poll-sources").order_by(JobRun.id.desc()))
+        return bool(run and run.holder.split(":")[1] == str(pid) and run.outcome == "ok" and run.counts
+                    and json.loads(run.counts)["new"] > 0)  # fmt: skip
+
+
+def test_sigterm_finishes_the_message_in_flight(
+    sessions: sessionmaker[Session], workers: Workers, smtp: tuple[FaultyHandler, str]
+) -> None:
+    handler = smtp[0]
+    handler.pace = 1.0  # each message takes the server a second to accept
+    week_with_news(sessions, *PEOPLE)
+    worker = workers.start(AFTER_SLOT, "w")
+    wait_for(lambda: len(handler.received) == 1, what="the first message to be in flight")
+    code, took = stop(worker)
+    assert code == 0 and took < 5
+    counts = statuses(sessions)
+    assert counts["sending"] == 0 and counts["sent"] == len(handler.received) >= 1  # recorded, nothing half-done
+    assert counts["planned"] == len(PEOPLE) - counts["sent"]
+    assert leader_pid(sessions) is None
+    handler.pace = 0.0
+    again = workers.start(AFTER_SLOT, "w2")  # the retry job sends the rest
+    try:
+        wait_for(lambda: statuses(sessions).get("sent", 0) == len(PEOPLE), what="the rest")
+    finally:
+        assert stop(again)[0] == 0
+    assert [len(handler.to(p)) for p in PEOPLE] == [1] * len(PEOPLE)
+
+
+def test_downtime_over_the_slot_gives_one_catch_up_run(
+    sessions: sessionmaker[Session], workers: Workers, smtp: tuple[FaultyHandler, str]
+) -> None:
+    handler = smtp[0]
+    week_with_news(sessions, *PEOPLE[:2])
+    first = workers.start(AFTER_SLOT, "w1")
+    wait_for(lambda: statuses(sessions).get("sent", 0) == 2, what="week one")
+    assert stop(first)[0] == 0
+    at("2026-11-19T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    # Down for two weekly slots (11-23 and 11-30); back on 11-30 at 09:00Z.
+    back = workers.start("2026-11-30T09:00:00Z", "w2")
+    try:
+        wait_for(lambda: statuses(sessions).get("sent", 0) == 4, what="the catch-up")
+        time.sleep(1.5)
+    finally:
+        assert stop(back)[0] == 0
+    runs = plan_runs(sessions)
+    assert [(r.reason, json.loads(r.counts or "{}")["period"]) for r in runs] == [
+        ("catch-up", "2026-11-16"),
+        ("catch-up", "2026-11-30"),  # one run for the missed slots, not one per slot
+    ]
+    with sessions() as s:
+        assert sorted(set(s.scalars(select(Digest.period)))) == ["2026-11-16", "2026-11-30"]
+    assert [len(handler.to(p)) for p in PEOPLE[:2]] == [2, 2]
+    # A restart with no slot missed runs nothing extra.
+    again = workers.start("2026-11-30T10:00:00Z", "w3")
+    try:
+        wait_for(lambda: leader_pid(sessions) == again.pid, what="w3 to lead")
+        time.sleep(1.5)
+    finally:
+        assert stop(again)[0] == 0
+    assert len(plan_runs(sessions)) == 2
