@@ -114,6 +114,16 @@ def clean_line(text: str) -> str:
     return repair_mojibake(text).strip()
 
 
+def clean_paragraphs(text: str) -> str:
+    """Multi-line text: each line cleaned, empty lines dropped, paragraphs kept apart by one blank line."""
+    paragraphs = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        joined = "\n".join(line for line in (clean_line(x) for x in block.split("\n")) if line)
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
 def header_safe(text: str, limit: int = 200) -> str:
     """Text fit for a mail header: no CR, LF or other control characters, one line, bounded length."""
     text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text)

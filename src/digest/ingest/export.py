@@ -11,23 +11,13 @@ from typing import Any
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text import clean_line, reads_like_sentence
+from digest.text import clean_line, clean_paragraphs, reads_like_sentence
 
 FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _block(value: Any) -> str:
-    """Multi-line text: each line cleaned, paragraphs kept apart by one blank line."""
-    paragraphs = []
-    for block in _text(value).replace("\r\n", "\n").split("\n\n"):
-        joined = "\n".join(line for line in (clean_line(x) for x in block.split("\n")) if line)
-        if joined:
-            paragraphs.append(joined)
-    return "\n\n".join(paragraphs)
 
 
 def _themes(value: Any) -> list[str] | None:
@@ -66,7 +56,7 @@ def _item(record: Mapping[str, Any], where: str, problems: list[Problem], reject
     except ValueError:
         rejected.append(Problem(where, title, f"published {record.get('published')!r} is not an ISO 8601 date"))
         return None
-    summary = _block(record.get("summary"))
+    summary = clean_paragraphs(_text(record.get("summary")))
     if reads_like_sentence(title):
         problems.append(Problem(where, title[:60], "title reads like a sentence; check the record"))
     if not summary:

@@ -13,7 +13,7 @@ import feedparser
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.markup import html_to_text, sanitize_html
-from digest.text import clean_line, derive_title, reads_like_sentence
+from digest.text import clean_line, clean_paragraphs, derive_title, reads_like_sentence
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Bozo reasons that say nothing bad about the entries (a wrong charset declaration, a text/plain server).
@@ -41,18 +41,8 @@ def _body(entry: Any) -> tuple[str, str | None]:
     if detail.get("type", "text/html") in _HTML_TYPES:
         text = html_to_text(value)
         html = sanitize_html(value)
-        return _clean_block(text), html or None
-    return _clean_block(value), None
-
-
-def _clean_block(text: str) -> str:
-    paragraphs = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        lines = [clean_line(line) for line in block.split("\n")]
-        joined = "\n".join(line for line in lines if line)
-        if joined:
-            paragraphs.append(joined)
-    return "\n\n".join(paragraphs)
+        return clean_paragraphs(text), html or None
+    return clean_paragraphs(value), None
 
 
 def _title(entry: Any) -> str:
