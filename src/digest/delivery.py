@@ -127,11 +127,10 @@ def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElemen
 class RateLimiter:
     """Spaces sends to `per_second` and stops at `per_hour`, counting what the store says went out."""
 
-    def __init__(self, policy: DeliveryPolicy, sent_last_hour: int, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, policy: DeliveryPolicy, sent_last_hour: int) -> None:
         self.interval = 1.0 / policy.per_second if policy.per_second > 0 else 0.0
         self.per_hour = policy.per_hour
         self.sent = sent_last_hour
-        self.sleep = sleep
         self._last = 0.0
 
     @property
@@ -142,7 +141,7 @@ class RateLimiter:
         if self.interval:
             delay = self._last + self.interval - time.monotonic()
             if delay > 0:
-                self.sleep(delay)
+                time.sleep(delay)
             self._last = time.monotonic()
 
 
@@ -154,12 +153,25 @@ def sent_since(session: Session, since: datetime) -> int:
 
 @dataclass(frozen=True)
 class Pending:
-    """A due digest as read before its claim (the claim decides whether this run sends it)."""
+    """A due digest as read before its claim (the claim decides whether this run sends it).
 
-    id: int
-    subscriber_id: int
+    Its frozen content is read with the batch: nothing a claim changes is needed to build the message.
+    """
+
+    digest: Digest
     email: str
-    status: str
+
+    @property
+    def id(self) -> int:
+        return self.digest.id
+
+    @property
+    def subscriber_id(self) -> int:
+        return self.digest.subscriber_id
+
+    @property
+    def status(self) -> str:
+        return self.digest.status
 
 
 class Deliverer:
@@ -201,7 +213,7 @@ class Deliverer:
         while True:
             with self.factory() as session:
                 rows = session.execute(
-                    select(Digest.id, Digest.subscriber_id, Subscriber.email, Digest.status)
+                    select(Digest, Subscriber.email)
                     .join(Subscriber, Subscriber.id == Digest.subscriber_id)
                     .where(Digest.id > last_id, _due(clock.now(), self.policy, dead))
                     .order_by(Digest.id)
@@ -209,14 +221,14 @@ class Deliverer:
                 ).all()
             if not rows:
                 return
-            for row in rows:
-                last_id = row[0]
+            for digest, email in rows:
+                last_id = digest.id
                 if self.should_stop():
                     return
                 if limiter.hour_full:
                     self.report.rate_limited = True
                     return
-                pending = Pending(row[0], row[1], row[2], row[3])
+                pending = Pending(digest, email)
                 if not self._claim(pending, dead):
                     continue
                 try:
@@ -225,6 +237,7 @@ class Deliverer:
                     self._release(pending)
                     self.report.error, self.report.hint = str(e), e.hint
                     return
+            del rows, digest, pending  # let this batch go before the next one is read: one batch in memory
 
     def _claim(self, pending: Pending, dead: list[str]) -> bool:
         """Mark the digest `sending` by this process (committed) if still due and its subscriber confirmed."""
@@ -256,10 +269,7 @@ class Deliverer:
         return False
 
     def _deliver(self, pending: Pending, limiter: RateLimiter) -> None:
-        with self.factory() as session:
-            digest = session.get(Digest, pending.id)
-            assert digest is not None
-        message = self.build(digest, pending.email, clock.now())
+        message = self.build(pending.digest, pending.email, clock.now())
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:
@@ -282,7 +292,7 @@ class Deliverer:
             self._sent(pending)
             return
         assert last is not None
-        self._defer(pending, digest.attempts, str(last))  # attempts already counts this claim
+        self._defer(pending, pending.digest.attempts + 1, str(last))  # read before the claim, which counts one
 
     def _finish(self, digest_id: int, status: str, **values: object) -> None:
         with self.engine.begin() as conn:
