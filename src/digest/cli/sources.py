@@ -15,8 +15,8 @@ from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.config import SourceConfig
 from digest.errors import ConfigError
-from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from
-from digest.models import Membership, Practice, SourceState, Subscription, Theme
+from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from, source_overview
+from digest.models import Membership, Practice, Subscription, Theme
 
 # Sources with fewer items than this store too fast to need a progress bar.
 PROGRESS_FROM = 200
@@ -109,29 +109,7 @@ def sources_command(app: App, as_json: bool) -> None:
     Example: digest sources --json
     """
     with app.sessions() as session:
-        states = {s.location: s for s in session.scalars(select(SourceState).order_by(SourceState.location))}
-    configured = {s.location: s for s in app.settings.sources}
-    rows = []
-    for location in [*configured, *(loc for loc in states if loc not in configured)]:
-        conf, state = configured.get(location), states.get(location)
-        rows.append(
-            {
-                "location": location,
-                "configured": conf is not None,
-                "enabled": conf.enabled if conf else None,
-                "theme": conf.theme if conf else None,
-                "format": conf.format if conf else None,
-                "status": state.status if state else "never fetched",
-                "last_fetch_at": state.last_fetch_at.isoformat() if state else None,
-                "last_ok_at": state.last_ok_at.isoformat() if state and state.last_ok_at else None,
-                "failures": state.failures if state else 0,
-                "items": state.items if state else None,
-                "rejected": state.rejected if state else None,
-                "last_error": state.last_error if state else None,
-                "etag": state.etag if state else None,
-                "last_modified": state.last_modified if state else None,
-            }
-        )
+        rows = source_overview(session, app.settings.sources)
     if as_json:
         emit(rows)
         return

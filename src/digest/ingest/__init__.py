@@ -94,13 +94,16 @@ def parse_bytes(data: bytes, source: str, fmt: str | None = None) -> ParsedSourc
     return parse_listing(text, source)
 
 
-def read_source(location: str, fmt: str | None = None) -> ParsedSource:
-    """Read and parse a source file (no state, no HTTP): for tests and tools."""
+def read_file(location: str) -> bytes:
     try:
-        data = Path(location).read_bytes()
+        return Path(location).read_bytes()
     except OSError as e:
         raise SourceError(f"{location}: cannot read: {e.strerror}", "check the path") from e
-    return parse_bytes(data, location, fmt)
+
+
+def read_source(location: str, fmt: str | None = None) -> ParsedSource:
+    """Read and parse a source file (no state, no HTTP): for tests and tools."""
+    return parse_bytes(read_file(location), location, fmt)
 
 
 def policy_from(settings: Settings) -> HttpPolicy:
@@ -167,11 +170,7 @@ def ingest_one(
                 return IngestReport(source=location, not_modified=True)
             data = fetched.body
         else:
-            try:
-                data = Path(location).read_bytes()
-            except OSError as e:
-                raise SourceError(f"{location}: cannot read: {e.strerror}", "check the path") from e
-            fetched = None
+            data, fetched = read_file(location), None
         parsed = parse_bytes(data, location, source.format)
         with factory() as session, session.begin():
             with progress(location, len(parsed.items)) as advance:
@@ -202,3 +201,31 @@ def ingest_sources(
     """Ingest sources one by one, each in its own transaction; one failing stops no other."""
     policy = policy or HttpPolicy()
     return [ingest_one(factory, s, now, policy, skip_gone, progress) for s in sources]
+
+
+def source_overview(session: Session, configured: Sequence[SourceConfig]) -> list[dict[str, object]]:
+    """Every configured source, then every other source ever ingested, with its last fetch, status and error."""
+    states = {s.location: s for s in session.scalars(select(SourceState).order_by(SourceState.location))}
+    by_location = {s.location: s for s in configured}
+    rows: list[dict[str, object]] = []
+    for location in [*by_location, *(loc for loc in states if loc not in by_location)]:
+        conf, state = by_location.get(location), states.get(location)
+        rows.append(
+            {
+                "location": location,
+                "configured": conf is not None,
+                "enabled": conf.enabled if conf else None,
+                "theme": conf.theme if conf else None,
+                "format": conf.format if conf else None,
+                "status": state.status if state else "never fetched",
+                "last_fetch_at": state.last_fetch_at.isoformat() if state else None,
+                "last_ok_at": state.last_ok_at.isoformat() if state and state.last_ok_at else None,
+                "failures": state.failures if state else 0,
+                "items": state.items if state else None,
+                "rejected": state.rejected if state else None,
+                "last_error": state.last_error if state else None,
+                "etag": state.etag if state else None,
+                "last_modified": state.last_modified if state else None,
+            }
+        )
+    return rows
