@@ -57,7 +57,7 @@ timezone = "{settings.timezone}"
 def start(config: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DIGEST_CONFIG=str(config), DIGEST_NOW=NOW)
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "send"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "digest", "send"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
@@ -73,10 +73,12 @@ def kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], limit
         assert process.poll() is None, "the sender ended before the moment to kill it"
         assert time.monotonic() < deadline, "the moment to kill never came"
         time.sleep(0.005)
+    kill9(process)
+
+
+def kill9(process: subprocess.Popen[bytes]) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait(10)
-    if process.stderr:
-        process.stderr.close()
 
 
 def copies(handler: FaultyHandler) -> dict[str, list[str]]:
@@ -141,10 +143,7 @@ def test_kill_at_random_moments_again_and_again(
         time.sleep(random.uniform(0.2, 1.2))
         if process.poll() is not None:
             break
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-        if process.stderr:
-            process.stderr.close()
+        kill9(process)
         kills += 1
     finish(config)
     received = copies(handler)
