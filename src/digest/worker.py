@@ -17,6 +17,13 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import (
+    EVENT_JOB_ADDED,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_REMOVED,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -155,10 +162,18 @@ class Worker:
         self.scheduler = scheduler
         if self.stop.is_set():
             return
-        scheduler.add_listener(lambda _event: self._record_next_runs())
+        # Next runs change when a job runs or comes and goes; the lease renewal (every few seconds) is not one.
+        scheduler.add_listener(
+            self._on_job_event,
+            EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_ADDED | EVENT_JOB_REMOVED,
+        )
         self._record_next_runs(now)
         scheduler.start()  # blocks until a signal, or the lease is lost, shuts it down
         self.scheduler = None
+
+    def _on_job_event(self, event: Any) -> None:
+        if getattr(event, "job_id", None) != "renew-lease":
+            self._record_next_runs()
 
     def _renew(self) -> None:
         if not renew_lease(self.engine, self.holder, self.ttl):
