@@ -24,10 +24,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict and the import contracts
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: the benchmarks in benchmarks/ (print figures; not tests)
 bench: $(STAMP)

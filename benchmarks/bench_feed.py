@@ -24,9 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import feedparser
 
-from digest import clock, db
+from digest import clock
 from digest.config import SourceConfig
 from digest.ingest import HttpPolicy, ingest_sources
+from digest.store import db
 
 
 def make_feed(items: int) -> bytes:

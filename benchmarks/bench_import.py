@@ -14,9 +14,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest import clock, db
-from digest.ingest.store import ThemeCache
-from digest.subscribers import import_csv, normalize_email
+from digest import clock
+from digest.ingest.merge import ThemeCache
+from digest.store import db
+from digest.subscriptions.subscribers import import_csv, normalize_email
 
 
 def main() -> None:

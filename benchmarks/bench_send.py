@@ -23,15 +23,17 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock, db
+from digest import clock
 from digest.config import Settings, SourceConfig
-from digest.delivery import SendReport
 from digest.ingest import ingest_sources
-from digest.message import Envelope, build_message
-from digest.models import Subscriber, Subscription, Theme
-from digest.plan import DigestContent, plan_period
-from digest.send import deliver_due, links_for, render_for
-from digest.transport import MaildirTransport, transport_for
+from digest.mail.compose import DigestContent
+from digest.mail.delivery import SendReport
+from digest.mail.message import Envelope, build_message
+from digest.mail.plan import plan_period
+from digest.mail.send import deliver_due, links_for, render_for
+from digest.mail.transport import MaildirTransport, transport_for
+from digest.store import db
+from digest.store.models import Subscriber, Subscription, Theme
 
 LISTING = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 

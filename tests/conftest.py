@@ -18,9 +18,10 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock, db
+from digest import clock
 from digest.cli import cli
 from digest.config import Settings
+from digest.store import db
 from tests.feedserver import FeedServer, running
 
 FIXTURES = Path(__file__).parent / "fixtures"

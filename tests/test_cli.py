@@ -14,7 +14,9 @@ from tests.conftest import Cli, RecordingHandler, fixture_path
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # lazily loaded commands (worker) included
+        command = group.get_command(ctx, name)
         out.append((*prefix, name))
         if isinstance(command, click.Group):
             out.extend(all_commands(command, (*prefix, name)))
@@ -28,7 +30,9 @@ def test_every_command_has_help_with_an_example(run_cli: Cli, path: tuple[str, .
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
     assert command.help and command.help.strip()
     if not isinstance(command, click.Group):
         assert "Example:" in result.output

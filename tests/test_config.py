@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 
 from digest.config import load_settings, parse_smtp_url
@@ -93,7 +94,7 @@ def test_schedule_is_crontab_with_crontab_weekdays() -> None:
     from datetime import UTC, datetime
 
     from digest.config import Settings
-    from digest.schedule import current_period
+    from digest.schedules.periods import current_period
 
     weekdays = Settings(schedule="30 7 * * 1-5", timezone="Europe/Paris")
     # Sunday 22 November: the newest Monday-to-Friday slot is Friday the 20th (crontab's 1-5, not Tue-Sat).
@@ -114,5 +115,5 @@ def test_worker_unit_runs_the_worker_and_restarts_on_failure() -> None:
 
     unit = (Path(__file__).resolve().parents[1] / "deploy" / "digest-worker.service").read_text()
     lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
-    assert lines["ExecStart"].split()[-1] == "worker" and "worker" in cli.commands
+    assert lines["ExecStart"].split()[-1] == "worker" and "worker" in cli.list_commands(click.Context(cli))
     assert lines["Restart"] == "on-failure" and lines["KillSignal"] == "SIGTERM"

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.models import Digest, Subscriber
+from digest.store.models import Digest, Subscriber
 from tests.conftest import smtp_controller
 from tests.smtpfaults import FaultyHandler
 from tests.test_delivery import week_with_news

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.delivery import SendReport
-from digest.ledger import ledger_of, resend
-from digest.models import Digest, Subscriber
-from digest.send import deliver_due, plan_and_send
-from digest.transport import transport_for
+from digest.mail.delivery import SendReport
+from digest.mail.ledger import ledger_of, resend
+from digest.mail.send import deliver_due, plan_and_send
+from digest.mail.transport import transport_for
+from digest.store.models import Digest, Subscriber
 from tests.conftest import Cli, at, fixture_path, free_port, smtp_controller
 from tests.smtpfaults import FaultyHandler
 from tests.test_send import add, create_themes, ingest
@@ -220,8 +220,8 @@ def test_per_second_rate_spaces_messages(
 def test_unsubscribe_between_deferral_and_retry_cancels(
     sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
 ) -> None:
-    from digest import db
-    from digest.subscribers import unsubscribe
+    from digest.store import db
+    from digest.subscriptions.subscribers import unsubscribe
 
     faulty[0].script = {BO: ["451"] * 3}
     week_with_news(sessions, BO)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.clock import now
 from digest.config import SourceConfig
 from digest.ingest import detect_format, ingest_sources
-from digest.models import Practice, Theme
+from digest.store.models import Practice, Theme
 from tests.conftest import fixture_bytes, fixture_path
 
 

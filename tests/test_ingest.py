@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.clock import now
 from digest.config import SourceConfig
 from digest.ingest import ingest_sources
-from digest.models import Membership, Practice, Theme
+from digest.store.models import Membership, Practice, Theme
 from tests.conftest import SHARED_SAMPLES, fixture_path
 
 
@@ -128,9 +128,9 @@ def test_real_samples_give_fifteen_practices(sessions: sessionmaker[Session]) ->
 
 def test_migration_keeps_stored_practices_findable(tmp_path: Path) -> None:
     """A practice stored before practice keys existed (schema 0001) is found again by the identity of its uid."""
-    from digest import db
     from digest.ingest import read_source
-    from digest.ingest.store import identity_of, key_of
+    from digest.ingest.merge import identity_of, key_of
+    from digest.store import db
 
     engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     db.upgrade(engine, "0001")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.markup import html_to_text, sanitize_html
+from digest.text.markup import html_to_text, sanitize_html
 
 
 def test_text_keeps_paragraphs_and_list_items_as_lines() -> None:

@@ -15,13 +15,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import db
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.models import Digest, LedgerEntry, Practice
-from digest.send import plan_and_send
-from digest.subscribers import subscribe
-from digest.transport import transport_for
+from digest.mail.send import plan_and_send
+from digest.mail.transport import transport_for
+from digest.store import db
+from digest.store.models import Digest, LedgerEntry, Practice
+from digest.subscriptions.subscribers import subscribe
 from tests.conftest import RecordingHandler, at, fixture_path
 
 SERVER = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")

@@ -10,15 +10,15 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import db
 from digest.config import Settings, SourceConfig
-from digest.delivery import SendReport
 from digest.ingest import ingest_sources
-from digest.models import Digest, LedgerEntry, Subscriber
-from digest.send import plan_and_send
-from digest.subscribers import subscribe, unsubscribe
-from digest.tokens import read_token
-from digest.transport import transport_for
+from digest.mail.delivery import SendReport
+from digest.mail.send import plan_and_send
+from digest.mail.transport import transport_for
+from digest.store import db
+from digest.store.models import Digest, LedgerEntry, Subscriber
+from digest.subscriptions.subscribers import subscribe, unsubscribe
+from digest.subscriptions.tokens import read_token
 from tests.conftest import RecordingHandler, at, fixture_path
 
 WATER = "water-and-sanitation"
@@ -61,7 +61,7 @@ def add(sessions: sessionmaker[Session], email: str, *themes: str, confirmed: bo
 
 def create_themes(sessions: sessionmaker[Session], *names: str) -> None:
     from digest import clock
-    from digest.ingest.store import ThemeCache
+    from digest.store.themes import ThemeCache
 
     with db.transaction(sessions) as s:
         cache = ThemeCache(s)
@@ -169,8 +169,8 @@ def test_practice_joining_a_second_theme_is_new_there_but_never_sent_twice(
     handler.received.clear()
     at("2026-11-25T10:00:00Z")
     with db.transaction(sessions) as s:  # and once sent, never again, even from a third theme
-        from digest.ingest.store import ThemeCache
-        from digest.models import Membership, Practice
+        from digest.store.models import Membership, Practice
+        from digest.store.themes import ThemeCache
 
         theme = ThemeCache(s).get("Kenya", at("2026-11-25T10:00:00Z"))
         kiosk = s.scalar(select(Practice).where(Practice.title == KIOSK))
@@ -285,8 +285,8 @@ def test_maildir_outbox_without_smtp(sessions: sessionmaker[Session], settings: 
 def test_mail_carries_the_subject_frozen_at_planning(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    from digest.plan import plan_period
-    from digest.send import deliver_due
+    from digest.mail.plan import plan_period
+    from digest.mail.send import deliver_due
 
     handler = smtp_server[0]
     setup_two_themes(sessions)

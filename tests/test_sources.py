@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.clock import now
 from digest.config import SourceConfig
 from digest.ingest import HttpPolicy, IngestReport, ingest_sources
-from digest.models import Membership, Practice, PracticeKey, SourceState, Theme
+from digest.store.models import Membership, Practice, PracticeKey, SourceState, Theme
 from tests.conftest import at, fixture_bytes, fixture_path
 from tests.feedserver import FeedServer
 

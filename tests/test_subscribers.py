@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import db
 from digest.config import SourceConfig
 from digest.errors import SubscriberError
 from digest.ingest import ingest_sources
-from digest.models import Subscriber
-from digest.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
+from digest.store import db
+from digest.store.models import Subscriber
+from digest.subscriptions.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
 from tests.conftest import at, fixture_path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.text import derive_title, header_safe, reads_like_sentence, repair_mojibake, slugify
+from digest.text.clean import derive_title, header_safe, reads_like_sentence, repair_mojibake, slugify
 
 
 @pytest.mark.parametrize(

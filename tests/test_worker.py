@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.models import Digest, JobRun, Lease
+from digest.store.models import Digest, JobRun, Lease
 from tests.conftest import at, fixture_path, smtp_controller
 from tests.smtpfaults import FaultyHandler
 from tests.test_delivery import week_with_news

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digest.cron import crontab_trigger
 from digest.errors import ConfigError
+from digest.schedules.cron import crontab_trigger
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
 # Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.

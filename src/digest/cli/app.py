@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -14,9 +15,10 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock, db
+from digest import clock
 from digest.config import Settings, load_settings
 from digest.errors import ConfigError, DigestError
+from digest.store import db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +56,28 @@ def emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+class LazyGroup(click.Group):
+    """A group whose listed commands are imported only when invoked (click's lazy-loading pattern).
+
+    The worker's command pulls in the scheduler; loading it by name keeps every other command free of it.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, name = self.lazy[cmd_name].rpartition(".")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
 def handle_errors(func: F) -> F:
     """Turn DigestError into a one-line message with a hint and exit status 1."""
 
@@ -70,7 +94,7 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={"worker": "digest.worker.command.worker"})
 @click.option(
     "--config",
     "config_path",

@@ -6,17 +6,18 @@ import sys
 
 import click
 
-from digest import clock, db
+from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
-from digest.delivery import SendReport
-from digest.feeds import build_feeds
-from digest.ledger import ledger_of, resend
-from digest.plan import preview_content
-from digest.schedule import current_period
-from digest.send import Addressed, digest_message, plan_and_send
-from digest.subscribers import ensure_subscriber, get_subscriber
-from digest.transport import transport_for
+from digest.feeds.atom import build_feeds
+from digest.mail.delivery import SendReport
+from digest.mail.ledger import ledger_of, resend
+from digest.mail.plan import preview_content
+from digest.mail.send import Addressed, digest_message, plan_and_send
+from digest.mail.transport import transport_for
+from digest.schedules.periods import current_period
+from digest.store import db
+from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
 
 
 def print_send(report: SendReport, where: str, as_json: bool) -> None:

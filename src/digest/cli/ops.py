@@ -1,4 +1,4 @@
-"""Commands for operators running the service: worker, status."""
+"""Commands for operators running the service: status (the worker command lives with the worker)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,8 @@ import sys
 
 import click
 
-from digest import logs
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
-from digest.status import status_of
-from digest.worker import Worker
-
-
-@cli.command()
-@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
-              help="Log lines as JSON (default when stderr is not a terminal) or text.")  # fmt: skip
-@pass_app
-@handle_errors
-def worker(app: App, log_format: str) -> None:
-    """Run the background worker: one leader schedules ingest, digests, retries and feeds; others stand by.
-
-    Stops cleanly on SIGTERM or SIGINT: the message in flight is finished and recorded, the lease released.
-
-    Example: digest worker
-    """
-    logs.configure(None if log_format == "auto" else log_format == "json")
-    sys.exit(Worker(app.settings, app.sessions, app.engine).serve())
+from digest.worker.status import status_of
 
 
 @cli.command()

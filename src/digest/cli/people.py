@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from digest import clock, db
+from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
-from digest.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
+from digest.store import db
+from digest.subscriptions.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
 
 
 @cli.command("subscribe")

@@ -16,7 +16,7 @@ from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.config import SourceConfig
 from digest.errors import ConfigError
 from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from, source_overview
-from digest.models import Membership, Practice, Subscription, Theme
+from digest.store.models import Membership, Practice, Subscription, Theme
 
 # Sources with fewer items than this store too fast to need a progress bar.
 PROGRESS_FROM = 200
@@ -164,7 +164,7 @@ def practices(app: App, theme: str | None, as_json: bool) -> None:
 
     Example: digest practices --theme goal-5-gender-equality --json
     """
-    from digest.subscribers import resolve_themes
+    from digest.subscriptions.subscribers import resolve_themes
 
     with app.sessions() as session:
         query = (

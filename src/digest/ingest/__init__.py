@@ -22,8 +22,8 @@ from digest.ingest.feed import parse_feed
 from digest.ingest.fetch import HttpPolicy, SourceGone, fetch
 from digest.ingest.items import ParsedSource
 from digest.ingest.listing import looks_like_listing, parse_listing
-from digest.ingest.store import IngestReport, identity_of, store_parsed
-from digest.models import SourceState
+from digest.ingest.merge import IngestReport, identity_of, store_parsed
+from digest.store.models import SourceState
 
 __all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
 

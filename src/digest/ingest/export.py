@@ -11,7 +11,7 @@ from typing import Any
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text import clean_line, clean_paragraphs, reads_like_sentence
+from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence
 
 FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
 

@@ -12,8 +12,8 @@ import feedparser
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.markup import html_to_text, sanitize_html
-from digest.text import clean_line, clean_paragraphs, derive_title, reads_like_sentence
+from digest.text.clean import clean_line, clean_paragraphs, derive_title, reads_like_sentence
+from digest.text.markup import html_to_text, sanitize_html
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Bozo reasons that say nothing bad about the entries (a wrong charset declaration, a text/plain server).

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text import clean_line, derive_title, reads_like_sentence
+from digest.text.clean import clean_line, derive_title, reads_like_sentence
 
 SUBMITTED = re.compile(r"^Submitted by (?P<who>.*?)\s*\bon\b\s*(?P<date>.*)$")
 SUBSCRIBE = re.compile(r"^Subscribe to (?P<theme>.+)$")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import WEEKDAYS, Settings
-from digest.cron import crontab_trigger
+from digest.schedules.cron import crontab_trigger
 
 
 @dataclass(frozen=True)

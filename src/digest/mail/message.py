@@ -14,7 +14,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
-from digest.text import header_safe
+from digest.text.clean import header_safe
 
 
 @dataclass(frozen=True)

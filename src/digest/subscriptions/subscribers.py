@@ -15,9 +15,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
-from digest.ingest.store import ThemeCache
-from digest.models import Digest, Membership, Subscriber, Subscription, Theme
-from digest.text import slugify
+from digest.store.models import Digest, Membership, Subscriber, Subscription, Theme
+from digest.store.themes import ThemeCache
+from digest.text.clean import slugify
 
 
 def normalize_email(address: str) -> str:

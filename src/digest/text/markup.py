@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import nh3
 
-from digest.text import repair_mojibake
+from digest.text.clean import repair_mojibake
 
 # What a practice summary may keep in an HTML digest: structure and links, no scripts, styles or images.
 ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "a", "em", "strong", "b", "i", "blockquote", "code", "pre", "h3", "h4"}

@@ -1,4 +1,4 @@
-"""Sending: planned digests -> rendered messages -> delivery (digest.delivery), and the plan-then-send run."""
+"""Sending: planned digests -> rendered messages -> delivery (digest.mail.delivery), and the plan-then-send run."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.delivery import Deliverer, DeliveryPolicy, SendReport
-from digest.message import Envelope, build_message
-from digest.models import Digest
-from digest.plan import DigestContent, PlanReport, plan_period
-from digest.render import Links, RenderedDigest, render_digest
-from digest.schedule import current_period
-from digest.tokens import make_token
-from digest.transport import Transport
+from digest.mail.compose import DigestContent
+from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
+from digest.mail.message import Envelope, build_message
+from digest.mail.plan import PlanReport, plan_period
+from digest.mail.render import Links, RenderedDigest, render_digest
+from digest.mail.transport import Transport
+from digest.schedules.periods import current_period
+from digest.store.models import Digest
+from digest.subscriptions.tokens import make_token
 
 
 def links_for(settings: Settings, subscriber_id: int) -> Links:

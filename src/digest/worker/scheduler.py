@@ -12,7 +12,6 @@ import json
 import signal
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -28,70 +27,16 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, case, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
-from digest.delivery import SendReport, holder_id
-from digest.feeds import build_feeds
-from digest.ingest import ingest_sources, policy_from
-from digest.models import JobRun, Lease, ScheduledJob
-from digest.schedule import current_period, digest_trigger
-from digest.send import deliver_due, plan_and_send
-from digest.transport import transport_for
-
-LEASE = "scheduler"
-PLAN_SEND, POLL, RETRY, FEEDS, CATCH_UP = "plan-send", "poll-sources", "retry-deliveries", "build-feeds", "catch-up"
-
-
-def wall_now() -> datetime:
-    """Real time, for leases and job runs (DIGEST_NOW fixes the digest clock, never the worker's timers)."""
-    return datetime.now(UTC)
-
-
-def acquire_lease(engine: Engine, holder: str, ttl: timedelta) -> bool:
-    """Take the lease if it is free, expired or already ours; renew it if ours. Atomic on SQLite and PostgreSQL."""
-    now = wall_now()
-    with engine.begin() as conn:
-        taken = conn.execute(
-            update(Lease)
-            .where(Lease.name == LEASE, (Lease.holder == holder) | (Lease.expires_at < now))
-            .values(
-                holder=holder,
-                since=case((Lease.holder == holder, Lease.since), else_=now),  # SET reads the old row
-                renewed_at=now,
-                expires_at=now + ttl,
-            )
-        ).rowcount
-    if taken:
-        return True
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(Lease).values(name=LEASE, holder=holder, since=now, renewed_at=now, expires_at=now + ttl)
-            )
-        return True
-    except IntegrityError:
-        return False  # another worker holds it
-
-
-def renew_lease(engine: Engine, holder: str, ttl: timedelta) -> bool:
-    now = wall_now()
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                update(Lease)
-                .where(Lease.name == LEASE, Lease.holder == holder, Lease.expires_at >= now)
-                .values(renewed_at=now, expires_at=now + ttl)
-            ).rowcount
-        )
-
-
-def release_lease(engine: Engine, holder: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(delete(Lease).where(Lease.name == LEASE, Lease.holder == holder))
+from digest.mail.delivery import holder_id
+from digest.schedules.periods import current_period, digest_trigger
+from digest.store.models import JobRun, ScheduledJob
+from digest.worker.jobs import CATCH_UP, FEEDS, JOBS, PLAN_SEND, POLL, RETRY
+from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
 
 
 class Worker:
@@ -255,50 +200,3 @@ class Worker:
         """Rebuild the feeds, as its own job, once an ingest changed something."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.add_job(self._job, DateTrigger(wall_now()), args=[FEEDS], id=FEEDS, replace_existing=True)
-
-
-def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
-    counts = {k: v for k, v in report.as_dict().items() if k not in ("errors", "hint", "error", "ok")}
-    return counts, report.error
-
-
-def plan_send_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
-    report = plan_and_send(worker.factory, worker.settings, transport_for(worker.settings), worker.stop.is_set)
-    return _send_counts(report)
-
-
-def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
-    report = SendReport(period=current_period(worker.settings, clock.now()).key)
-    deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
-    return _send_counts(report)
-
-
-def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
-    settings = worker.settings
-    reports = []
-    for source in (s for s in settings.sources if s.enabled):
-        if worker.stop.is_set():
-            break
-        reports.extend(ingest_sources(worker.factory, [source], clock.now(), policy_from(settings), skip_gone=True))
-    failed = [r for r in reports if not r.ok]
-    changed = sum(r.new + r.updated + r.joined for r in reports)
-    for r in failed:
-        logs.event("source.failed", level=30, source=r.source, error=r.error or f"{len(r.rejected)} item(s) left out")
-    if changed:
-        worker.after_ingest()
-    counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
-    return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
-
-
-def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
-    with worker.factory() as session:
-        results = build_feeds(session, worker.settings)
-    return {"feeds": len(results), "changed": sum(r.changed for r in results)}, None
-
-
-JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {
-    PLAN_SEND: plan_send_job,
-    RETRY: retry_job,
-    POLL: poll_job,
-    FEEDS: feeds_job,
-}

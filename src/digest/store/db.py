@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import ConfigError, DigestError
 
-MIGRATIONS = "digest:migrations"
+MIGRATIONS = "digest.store:migrations"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.models import Membership, Practice, PracticeKey, Theme
-from digest.text import clean_line, fingerprint, sha, slugify
+from digest.store.models import Membership, Practice, PracticeKey
+from digest.store.themes import ThemeCache
+from digest.text.clean import fingerprint, sha
 
 CHUNK = 500
 
@@ -81,29 +82,6 @@ def identity_of(item: ParsedItem) -> str:
 def key_of(identity: str) -> str:
     """The stored form of an identity (also the uid of the practice first known by it)."""
     return sha(identity)[:40]
-
-
-class ThemeCache:
-    """Themes by slug for one unit of work; creates the ones that do not exist yet."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.by_slug: dict[str, Theme] = {}
-
-    def get(self, name: str, now: datetime) -> Theme:
-        name = clean_line(name)
-        if not name:
-            raise SourceError("a theme name is empty", "name the theme with --theme")
-        slug = slugify(name)
-        theme = self.by_slug.get(slug)
-        if theme is None:
-            theme = self.session.scalar(select(Theme).where(Theme.slug == slug))
-            if theme is None:
-                theme = Theme(name=name[:300], slug=slug, created_at=now)
-                self.session.add(theme)
-                self.session.flush()
-            self.by_slug[slug] = theme
-        return theme
 
 
 def _known(session: Session, keys: list[str]) -> dict[str, int]:

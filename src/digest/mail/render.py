@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from digest.markup import sanitize_html
-from digest.plan import DigestContent
+from digest.mail.compose import DigestContent
+from digest.text.markup import sanitize_html
 
-# The project's templates/email (beside src/ in a checkout or an editable install).
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+
+def default_templates() -> Path:
+    """templates/email of the checkout (where operators edit them), else the copy the wheel ships in the package."""
+    checkout = Path(__file__).resolve().parents[3] / "templates" / "email"
+    if (checkout / "digest.txt").is_file():
+        return checkout
+    return Path(str(files("digest") / "templates" / "email"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def render_digest(
     content: DigestContent, links: Links, templates_dir: str | Path | None = None, subject: str | None = None
 ) -> RenderedDigest:
     """Render a digest (with the subject frozen when it was planned, if given); source text is autoescaped."""
-    env = environment(str(templates_dir or DEFAULT_TEMPLATES))
+    env = environment(str(templates_dir or default_templates()))
     subject = subject or content.subject
     context = {"digest": content, "links": links, "subject": subject}
     return RenderedDigest(

@@ -24,15 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.message import sender_address
-from digest.models import Digest, Resend, Subscriber
-from digest.transport import (
+from digest.mail.message import sender_address
+from digest.mail.transport import (
     MessageRejected,
     RecipientRefused,
     ServerUnavailable,
     TemporaryFailure,
     Transport,
 )
+from digest.store.models import Digest, Resend, Subscriber
 
 # A digest waiting to be sent, in one of these states, may be claimed when due.
 WAITING = ("planned", "deferred", "sending")

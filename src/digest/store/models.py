@@ -168,7 +168,7 @@ class Digest(Base):
     status: Mapped[str] = mapped_column(String(20), default="planned", index=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
-    # The frozen content (JSON of digest.plan.DigestContent); rendering reads only this.
+    # The frozen content (JSON of digest.mail.plan.DigestContent); rendering reads only this.
     content: Mapped[str] = mapped_column(Text)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from digest import clock
 from digest.config import Settings
-from digest.models import Digest, JobRun, Lease, ScheduledJob, SourceState
-from digest.schedule import current_period
-from digest.worker import LEASE, wall_now
+from digest.schedules.periods import current_period
+from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState
+from digest.worker.lease import LEASE, wall_now
 
 
 def _iso(value: datetime | None) -> str | None:

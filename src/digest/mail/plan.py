@@ -1,132 +1,22 @@
 """Planning: one digest per subscriber per period, its content frozen and its Message-ID fixed up front.
 
-The choice of what goes in a digest (``compose``) is a pure function of its inputs; ``plan_period`` feeds it
-from the store in batches of subscribers and records the plans, one transaction per batch.
+The choice of what goes in a digest (``digest.mail.compose``) is a pure function of its inputs; ``plan_period``
+feeds it from the store in batches of subscribers and records the plans, one transaction per batch.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
-from digest.text import header_safe
-
-
-@dataclass(frozen=True)
-class PracticeEntry:
-    """A practice as frozen into a digest."""
-
-    id: int
-    uid: str
-    title: str
-    summary: str
-    url: str | None
-    submitted_by: str | None
-    added_at: str
-    # Sanitised HTML of the summary (feeds); digests planned before it existed have none.
-    summary_html: str | None = None
-
-
-@dataclass(frozen=True)
-class ThemeSection:
-    name: str
-    slug: str
-    practices: tuple[PracticeEntry, ...]
-
-
-@dataclass(frozen=True)
-class DigestContent:
-    """Everything a digest says; rendering reads nothing else."""
-
-    period: str
-    sections: tuple[ThemeSection, ...]
-
-    @property
-    def count(self) -> int:
-        return sum(len(s.practices) for s in self.sections)
-
-    @property
-    def subject(self) -> str:
-        noun = "practice" if self.count == 1 else "practices"
-        where = self.sections[0].name if len(self.sections) == 1 else f"{len(self.sections)} of your themes"
-        return header_safe(f"{self.count} new {noun} in {where}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> DigestContent:
-        data = json.loads(text)
-        sections = tuple(
-            ThemeSection(s["name"], s["slug"], tuple(PracticeEntry(**p) for p in s["practices"]))
-            for s in data["sections"]
-        )
-        return cls(period=data["period"], sections=sections)
-
-
-@dataclass(frozen=True)
-class NewMembership:
-    id: int
-    practice_id: int
-    theme_id: int
-
-
-@dataclass
-class NewMemberships:
-    """The memberships a run may hand out, by theme, in store order."""
-
-    by_theme: dict[int, list[NewMembership]] = field(default_factory=dict)
-    ids_by_theme: dict[int, list[int]] = field(default_factory=dict)
-
-    def after(self, theme_id: int, cursor: int) -> list[NewMembership]:
-        ids = self.ids_by_theme.get(theme_id, [])
-        return self.by_theme.get(theme_id, [])[bisect_right(ids, cursor) :]
-
-
-def compose(
-    period: str,
-    subscriptions: Sequence[tuple[int, int]],
-    new: NewMemberships,
-    already_sent: set[int],
-    practices: Mapping[int, PracticeEntry],
-    themes: Mapping[int, Theme],
-) -> tuple[DigestContent, list[tuple[int, int]]] | None:
-    """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and (practice, theme) pairs.
-
-    Each practice once, under the theme it joined first among the subscriber's; none already sent.
-    """
-    chosen: dict[int, NewMembership] = {}
-    for theme_id, cursor in subscriptions:
-        for membership in new.after(theme_id, cursor):
-            if membership.practice_id in already_sent:
-                continue
-            current = chosen.get(membership.practice_id)
-            if current is None or membership.id < current.id:
-                chosen[membership.practice_id] = membership
-    if not chosen:
-        return None
-    grouped: dict[int, list[NewMembership]] = defaultdict(list)
-    for membership in sorted(chosen.values(), key=lambda m: m.id):
-        grouped[membership.theme_id].append(membership)
-    sections = tuple(
-        ThemeSection(
-            name=themes[theme_id].name,
-            slug=themes[theme_id].slug,
-            practices=tuple(practices[m.practice_id] for m in members),
-        )
-        for theme_id, members in sorted(grouped.items(), key=lambda kv: themes[kv[0]].name.lower())
-    )
-    pairs = [(m.practice_id, m.theme_id) for m in chosen.values()]
-    return DigestContent(period=period, sections=sections), pairs
+from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
+from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
 
 
 def load_new_memberships(session: Session, after: int, upto: int) -> NewMemberships:
@@ -193,7 +83,7 @@ class PlanningContext:
         ):
             added.setdefault(practice_id, added_at)
         self.practices = load_practices(session, set(added), added)
-        self.themes = {t.id: t for t in session.scalars(select(Theme))}
+        self.themes = {t.id: ThemeInfo(t.name, t.slug) for t in session.scalars(select(Theme))}
 
     @classmethod
     def for_run(cls, session: Session) -> PlanningContext:

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.errors import NotFoundError, SubscriberError, TransportError
-from digest.message import sender_address
-from digest.models import Digest, LedgerEntry, Practice, Resend, Theme
-from digest.plan import DigestContent, new_message_id
-from digest.send import Addressed, digest_message
-from digest.subscribers import get_subscriber
-from digest.transport import Transport
+from digest.mail.compose import DigestContent
+from digest.mail.message import sender_address
+from digest.mail.plan import new_message_id
+from digest.mail.send import Addressed, digest_message
+from digest.mail.transport import Transport
+from digest.store.models import Digest, LedgerEntry, Practice, Resend, Theme
+from digest.subscriptions.subscribers import get_subscriber
 
 
 def _iso(value: datetime | None) -> str | None:

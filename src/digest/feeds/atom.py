@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from digest import __version__
 from digest.config import Settings
-from digest.models import Membership, Practice, Theme
+from digest.store.models import Membership, Practice, Theme
 
 ALL = "all"
 

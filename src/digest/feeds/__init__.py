@@ -1,0 +1,1 @@
+"""Atom feeds (RFC 4287): one per theme and one for all practices."""

@@ -1,0 +1,1 @@
+"""Mail: plan (what each digest holds), render, assemble, transport, deliver, and the ledger of what was sent."""

@@ -1,0 +1,35 @@
+"""Themes by name: found by slug, created on first mention (ingest, seeded subscribers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.errors import SourceError
+from digest.store.models import Theme
+from digest.text.clean import clean_line, slugify
+
+
+class ThemeCache:
+    """Themes by slug for one unit of work; creates the ones that do not exist yet."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.by_slug: dict[str, Theme] = {}
+
+    def get(self, name: str, now: datetime) -> Theme:
+        name = clean_line(name)
+        if not name:
+            raise SourceError("a theme name is empty", "name the theme with --theme")
+        slug = slugify(name)
+        theme = self.by_slug.get(slug)
+        if theme is None:
+            theme = self.session.scalar(select(Theme).where(Theme.slug == slug))
+            if theme is None:
+                theme = Theme(name=name[:300], slug=slug, created_at=now)
+                self.session.add(theme)
+                self.session.flush()
+            self.by_slug[slug] = theme
+        return theme

@@ -1,0 +1,1 @@
+"""Subscribers, their theme subscriptions, CSV imports and the signed tokens that act for them."""

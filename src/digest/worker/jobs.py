@@ -1,0 +1,66 @@
+"""The worker's jobs: each takes the worker and returns (counts, error); the scheduler records and logs the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from digest import clock, logs
+from digest.feeds.atom import build_feeds
+from digest.ingest import ingest_sources, policy_from
+from digest.mail.delivery import SendReport
+from digest.mail.send import deliver_due, plan_and_send
+from digest.mail.transport import transport_for
+from digest.schedules.periods import current_period
+
+if TYPE_CHECKING:
+    from digest.worker.scheduler import Worker
+
+PLAN_SEND, POLL, RETRY, FEEDS, CATCH_UP = "plan-send", "poll-sources", "retry-deliveries", "build-feeds", "catch-up"
+
+
+def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
+    counts = {k: v for k, v in report.as_dict().items() if k not in ("errors", "hint", "error", "ok")}
+    return counts, report.error
+
+
+def plan_send_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    report = plan_and_send(worker.factory, worker.settings, transport_for(worker.settings), worker.stop.is_set)
+    return _send_counts(report)
+
+
+def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    report = SendReport(period=current_period(worker.settings, clock.now()).key)
+    deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
+    return _send_counts(report)
+
+
+def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    settings = worker.settings
+    reports = []
+    for source in (s for s in settings.sources if s.enabled):
+        if worker.stop.is_set():
+            break
+        reports.extend(ingest_sources(worker.factory, [source], clock.now(), policy_from(settings), skip_gone=True))
+    failed = [r for r in reports if not r.ok]
+    changed = sum(r.new + r.updated + r.joined for r in reports)
+    for r in failed:
+        logs.event("source.failed", level=30, source=r.source, error=r.error or f"{len(r.rejected)} item(s) left out")
+    if changed:
+        worker.after_ingest()
+    counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
+    return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
+
+
+def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    with worker.factory() as session:
+        results = build_feeds(session, worker.settings)
+    return {"feeds": len(results), "changed": sum(r.changed for r in results)}, None
+
+
+JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {
+    PLAN_SEND: plan_send_job,
+    RETRY: retry_job,
+    POLL: poll_job,
+    FEEDS: feeds_job,
+}
