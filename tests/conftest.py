@@ -109,10 +109,10 @@ def smtp_server() -> Iterator[tuple[RecordingHandler, str]]:
 
 
 @contextmanager
-def smtp_controller(handler: Any) -> Iterator[str]:
+def smtp_controller(handler: Any, smtputf8: bool = False) -> Iterator[str]:
     """Run a real aiosmtpd server with this handler on a free loopback port; yield its smtp:// URL."""
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
     controller.start()
     try:
         yield f"smtp://127.0.0.1:{port}"

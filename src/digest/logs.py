@@ -1,4 +1,9 @@
-"""Logging for the worker: one line per event; JSON when stderr is not a terminal; every line has the run id."""
+"""Logging: one line per event, through named loggers under `digest`; JSON when stderr is not a terminal.
+
+Every line carries the logger's name and the run id. Library modules log through an ``EventLog`` of their own
+(`digest.ingest`, `digest.mail.delivery`, `digest.mail.transport`, ...); nothing is printed until a command
+configures the handler (the worker always does), so CLI output stays the CLI's.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any
 run_id: ContextVar[str] = ContextVar("run_id", default="-")
 
 log = logging.getLogger("digest")
+log.addHandler(logging.NullHandler())
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,6 +29,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
+            "logger": record.name,
             "run_id": getattr(record, "run_id", run_id.get()),
         }
         entry.update(getattr(record, "fields", {}))
@@ -57,5 +64,16 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO) -> None
 
 
 def event(name: str, level: int = logging.INFO, exc_info: bool = False, **fields: Any) -> None:
-    """Log one event with its fields."""
+    """Log one event with its fields on the `digest` logger."""
     log.log(level, name, extra={"fields": fields, "run_id": run_id.get()}, exc_info=exc_info)
+
+
+class EventLog:
+    """A module's named logger (a child of `digest`) that logs events with fields: ``events("x.y", key=v)``."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def __call__(self, name: str, level: int = logging.INFO, exc_info: bool = False, **fields: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, name, extra={"fields": fields, "run_id": run_id.get()}, exc_info=exc_info)

@@ -17,6 +17,7 @@ from digest.mail.send import Addressed, digest_message, plan_and_send
 from digest.mail.transport import transport_for
 from digest.schedules.periods import current_period
 from digest.store import db
+from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
 
 
@@ -99,7 +100,7 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
             click.echo(f"      {p['theme']}: {p['title']}")
         for r in d["resends"]:
             click.echo(f"      resent {r['sent_at']} as {r['message_id']}")
-        if d["last_error"] and d["status"] != "sent":
+        if d["last_error"] and d["status"] != DigestStatus.SENT:
             click.secho(f"      {d['last_error']}", fg="yellow")
 
 

@@ -17,6 +17,7 @@ from digest.config import SourceConfig
 from digest.errors import ConfigError
 from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from, source_overview
 from digest.store.models import Membership, Practice, Subscription, Theme
+from digest.store.states import FAILING
 
 # Sources with fewer items than this store too fast to need a progress bar.
 PROGRESS_FROM = 200
@@ -118,7 +119,7 @@ def sources_command(app: App, as_json: bool) -> None:
         flag += " (disabled)" if row["enabled"] is False else ""
         when = f" at {row['last_fetch_at']}" if row["last_fetch_at"] else ""
         click.echo(f"{row['location']}{flag}: {row['status']}{when}")
-        if row["last_error"] and row["status"] in ("failed", "gone", "partial"):
+        if row["last_error"] and row["status"] in FAILING:
             click.secho(f"  {row['last_error']}", fg="red")
 
 

@@ -24,6 +24,7 @@ from digest.ingest.items import ParsedSource
 from digest.ingest.listing import looks_like_listing, parse_listing
 from digest.ingest.merge import IngestReport, identity_of, store_parsed
 from digest.store.models import SourceState
+from digest.store.states import SourceStatus
 
 __all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
 
@@ -126,7 +127,9 @@ def _no_progress(source: str, total: int) -> Iterator[Callable[[int], None]]:
 def _state(session: Session, location: str, now: datetime) -> SourceState:
     state = session.scalar(select(SourceState).where(SourceState.location == location))
     if state is None:
-        state = SourceState(location=location, status="new", last_fetch_at=now, failures=0, items=0, rejected=0)
+        state = SourceState(
+            location=location, status=SourceStatus.NEW, last_fetch_at=now, failures=0, items=0, rejected=0
+        )
         session.add(state)
     return state
 
@@ -135,7 +138,7 @@ def _record_failure(factory: sessionmaker[Session], location: str, error: Digest
     """Note a failed fetch or parse in its own transaction; validators stay, so nothing is skipped later."""
     with factory() as session, session.begin():
         state = _state(session, location, now)
-        state.status = "gone" if isinstance(error, SourceGone) else "failed"
+        state.status = SourceStatus.GONE if isinstance(error, SourceGone) else SourceStatus.FAILED
         state.last_fetch_at, state.last_error = now, str(error)
         state.failures = (state.failures or 0) + 1
 
@@ -153,7 +156,7 @@ def ingest_one(
     with factory() as session:
         state = session.scalar(select(SourceState).where(SourceState.location == location))
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
-        if skip_gone and state is not None and state.status == "gone":
+        if skip_gone and state is not None and state.status == SourceStatus.GONE:
             return IngestReport(
                 source=location,
                 error=f"{location}: gone (HTTP 410 on {state.last_fetch_at:%Y-%m-%d}); not fetched",
@@ -165,7 +168,7 @@ def ingest_one(
             if fetched.not_modified:
                 with factory() as session, session.begin():
                     state = _state(session, location, now)
-                    state.status, state.last_fetch_at, state.last_ok_at = "not-modified", now, now
+                    state.status, state.last_fetch_at, state.last_ok_at = SourceStatus.NOT_MODIFIED, now, now
                     state.failures, state.last_error = 0, None
                 return IngestReport(source=location, not_modified=True)
             data = fetched.body
@@ -176,7 +179,7 @@ def ingest_one(
             with progress(location, len(parsed.items)) as advance:
                 report = store_parsed(session, parsed, location, now, source.theme, advance)
             state = _state(session, location, now)
-            state.status = "partial" if report.rejected else "ok"
+            state.status = SourceStatus.PARTIAL if report.rejected else SourceStatus.OK
             state.last_fetch_at, state.last_ok_at, state.failures = now, now, 0
             state.items, state.rejected = len(parsed.items), len(report.rejected)
             state.last_error = (

@@ -8,10 +8,15 @@ that cannot be reached stops the run and puts the digest in hand back: nothing i
 A digest is `sending` only between its claim and its outcome. If the process dies there, the claim is taken
 over (at once when its holder on this host is dead, else after `claim_timeout`) and the digest is sent again
 with the same Message-ID: the only way a message can go out twice is when the server had accepted it.
+
+One digest that cannot be built or sent (a bad address, a broken template, corrupt content, anything it
+raises) is marked `failed` with the error, logged, and the run goes on: a poison message fails alone. A claim
+counts an attempt, and a digest out of attempts is failed instead of claimed, so none loops forever.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -22,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock
+from digest import clock, logs
 from digest.config import Settings
 from digest.mail.message import sender_address
 from digest.mail.transport import (
@@ -33,9 +38,9 @@ from digest.mail.transport import (
     Transport,
 )
 from digest.store.models import Digest, Resend, Subscriber
+from digest.store.states import DigestStatus, SubscriberStatus
 
-# A digest waiting to be sent, in one of these states, may be claimed when due.
-WAITING = ("planned", "deferred", "sending")
+events = logs.EventLog(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def _dead_local_holders(session: Session) -> list[str]:
     """Claims held by processes of this host that no longer exist (killed, crashed)."""
     host = socket.gethostname()
     dead = []
-    for holder in session.scalars(select(Digest.claimed_by).where(Digest.status == "sending").distinct()):
+    for holder in session.scalars(select(Digest.claimed_by).where(Digest.status == DigestStatus.SENDING).distinct()):
         name, _, pid = (holder or "").rpartition(":")
         if name != host or not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -116,11 +121,15 @@ def _dead_local_holders(session: Session) -> list[str]:
 
 
 def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElement[bool]:
+    """Waiting and due: planned; deferred and its time has come; sending, but its claim was abandoned."""
     stale = Digest.claimed_at < now - policy.claim_timeout
     return or_(
-        Digest.status == "planned",
-        and_(Digest.status == "deferred", or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now)),
-        and_(Digest.status == "sending", or_(stale, Digest.claimed_by.in_(dead)) if dead else stale),
+        Digest.status == DigestStatus.PLANNED,
+        and_(
+            Digest.status == DigestStatus.DEFERRED,
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        and_(Digest.status == DigestStatus.SENDING, or_(stale, Digest.claimed_by.in_(dead)) if dead else stale),
     )
 
 
@@ -237,6 +246,8 @@ class Deliverer:
                     self._release(pending)
                     self.report.error, self.report.hint = str(e), e.hint
                     return
+                except Exception as e:  # a poison message: this digest fails, the run goes on
+                    self._poisoned(pending, e)
             del rows, digest, pending  # let this batch go before the next one is read: one batch in memory
 
     def _claim(self, pending: Pending, dead: list[str]) -> bool:
@@ -245,27 +256,41 @@ class Deliverer:
         # Correlated, so each claim looks up one subscriber (an IN over all confirmed ones grows with the list).
         confirmed = (
             select(Subscriber.id)
-            .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == "confirmed")
+            .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
             .exists()
         )
+        due = _due(now, self.policy, dead)
         with self.engine.begin() as conn:
             claimed = conn.execute(
                 update(Digest)
-                .where(Digest.id == pending.id, _due(now, self.policy, dead), confirmed)
-                .values(status="sending", claimed_by=self.holder, claimed_at=now, attempts=Digest.attempts + 1)
+                .where(Digest.id == pending.id, due, confirmed, Digest.attempts < self.policy.max_attempts)
+                .values(
+                    status=DigestStatus.SENDING, claimed_by=self.holder, claimed_at=now, attempts=Digest.attempts + 1
+                )
             ).rowcount
             if claimed:
                 return True
             cancelled = conn.execute(
                 update(Digest)
-                .where(
-                    Digest.id == pending.id,
-                    Digest.status.in_(("planned", "deferred")),
-                    ~confirmed,
+                .where(Digest.id == pending.id, due, ~confirmed)
+                .values(status=DigestStatus.CANCELLED, claimed_by=None)
+            ).rowcount
+            # Out of attempts (a process died with it in hand each time): failed, never claimed again.
+            exhausted = conn.execute(
+                update(Digest)
+                .where(Digest.id == pending.id, due, Digest.attempts >= self.policy.max_attempts)
+                .values(
+                    status=DigestStatus.FAILED,
+                    claimed_by=None,
+                    last_error=func.coalesce(Digest.last_error, "")
+                    + f" (gave up: {self.policy.max_attempts} attempts, the last never finished)",
                 )
-                .values(status="cancelled", claimed_by=None)
             ).rowcount
         self.report.cancelled += cancelled
+        if exhausted:
+            self.report.failed += 1
+            self.report.errors.append(f"{pending.email}: gave up after {self.policy.max_attempts} attempts")
+            events("digest.failed", logging.ERROR, digest_id=pending.id, email=pending.email, reason="out of attempts")
         return False
 
     def _deliver(self, pending: Pending, limiter: RateLimiter) -> None:
@@ -284,9 +309,7 @@ class Deliverer:
                 self._bounce(pending, str(e))
                 return
             except MessageRejected as e:
-                self._finish(pending.id, "failed", last_error=str(e))
-                self.report.failed += 1
-                self.report.errors.append(str(e))
+                self._fail(pending, str(e))
                 return
             limiter.sent += 1
             self._sent(pending)
@@ -294,21 +317,34 @@ class Deliverer:
         assert last is not None
         self._defer(pending, pending.digest.attempts + 1, str(last))  # read before the claim, which counts one
 
-    def _finish(self, digest_id: int, status: str, **values: object) -> None:
+    def _finish(self, digest_id: int, status: DigestStatus, **values: object) -> None:
+        """Record an outcome other than sent, if the claim is still ours (an unsubscribe may have cancelled it)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(Digest)
-                .where(Digest.id == digest_id, Digest.status == "sending", Digest.claimed_by == self.holder)
+                .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, Digest.claimed_by == self.holder)
                 .values(status=status, claimed_by=None, **values)
             )
+
+    def _fail(self, pending: Pending, error: str) -> None:
+        self._finish(pending.id, DigestStatus.FAILED, last_error=error)
+        self.report.failed += 1
+        self.report.errors.append(f"{pending.email}: {error}")
+        events("digest.failed", logging.ERROR, digest_id=pending.id, email=pending.email, error=error)
+
+    def _poisoned(self, pending: Pending, error: Exception) -> None:
+        """Anything unforeseen while building or sending one digest: that digest fails with the error, logged."""
+        events("digest.crashed", logging.ERROR, exc_info=True, digest_id=pending.id, email=pending.email)
+        self._fail(pending, f"could not build or send this digest: {type(error).__name__}: {error}")
 
     def _sent(self, pending: Pending) -> None:
         now = clock.now()
         with self.engine.begin() as conn:
+            # By id and holder, not state: an unsubscribe that cancelled it in flight does not hide a sent message.
             conn.execute(
                 update(Digest)
-                .where(Digest.id == pending.id)
-                .values(status="sent", sent_at=now, claimed_by=None, last_error=None, next_attempt_at=None)
+                .where(Digest.id == pending.id, Digest.claimed_by == self.holder)
+                .values(status=DigestStatus.SENT, sent_at=now, claimed_by=None, last_error=None, next_attempt_at=None)
             )
             conn.execute(
                 update(Subscriber)
@@ -319,21 +355,23 @@ class Deliverer:
 
     def _defer(self, pending: Pending, attempts: int, error: str) -> None:
         if attempts >= self.policy.max_attempts:
-            self._finish(pending.id, "failed", last_error=f"gave up after {attempts} attempts; last: {error}")
-            self.report.failed += 1
-            self.report.errors.append(f"{pending.email}: gave up after {attempts} attempts: {error}")
+            self._fail(pending, f"gave up after {attempts} attempts; last: {error}")
             return
         wait = self.policy.retry_delay * 2 ** (attempts - 1)
-        self._finish(pending.id, "deferred", last_error=error, next_attempt_at=clock.now() + wait)
+        self._finish(pending.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
         self.report.errors.append(f"{pending.email}: deferred for {wait}: {error}")
+        events("digest.deferred", logging.WARNING, digest_id=pending.id, email=pending.email, wait=str(wait),
+               error=error)  # fmt: skip
 
     def _bounce(self, pending: Pending, error: str) -> None:
         """A hard bounce: the digest fails for good; at the limit the address is suppressed."""
         now = clock.now()
         with self.engine.begin() as conn:
             conn.execute(
-                update(Digest).where(Digest.id == pending.id).values(status="failed", claimed_by=None, last_error=error)
+                update(Digest)
+                .where(Digest.id == pending.id, Digest.claimed_by == self.holder)
+                .values(status=DigestStatus.FAILED, claimed_by=None, last_error=error)
             )
             conn.execute(
                 update(Subscriber)
@@ -345,21 +383,26 @@ class Deliverer:
                 .where(
                     Subscriber.id == pending.subscriber_id,
                     Subscriber.bounces >= self.policy.bounce_limit,
-                    Subscriber.status == "confirmed",
+                    Subscriber.status == SubscriberStatus.CONFIRMED,
                 )
-                .values(status="suppressed", suppressed_at=now)
+                .values(status=SubscriberStatus.SUPPRESSED, suppressed_at=now)
             ).rowcount
             if suppressed:
                 conn.execute(
                     update(Digest)
-                    .where(Digest.subscriber_id == pending.subscriber_id, Digest.status.in_(("planned", "deferred")))
-                    .values(status="cancelled")
+                    .where(
+                        Digest.subscriber_id == pending.subscriber_id,
+                        Digest.status.in_((DigestStatus.PLANNED, DigestStatus.DEFERRED)),
+                    )
+                    .values(status=DigestStatus.CANCELLED)
                 )
         self.report.bounced += 1
         self.report.suppressed += suppressed
+        events("digest.bounced", logging.WARNING, digest_id=pending.id, email=pending.email, error=error,
+               suppressed=bool(suppressed))  # fmt: skip
         self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
 
     def _release(self, pending: Pending) -> None:
         """Hand a claimed digest back untouched: the run stops for a reason that is not this digest's."""
-        back = "deferred" if pending.status == "deferred" else "planned"
+        back = DigestStatus.DEFERRED if pending.status == DigestStatus.DEFERRED else DigestStatus.PLANNED
         self._finish(pending.id, back, attempts=Digest.attempts - 1)

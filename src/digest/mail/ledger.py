@@ -17,6 +17,7 @@ from digest.mail.plan import new_message_id
 from digest.mail.send import Addressed, digest_message
 from digest.mail.transport import Transport
 from digest.store.models import Digest, LedgerEntry, Practice, Resend, Theme
+from digest.store.states import DigestStatus, SubscriberStatus
 from digest.subscriptions.subscribers import get_subscriber
 
 
@@ -80,14 +81,14 @@ def resend(
     """Send a recorded digest again, from its frozen content, under a new Message-ID, and record it."""
     with factory() as session:
         subscriber = get_subscriber(session, email)
-        if subscriber.status != "confirmed":
+        if subscriber.status != SubscriberStatus.CONFIRMED:
             raise SubscriberError(
                 f"{subscriber.email} is {subscriber.status}: nothing is sent to them",
                 "subscribe them again (confirmed) first if they asked for it",
             )
         query = select(Digest).where(Digest.subscriber_id == subscriber.id)
         if period is None:
-            query = query.where(Digest.status == "sent")
+            query = query.where(Digest.status == DigestStatus.SENT)
         else:
             query = query.where(Digest.period == period)
         digest = session.scalar(query.order_by(Digest.id.desc()))
@@ -96,7 +97,7 @@ def resend(
                 f"{subscriber.email}: no {'sent digest' if period is None else 'digest for period ' + period}",
                 f"see `digest ledger {subscriber.email}`",
             )
-        if digest.status != "sent":
+        if digest.status != DigestStatus.SENT:
             raise SubscriberError(
                 f"{subscriber.email}: the digest of {digest.period} is {digest.status}, not sent",
                 "`digest send` delivers planned and deferred digests; a resend is for one that was sent",

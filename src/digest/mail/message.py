@@ -3,6 +3,7 @@
 Built by hand rather than with EmailMessage(policy=SMTP), which costs ten times as much per message and
 folds (then RFC 2047-encodes) long List-Unsubscribe headers that clients then ignore. Every header value
 that holds data passes through ``header_safe`` first: no CR, LF or control character reaches a header.
+Every header is ASCII but To for an address with a non-ASCII local part (RFC 6532, SMTPUTF8 only).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
+from digest.mail.addresses import wire_address
 from digest.text.clean import header_safe
 
 
@@ -58,7 +60,8 @@ def build_message(envelope: Envelope, text: str, html: str) -> bytes:
     boundary = "=_digest_" + secrets.token_hex(12)
     headers = [
         ("From", _from_header(envelope.mail_from)),
-        ("To", header_safe(envelope.to, limit=320)),
+        # Punycode domain; a non-ASCII local part stays UTF-8 (RFC 6532), sent only where SMTPUTF8 is offered.
+        ("To", header_safe(wire_address(envelope.to).address, limit=320)),
         ("Subject", _encoded(envelope.subject)),
         ("Date", format_datetime(envelope.date)),
         ("Message-ID", header_safe(envelope.message_id)),
@@ -70,7 +73,7 @@ def build_message(envelope: Envelope, text: str, html: str) -> bytes:
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    head = "".join(f"{name}: {value}\n" for name, value in headers).encode("ascii")
+    head = "".join(f"{name}: {value}\n" for name, value in headers).encode("utf-8")
     sep = f"\n--{boundary}\n".encode()
     return (
         head

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
 from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
+from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 
 
 def load_new_memberships(session: Session, after: int, upto: int) -> NewMemberships:
@@ -60,7 +61,7 @@ def _due_subscribers(session: Session, period: str, after_id: int, limit: int) -
         select(Subscriber.id)
         .where(
             Subscriber.id > after_id,
-            Subscriber.status == "confirmed",
+            Subscriber.status == SubscriberStatus.CONFIRMED,
             (Subscriber.last_period.is_(None)) | (Subscriber.last_period < period),
         )
         .order_by(Subscriber.id)
@@ -92,7 +93,7 @@ class PlanningContext:
         low = session.scalar(
             select(func.min(Subscription.cursor))
             .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-            .where(Subscriber.status == "confirmed")
+            .where(Subscriber.status == SubscriberStatus.CONFIRMED)
         )
         return cls(session, low if low is not None else hwm, hwm)
 
@@ -162,7 +163,7 @@ def _plan_batch(
                     {
                         "subscriber_id": subscriber_id,
                         "period": period,
-                        "status": "planned",
+                        "status": DigestStatus.PLANNED,
                         "message_id": new_message_id(period, subscriber_id, id_domain),
                         "subject": content.subject,
                         "content": content.to_json(),
@@ -194,7 +195,7 @@ def preview_content(session: Session, subscriber: Subscriber, period: str) -> Di
     """What the subscriber's next digest holds: the planned one not yet sent, else what planning would give."""
     pending = session.scalar(
         select(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "deferred", "sending")))
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
         .order_by(Digest.id)
     )
     if pending is not None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import smtplib
 import ssl
 from pathlib import Path
 from typing import Protocol
 
+from digest import logs
 from digest.config import Settings, SmtpSettings
 from digest.errors import TransportError
+from digest.mail.addresses import AddressError, wire_address
+
+events = logs.EventLog(__name__)
 
 
 class RecipientRefused(TransportError):
@@ -18,6 +23,10 @@ class RecipientRefused(TransportError):
 
 class MessageRejected(TransportError):
     """The server refused this message for good (5xx after DATA): retrying the same bytes will not help."""
+
+
+class RecipientUnsupported(MessageRejected):
+    """This server cannot carry this address (no SMTPUTF8 for a non-ASCII local part, no IDNA form): not a bounce."""
 
 
 class TemporaryFailure(TransportError):
@@ -84,10 +93,12 @@ class SmtpTransport:
             if s.username:
                 conn.login(s.username, s.password or "")
         except (OSError, smtplib.SMTPException) as e:
+            events("smtp.unreachable", logging.ERROR, server=s.display(), error=str(e) or type(e).__name__)
             raise ServerUnavailable(
                 f"cannot connect to the SMTP server {s.display()}: {e or type(e).__name__}",
                 "check smtp_url and that the server is up; every digest stays pending for the next run",
             ) from e
+        events("smtp.connected", server=s.display())
         return conn
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
@@ -95,13 +106,26 @@ class SmtpTransport:
         # Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts
         # only str messages, never bytes.
         wire = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if self._conn is None:
-            self._conn = self._connect()
         server = self.describe()
         try:
-            self._conn.sendmail(sender, [recipient], wire)
+            rcpt = wire_address(recipient)
+        except AddressError as e:
+            raise RecipientUnsupported(str(e), e.hint) from e
+        if self._conn is None:
+            self._conn = self._connect()
+        options: list[str] = []
+        try:
+            if rcpt.needs_smtputf8:
+                self._conn.ehlo_or_helo_if_needed()
+                if not self._conn.has_extn("smtputf8"):
+                    raise RecipientUnsupported(
+                        f"{server} does not offer SMTPUTF8, which {recipient} needs (non-ASCII before the @)",
+                        "use a server that offers SMTPUTF8 (Postfix: smtputf8_enable = yes), or an ASCII address",
+                    )
+                options = ["SMTPUTF8"]
+            self._conn.sendmail(sender, [rcpt.address], wire, mail_options=options)
         except smtplib.SMTPRecipientsRefused as e:
-            code, reply = e.recipients.get(recipient, (550, b"refused"))
+            code, reply = e.recipients.get(rcpt.address, (550, b"refused"))
             text = f"{code} {_reply(reply)}"
             if 500 <= code < 600:
                 raise RecipientRefused(f"{server} refused {recipient}: {text}") from e
@@ -120,6 +144,8 @@ class SmtpTransport:
             self._drop()  # the session may be in any state after a 4xx mid-transaction (or a 421)
             raise TemporaryFailure(f"{server} deferred the message to {recipient}: {text}") from e
         except (OSError, smtplib.SMTPException) as e:  # dropped, reset, timed out
+            reason = str(e) or type(e).__name__
+            events("smtp.dropped", logging.WARNING, server=server, recipient=recipient, error=reason)
             self._drop()
             raise TemporaryFailure(
                 f"lost the connection to {server} sending to {recipient}: {e or type(e).__name__}"

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from digest.store.states import DigestStatus, JobOutcome, SourceStatus, SubscriberStatus, check
 
 # Constraint names fixed by convention, so migrations name them the same on SQLite and PostgreSQL.
 NAMING = {
@@ -121,11 +124,12 @@ class Membership(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    __table_args__ = (CheckConstraint(check("status", SubscriberStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    # pending (awaiting confirmation), confirmed, unsubscribed, suppressed (hard bounces: never tried again).
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    # A SubscriberStatus.
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING, index=True)
     # Hard bounces (5xx for the address) since the last accepted message.
     bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_bounce: Mapped[str | None] = mapped_column(Text)
@@ -158,14 +162,16 @@ class Digest(Base):
     """One subscriber's digest for one period: planned once, content frozen, Message-ID fixed."""
 
     __tablename__ = "digests"
-    __table_args__ = (UniqueConstraint("subscriber_id", "period"),)
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period"),
+        CheckConstraint(check("status", DigestStatus), name="status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     period: Mapped[str] = mapped_column(String(32))
-    # planned -> sending -> sent; sending -> deferred (tried again from next_attempt_at) -> sending ...;
-    # failed (permanent: refused, or out of attempts); cancelled (the subscriber left or was suppressed).
-    status: Mapped[str] = mapped_column(String(20), default="planned", index=True)
+    # A DigestStatus.
+    status: Mapped[str] = mapped_column(String(20), default=DigestStatus.PLANNED, index=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
     # The frozen content (JSON of digest.mail.plan.DigestContent); rendering reads only this.
@@ -212,11 +218,12 @@ class SourceState(Base):
     """What the last fetch of a source did: validators for conditional GET, status and last error."""
 
     __tablename__ = "sources"
+    __table_args__ = (CheckConstraint(check("status", SourceStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The path or URL, as configured or given to `digest ingest`.
     location: Mapped[str] = mapped_column(String(2000), unique=True)
-    # ok, not-modified, failed, gone (HTTP 410: not fetched by runs any more).
+    # A SourceStatus.
     status: Mapped[str] = mapped_column(String(20))
     last_fetch_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -257,7 +264,10 @@ class JobRun(Base):
     """One run of a scheduled job: when, by whom, how it ended, what it counted."""
 
     __tablename__ = "job_runs"
-    __table_args__ = (Index("ix_job_runs_job_id_id", "job_id", "id"),)
+    __table_args__ = (
+        Index("ix_job_runs_job_id_id", "job_id", "id"),
+        CheckConstraint(check("outcome", JobOutcome), name="outcome"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[str] = mapped_column(String(50))
@@ -267,7 +277,7 @@ class JobRun(Base):
     reason: Mapped[str] = mapped_column(String(20), default="scheduled")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # running, ok, failed.
+    # A JobOutcome.
     outcome: Mapped[str] = mapped_column(String(20))
     # JSON of what it did (sent, planned, new practices...).
     counts: Mapped[str | None] = mapped_column(Text)

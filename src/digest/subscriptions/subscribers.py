@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
 from digest.store.models import Digest, Membership, Subscriber, Subscription, Theme
+from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
 from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
 
@@ -77,7 +78,7 @@ def get_subscriber(session: Session, email: str) -> Subscriber:
 def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_days: int = 0) -> None:
     """Confirm: from now on new practices count for them; nothing older (but the configured backfill)."""
     cursor = membership_cursor(session, now, backfill_days)
-    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = SubscriberStatus.CONFIRMED, now, None
     subscriber.bounces, subscriber.suppressed_at = 0, None
     for subscription in subscriber.subscriptions:
         subscription.cursor = cursor
@@ -100,10 +101,10 @@ def subscribe(
         select(Subscriber).where(Subscriber.email == address).options(selectinload(Subscriber.subscriptions))
     )
     if subscriber is None:
-        subscriber = Subscriber(email=address, status="pending", created_at=now)
+        subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING, created_at=now)
         session.add(subscriber)
-    elif subscriber.status == "unsubscribed":
-        subscriber.status = "pending"
+    elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.PENDING
         subscriber.subscriptions.clear()
     cursor = membership_cursor(session, now, backfill_days)
     have = {s.theme_id for s in subscriber.subscriptions}
@@ -111,7 +112,7 @@ def subscribe(
         if theme.id not in have:
             subscriber.subscriptions.append(Subscription(theme_id=theme.id, created_at=now, cursor=cursor))
     session.flush()
-    if confirmed and subscriber.status != "confirmed":
+    if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
         confirm(session, subscriber, now, backfill_days)
     return subscriber
 
@@ -129,11 +130,12 @@ def unsubscribe(session: Session, email: str, now: datetime, theme: str | None =
 
 
 def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: datetime) -> None:
-    subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
+    subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+    # Everything not sent, a `sending` leftover too; a sender with it in flight still records it sent.
     session.execute(
         update(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(("planned", "deferred")))
-        .values(status="cancelled")
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(CANCELLABLE))
+        .values(status=DigestStatus.CANCELLED)
     )
 
 
@@ -215,14 +217,14 @@ def _import_batch(
 ) -> None:
     known = {s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(batch)))}
     for address, subscriber in list(known.items()):
-        if subscriber.status == "unsubscribed":
+        if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
             # Consent: someone who left comes back only through the subscribe page, never by import.
             report.errors.append((lines[address], f"{address}: unsubscribed earlier; not re-subscribed"))
             batch = [a for a in batch if a != address]
             del known[address]
     fresh = [a for a in batch if a not in known]
     if fresh:
-        status = "confirmed" if confirmed else "pending"
+        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
         session.execute(
             insert(Subscriber),
             [
@@ -233,8 +235,8 @@ def _import_batch(
         report.created += len(fresh)
     for subscriber in known.values():
         report.updated += 1
-        if confirmed and subscriber.status != "confirmed":
-            subscriber.status, subscriber.confirmed_at = "confirmed", now
+        if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
+            subscriber.status, subscriber.confirmed_at = SubscriberStatus.CONFIRMED, now
     ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(batch))).all())
     have = set(
         session.execute(

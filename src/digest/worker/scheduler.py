@@ -35,6 +35,7 @@ from digest.config import Settings
 from digest.mail.delivery import holder_id
 from digest.schedules.periods import current_period, digest_trigger
 from digest.store.models import JobRun, ScheduledJob
+from digest.store.states import JobOutcome
 from digest.worker.jobs import CATCH_UP, FEEDS, JOBS, PLAN_SEND, POLL, RETRY
 from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
 
@@ -133,7 +134,7 @@ class Worker:
             return False
         with self.factory() as session:
             runs = session.scalars(
-                select(JobRun.counts).where(JobRun.job_id == PLAN_SEND, JobRun.outcome == "ok")
+                select(JobRun.counts).where(JobRun.job_id == PLAN_SEND, JobRun.outcome == JobOutcome.OK)
             ).all()
         return not any(json.loads(c or "{}").get("period") == period.key for c in runs)
 
@@ -166,18 +167,18 @@ class Worker:
         token = logs.run_id.set(run)
         with self.factory() as session, session.begin():
             row = JobRun(job_id=job_id, run_id=run, holder=self.holder, reason=reason, started_at=wall_now(),
-                         outcome="running")  # fmt: skip
+                         outcome=JobOutcome.RUNNING)  # fmt: skip
             session.add(row)
             session.flush()
             row_id = row.id
         logs.event("job.started", job=job_id, reason=reason)
-        outcome, error = "ok", None
+        outcome, error = JobOutcome.OK, None
         counts: dict[str, Any] = {}
         try:
             counts, error = JOBS[job_id](self)
-            outcome = "failed" if error else "ok"
+            outcome = JobOutcome.FAILED if error else JobOutcome.OK
         except Exception as e:  # a job's failure is recorded and logged; the worker goes on
-            outcome, error = "failed", f"{type(e).__name__}: {e}"
+            outcome, error = JobOutcome.FAILED, f"{type(e).__name__}: {e}"
             logs.event("job.crashed", level=40, exc_info=True, job=job_id)
         finally:
             with self.factory() as session, session.begin():

@@ -13,6 +13,7 @@ from digest import clock
 from digest.config import Settings
 from digest.schedules.periods import current_period
 from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState
+from digest.store.states import FAILING, DigestStatus, JobOutcome
 from digest.worker.lease import LEASE, wall_now
 
 
@@ -65,7 +66,7 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
                 "counts": json.loads(run.counts or "{}"),
                 "error": run.error,
             }
-            if run.outcome == "failed":
+            if run.outcome == JobOutcome.FAILED:
                 problems.append(f"the last {job_id} run failed: {run.error}")
         jobs.append(
             {
@@ -86,7 +87,7 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         {"location": s.location, "status": s.status, "last_fetch_at": _iso(s.last_fetch_at), "last_error": s.last_error}
         for s in session.scalars(
             select(SourceState)
-            .where(SourceState.status.in_(("failed", "gone", "partial")))
+            .where(SourceState.status.in_(FAILING))
             .order_by(SourceState.location)
         )
     ]
@@ -96,6 +97,6 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         "leader": leader,
         "jobs": jobs,
         "period": period,
-        "digests": {k: digests.get(k, 0) for k in ("planned", "sending", "deferred", "sent", "failed", "cancelled")},
+        "digests": {str(k): digests.get(k, 0) for k in DigestStatus},
         "failing_sources": failing,
     }
