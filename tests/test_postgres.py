@@ -5,14 +5,11 @@ Each test creates its own database with a random name on 127.0.0.1:5432 and drop
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, SourceConfig
@@ -23,25 +20,6 @@ from digest.store import db
 from digest.store.models import Digest, LedgerEntry, Practice
 from digest.subscriptions.subscribers import subscribe
 from tests.conftest import RecordingHandler, at, fixture_path
-
-SERVER = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = "digest_test_" + secrets.token_hex(6)
-    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as e:
-        pytest.fail(f"PostgreSQL is needed at {SERVER} (set DIGEST_TEST_POSTGRES): {e.orig}")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

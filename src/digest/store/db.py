@@ -1,7 +1,14 @@
-"""Engine, sessions and schema upgrades."""
+"""Engine, sessions and schema upgrades.
+
+Every command upgrades the schema itself, so many processes may start on a fresh database at once (a worker, a
+web server with several workers, senders). The upgrade runs under a lock that only one of them holds: a
+PostgreSQL advisory lock, or a lock file beside a SQLite database. The others wait, see the schema current,
+and go on.
+"""
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.errors import ConfigError, DigestError
 
 MIGRATIONS = "digest.store:migrations"
+# pg_advisory_lock key of schema upgrades: any fixed 64-bit number no other code on the server uses.
+UPGRADE_LOCK = 0x64696765_7374  # "digest"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -60,15 +69,45 @@ def schema_is_current(engine: Engine) -> bool:
         return set(MigrationContext.configure(conn).get_current_heads()) == heads
 
 
+@contextmanager
+def upgrade_lock(engine: Engine) -> Iterator[None]:
+    """Held by one process at a time per database, across processes (and hosts, on PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": UPGRADE_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": UPGRADE_LOCK})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.upgrade-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to the newest migration, or to `revision` (a no-op when it is there already)."""
+    """Bring the schema to the newest migration, or to `revision` (a no-op when it is there already).
+
+    Safe when many processes start at once: one upgrades under the lock, the others find it done.
+    """
     try:
         if revision == "head" and schema_is_current(engine):
             return
-        cfg = _alembic_config(engine)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with upgrade_lock(engine):
+            if revision == "head" and schema_is_current(engine):
+                return  # another process upgraded it while this one waited
+            cfg = _alembic_config(engine)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
     except OperationalError as e:
         raise DigestError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {e.orig}",

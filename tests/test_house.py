@@ -1,0 +1,108 @@
+"""How digest is installed and started: a wheel renders mail from any folder; many processes may start at once on
+a fresh database; import contracts hold."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fixture_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(path: Path, database_url: str, **extra: str) -> Path:
+    lines = [f'database_url = "{database_url}"', 'base_url = "https://digest.test"', 'id_domain = "digest.test"']
+    lines += [f'{k} = "{v}"' for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> None:
+    """pip install of the wheel (not editable) into a fresh venv; run from a folder with no templates/ near it."""
+    source = tmp_path / "source"
+    for name in ("src", "templates"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(source)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = wheels.glob("digest-*.whl")
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    # The dependencies come from the test environment's site-packages, appended after the venv's own (the
+    # editable digest there is not on that path: its .pth is not processed from an appended folder).
+    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        text=True).strip())  # fmt: skip
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = _config(empty / "digest.toml", f"sqlite:///{empty / 'digest.db'}", outbox_dir=str(empty / "outbox"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
+
+    def digest(*args: str, now: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(env_dir / "bin" / "digest"), *args], cwd=empty, env=env | {"DIGEST_NOW": now},
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result
+
+    where = subprocess.check_output([python, "-c", "import digest.mail.render as r; print(r.default_templates())"],
+                                    cwd=empty, env=env, text=True).strip()  # fmt: skip
+    assert where.startswith(str(site)), where
+    digest("ingest", fixture_path("listing-water.txt"), "--theme", "Water and Sanitation", now="2026-11-09T10:00:00Z")
+    digest("subscribe", "ada@example.org", "--theme", "water-and-sanitation", "--confirmed", now="2026-11-10T10:00:00Z")
+    digest("ingest", fixture_path("listing-water-week2.txt"), "--theme", "Water and Sanitation",
+           now="2026-11-12T10:00:00Z")  # fmt: skip
+    preview = digest("preview", "ada@example.org", "--html", now="2026-11-16T09:00:00Z")
+    assert "<html" in preview.stdout.lower() and "unsubscribe" in preview.stdout.lower()
+    sent = digest("send", now="2026-11-16T09:00:00Z")
+    assert "1 sent" in sent.stdout
+    assert len(list((empty / "outbox" / "new").iterdir())) == 1
+
+
+def _start_at_once(database_url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Four digest commands started together on the same fresh database, as a deployment does."""
+    config = _config(tmp_path / "digest.toml", database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
+    commands = [["themes", "--json"], ["subscribers", "list", "--json"], ["sources", "--json"], ["db", "upgrade"]]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "digest", *c], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for c in commands
+    ]
+    results = []
+    for proc, command in zip(procs, commands, strict=True):
+        out, err = proc.communicate(timeout=180)
+        results.append(subprocess.CompletedProcess(command, proc.returncode, out, err))
+    return results
+
+
+def test_four_processes_start_at_once_on_a_fresh_postgresql_database(pg_url: str, tmp_path: Path) -> None:
+    for result in _start_at_once(pg_url, tmp_path):
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (result.args, result.stderr)
+
+
+def test_four_processes_start_at_once_on_a_fresh_sqlite_database(tmp_path: Path) -> None:
+    for result in _start_at_once(f"sqlite:///{tmp_path / 'var' / 'digest.db'}", tmp_path):
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (result.args, result.stderr)
+
+
+@pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None,
+                    reason="import-linter is not installed in this environment")  # fmt: skip
+def test_import_contracts_hold() -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
