@@ -23,6 +23,8 @@ class Route:
     delay: float = 0.0
     redirect_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds between bytes of the body: a server that trickles (each read is quick, the whole never ends).
+    trickle: float = 0.0
 
 
 @dataclass
@@ -84,10 +86,19 @@ class FeedServer:
                     if status != 304:
                         self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    if status != 304:
+                    if status != 304 and route_trickle(self.path):
+                        for i in range(len(body)):
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(route_trickle(self.path))
+                    elif status != 304:
                         self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+        def route_trickle(path: str) -> float:
+            route = server.routes.get(path)
+            return route.trickle if route is not None else 0.0
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

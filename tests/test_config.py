@@ -104,7 +104,7 @@ def test_schedule_is_crontab_with_crontab_weekdays() -> None:
 
 
 def test_bad_schedule_names_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"schedule \(DIGEST_SCHEDULE\): '0 8 \* mon' is not a five-field"):
+    with pytest.raises(ConfigError, match=r"schedule \(from DIGEST_SCHEDULE\): '0 8 \* mon' is not a five-field"):
         load_settings(environ={"DIGEST_SCHEDULE": "0 8 * mon"})
 
 
@@ -117,3 +117,76 @@ def test_worker_unit_runs_the_worker_and_restarts_on_failure() -> None:
     lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
     assert lines["ExecStart"].split()[-1] == "worker" and "worker" in cli.list_commands(click.Context(cli))
     assert lines["Restart"] == "on-failure" and lines["KillSignal"] == "SIGTERM"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DIGEST_SMTP_TIMEOUT": "nan"}, r"smtp_timeout \(from DIGEST_SMTP_TIMEOUT\): 'nan' is not a finite number"),
+        ({"DIGEST_HTTP_BACKOFF": "inf"}, r"http_backoff \(from DIGEST_HTTP_BACKOFF\): 'inf' is not a finite number"),
+        ({"DIGEST_BATCH_SIZE": "1" + "0" * 30}, r"batch_size \(from DIGEST_BATCH_SIZE\): 1000+ is out of range"),
+        ({"DIGEST_RATE_PER_HOUR": "1e400"}, r"rate_per_hour \(from DIGEST_RATE_PER_HOUR\): '1e400' is not a whole"),
+        ({"DIGEST_MAX_ATTEMPTS": "2.5"}, r"max_attempts \(from DIGEST_MAX_ATTEMPTS\): '2.5' is not a whole number"),
+        ({"DIGEST_CLAIM_TIMEOUT": "0"}, r"claim_timeout \(from DIGEST_CLAIM_TIMEOUT\): 0 s is below the safe floor"),
+        ({"DIGEST_MAIL_FROM": "Practice digest"}, r"mail_from \(from DIGEST_MAIL_FROM\): 'Practice digest' has no"),
+        ({"DIGEST_MAIL_FROM": "Digest <digest@localhost>"}, r"mail_from .* is not a valid address"),
+        ({"DIGEST_LIST_ID": "my list"}, r"list_id \(from DIGEST_LIST_ID\): 'my list' is not a list id"),
+        ({"DIGEST_ID_DOMAIN": "exa mple.org"}, r"id_domain \(from DIGEST_ID_DOMAIN\)"),
+        ({"DIGEST_DATABASE_URL": "mysql://app:pw@db/digest"},
+         r"database_url .*: digest runs on SQLite and PostgreSQL, not mysql"),
+        ({"DIGEST_DATABASE_URL": "postgresql+psycopg2://app@db/digest"},
+         r"database_url .*: the database driver for postgresql\+psycopg2 is not installed"),
+        ({"DIGEST_DATABASE_URL": "not a url"},
+         r"database_url \(from DIGEST_DATABASE_URL\): 'not a url' is not a database URL"),
+        ({"DIGEST_TEMPLATES_DIR": "/nonexistent/templates"},
+         r"templates_dir .*: /nonexistent/templates has no digest.txt"),
+    ],
+)  # fmt: skip
+def test_values_that_would_crash_later_are_refused_at_load(
+    env: dict[str, str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=env)
+
+
+def test_folders_that_cannot_be_created_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    for key in ("feeds_dir", "outbox_dir"):
+        with pytest.raises(ConfigError, match=rf"{key} \(from DIGEST_{key.upper()}\): .*a-file is a file"):
+            load_settings(environ={f"DIGEST_{key.upper()}": str(tmp_path / "a-file" / "sub")})
+    with pytest.raises(ConfigError, match=r"database_url \(from .*digest.toml\): .*a-file is a file, not a folder"):
+        (tmp_path / "digest.toml").write_text(f'database_url = "sqlite:///{tmp_path}/a-file/var/digest.db"\n')
+        load_settings(tmp_path / "digest.toml", environ={})
+
+
+def test_errors_never_print_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for env in (
+        {"DIGEST_SMTP_URL": "smtp://mailer:hunter2@mail.example.org:notaport"},
+        {"DIGEST_SMTP_URL": "smtpx://mailer:hunter2@mail.example.org"},
+        {"DIGEST_DATABASE_URL": "mysql://app:hunter2@db/digest"},
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(environ=env)
+        assert "hunter2" not in str(caught.value), str(caught.value)
+        assert "***" in str(caught.value) or "not mysql" in str(caught.value), str(caught.value)
+
+
+def test_mail_from_is_normalised_for_the_wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={"DIGEST_MAIL_FROM": "Digest <news@bücher.example>"})
+    assert settings.mail_from == "Digest <news@xn--bcher-kva.example>"
+    with pytest.raises(ConfigError, match="must be ASCII before the @"):
+        load_settings(environ={"DIGEST_MAIL_FROM": "josé@example.org"})
+
+
+@pytest.mark.parametrize("instant", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2026-13-01T00:00:00Z"])
+def test_digest_now_at_the_edges_of_the_calendar_is_a_clear_error(run_cli: object, instant: str) -> None:
+    from tests.conftest import Cli
+
+    assert isinstance(run_cli, Cli)
+    result = run_cli("send", now=instant)
+    assert result.exit_code == 1
+    assert "DIGEST_NOW" in result.stderr and "from 1971 to 9998" in result.stderr

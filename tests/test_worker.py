@@ -247,3 +247,57 @@ def test_downtime_over_the_slot_gives_one_catch_up_run(
     finally:
         assert stop(again)[0] == 0
     assert len(plan_runs(sessions)) == 2
+
+
+def test_the_catch_up_waits_for_the_first_poll(
+    sessions: sessionmaker[Session], workers: Workers, smtp: tuple[FaultyHandler, str], tmp_path: Path
+) -> None:
+    """Start-up after a missed slot with a source that has news: the catch-up digest carries that news.
+
+    Before, the catch-up planned at the same moment as the first poll, marked everyone done for the period
+    with nothing in it, and the practices of that poll waited a whole week.
+    """
+    handler = smtp[0]
+    at("2026-11-10T10:00:00Z")
+    from tests.test_send import add, create_themes
+
+    create_themes(sessions, "Water and Sanitation")
+    for person in PEOPLE[:2]:
+        add(sessions, person, "Water and Sanitation")
+    source = tmp_path / "water.txt"
+    source.write_text(Path(fixture_path("listing-water.txt")).read_text(encoding="utf-8"), encoding="utf-8")
+    workers.extra = f'[[sources]]\npath = "{source}"\ntheme = "Water and Sanitation"\n'
+    worker = workers.start(AFTER_SLOT, "w")
+    try:
+        wait_for(lambda: statuses(sessions).get("sent", 0) == 2, limit=60, what="the catch-up digests")
+    finally:
+        assert stop(worker)[0] == 0
+    runs = plan_runs(sessions)
+    assert [(r.reason, json.loads(r.counts or "{}")["planned"]) for r in runs] == [("catch-up", 2)]
+    with sessions() as s:
+        poll = s.scalars(select(JobRun).where(JobRun.job_id == "poll-sources").order_by(JobRun.id)).first()
+        assert poll is not None and poll.finished_at is not None
+        assert poll.finished_at <= runs[0].started_at  # planning started only after the poll had finished
+    for person in PEOPLE[:2]:
+        (received,) = handler.to(person)
+        assert "Clean Taps Now" in received.data.decode("utf-8", "replace")
+
+
+def test_sigterm_stops_the_worker_while_a_poll_is_reading_a_slow_server(
+    sessions: sessionmaker[Session], workers: Workers, tmp_path: Path
+) -> None:
+    from tests.feedserver import running
+
+    with running() as server:
+        url = server.serve("/slow.rss", body=Path(fixture_path("feed-drupal-water.rss")).read_bytes(), trickle=0.5)
+        workers.extra = f'http_deadline = 3600\n[[sources]]\nurl = "{url}"\ntheme = "Water and Sanitation"\n'
+        worker = workers.start(AFTER_SLOT, "w")
+        try:
+            wait_for(lambda: bool(server.hits("/slow.rss")), limit=60, what="the poll to reach the slow server")
+            time.sleep(1.0)  # well into the trickle (the body takes minutes at this pace)
+        finally:
+            code, took = stop(worker, limit=60)
+    assert code == 0
+    assert took < 10, took  # generous: it stops at the next check, within a fraction of a second
+    events = [e["event"] for e in workers.log("w")]
+    assert "worker.stopped" in events

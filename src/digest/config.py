@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 from digest.errors import ConfigError
 from digest.schedules.cron import crontab_trigger
+from digest.text.links import redact_url
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
 # Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.
@@ -133,6 +141,8 @@ class Settings:
     http_max_bytes: int = 20_000_000
     # Redirects followed per fetch before the source fails.
     http_max_redirects: int = 5
+    # Seconds one source fetch may take in all (every try and the waits between), however slowly it trickles.
+    http_deadline: float = 120.0
     # Sources read by `digest run` and the worker ([[sources]] tables: path or url, theme, format, enabled).
     sources: tuple[SourceConfig, ...] = ()
     # Subscribers ensured (confirmed) on every run ([[subscribers]] tables: email, themes).
@@ -159,21 +169,65 @@ _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 # Scalar keys and their types, read off the annotations (strings, under `from __future__ import annotations`).
 _SCALARS: dict[str, type] = {f.name: _TYPES[str(f.type)] for f in fields(Settings) if str(f.type) in _TYPES}
 
+# Allowed ranges of the numeric keys (inclusive). Beyond them a value is a typo or a unit mistake, and some would
+# overflow the database or the clock.
+_RANGES: dict[str, tuple[float, float]] = {
+    "smtp_timeout": (0.05, 3600),
+    "feed_max_entries": (1, 10_000),
+    "schedule_hour": (0, 23),
+    "welcome_backfill_days": (0, 3650),
+    "batch_size": (1, 100_000),
+    "poll_minutes": (0.01, 10_080),
+    "retry_minutes": (0.01, 1440),
+    "lease_seconds": (1, 3600),
+    "misfire_hours": (0.01, 720),
+    "send_tries": (1, 20),
+    "send_backoff": (0, 600),
+    "retry_delay_minutes": (0, 10_080),
+    "max_attempts": (1, 100),
+    "suppress_after_bounces": (1, 100),
+    "rate_per_second": (0, 100_000),
+    "rate_per_hour": (0, 1_000_000_000),
+    "claim_timeout": (0, 7 * 86_400),
+    "http_timeout": (0.05, 600),
+    "http_retries": (1, 20),
+    "http_backoff": (0, 600),
+    "http_max_bytes": (1, 2**31),
+    "http_max_redirects": (0, 50),
+    "http_deadline": (0.5, 86_400),
+}
+# A dot-atom (RFC 2919 list ids, tag: authorities): ASCII letters, digits and a few marks, dot-separated.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,200}}$){_LABEL}(\.{_LABEL})*")
+SUPPORTED_DATABASES = {"sqlite": "sqlite:///path/to/digest.db", "postgresql": "postgresql+psycopg://user@host/db"}
+
+
+class _Origins:
+    """Where each key's value came from (a file, an environment variable, or the defaults), for error messages."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, str] = {}
+
+    def __call__(self, key: str) -> str:
+        return f"{key} (from {self.by_key.get(key, 'the defaults')})"
+
 
 def parse_smtp_url(url: str, origin: str = "smtp_url") -> SmtpSettings:
-    """Take smtp://user:password@host:port?starttls=1 apart, or raise ConfigError naming the key."""
-    parts = urlsplit(url)
+    """Take smtp://user:password@host:port?starttls=1 apart, or raise ConfigError naming the key (no password)."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(f"{origin}: {shown!r} is not smtp://host[:port] or smtps://host[:port] ({e})") from e
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigError(f"{origin}: {url!r} is not smtp://host[:port] or smtps://host[:port]")
+        raise ConfigError(f"{origin}: {shown!r} is not smtp://host[:port] or smtps://host[:port]")
     query = parse_qs(parts.query)
     starttls = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
-    try:
-        port = parts.port or (465 if parts.scheme == "smtps" else 25)
-    except ValueError as e:
-        raise ConfigError(f"{origin}: bad port in {url!r}") from e
     return SmtpSettings(
         host=parts.hostname,
-        port=port,
+        port=port or (465 if parts.scheme == "smtps" else 25),
         ssl=parts.scheme == "smtps",
         starttls=starttls,
         username=unquote(parts.username) if parts.username else None,
@@ -181,9 +235,8 @@ def parse_smtp_url(url: str, origin: str = "smtp_url") -> SmtpSettings:
     )
 
 
-def _convert(key: str, raw: Any, origin: str) -> Any:
+def _convert(key: str, raw: Any, where: str) -> Any:
     kind = _SCALARS[key]
-    where = f"{key} (from {origin})"
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -193,20 +246,29 @@ def _convert(key: str, raw: Any, origin: str) -> Any:
             return False
         raise ConfigError(f"{where}: {raw!r} is not true or false")
     if kind is int:
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or isinstance(raw, float) and not raw.is_integer():
             raise ConfigError(f"{where}: {raw!r} is not a whole number")
         try:
-            return int(raw)
-        except (TypeError, ValueError) as e:
+            value: int | float = int(str(raw).strip()) if isinstance(raw, str) else int(raw)
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"{where}: {raw!r} is not a whole number") from e
-    if kind is float:
+    elif kind is float:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: {raw!r} is not a number")
         try:
-            return float(raw)
-        except (TypeError, ValueError) as e:
+            value = float(raw)
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"{where}: {raw!r} is not a number") from e
-    if not isinstance(raw, str):
-        raise ConfigError(f"{where}: {raw!r} is not a string")
-    return raw
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {raw!r} is not a finite number")
+    else:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where}: {raw!r} is not a string")
+        return raw
+    low, high = _RANGES.get(key, (-math.inf, math.inf))
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {value!r} is out of range; use a value from {low:g} to {high:g}")
+    return value
 
 
 def _sources(raw: Any, origin: str) -> tuple[SourceConfig, ...]:
@@ -214,26 +276,26 @@ def _sources(raw: Any, origin: str) -> tuple[SourceConfig, ...]:
         raise ConfigError(f"sources (from {origin}): expected [[sources]] tables")
     out = []
     for i, item in enumerate(raw, 1):
+        where = f"sources #{i} (from {origin})"
         if not isinstance(item, dict):
-            raise ConfigError(f"sources #{i} (from {origin}): expected a table")
+            raise ConfigError(f"{where}: expected a table")
         location = item.get("url") or item.get("path")
-        if not isinstance(location, str) or not location:
-            raise ConfigError(f"sources #{i} (from {origin}): needs a path or a url")
+        if not isinstance(location, str) or not location.strip():
+            raise ConfigError(f"{where}: needs a path or a url")
         unknown = set(item) - {"url", "path", "theme", "format", "enabled"}
         if unknown:
-            raise ConfigError(f"sources #{i} (from {origin}): unknown key(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         if item.get("format") not in (None, *SOURCE_FORMATS):
-            raise ConfigError(
-                f"sources #{i} (from {origin}): format {item['format']!r} is not one of {', '.join(SOURCE_FORMATS)}"
-            )
-        out.append(
-            SourceConfig(
-                location=location,
-                theme=item.get("theme"),
-                format=item.get("format"),
-                enabled=bool(item.get("enabled", True)),
-            )
-        )
+            raise ConfigError(f"{where}: format {item['format']!r} is not one of {', '.join(SOURCE_FORMATS)}")
+        theme = item.get("theme")
+        if theme is not None and (not isinstance(theme, str) or not theme.strip()):
+            raise ConfigError(f"{where}: theme must be a non-empty string")
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}: enabled must be true or false, not {enabled!r}")
+        if "url" in item and urlsplit(location).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: url {redact_url(location)!r} is not an http(s) URL", "use path for files")
+        out.append(SourceConfig(location=location.strip(), theme=theme, format=item.get("format"), enabled=enabled))
     return tuple(out)
 
 
@@ -246,57 +308,125 @@ def _subscribers(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
         themes = item.get("themes") if isinstance(item, dict) else None
         if not isinstance(email, str) or not isinstance(themes, list) or not themes:
             raise ConfigError(f"subscribers #{i} (from {origin}): needs email and a list of themes")
-        out.append(SeedSubscriber(email=email, themes=tuple(str(t) for t in themes)))
+        if not all(isinstance(t, str) and t.strip() for t in themes):
+            raise ConfigError(f"subscribers #{i} (from {origin}): themes must be a list of names")
+        out.append(SeedSubscriber(email=email, themes=tuple(themes)))
     return tuple(out)
 
 
-def _validate(settings: Settings) -> Settings:
-    origin = settings.config_path or "defaults"
-    if settings.schedule_weekday.lower() not in WEEKDAYS:
+def _creatable(folder: Path, where: str) -> None:
+    """The folder exists, or could be made: its nearest existing ancestor is a folder we may write in."""
+    here = folder.absolute()
+    while not here.exists():
+        here = here.parent
+    if not here.is_dir():
+        raise ConfigError(f"{where}: {folder} cannot be created: {here} is a file, not a folder")
+    if here != folder.absolute() and not os.access(here, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: {folder} cannot be created: no permission to write in {here}")
+    if here == folder.absolute() and not os.access(here, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: no permission to write in {folder}")
+
+
+def _check_database(url_text: str, where: str) -> None:
+    try:
+        url = make_url(url_text)
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(f"{where}: {redact_url(url_text)!r} is not a database URL") from e
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_DATABASES:
         raise ConfigError(
-            f"schedule_weekday (from {origin} or DIGEST_SCHEDULE_WEEKDAY): "
-            f"{settings.schedule_weekday!r} is not a weekday name"
+            f"{where}: digest runs on SQLite and PostgreSQL, not {backend}",
+            "use " + " or ".join(SUPPORTED_DATABASES.values()),
         )
-    if not 0 <= settings.schedule_hour <= 23:
-        raise ConfigError(f"schedule_hour: {settings.schedule_hour} is not an hour from 0 to 23")
+    try:
+        url.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError) as e:
+        extra = "pip install 'digest[postgres]' (psycopg 3)" if backend == "postgresql" else "the driver"
+        raise ConfigError(
+            f"{where}: the database driver for {url.drivername} is not installed ({e})",
+            f"install {extra}, and write the URL as {SUPPORTED_DATABASES[backend]}",
+        ) from e
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        _creatable(Path(url.database).parent, where)
+
+
+def _address(value: str, where: str) -> str:
+    """A From value (`Name <address>` or `address`) whose address parses, with an ASCII local part."""
+    name, address = parseaddr(value)
+    if "@" not in address:
+        raise ConfigError(f"{where}: {value!r} has no email address", "for example 'Digest <digest@example.org>'")
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as e:
+        raise ConfigError(f"{where}: {address!r} is not a valid address: {e}") from e
+    if not valid.local_part.isascii():
+        raise ConfigError(f"{where}: {address!r}: the sender's address must be ASCII before the @")
+    ascii_address = f"{valid.local_part}@{valid.ascii_domain}"
+    return formataddr((name, ascii_address)) if name else ascii_address
+
+
+def _validate(settings: Settings, where: _Origins) -> Settings:
+    if settings.schedule_weekday.lower() not in WEEKDAYS:
+        raise ConfigError(f"{where('schedule_weekday')}: {settings.schedule_weekday!r} is not a weekday name")
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(f"timezone: {settings.timezone!r} is not an IANA timezone such as Europe/Paris") from e
-    if not settings.base_url.startswith(("https://", "http://")):
-        raise ConfigError(f"base_url: {settings.base_url!r} must start with https:// (or http:// for tests)")
+        raise ConfigError(
+            f"{where('timezone')}: {settings.timezone!r} is not an IANA timezone such as Europe/Paris"
+        ) from e
+    base = urlsplit(settings.base_url)
+    if base.scheme not in ("https", "http") or not base.hostname or not settings.base_url.isascii():
+        raise ConfigError(
+            f"{where('base_url')}: {settings.base_url!r} must be an ASCII https:// URL (http:// for tests)",
+            "write an international domain in its xn-- (punycode) form",
+        )
     if settings.smtp_url:
-        parse_smtp_url(settings.smtp_url)
-    for key in (
-        "batch_size", "feed_max_entries", "http_retries", "http_max_bytes", "send_tries", "max_attempts",
-        "suppress_after_bounces",
-    ):  # fmt: skip
-        if getattr(settings, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1")
+        parse_smtp_url(settings.smtp_url, where("smtp_url"))
     if settings.schedule:
         try:
             crontab_trigger(settings.schedule, ZoneInfo(settings.timezone))
         except ValueError as e:
             raise ConfigError(
-                f"schedule (DIGEST_SCHEDULE): {settings.schedule!r} is not a five-field cron expression: {e}",
+                f"{where('schedule')}: {settings.schedule!r} is not a five-field cron expression: {e}",
                 "for example '0 8 * * mon' (minute hour day month weekday)",
             ) from e
-    for key in ("poll_minutes", "retry_minutes", "lease_seconds", "misfire_hours"):
-        if getattr(settings, key) <= 0:
-            raise ConfigError(f"{key}: must be more than 0")
     try:
         date.fromisoformat(settings.id_date)
     except ValueError as e:
-        raise ConfigError(f"id_date: {settings.id_date!r} is not a date such as 2026-01-01") from e
-    for key in (
-        "http_timeout", "http_backoff", "http_max_redirects", "send_backoff", "retry_delay_minutes",
-        "rate_per_second", "rate_per_hour", "claim_timeout",
-    ):  # fmt: skip
-        if getattr(settings, key) < 0:
-            raise ConfigError(f"{key}: must not be negative")
-    if settings.welcome_backfill_days < 0:
-        raise ConfigError("welcome_backfill_days: must not be negative")
-    return replace(settings, schedule_weekday=settings.schedule_weekday.lower(), base_url=settings.base_url.rstrip("/"))
+        raise ConfigError(f"{where('id_date')}: {settings.id_date!r} is not a date such as 2026-01-01") from e
+    if not _HOSTNAME.fullmatch(settings.id_domain):
+        raise ConfigError(f"{where('id_domain')}: {settings.id_domain!r} is not an ASCII domain name")
+    if len(settings.list_id) > 200 or not _DOT_ATOM.fullmatch(settings.list_id):
+        raise ConfigError(
+            f"{where('list_id')}: {settings.list_id!r} is not a list id (RFC 2919)", "for example news.example.org"
+        )
+    mail_from = _address(settings.mail_from, where("mail_from"))
+    # A claim must outlive one message's whole try (every SMTP timeout and backoff), or a second sender would
+    # take over a digest still in flight and send it again.
+    floor = settings.send_tries * settings.smtp_timeout + settings.send_backoff * 2 ** (settings.send_tries - 1) + 30
+    if settings.claim_timeout < floor:
+        raise ConfigError(
+            f"{where('claim_timeout')}: {settings.claim_timeout:g} s is below the safe floor of {floor:g} s",
+            "a claim must outlive one message's tries: send_tries x smtp_timeout + the backoffs + 30 s",
+        )
+    _check_database(settings.database_url, where("database_url"))
+    _creatable(Path(settings.feeds_dir), where("feeds_dir"))
+    if not settings.smtp_url:
+        _creatable(Path(settings.outbox_dir), where("outbox_dir"))
+    if settings.templates_dir:
+        folder = Path(settings.templates_dir)
+        missing = [n for n in ("digest.txt", "digest.html") if not (folder / n).is_file()]
+        if missing:
+            raise ConfigError(
+                f"{where('templates_dir')}: {folder} has no {' and no '.join(missing)}",
+                "point it at a copy of templates/email, or leave it empty for the shipped templates",
+            )
+    return replace(
+        settings,
+        schedule_weekday=settings.schedule_weekday.lower(),
+        base_url=settings.base_url.rstrip("/"),
+        mail_from=mail_from,
+    )
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -306,6 +436,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     if chosen is None and DEFAULT_CONFIG_PATH.is_file():
         chosen = DEFAULT_CONFIG_PATH
     values: dict[str, Any] = {}
+    origins = _Origins()
     if chosen is not None:
         origin = str(chosen)
         try:
@@ -314,18 +445,22 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             raise ConfigError(f"config file {origin} does not exist", "check --config or DIGEST_CONFIG") from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {origin} is not valid TOML: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"config file {origin} cannot be read: {e.strerror}") from e
         for key, raw in data.items():
+            origins.by_key[key] = origin
             if key == "sources":
                 values[key] = _sources(raw, origin)
             elif key == "subscribers":
                 values[key] = _subscribers(raw, origin)
             elif key in _SCALARS:
-                values[key] = _convert(key, raw, origin)
+                values[key] = _convert(key, raw, origins(key))
             else:
                 raise ConfigError(f"{key} (from {origin}): unknown key", "see the README for the list of keys")
         values["config_path"] = origin
     for key in _SCALARS:
         var = f"DIGEST_{key.upper()}"
         if var in env:
-            values[key] = _convert(key, env[var], var)
-    return _validate(Settings(**values))
+            origins.by_key[key] = var
+            values[key] = _convert(key, env[var], origins(key))
+    return _validate(Settings(**values), origins)

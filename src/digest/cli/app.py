@@ -113,9 +113,14 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     instant = os.environ.get("DIGEST_NOW")
     if instant:
         try:
-            clock.set_fixed_now(clock.parse_instant(instant))
-        except ValueError as e:
-            raise ConfigError(f"DIGEST_NOW: {instant!r} is not an ISO 8601 instant such as 2026-11-23T08:00:00Z") from e
+            fixed = clock.parse_instant(instant)
+            if not 1971 <= fixed.year <= 9998:  # periods and slots a week or a month away must stay in the calendar
+                raise ValueError("out of range")
+            clock.set_fixed_now(fixed)
+        except (ValueError, OverflowError) as e:
+            raise ConfigError(
+                f"DIGEST_NOW: {instant!r} is not an ISO 8601 instant from 1971 to 9998 such as 2026-11-23T08:00:00Z"
+            ) from e
     ctx.obj = App(config_path)
 
 

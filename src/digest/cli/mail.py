@@ -9,7 +9,7 @@ import click
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
-from digest.feeds.atom import build_feeds
+from digest.feeds.atom import FeedResult, build_feeds
 from digest.mail.delivery import SendReport
 from digest.mail.ledger import ledger_of, resend
 from digest.mail.plan import preview_content
@@ -38,6 +38,12 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
         click.secho(f"error: {report.error}", fg="red", err=True)
         if report.hint:
             click.echo(f"hint: {report.hint}", err=True)
+
+
+def print_feed_errors(results: list[FeedResult]) -> None:
+    for result in results:
+        if result.error:
+            click.secho(f"error: {result.error}", fg="red", err=True)
 
 
 @cli.command()
@@ -147,6 +153,9 @@ def feeds(app: App, as_json: bool) -> None:
     else:
         changed = sum(r.changed for r in results)
         click.echo(f"{len(results)} feeds in {app.settings.feeds_dir} ({changed} changed)")
+        print_feed_errors(results)
+    if any(r.error for r in results):
+        sys.exit(1)
 
 
 @cli.command()
@@ -183,5 +192,6 @@ def run(app: App, once: bool, as_json: bool) -> None:
         click.echo(
             f"{len(feed_results)} feeds in {settings.feeds_dir}/ ({sum(r.changed for r in feed_results)} changed)"
         )
-    if any(not r.ok for r in reports) or not send_report.ok:
+        print_feed_errors(feed_results)
+    if any(not r.ok for r in reports) or not send_report.ok or any(r.error for r in feed_results):
         sys.exit(1)

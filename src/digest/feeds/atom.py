@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest import __version__
+from digest import __version__, logs
 from digest.config import Settings
 from digest.store.models import Membership, Practice, Theme
+from digest.text.clean import strip_unsafe
+from digest.text.links import safe_link
 
 ALL = "all"
+events = logs.EventLog(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class FeedResult:
     path: str
     entries: int
     changed: bool
+    # Why this feed was not written (the others were); None when it was.
+    error: str | None = None
 
 
 def tag_uri(settings: Settings, specific: str) -> str:
@@ -48,7 +56,7 @@ def render_feed(
     """The Atom document; a pure function of its arguments (no clock), so unchanged input gives the same bytes."""
     fg = FeedGenerator()
     fg.id(tag_uri(settings, specific_id))
-    fg.title(title)
+    fg.title(strip_unsafe(title))
     fg.author({"name": settings.feed_author})
     fg.link(href=f"{settings.base_url}/feeds/{filename}", rel="self", type="application/atom+xml")
     fg.generator("digest", version=__version__)
@@ -59,14 +67,17 @@ def render_feed(
         practice = entry.practice
         fe = fg.add_entry(order="append")
         fe.id(tag_uri(settings, f"practice/{practice.uid}"))
-        fe.title(practice.title)
+        # Stored text is clean since ingest vets it; rows from before are cleaned here, so XML never breaks.
+        fe.title(strip_unsafe(practice.title) or "Untitled practice")
         fe.updated(max(entry.added_at, practice.updated_at))
         fe.published(entry.added_at)
-        if practice.submitted_by:
-            fe.author({"name": practice.submitted_by})
-        if practice.url:
-            fe.link(href=practice.url, rel="alternate")
-        fe.content(practice.summary or practice.title, type="text")
+        author = strip_unsafe(practice.submitted_by or "").strip()
+        if author:
+            fe.author({"name": author})
+        link = safe_link(practice.url)
+        if link:
+            fe.link(href=link, rel="alternate")
+        fe.content(strip_unsafe(practice.summary or practice.title) or "-", type="text")
     result: bytes = fg.atom_str(pretty=True, encoding="UTF-8")
     return result
 
@@ -128,20 +139,37 @@ def _all_entries(session: Session, limit: int) -> list[FeedEntry]:
     return [FeedEntry(row[0], row[1]) for row in rows]
 
 
+def _write_feed(path: Path, entries: int, render: Callable[[], bytes]) -> FeedResult:
+    """Render and write one feed; whatever fails is that feed's failure, logged, and the next feed is built."""
+    try:
+        return FeedResult(str(path), entries, write_if_changed(path, render()))
+    except Exception as e:  # one feed that cannot be built stops no other
+        events("feed.failed", logging.ERROR, exc_info=True, path=str(path))
+        return FeedResult(str(path), entries, False, f"{path}: not written: {type(e).__name__}: {e}")
+
+
 def build_feeds(session: Session, settings: Settings) -> list[FeedResult]:
-    """Write every theme's feed and the feed of all practices into feeds_dir; report what changed."""
+    """Write every theme's feed and the feed of all practices into feeds_dir; report what changed or failed."""
     out_dir = Path(settings.feeds_dir)
     results = []
     limit = settings.feed_max_entries
     for theme in session.scalars(select(Theme).order_by(Theme.slug)):
         entries = _theme_entries(session, theme.id, limit)
         filename = feed_filename(theme.slug)
-        data = render_feed(settings, f"theme/{theme.slug}", theme.name, filename, entries, theme.created_at)
-        path = out_dir / filename
-        results.append(FeedResult(str(path), len(entries), write_if_changed(path, data)))
+        results.append(
+            _write_feed(
+                out_dir / filename,
+                len(entries),
+                partial(render_feed, settings, f"theme/{theme.slug}", theme.name, filename, entries, theme.created_at),
+            )
+        )
     entries = _all_entries(session, limit)
     epoch = datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
-    data = render_feed(settings, "all", "All practices", f"{ALL}.atom", entries, epoch)
-    path = out_dir / f"{ALL}.atom"
-    results.append(FeedResult(str(path), len(entries), write_if_changed(path, data)))
+    results.append(
+        _write_feed(
+            out_dir / f"{ALL}.atom",
+            len(entries),
+            partial(render_feed, settings, "all", "All practices", f"{ALL}.atom", entries, epoch),
+        )
+    )
     return results

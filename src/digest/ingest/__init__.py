@@ -6,29 +6,35 @@ and stops no other source; what was stored before stays.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import logs
 from digest.config import SOURCE_FORMATS, Settings, SourceConfig
 from digest.errors import DigestError, SourceError
 from digest.ingest.export import parse_csv, parse_json
 from digest.ingest.feed import parse_feed
-from digest.ingest.fetch import HttpPolicy, SourceGone, fetch
+from digest.ingest.fetch import FetchStopped, HttpPolicy, SourceGone, fetch
 from digest.ingest.items import ParsedSource
 from digest.ingest.listing import looks_like_listing, parse_listing
 from digest.ingest.merge import IngestReport, identity_of, store_parsed
+from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import SourceState
 from digest.store.states import SourceStatus
+from digest.text.links import MAX_URL, redact_url, secret_of
 
 __all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
 
 FORMATS = SOURCE_FORMATS
+events = logs.EventLog(__name__)
 
 # Shows progress while items are stored: called with the source and the item count, gives `advance(n)`.
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -116,6 +122,7 @@ def policy_from(settings: Settings) -> HttpPolicy:
         max_bytes=settings.http_max_bytes,
         max_redirects=settings.http_max_redirects,
         contact=settings.base_url,
+        deadline=settings.http_deadline,
     )
 
 
@@ -134,13 +141,23 @@ def _state(session: Session, location: str, now: datetime) -> SourceState:
     return state
 
 
-def _record_failure(factory: sessionmaker[Session], location: str, error: DigestError, now: datetime) -> None:
+def _record_failure(factory: sessionmaker[Session], location: str, error: str, gone: bool, now: datetime) -> None:
     """Note a failed fetch or parse in its own transaction; validators stay, so nothing is skipped later."""
-    with factory() as session, session.begin():
-        state = _state(session, location, now)
-        state.status = SourceStatus.GONE if isinstance(error, SourceGone) else SourceStatus.FAILED
-        state.last_fetch_at, state.last_error = now, str(error)
-        state.failures = (state.failures or 0) + 1
+    try:
+        with factory() as session, session.begin():
+            state = _state(session, location, now)
+            state.status = SourceStatus.GONE if gone else SourceStatus.FAILED
+            state.last_fetch_at, state.last_error = now, error
+            state.failures = (state.failures or 0) + 1
+    except Exception:  # the store itself is failing: the report and the log still say what happened
+        events("source.state_not_recorded", logging.ERROR, exc_info=True, source=redact_url(location))
+
+
+def _scrubbed(text: str, location: str) -> str:
+    """A message with the source's credentials removed, wherever a library may have quoted them."""
+    text = text.replace(location, redact_url(location))
+    secret = secret_of(location)
+    return text.replace(secret, "***") if secret else text
 
 
 def ingest_one(
@@ -150,34 +167,47 @@ def ingest_one(
     policy: HttpPolicy,
     skip_gone: bool = False,
     progress: Progress = _no_progress,
+    stop: threading.Event | None = None,
 ) -> IngestReport:
-    """Fetch or read one source, parse it, and store it with its fetch state in one transaction."""
+    """Fetch or read one source, parse it, and store it with its fetch state in one transaction.
+
+    Whatever goes wrong is this source's failure: recorded in its state, named in the report with a hint,
+    logged; nothing of it is stored and what was stored before stays. Credentials in its URL are never shown.
+    """
     location = source.location
+    name = redact_url(location)
+    if len(location) > MAX_URL:
+        return IngestReport(source=name[:200] + "…", error=f"{name[:200]}…: the location is over {MAX_URL} characters",
+                            hint="shorten the URL or path")  # fmt: skip
     with factory() as session:
         state = session.scalar(select(SourceState).where(SourceState.location == location))
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
         if skip_gone and state is not None and state.status == SourceStatus.GONE:
             return IngestReport(
-                source=location,
-                error=f"{location}: gone (HTTP 410 on {state.last_fetch_at:%Y-%m-%d}); not fetched",
+                source=name,
+                error=f"{name}: gone (HTTP 410 on {state.last_fetch_at:%Y-%m-%d}); not fetched",
                 hint="remove it from [[sources]] or set enabled = false; `digest ingest URL` tries it anyway",
             )
     try:
         if is_url(location):
-            fetched = fetch(location, policy, etag, last_modified)
+            fetched = fetch(location, policy, etag, last_modified, name=name, stop=stop)
             if fetched.not_modified:
                 with factory() as session, session.begin():
                     state = _state(session, location, now)
                     state.status, state.last_fetch_at, state.last_ok_at = SourceStatus.NOT_MODIFIED, now, now
                     state.failures, state.last_error = 0, None
-                return IngestReport(source=location, not_modified=True)
+                return IngestReport(source=name, not_modified=True)
             data = fetched.body
         else:
             data, fetched = read_file(location), None
-        parsed = parse_bytes(data, location, source.format)
+        parsed = parse_bytes(data, name, source.format)
         with factory() as session, session.begin():
-            with progress(location, len(parsed.items)) as advance:
-                report = store_parsed(session, parsed, location, now, source.theme, advance)
+            if session.get_bind().dialect.name == "postgresql":
+                # Planning reads the newest membership id under the exclusive form of this lock, so it never
+                # moves a cursor past a membership that this (not yet committed) transaction holds.
+                session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": MEMBERSHIP_LOCK})
+            with progress(name, len(parsed.items)) as advance:
+                report = store_parsed(session, parsed, name, now, source.theme, advance)
             state = _state(session, location, now)
             state.status = SourceStatus.PARTIAL if report.rejected else SourceStatus.OK
             state.last_fetch_at, state.last_ok_at, state.failures = now, now, 0
@@ -187,10 +217,25 @@ def ingest_one(
             )
             if fetched is not None:
                 state.etag, state.last_modified = fetched.etag, fetched.last_modified
+        events("source.ingested", source=name, new=report.new, updated=report.updated, joined=report.joined,
+               unchanged=report.unchanged, rejected=len(report.rejected), problems=len(report.problems))  # fmt: skip
         return report
     except DigestError as e:
-        _record_failure(factory, location, e, now)
-        return IngestReport(source=location, error=str(e), hint=e.hint)
+        error, hint = _scrubbed(str(e), location), e.hint
+        if isinstance(e, FetchStopped):  # not the source's fault: nothing to record against it
+            return IngestReport(source=name, error=error, hint="the next run reads it")
+        events("source.failed", logging.WARNING, source=name, error=error)
+        _record_failure(factory, location, error, isinstance(e, SourceGone), now)
+        return IngestReport(source=name, error=error, hint=hint)
+    except Exception as e:  # anything else one source raises is still only that source's failure
+        error = _scrubbed(f"{name}: {type(e).__name__} while reading this source: {e}", location)
+        events("source.crashed", logging.ERROR, exc_info=True, source=name, error=error)
+        _record_failure(factory, location, error, False, now)
+        return IngestReport(
+            source=name,
+            error=error,
+            hint="nothing from this source was stored; digest did not expect this input: report it with the source",
+        )
 
 
 def ingest_sources(
@@ -200,10 +245,16 @@ def ingest_sources(
     policy: HttpPolicy | None = None,
     skip_gone: bool = False,
     progress: Progress = _no_progress,
+    stop: threading.Event | None = None,
 ) -> list[IngestReport]:
     """Ingest sources one by one, each in its own transaction; one failing stops no other."""
     policy = policy or HttpPolicy()
-    return [ingest_one(factory, s, now, policy, skip_gone, progress) for s in sources]
+    reports = []
+    for source in sources:
+        if stop is not None and stop.is_set():
+            break
+        reports.append(ingest_one(factory, source, now, policy, skip_gone, progress, stop))
+    return reports
 
 
 def source_overview(session: Session, configured: Sequence[SourceConfig]) -> list[dict[str, object]]:
@@ -215,7 +266,7 @@ def source_overview(session: Session, configured: Sequence[SourceConfig]) -> lis
         conf, state = by_location.get(location), states.get(location)
         rows.append(
             {
-                "location": location,
+                "location": redact_url(location),
                 "configured": conf is not None,
                 "enabled": conf.enabled if conf else None,
                 "theme": conf.theme if conf else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,24 @@ from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence
 FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+class _BadField(ValueError):
+    """A field of the wrong type: the record is left out with this reason."""
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+def _text(record: Mapping[str, Any], key: str, numbers: bool = False) -> str:
+    """A text field; None is empty. Numbers only where they are natural (ids); anything else is an error."""
+    value = record.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _BadField(f"{key} must be text, found {_kind(value)}")
 
 
 def _themes(value: Any) -> list[str] | None:
@@ -33,17 +50,25 @@ def _themes(value: Any) -> list[str] | None:
     return [clean_line(n) for n in names if clean_line(n)]
 
 
-def _published(value: Any) -> datetime | None:
-    if not value:
+def _published(value: str) -> datetime | None:
+    if not value.strip():
         return None
-    when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _item(record: Mapping[str, Any], where: str, problems: list[Problem], rejected: list[Problem]) -> None | ParsedItem:
     """One record as an item, or None (with the reason in rejected)."""
-    title = clean_line(_text(record.get("title")))
-    ident = _text(record.get("id")).strip()
+    try:
+        ident = _text(record, "id", numbers=True).strip()
+        title = clean_line(_text(record, "title"))
+        summary = clean_paragraphs(_text(record, "summary"))
+        url = _text(record, "url").strip() or None
+        submitted_by = clean_line(_text(record, "submitted_by")) or None
+        published_text = _text(record, "published")
+    except _BadField as e:
+        rejected.append(Problem(where, clean_line(str(record.get("title", "")))[:80], f"{e}; left out"))
+        return None
     if not title:
         rejected.append(Problem(where, ident, "no title; left out (give every record a title)"))
         return None
@@ -52,11 +77,10 @@ def _item(record: Mapping[str, Any], where: str, problems: list[Problem], reject
         rejected.append(Problem(where, title, "themes must be a list of names or one string of names split by ';'"))
         return None
     try:
-        published = _published(record.get("published"))
+        published = _published(published_text)
     except ValueError:
-        rejected.append(Problem(where, title, f"published {record.get('published')!r} is not an ISO 8601 date"))
+        rejected.append(Problem(where, title, f"published {published_text!r} is not an ISO 8601 date"))
         return None
-    summary = clean_paragraphs(_text(record.get("summary")))
     if reads_like_sentence(title):
         problems.append(Problem(where, title[:60], "title reads like a sentence; check the record"))
     if not summary:
@@ -65,8 +89,8 @@ def _item(record: Mapping[str, Any], where: str, problems: list[Problem], reject
         title=title,
         summary=summary,
         where=where,
-        submitted_by=clean_line(_text(record.get("submitted_by"))) or None,
-        url=_text(record.get("url")).strip() or None,
+        submitted_by=submitted_by,
+        url=url,
         guid=ident or None,
         published_at=published,
         themes=themes,
@@ -96,6 +120,11 @@ def parse_json(text: str, source: str) -> ParsedSource:
     """A JSON list of practice objects, or {"practices": [...]}."""
     try:
         data = json.loads(text)
+    except RecursionError as e:
+        raise SourceError(
+            f"{source}: JSON nested too deeply to read (more than about {sys.getrecursionlimit()} levels)",
+            "nothing from this file was stored; an export of practices is a list of flat objects",
+        ) from e
     except json.JSONDecodeError as e:
         raise SourceError(
             f"{source}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",

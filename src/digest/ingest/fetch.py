@@ -1,10 +1,20 @@
-"""Fetching a source over HTTP: timeouts, conditional GET, retries with backoff, redirect and size limits."""
+"""Fetching a source over HTTP: timeouts, conditional GET, retries with backoff, redirect and size limits.
+
+httpx's timeout bounds each read, so a server that trickles a byte a second would hold a fetch for ever. A
+fetch therefore has one deadline for everything (every attempt, every wait between them): each attempt runs
+in a helper thread that the caller stops waiting for at the deadline, or at once when asked to stop (the
+worker's SIGTERM). An abandoned attempt reads no further than its next chunk.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
+from typing import TypeVar
 
 import httpx
 
@@ -26,6 +36,8 @@ class HttpPolicy:
     max_bytes: int = 20_000_000
     max_redirects: int = 5
     contact: str = ""
+    # Seconds one fetch may take in all: every attempt and the waits between them.
+    deadline: float = 120.0
 
     @property
     def user_agent(self) -> str:
@@ -43,6 +55,13 @@ class Fetched:
     content_type: str = ""
     etag: str | None = None
     last_modified: str | None = None
+
+
+class FetchStopped(SourceError):
+    """The fetch was given up because the process is stopping; the source is tried again by the next run."""
+
+
+T = TypeVar("T")
 
 
 class _Retry(Exception):
@@ -64,7 +83,7 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _read_limited(response: httpx.Response, url: str, limit: int) -> bytes:
+def _read_limited(response: httpx.Response, url: str, limit: int, abandoned: threading.Event) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise SourceError(
@@ -74,6 +93,8 @@ def _read_limited(response: httpx.Response, url: str, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
+        if abandoned.is_set():
+            raise _Retry("abandoned at the deadline")
         size += len(chunk)
         if size > limit:
             raise SourceError(
@@ -84,7 +105,9 @@ def _read_limited(response: httpx.Response, url: str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _attempt(client: httpx.Client, url: str, headers: dict[str, str], policy: HttpPolicy) -> Fetched:
+def _attempt(
+    client: httpx.Client, url: str, name: str, headers: dict[str, str], policy: HttpPolicy, abandoned: threading.Event
+) -> Fetched:
     try:
         with client.stream("GET", url, headers=headers) as response:
             status = response.status_code
@@ -92,7 +115,7 @@ def _attempt(client: httpx.Client, url: str, headers: dict[str, str], policy: Ht
                 return Fetched(url=str(response.url), not_modified=True)
             if status == 410:
                 raise SourceGone(
-                    f"{url}: HTTP 410 Gone: the server says this source was removed for good",
+                    f"{name}: HTTP 410 Gone: the server says this source was removed for good",
                     "remove it from [[sources]] (or set enabled = false); it is not fetched again by runs",
                 )
             if status == 429 or status >= 500:
@@ -101,10 +124,10 @@ def _attempt(client: httpx.Client, url: str, headers: dict[str, str], policy: Ht
                 )
             if status >= 400:
                 raise SourceError(
-                    f"{url}: HTTP {status} {response.reason_phrase}",
+                    f"{name}: HTTP {status} {response.reason_phrase}",
                     "check the URL; it is tried again on the next run",
                 )
-            body = _read_limited(response, url, policy.max_bytes)
+            body = _read_limited(response, name, policy.max_bytes, abandoned)
             return Fetched(
                 url=str(response.url),
                 not_modified=False,
@@ -115,7 +138,7 @@ def _attempt(client: httpx.Client, url: str, headers: dict[str, str], policy: Ht
             )
     except httpx.TooManyRedirects as e:
         raise SourceError(
-            f"{url}: more than {policy.max_redirects} redirects", "use the URL the redirects end at"
+            f"{name}: more than {policy.max_redirects} redirects", "use the URL the redirects end at"
         ) from e
     except httpx.TimeoutException as e:
         raise _Retry(f"no answer within {policy.timeout:g} s ({type(e).__name__})") from e
@@ -123,14 +146,56 @@ def _attempt(client: httpx.Client, url: str, headers: dict[str, str], policy: Ht
         raise _Retry(f"connection failed: {e or type(e).__name__}") from e
 
 
-def fetch(url: str, policy: HttpPolicy, etag: str | None = None, last_modified: str | None = None) -> Fetched:
-    """GET a source, conditionally when validators are known; retry transient failures with backoff."""
+def _within(call: Callable[[], T], seconds: float, stop: threading.Event, abandoned: threading.Event) -> T:
+    """``call()`` in a helper thread; _Retry past ``seconds``, FetchStopped as soon as ``stop`` is set."""
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            outcome["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="digest-fetch", daemon=True).start()
+    ends = time.monotonic() + seconds
+    while not done.wait(min(0.2, max(0.0, ends - time.monotonic()))):
+        if stop.is_set() or time.monotonic() >= ends:
+            abandoned.set()
+            if stop.is_set():
+                raise FetchStopped("the fetch was stopped (the process is shutting down)")
+            raise _Retry(f"no complete answer within the {seconds:g} s left of the deadline")
+    if "error" in outcome:
+        error = outcome["error"]
+        assert isinstance(error, BaseException)
+        raise error
+    return outcome["value"]  # type: ignore[return-value]
+
+
+def fetch(
+    url: str,
+    policy: HttpPolicy,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    name: str | None = None,
+    stop: threading.Event | None = None,
+) -> Fetched:
+    """GET a source, conditionally when validators are known; retry transient failures with backoff.
+
+    ``name`` is how messages show the URL (without credentials). Everything ends by ``policy.deadline``, or as
+    soon as ``stop`` is set.
+    """
+    name = name or url
+    stop = stop or threading.Event()
     headers = {"Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.8"}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     tries = max(1, policy.retries)
+    ends = time.monotonic() + policy.deadline
     with httpx.Client(
         timeout=policy.timeout,
         follow_redirects=True,
@@ -138,14 +203,25 @@ def fetch(url: str, policy: HttpPolicy, etag: str | None = None, last_modified: 
         headers={"User-Agent": policy.user_agent},
     ) as client:
         for attempt in range(1, tries + 1):
+            abandoned = threading.Event()
             try:
-                return _attempt(client, url, headers, policy)
+                left = ends - time.monotonic()
+                if left <= 0:
+                    raise _Retry(f"the {policy.deadline:g} s deadline for this source passed")
+                attempt_once = partial(_attempt, client, url, name, headers, policy, abandoned)
+                return _within(attempt_once, left, stop, abandoned)
             except _Retry as e:
-                if attempt == tries:
-                    raise SourceError(
-                        f"{url}: {e} (tried {tries} times)",
-                        "the server may be down; nothing stored was touched and the next run tries again",
-                    ) from e
                 wait = policy.backoff * 2 ** (attempt - 1)
-                time.sleep(min(e.wait, 60.0) if e.wait is not None else wait)
+                wait = min(e.wait, 60.0) if e.wait is not None else wait
+                out_of_time = time.monotonic() + wait >= ends
+                if attempt == tries or out_of_time:
+                    tried = f"tried {attempt} time{'s' if attempt > 1 else ''}"
+                    if out_of_time and attempt < tries:
+                        tried += f", stopped by the {policy.deadline:g} s deadline (http_deadline)"
+                    raise SourceError(
+                        f"{name}: {e} ({tried})",
+                        "the server may be down or too slow; nothing stored was touched and the next run tries again",
+                    ) from e
+                if stop.wait(wait):
+                    raise FetchStopped(f"{name}: the fetch was stopped (the process is shutting down)") from e
     raise AssertionError("unreachable")

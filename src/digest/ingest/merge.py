@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
+from digest.ingest.vet import vet
 from digest.store.models import Membership, Practice, PracticeKey
 from digest.store.themes import ThemeCache
 from digest.text.clean import fingerprint, sha
@@ -172,6 +173,8 @@ def store_parsed(
             f"{source}: no theme for its items (first: {parsed.items[0].where}, {parsed.items[0].title!r})",
             "name the theme with --theme, or in the source's config entry",
         )
+    for item in parsed.items:
+        report.problems.extend(vet(item))
     keyed = [([key_of(k) for k in identity_keys(item)], item) for item in parsed.items]
     known = _known(session, sorted({k for keys, _ in keyed for k in keys}))
     practices, memberships = _load(session, sorted(set(known.values())))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from digest.text.clean import header_safe
+from digest.text.links import safe_link
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ class DigestContent:
 
     @classmethod
     def from_json(cls, text: str) -> DigestContent:
+        """The frozen content; a link frozen before links were checked at ingest is checked again here."""
         data = json.loads(text)
         sections = tuple(
-            ThemeSection(s["name"], s["slug"], tuple(PracticeEntry(**p) for p in s["practices"]))
+            ThemeSection(
+                s["name"], s["slug"], tuple(PracticeEntry(**dict(p, url=safe_link(p["url"]))) for p in s["practices"])
+            )
             for s in data["sections"]
         )
         return cls(period=data["period"], sections=sections)

@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
+from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
+from digest.text.links import safe_link
 
 
 def load_new_memberships(session: Session, after: int, upto: int) -> NewMemberships:
@@ -39,7 +41,8 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
     for start in range(0, len(id_list), 500):
         for p in session.scalars(select(Practice).where(Practice.id.in_(id_list[start : start + 500]))):
             out[p.id] = PracticeEntry(
-                p.id, p.uid, p.title, p.summary, p.url, p.submitted_by, added[p.id].isoformat(), p.summary_html
+                p.id, p.uid, p.title, p.summary, safe_link(p.url), p.submitted_by, added[p.id].isoformat(),
+                p.summary_html,
             )
     return out
 
@@ -88,7 +91,14 @@ class PlanningContext:
 
     @classmethod
     def for_run(cls, session: Session) -> PlanningContext:
-        """From the lowest cursor of any confirmed subscriber to the newest membership now."""
+        """From the lowest cursor of any confirmed subscriber to the newest membership now.
+
+        On PostgreSQL the newest id is read once every ingest in progress has committed (they hold the shared
+        form of this lock): ids come from a sequence before commit, so a cursor moved past an uncommitted
+        membership would skip it for good. SQLite has one writer at a time, and no such gap.
+        """
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MEMBERSHIP_LOCK})
         hwm = session.scalar(select(func.max(Membership.id))) or 0
         low = session.scalar(
             select(func.min(Subscription.cursor))

@@ -28,6 +28,8 @@ from digest.errors import ConfigError, DigestError
 MIGRATIONS = "digest.store:migrations"
 # pg_advisory_lock key of schema upgrades: any fixed 64-bit number no other code on the server uses.
 UPGRADE_LOCK = 0x64696765_7374  # "digest"
+# pg_advisory_xact_lock key between ingest (shared) and planning's read of the newest membership (exclusive).
+MEMBERSHIP_LOCK = 0x64696765_7375
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,7 +50,10 @@ def make_engine(database_url: str) -> Engine:
         raise ConfigError(f"database_url: {database_url!r} is not a database URL") from e
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"database_url: cannot create the folder of {url.database}: {e.strerror}") from e
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

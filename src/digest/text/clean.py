@@ -102,14 +102,34 @@ def repair_mojibake(text: str) -> str:
     return _INNER.sub(_fix_inner, text)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2028\u2029\ufeff]")
+# What no XML document, mail header or terminal can carry, or should: C0 controls (but tab and line ends),
+# DEL, C1 controls, lone surrogates, non-characters, zero-width and line-separator characters, and the bidi
+# overrides and isolates that make text read other than it is stored ("Trojan Source").
+_NONCHARACTERS = "".join(f"{chr(plane + 0xFFFE)}{chr(plane + 0xFFFF)}" for plane in range(0x10000, 0x110000, 0x10000))
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    "\u200b\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069" + _NONCHARACTERS + "]"
+)
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _c1_as_cp1252(m: re.Match[str]) -> str:
+    # A C1 control in decoded text is almost always a Windows-1252 byte decoded as Latin-1 (0x92 for ’).
+    try:
+        return m.group().encode("latin-1").decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+
+
+def strip_unsafe(text: str) -> str:
+    """Text without the characters listed above (Windows-1252 punctuation read as C1 is restored first)."""
+    return _CONTROL.sub("", _C1.sub(_c1_as_cp1252, text))
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
 
 def clean_line(text: str) -> str:
     """One line of text: NFC, no control characters, single spaces, repaired, trimmed."""
-    text = unicodedata.normalize("NFC", text)
-    text = _CONTROL.sub("", text)
+    text = unicodedata.normalize("NFC", strip_unsafe(text))
     text = _SPACES.sub(" ", text)
     return repair_mojibake(text).strip()
 
@@ -126,7 +146,7 @@ def clean_paragraphs(text: str) -> str:
 
 def header_safe(text: str, limit: int = 200) -> str:
     """Text fit for a mail header: no CR, LF or other control characters, one line, bounded length."""
-    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text)
+    text = strip_unsafe(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text))
     text = _SPACES.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -150,7 +170,7 @@ def fingerprint(*parts: str) -> str:
 
 
 def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?](?=\s|$)")

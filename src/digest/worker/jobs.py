@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from digest import clock, logs
+from digest import clock
 from digest.feeds.atom import build_feeds
 from digest.ingest import ingest_sources, policy_from
 from digest.mail.delivery import SendReport
@@ -37,15 +37,12 @@ def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
 
 def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     settings = worker.settings
-    reports = []
-    for source in (s for s in settings.sources if s.enabled):
-        if worker.stop.is_set():
-            break
-        reports.extend(ingest_sources(worker.factory, [source], clock.now(), policy_from(settings), skip_gone=True))
+    # Each source logs its own outcome (digest.ingest); a SIGTERM stops the poll within seconds, mid-fetch too.
+    sources = [s for s in settings.sources if s.enabled]
+    reports = ingest_sources(worker.factory, sources, clock.now(), policy_from(settings), skip_gone=True,
+                             stop=worker.stop)  # fmt: skip
     failed = [r for r in reports if not r.ok]
     changed = sum(r.new + r.updated + r.joined for r in reports)
-    for r in failed:
-        logs.event("source.failed", level=30, source=r.source, error=r.error or f"{len(r.rejected)} item(s) left out")
     if changed:
         worker.after_ingest()
     counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
@@ -55,7 +52,10 @@ def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
 def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     with worker.factory() as session:
         results = build_feeds(session, worker.settings)
-    return {"feeds": len(results), "changed": sum(r.changed for r in results)}, None
+    failed = [r.error for r in results if r.error]
+    return {"feeds": len(results), "changed": sum(r.changed for r in results), "failed": len(failed)}, (
+        "; ".join(failed) if failed else None
+    )
 
 
 JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {

@@ -4,6 +4,10 @@ The leader runs APScheduler's BlockingScheduler with explicit job ids, an explic
 misfire grace of hours. Jobs stay in memory; what must survive a restart lives in the database: the lease,
 each job's runs, and the digests themselves (every step resumable). A weekly slot missed while no worker was
 up is caught up once when a leader starts: the plan job plans only the current period, never a backlog.
+
+Planning never runs while a poll is adding practices (one lock in the leader), and the catch-up run waits for
+the leader's first poll: otherwise it would mark everyone done for the period just before the practices of
+that poll arrived, and they would wait a whole period.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class Worker:
         self.scheduler: BlockingScheduler | None = None
         self._busy = 0
         self._idle = threading.Condition()
+        # Held by plan-send and poll-sources: a plan never runs in the middle of a poll.
+        self._ingest_or_plan = threading.Lock()
+        # Set when a missed slot is caught up after the first poll of this leadership.
+        self._catch_up_after_poll = False
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -103,8 +111,10 @@ class Worker:
         scheduler.add_job(self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease",
                           replace_existing=True)  # fmt: skip
         if self._missed_slot():
-            scheduler.add_job(self._job, DateTrigger(now, timezone=zone), args=[PLAN_SEND, CATCH_UP],
-                              id=CATCH_UP, replace_existing=True)  # fmt: skip
+            if any(s.enabled for s in self.settings.sources):
+                self._catch_up_after_poll = True  # added by _job once the first poll has finished
+            else:
+                self._add_catch_up(scheduler)
         self.scheduler = scheduler
         if self.stop.is_set():
             return
@@ -116,6 +126,10 @@ class Worker:
         self._record_next_runs(now)
         scheduler.start()  # blocks until a signal, or the lease is lost, shuts it down
         self.scheduler = None
+
+    def _add_catch_up(self, scheduler: BlockingScheduler) -> None:
+        scheduler.add_job(self._job, DateTrigger(wall_now(), timezone=self.settings.zone), args=[PLAN_SEND, CATCH_UP],
+                          id=CATCH_UP, replace_existing=True)  # fmt: skip
 
     def _on_job_event(self, event: Any) -> None:
         if getattr(event, "job_id", None) != "renew-lease":
@@ -142,16 +156,22 @@ class Worker:
         scheduler = self.scheduler
         if scheduler is None:
             return
+        # Read the scheduler before opening a transaction, never inside one: APScheduler calls this listener
+        # with its job store lock held, and a transaction waiting on that lock while holding SQLite's write lock
+        # is a deadlock with a listener that holds the store lock and waits to write.
+        jobs = [
+            (job.id, str(job.trigger), getattr(job, "next_run_time", None))
+            for job in scheduler.get_jobs()
+            if job.id != "renew-lease"
+        ]
         with self.factory() as session, session.begin():
             # One-off jobs that ran are gone from the scheduler: they have no next run.
-            current = {job.id for job in scheduler.get_jobs()}
+            current = [job_id for job_id, _, _ in jobs]
             session.execute(update(ScheduledJob).where(ScheduledJob.id.not_in(current)).values(next_run_at=None))
-            for job in scheduler.get_jobs():
-                if job.id == "renew-lease":
-                    continue
-                row = session.get(ScheduledJob, job.id) or ScheduledJob(id=job.id, trigger=str(job.trigger))
-                row.trigger = str(job.trigger)
-                next_run = getattr(job, "next_run_time", None) or (now if now and job.id == CATCH_UP else None)
+            for job_id, trigger, next_run in jobs:
+                row = session.get(ScheduledJob, job_id) or ScheduledJob(id=job_id, trigger=trigger)
+                row.trigger = trigger
+                next_run = next_run or (now if now and job_id == CATCH_UP else None)
                 row.next_run_at = next_run.astimezone(UTC) if next_run else None
                 session.add(row)
 
@@ -175,7 +195,11 @@ class Worker:
         outcome, error = JobOutcome.OK, None
         counts: dict[str, Any] = {}
         try:
-            counts, error = JOBS[job_id](self)
+            if job_id in (POLL, PLAN_SEND):
+                with self._ingest_or_plan:
+                    counts, error = JOBS[job_id](self)
+            else:
+                counts, error = JOBS[job_id](self)
             outcome = JobOutcome.FAILED if error else JobOutcome.OK
         except Exception as e:  # a job's failure is recorded and logged; the worker goes on
             outcome, error = JobOutcome.FAILED, f"{type(e).__name__}: {e}"
@@ -189,6 +213,9 @@ class Worker:
                 )
             logs.event("job.finished", level=40 if error else 20, job=job_id, outcome=outcome, error=error, **counts)
             logs.run_id.reset(token)
+            if job_id == POLL and self._catch_up_after_poll and self.scheduler is not None:
+                self._catch_up_after_poll = False
+                self._add_catch_up(self.scheduler)
             with self._idle:
                 self._busy -= 1
                 self._idle.notify_all()
