@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from digest.errors import SubscriberError
 from digest.ingest import ingest_sources
 from digest.store import db
 from digest.store.models import Subscriber
-from digest.subscriptions.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
+from digest.store.queries import subscribers as list_subscribers
+from digest.subscriptions.subscribers import import_csv, subscribe, unsubscribe
 from tests.conftest import at, fixture_path
 
 
@@ -37,7 +39,7 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
         sub = subscribe(s, "ada@example.org", ["water-and-sanitation"], now, confirmed=True)
         assert sub.status == "confirmed" and len(sub.subscriptions) == 2
     with themed() as s:
-        assert list_subscribers(s) == [
+        assert [asdict(r) for r in list_subscribers(s)] == [
             {
                 "email": "ada@example.org",
                 "status": "confirmed",
@@ -88,7 +90,7 @@ def test_csv_import_reports_bad_lines_and_imports_the_rest(themed: sessionmaker[
     assert "not a valid email address" in report.errors[0][1]
     assert "atlantis" in report.errors[1][1]
     with themed() as s:
-        rows = {r["email"]: r for r in list_subscribers(s)}
+        rows = {r.email: asdict(r) for r in list_subscribers(s)}
     assert set(rows) == {"ada@example.org", "bob@example.org"}
     assert rows["ada@example.org"]["themes"] == ["goal-6-clean-water-and-sanitation", "water-and-sanitation"]
     assert rows["bob@example.org"]["status"] == "confirmed"

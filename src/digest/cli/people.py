@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
-from digest.store import db
-from digest.subscriptions.subscribers import import_csv, list_subscribers, subscribe, unsubscribe
+from digest.store import db, queries
+from digest.subscriptions.subscribers import import_csv, subscribe, unsubscribe
 
 
 @cli.command("subscribe")
@@ -76,9 +78,9 @@ def subscribers_list(app: App, as_json: bool) -> None:
     Example: digest subscribers list --json
     """
     with app.sessions() as session:
-        rows = list_subscribers(session)
+        rows = queries.subscribers(session)
     if as_json:
-        emit(rows)
+        emit([asdict(r) for r in rows])
     else:
         for row in rows:
-            click.echo(f"{row['email']:40} {row['status']:13} {', '.join(row['themes'])}")
+            click.echo(f"{row.email:40} {row.status:13} {', '.join(row.themes)}")

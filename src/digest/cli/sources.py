@@ -5,18 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from dataclasses import asdict
 
 import click
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.config import SourceConfig
 from digest.errors import ConfigError
 from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from, source_overview
-from digest.store.models import Membership, Practice, Subscription, Theme
+from digest.store import queries
 from digest.store.states import FAILING
 
 # Sources with fewer items than this store too fast to need a progress bar.
@@ -133,26 +131,12 @@ def themes(app: App, as_json: bool) -> None:
     Example: digest themes --json
     """
     with app.sessions() as session:
-        practices = dict(session.execute(select(Membership.theme_id, func.count()).group_by(Membership.theme_id)).all())
-        subscribers = dict(
-            session.execute(select(Subscription.theme_id, func.count()).group_by(Subscription.theme_id)).all()
-        )
-        rows = [
-            {
-                "name": t.name,
-                "slug": t.slug,
-                "practices": practices.get(t.id, 0),
-                "subscribers": subscribers.get(t.id, 0),
-            }
-            for t in session.scalars(select(Theme).order_by(Theme.name))
-        ]
+        rows = queries.themes(session)
     if as_json:
-        emit(rows)
-    else:
-        for row in rows:
-            click.echo(
-                f"{row['slug']:40} {row['practices']:5} practices {row['subscribers']:6} subscribers  {row['name']}"
-            )
+        emit([asdict(r) for r in rows])
+        return
+    for row in rows:
+        click.echo(f"{row.slug:40} {row.practices:5} practices {row.subscribers:6} subscribers  {row.name}")
 
 
 @cli.command()
@@ -165,35 +149,11 @@ def practices(app: App, theme: str | None, as_json: bool) -> None:
 
     Example: digest practices --theme goal-5-gender-equality --json
     """
-    from digest.subscriptions.subscribers import resolve_themes
-
     with app.sessions() as session:
-        query = (
-            select(Practice)
-            .order_by(Practice.id.desc())
-            .options(selectinload(Practice.memberships).selectinload(Membership.theme))
-        )
-        if theme:
-            (target,) = resolve_themes(session, [theme])
-            query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.theme_id == target.id)))
-        rows: list[dict[str, Any]] = []
-        for p in session.scalars(query):
-            members = sorted(p.memberships, key=lambda m: m.id)
-            rows.append(
-                {
-                    "id": p.id,
-                    "title": p.title,
-                    "summary": p.summary,
-                    "url": p.url,
-                    "submitted_by": p.submitted_by,
-                    "themes": [{"name": m.theme.name, "slug": m.theme.slug} for m in members],
-                    "added": members[0].added_at.isoformat() if members else None,
-                    "title_derived": p.title_derived,
-                }
-            )
+        rows = queries.practices(session, theme)
     if as_json:
-        emit(rows)
-    else:
-        for row in rows:
-            slugs = ", ".join(t["slug"] for t in row["themes"])
-            click.echo(f"{row['id']:6}  {row['title'][:80]}  [{slugs}]")
+        emit([asdict(r) for r in rows])
+        return
+    for row in rows:
+        slugs = ", ".join(t.slug for t in row.themes)
+        click.echo(f"{row.id:6}  {row.title[:80]}  [{slugs}]")

@@ -253,23 +253,3 @@ def _import_batch(
     ]
     if new_subscriptions:
         session.execute(insert(Subscription), new_subscriptions)
-
-
-def list_subscribers(session: Session) -> list[dict[str, Any]]:
-    """Every subscriber with status and theme slugs, by address."""
-    out = []
-    query = (
-        select(Subscriber)
-        .order_by(Subscriber.email)
-        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
-    )
-    for subscriber in session.scalars(query):
-        out.append(
-            {
-                "email": subscriber.email,
-                "status": subscriber.status,
-                "themes": sorted(s.theme.slug for s in subscriber.subscriptions),
-                "confirmed_at": subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else None,
-            }
-        )
-    return out

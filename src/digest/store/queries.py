@@ -1,0 +1,124 @@
+"""Reads that the CLI and the web app share: plain typed results, never ORM rows carried out of a session.
+
+Each function takes a session, reads, and returns dataclasses (JSON-ready with ``dataclasses.asdict``). It
+never writes and never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from digest.errors import NotFoundError
+from digest.store.models import Membership, Practice, Subscriber, Subscription, Theme
+from digest.text.clean import slugify
+
+
+@dataclass(frozen=True)
+class ThemeRef:
+    name: str
+    slug: str
+
+
+@dataclass(frozen=True)
+class ThemeSummary:
+    name: str
+    slug: str
+    practices: int
+    subscribers: int
+
+
+@dataclass(frozen=True)
+class PracticeSummary:
+    id: int
+    title: str
+    summary: str
+    url: str | None
+    submitted_by: str | None
+    # In the order the practice joined them.
+    themes: list[ThemeRef]
+    # When it joined its first theme here (ISO 8601).
+    added: str | None
+    title_derived: bool
+
+
+@dataclass(frozen=True)
+class SubscriberSummary:
+    email: str
+    status: str
+    themes: list[str]
+    confirmed_at: str | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def theme_by_name(session: Session, name: str) -> Theme:
+    """A theme by slug or name; NotFoundError listing the known slugs."""
+    theme = session.scalar(select(Theme).where(Theme.slug == slugify(name)))
+    if theme is None:
+        known = ", ".join(session.scalars(select(Theme.slug).order_by(Theme.slug))) or "none yet"
+        raise NotFoundError(f"no theme {name!r}", f"known themes: {known}")
+    return theme
+
+
+def themes(session: Session) -> list[ThemeSummary]:
+    """Every theme by name, with how many practices it lists and how many subscribe to it."""
+    practices = dict(session.execute(select(Membership.theme_id, func.count()).group_by(Membership.theme_id)).all())
+    subscribers = dict(
+        session.execute(select(Subscription.theme_id, func.count()).group_by(Subscription.theme_id)).all()
+    )
+    return [
+        ThemeSummary(t.name, t.slug, practices.get(t.id, 0), subscribers.get(t.id, 0))
+        for t in session.scalars(select(Theme).order_by(Theme.name))
+    ]
+
+
+def practices(session: Session, theme: str | None = None) -> list[PracticeSummary]:
+    """Practices, newest first, with their themes; only one theme's when ``theme`` (slug or name) is given."""
+    query = (
+        select(Practice)
+        .order_by(Practice.id.desc())
+        .options(selectinload(Practice.memberships).selectinload(Membership.theme))
+    )
+    if theme:
+        target = theme_by_name(session, theme)
+        query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.theme_id == target.id)))
+    out = []
+    for p in session.scalars(query):
+        members = sorted(p.memberships, key=lambda m: m.id)
+        out.append(
+            PracticeSummary(
+                id=p.id,
+                title=p.title,
+                summary=p.summary,
+                url=p.url,
+                submitted_by=p.submitted_by,
+                themes=[ThemeRef(m.theme.name, m.theme.slug) for m in members],
+                added=_iso(members[0].added_at) if members else None,
+                title_derived=p.title_derived,
+            )
+        )
+    return out
+
+
+def subscribers(session: Session) -> list[SubscriberSummary]:
+    """Every subscriber with status and theme slugs, by address."""
+    query = (
+        select(Subscriber)
+        .order_by(Subscriber.email)
+        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
+    )
+    return [
+        SubscriberSummary(
+            email=s.email,
+            status=str(s.status),
+            themes=sorted(sub.theme.slug for sub in s.subscriptions),
+            confirmed_at=_iso(s.confirmed_at),
+        )
+        for s in session.scalars(query)
+    ]
