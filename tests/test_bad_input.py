@@ -126,10 +126,10 @@ def test_an_unexpected_exception_is_that_sources_failure(
     assert ingest_sources(sessions, [SourceConfig(poisoned)], clock.now())[0].ok
     real = ingest_module.parse_bytes
 
-    def parse(data: bytes, source: str, fmt: str | None = None) -> object:
+    def parse(data: bytes, source: str, *args: object) -> object:
         if source == poisoned:
             raise KeyError("surprise")
-        return real(data, source, fmt)
+        return real(data, source, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ingest_module, "parse_bytes", parse)
     good = write_json(tmp_path, "good.json", [dict(GOOD, id="g9", title="Still Read")])

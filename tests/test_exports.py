@@ -25,7 +25,7 @@ def test_json_export(sessions: sessionmaker[Session]) -> None:
     assert [(p.where, p.reason) for p in report.rejected] == [
         ("object 3", "no title; left out (give every record a title)"),
         ("object 5", "expected an object with a title, found str"),
-        ("object 6", "themes must be a list of names or one string of names split by ';'"),
+        ("object 6", "themes must be a list of names or one string of names split by ';', none empty"),
     ]
     assert [(p.where, p.reason) for p in report.problems] == [
         ("object 2", "ignored unknown field(s): owner"),

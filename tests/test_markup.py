@@ -27,5 +27,17 @@ def test_sanitize_keeps_structure_and_links_only() -> None:
     )
 
 
-def test_sanitize_repairs_mojibake() -> None:
-    assert sanitize_html("<p>Chennaiís code</p>") == "<p>Chennai’s code</p>"
+def test_sanitize_leaves_mojibake_to_the_parser() -> None:
+    """Repair is the parser's call, per document (only text that came as Unicode); sanitising never guesses."""
+    assert sanitize_html("<p>Chennaiís code</p>") == "<p>Chennaiís code</p>"
+
+
+def test_relative_links_resolve_against_the_base_and_fragments_are_dropped() -> None:
+    html = '<p><a href="/node/12">more</a> <a href="#comment-3">3 comments</a> <a href="x.html">x</a></p>'
+    assert sanitize_html(html, "https://site.example/theme/7") == (
+        '<p><a href="https://site.example/node/12" rel="noopener noreferrer">more</a> '
+        '<a rel="noopener noreferrer">3 comments</a> '
+        '<a href="https://site.example/theme/x.html" rel="noopener noreferrer">x</a></p>'
+    )
+    # With no base, nothing relative survives (a mail client would have nowhere to go).
+    assert "href" not in sanitize_html('<a href="/node/12">more</a>')

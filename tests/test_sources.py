@@ -154,7 +154,7 @@ def test_listing_and_feed_of_one_theme_give_one_practice_each(
     assert kiosks.url == "https://practices.example.org/practice/community-water-kiosks-kisumu"  # the feed's
     with sessions() as s:
         keys = s.scalar(select(func.count()).select_from(PracticeKey).where(PracticeKey.practice_id == kiosks.id))
-    assert keys == 3  # text, guid, url
+    assert keys == 4  # text, text with its exact title, guid, url
 
 
 def test_conditional_get(sessions: sessionmaker[Session], feed_server: FeedServer) -> None:

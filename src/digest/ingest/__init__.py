@@ -20,15 +20,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import logs
 from digest.config import SOURCE_FORMATS, Settings, SourceConfig
 from digest.errors import DigestError, SourceError
+from digest.ingest.encoding import as_utf8_xml, bom, decode, xml_encoding
 from digest.ingest.export import parse_csv, parse_json
 from digest.ingest.feed import parse_feed
 from digest.ingest.fetch import FetchStopped, HttpPolicy, SourceGone, fetch
-from digest.ingest.items import ParsedSource
+from digest.ingest.items import ParsedSource, Problem
 from digest.ingest.listing import looks_like_listing, parse_listing
 from digest.ingest.merge import IngestReport, identity_of, store_parsed
 from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import SourceState
 from digest.store.states import SourceStatus
+from digest.text.clean import repair_mojibake
 from digest.text.links import MAX_URL, redact_url, secret_of
 
 __all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
@@ -39,66 +41,73 @@ events = logs.EventLog(__name__)
 # Shows progress while items are stored: called with the source and the item count, gives `advance(n)`.
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
-_XML_ROOT = re.compile(rb"<\s*(rss|rdf:rdf|feed|html|!doctype\s+html)\b")
+_XML_ROOT = re.compile(r"<\s*(rss|rdf:rdf|feed|html|!doctype\s+html)\b")
 
 
 def is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def decode(data: bytes, source: str) -> str:
-    """UTF-8 (with or without BOM); else Windows-1252; else a SourceError naming the byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as utf8_error:
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError as e:
-            raise SourceError(
-                f"{source}: not UTF-8 (byte {utf8_error.start}) nor Windows-1252 (byte {e.start})",
-                "convert the file to UTF-8",
-            ) from e
+def _xml_like(data: bytes) -> bool:
+    """Bytes that XML's rules should decode: a BOM or UTF-16/32 signature, or `<` first."""
+    return bom(data) is not None or xml_encoding(data) is not None or data.lstrip()[:1] == b"<"
 
 
-def detect_format(data: bytes, source: str) -> str:
-    """The kind of a source from its first bytes: a feed's root element, JSON, a CSV header, a listing."""
-    head = data[:8192].lstrip(b"\xef\xbb\xbf \t\r\n")
-    root = _XML_ROOT.search(head.lower()) if head.startswith(b"<") else None
-    kind = root.group(1) if root else b""
-    if kind in (b"rss", b"rdf:rdf"):
+def detect_kind(text: str, source: str) -> str:
+    """The kind of a decoded source: a feed's root element, JSON, a CSV header, a listing."""
+    head = text[:8192].lstrip("\ufeff \t\r\n")
+    root = _XML_ROOT.search(head.lower()) if head.startswith("<") else None
+    kind = root.group(1) if root else ""
+    if kind in ("rss", "rdf:rdf"):
         return "rss"
-    if kind == b"feed":
+    if kind == "feed":
         return "atom"
-    if head.startswith((b"[", b"{")):
+    if head.startswith(("[", "{")):
         return "json"
-    first_line = decode(head, source).split("\n", 1)[0]
+    first_line = head.split("\n", 1)[0]
     if "title" in (f.strip().strip('"').strip().lower() for f in re.split(r"[,;\t]", first_line)):
         return "csv"
     # Before the markup checks: a listing's first title may itself look like a tag.
-    if looks_like_listing(decode(data, source)):
+    if looks_like_listing(text):
         return "listing"
     if kind:
         raise SourceError(
             f"{source}: an HTML page, not a feed", "use the page's feed (its 'Subscribe to' link) instead"
         )
-    if head.startswith(b"<"):
+    if head.startswith("<"):
         raise SourceError(f"{source}: XML, but neither RSS nor Atom", "give --format if it is a feed")
     raise SourceError(f"{source}: cannot tell what kind of source this is", f"give --format ({', '.join(FORMATS)})")
 
 
-def parse_bytes(data: bytes, source: str, fmt: str | None = None) -> ParsedSource:
-    """Parse a source of the given kind, or of the kind it looks like."""
+def detect_format(data: bytes, source: str) -> str:
+    """The kind of a source from its bytes (decoded by the encoding rules first)."""
+    return detect_kind(decode(data, source, xml=_xml_like(data)).text, source)
+
+
+def parse_bytes(
+    data: bytes, source: str, fmt: str | None = None, content_type: str | None = None, base: str | None = None
+) -> ParsedSource:
+    """Decode (see digest.ingest.encoding), then parse a source of the given kind, or of the kind it looks like.
+
+    ``content_type`` is the HTTP header (its charset counts); ``base`` is the URL it came from.
+    """
     if fmt not in (None, *FORMATS):
         raise SourceError(f"{source}: unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
-    kind = fmt or detect_format(data, source)
+    decoded = decode(data, source, content_type, xml=fmt in ("rss", "atom") or (fmt is None and _xml_like(data)))
+    kind = fmt or detect_kind(decoded.text, source)
+    # Mojibake is repaired only in text that came as Unicode and shows it; a legacy encoding was read as itself.
+    repair = decoded.unicode and repair_mojibake(decoded.text) != decoded.text
     if kind in ("rss", "atom"):
-        return parse_feed(data, source)
-    text = decode(data, source)
-    if kind == "json":
-        return parse_json(text, source)
-    if kind == "csv":
-        return parse_csv(text, source)
-    return parse_listing(text, source)
+        parsed = parse_feed(as_utf8_xml(decoded), source, base, repair)
+    elif kind == "json":
+        parsed = parse_json(decoded.text, source, repair)
+    elif kind == "csv":
+        parsed = parse_csv(decoded.text, source, repair)
+    else:
+        parsed = parse_listing(decoded.text, source, repair)
+    if decoded.how.startswith("detected") or "did not fit" in decoded.how:
+        parsed.problems.insert(0, Problem("file", "", f"read as {decoded.encoding} ({decoded.how})"))
+    return parsed
 
 
 def read_file(location: str) -> bytes:
@@ -197,10 +206,10 @@ def ingest_one(
                     state.status, state.last_fetch_at, state.last_ok_at = SourceStatus.NOT_MODIFIED, now, now
                     state.failures, state.last_error = 0, None
                 return IngestReport(source=name, not_modified=True)
-            data = fetched.body
+            data, content_type, base = fetched.body, fetched.content_type, fetched.url
         else:
-            data, fetched = read_file(location), None
-        parsed = parse_bytes(data, name, source.format)
+            data, fetched, content_type, base = read_file(location), None, None, None
+        parsed = parse_bytes(data, name, source.format, content_type, base)
         with factory() as session, session.begin():
             if session.get_bind().dialect.name == "postgresql":
                 # Planning reads the newest membership id under the exclusive form of this lock, so it never

@@ -12,7 +12,7 @@ from typing import Any
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence
+from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence, repair_mojibake
 
 FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
 
@@ -38,16 +38,16 @@ def _text(record: Mapping[str, Any], key: str, numbers: bool = False) -> str:
 
 
 def _themes(value: Any) -> list[str] | None:
-    """A list of names, or one string of `;`-separated names; None when the value is neither."""
+    """A list of names, or one string of `;`-separated names (empty pieces skipped); None when it is neither,
+    or when a listed name is empty once cleaned."""
     if value is None:
         return []
     if isinstance(value, str):
-        names = value.split(";")
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        names = value
-    else:
-        return None
-    return [clean_line(n) for n in names if clean_line(n)]
+        return [clean_line(n) for n in value.split(";") if clean_line(n)]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = [clean_line(n) for n in value]
+        return names if all(names) else None
+    return None
 
 
 def _published(value: str) -> datetime | None:
@@ -57,14 +57,20 @@ def _published(value: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _item(record: Mapping[str, Any], where: str, problems: list[Problem], rejected: list[Problem]) -> None | ParsedItem:
+def _item(
+    record: Mapping[str, Any], where: str, problems: list[Problem], rejected: list[Problem], repair: bool
+) -> None | ParsedItem:
     """One record as an item, or None (with the reason in rejected)."""
+
+    def fix(text: str) -> str:
+        return repair_mojibake(text) if repair else text
+
     try:
         ident = _text(record, "id", numbers=True).strip()
-        title = clean_line(_text(record, "title"))
-        summary = clean_paragraphs(_text(record, "summary"))
+        title = fix(clean_line(_text(record, "title")))
+        summary = fix(clean_paragraphs(_text(record, "summary")))
         url = _text(record, "url").strip() or None
-        submitted_by = clean_line(_text(record, "submitted_by")) or None
+        submitted_by = fix(clean_line(_text(record, "submitted_by"))) or None
         published_text = _text(record, "published")
     except _BadField as e:
         rejected.append(Problem(where, clean_line(str(record.get("title", "")))[:80], f"{e}; left out"))
@@ -74,7 +80,9 @@ def _item(record: Mapping[str, Any], where: str, problems: list[Problem], reject
         return None
     themes = _themes(record.get("themes"))
     if themes is None:
-        rejected.append(Problem(where, title, "themes must be a list of names or one string of names split by ';'"))
+        rejected.append(
+            Problem(where, title, "themes must be a list of names or one string of names split by ';', none empty")
+        )
         return None
     try:
         published = _published(published_text)
@@ -97,7 +105,7 @@ def _item(record: Mapping[str, Any], where: str, problems: list[Problem], reject
     )
 
 
-def _parse_records(records: Iterable[tuple[str, Any]], source: str) -> ParsedSource:
+def _parse_records(records: Iterable[tuple[str, Any]], source: str, repair: bool) -> ParsedSource:
     items: list[ParsedItem] = []
     problems: list[Problem] = []
     rejected: list[Problem] = []
@@ -110,13 +118,13 @@ def _parse_records(records: Iterable[tuple[str, Any]], source: str) -> ParsedSou
         if unknown:
             unknown_seen |= unknown
             problems.append(Problem(where, "", f"ignored unknown field(s): {', '.join(sorted(unknown))}"))
-        item = _item(record, where, problems, rejected)
+        item = _item(record, where, problems, rejected, repair)
         if item is not None:
             items.append(item)
     return ParsedSource(theme=None, items=items, problems=problems, rejected=rejected)
 
 
-def parse_json(text: str, source: str) -> ParsedSource:
+def parse_json(text: str, source: str, repair: bool = True) -> ParsedSource:
     """A JSON list of practice objects, or {"practices": [...]}."""
     try:
         data = json.loads(text)
@@ -137,10 +145,10 @@ def parse_json(text: str, source: str) -> ParsedSource:
             f'{source}: expected a list of practices or {{"practices": [...]}}, found {type(data).__name__}',
             "export the practices as a JSON array of objects",
         )
-    return _parse_records(((f"object {n}", record) for n, record in enumerate(data, 1)), source)
+    return _parse_records(((f"object {n}", record) for n, record in enumerate(data, 1)), source, repair)
 
 
-def parse_csv(text: str, source: str) -> ParsedSource:
+def parse_csv(text: str, source: str, repair: bool = True) -> ParsedSource:
     """CSV with a header row naming the fields (title required; id, summary, url, themes, submitted_by)."""
     sample = text[:4096]
     try:
@@ -166,4 +174,4 @@ def parse_csv(text: str, source: str) -> ParsedSource:
         except csv.Error as e:
             raise SourceError(f"{source}: line {reader.line_num}: {e}", "fix the CSV at that line") from e
 
-    return _parse_records(rows(), source)
+    return _parse_records(rows(), source, repair)

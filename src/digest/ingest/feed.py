@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import io
+import re
 import time
 import xml.sax
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text.clean import clean_line, clean_paragraphs, derive_title, reads_like_sentence
+from digest.text.clean import clean_line, clean_paragraphs, derive_title, reads_like_sentence, repair_mojibake
+from digest.text.links import safe_link
 from digest.text.markup import html_to_text, sanitize_html
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -27,8 +32,11 @@ def _when(entry: Any) -> datetime | None:
     return datetime(*parsed[:6], tzinfo=UTC)
 
 
-def _body(entry: Any) -> tuple[str, str | None]:
-    """The entry's text and, when it is HTML, its sanitised HTML; full content wins over a summary."""
+def _body(entry: Any, base: str | None, fix: Callable[[str], str]) -> tuple[str, str | None]:
+    """The entry's text and, when it is HTML, its sanitised HTML; full content wins over a summary.
+
+    Links in the HTML resolve against the content's xml:base, else ``base`` (the entry's link, the feed's).
+    """
     detail = None
     contents = entry.get("content") or []
     if contents and (contents[0].get("value") or "").strip():
@@ -37,57 +45,90 @@ def _body(entry: Any) -> tuple[str, str | None]:
         detail = entry.get("summary_detail") or {"value": entry.get("summary"), "type": "text/html"}
     if detail is None:
         return "", None
-    value = detail.get("value") or ""
+    value = fix(detail.get("value") or "")
     if detail.get("type", "text/html") in _HTML_TYPES:
+        value = _once_more(value)
         text = html_to_text(value)
-        html = sanitize_html(value)
+        html = sanitize_html(value, _absolute(detail.get("base")) or base)
         return clean_paragraphs(text), html or None
     return clean_paragraphs(value), None
 
 
-def _title(entry: Any) -> str:
+def _absolute(url: str | None, base: str | None = None) -> str | None:
+    """``url`` made absolute against ``base``, if the result is an http(s) URL."""
+    if not url:
+        return None
+    return safe_link(urljoin(base, url.strip()) if base else url.strip())
+
+
+def _title(entry: Any, fix: Callable[[str], str]) -> str:
     raw = entry.get("title") or ""
     detail = entry.get("title_detail") or {}
     if detail.get("type") in _HTML_TYPES:
-        raw = html_to_text(raw)
-    return clean_line(" ".join(raw.split()))
+        raw = html_to_text(_once_more(raw))
+    return fix(clean_line(raw))
 
 
-def _check_wellformed(parsed: Any, source: str) -> None:
+_ROOT_END = re.compile(rb"</\s*(?:[\w.-]+:)?(rss|feed|RDF)\s*>\s*$")
+
+
+def _check_wellformed(parsed: Any, data: bytes, source: str) -> Problem | None:
+    """A truncated document fails as a whole; a complete one with an XML fault (an HTML entity such as &nbsp;,
+    a stray `&`) is read leniently, as feed readers do, and reported."""
     if not parsed.get("bozo"):
-        return
+        return None
     error = parsed.get("bozo_exception")
     if isinstance(error, _HARMLESS):
-        return
+        return None
     where = ""
     if isinstance(error, xml.sax.SAXParseException):
         where = f" at line {error.getLineNumber()}, column {error.getColumnNumber()}"
+    if _ROOT_END.search(data[-200:]) and parsed.get("version"):
+        return Problem("feed", "", f"not well-formed XML{where} ({error}); read leniently, check the entries")
     raise SourceError(
         f"{source}: the feed is not well-formed XML{where} ({error}); it may be truncated",
         "nothing from this feed was stored; open the feed URL to check it, or try again later",
     )
 
 
-def parse_feed(data: bytes, source: str) -> ParsedSource:
-    """Parse an RSS or Atom document; raise SourceError when it is not a complete, well-formed feed."""
+# After one round of decoding, text that still carries tags or entities was encoded twice by its site.
+_STILL_ENCODED = re.compile(r"<[a-zA-Z/][^>]*>|&(?:amp|lt|gt|quot|apos|nbsp|#\d+|#x[0-9a-fA-F]+);")
+
+
+def _once_more(value: str) -> str:
+    """HTML that a site escaped twice (`&amp;lt;p&amp;gt;`), unescaped once more; other HTML as it is."""
+    return html.unescape(value) if _STILL_ENCODED.search(html_to_text(value)) else value
+
+
+def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool = True) -> ParsedSource:
+    """Parse an RSS or Atom document (UTF-8, see digest.ingest.encoding); SourceError when it is not a complete,
+    well-formed feed. ``base`` is where it was fetched from: relative links resolve against it last.
+    """
     # A stream, never a string: feedparser would treat a string as a URL or a file name to open.
     # Its own sanitiser is off: nh3 sanitises what is kept, and that halves the parse time of a big feed.
-    parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False)
-    _check_wellformed(parsed, source)
+    # No content-location: relative links resolve against the entry's link or the feed's own link (a feed served
+    # from elsewhere, FeedBurner-style, means its site), and the fetch URL only last; xml:base still counts.
+    headers = {"content-type": "application/xml; charset=utf-8"}
+    parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False, response_headers=headers)
+    lenient = _check_wellformed(parsed, data, source)
     if not parsed.get("version"):
         raise SourceError(
             f"{source}: not an RSS or Atom feed", "check the URL, or give --format for another kind of source"
         )
-    feed_title = clean_line(parsed.feed.get("title") or "") or None
+    fix: Callable[[str], str] = repair_mojibake if repair else str
+    feed_title = fix(clean_line(parsed.feed.get("title") or "")) or None
+    feed_link = _absolute(parsed.feed.get("link"), base) or (base if base and safe_link(base) else None)
     items: list[ParsedItem] = []
-    problems: list[Problem] = []
+    problems: list[Problem] = [lenient] if lenient else []
     rejected: list[Problem] = []
     for n, entry in enumerate(parsed.entries, 1):
         where = f"entry {n}"
-        title = _title(entry)
-        summary, summary_html = _body(entry)
+        title = _title(entry, fix)
         guid = (entry.get("id") or "").strip() or None
-        link = (entry.get("link") or "").strip() or None
+        raw_link = (entry.get("link") or "").strip() or None
+        # A relative entry link resolves against the feed's link (or where the feed came from).
+        link = (_absolute(raw_link, feed_link) or raw_link) if raw_link else None
+        summary, summary_html = _body(entry, _absolute(link) or feed_link, fix)
         if not title and not summary:
             rejected.append(Problem(where, guid or link or "", "no title and no description; left out"))
             continue
@@ -95,7 +136,7 @@ def parse_feed(data: bytes, source: str) -> ParsedSource:
             title=title,
             summary=summary,
             where=where,
-            submitted_by=clean_line(entry.get("author") or "") or None,
+            submitted_by=fix(clean_line(entry.get("author") or "")) or None,
             url=link,
             guid=guid,
             published_at=_when(entry),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
-from digest.text.clean import clean_line, derive_title, reads_like_sentence
+from digest.text.clean import clean_line, derive_title, reads_like_sentence, repair_mojibake
 
 SUBMITTED = re.compile(r"^Submitted by (?P<who>.*?)\s*\bon\b\s*(?P<date>.*)$")
 SUBSCRIBE = re.compile(r"^Subscribe to (?P<theme>.+)$")
@@ -46,9 +46,14 @@ class _Slot:
     title_index: int | None  # index of the title line, None when the slot is empty
 
 
-def parse_listing(text: str, source: str) -> ParsedSource:
-    """Parse a listing page; raise SourceError when it has no practices at all."""
+def parse_listing(text: str, source: str, repair: bool = True) -> ParsedSource:
+    """Parse a listing page; raise SourceError when it has no practices at all.
+
+    ``repair``: undo Windows-1252-read-as-Mac-Roman mojibake (only for text that came as Unicode).
+    """
     lines = [clean_line(line) for line in text.splitlines()]
+    if repair:
+        lines = [repair_mojibake(line) for line in lines]
     theme = None
     end = len(lines)
     for i in range(len(lines) - 1, -1, -1):

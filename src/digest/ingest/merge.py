@@ -14,7 +14,7 @@ from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.ingest.vet import vet
 from digest.store.models import Membership, Practice, PracticeKey
 from digest.store.themes import ThemeCache
-from digest.text.clean import fingerprint, sha
+from digest.text.clean import fingerprint, sha, title_form
 
 CHUNK = 500
 
@@ -64,14 +64,22 @@ class IngestReport:
 
 
 def identity_keys(item: ParsedItem) -> list[str]:
-    """Every identity an item can be known by, strongest first: guid, URL, fingerprint of its text."""
+    """Every identity an item can be known by, strongest first: guid, URL, fingerprint of its text with the
+    exact form of its title, fingerprint of its text.
+
+    The fingerprint ignores punctuation and symbols, so two titles may share one ("C++ in schools", "C in
+    schools"); the titled key tells them apart, the plain one still finds practices stored before it existed.
+    """
     keys = []
     if item.guid:
         keys.append(f"guid:{item.guid.strip()}")
     if item.url:
         keys.append(f"url:{item.url.strip()}")
     first_paragraph = item.summary.split("\n\n", 1)[0]
-    keys.append("text:" + fingerprint("" if item.title_derived else item.title, first_paragraph))
+    text = "text:" + fingerprint("" if item.title_derived else item.title, first_paragraph)
+    if not item.title_derived:
+        keys.append(f"{text}/{sha(title_form(item.title))[:16]}")
+    keys.append(text)
     return keys
 
 
@@ -110,16 +118,30 @@ def _load(session: Session, ids: list[int]) -> tuple[dict[int, Practice], set[tu
 
 
 def _match(
-    keys: list[str], known: dict[str, int], practices: dict[int, Practice], pending: dict[str, Practice]
+    keys: list[str],
+    known: dict[str, int],
+    practices: dict[int, Practice],
+    pending: dict[str, Practice],
+    item: ParsedItem,
 ) -> Practice | None:
-    """The practice an item's keys lead to. Its text alone never joins it to a practice known by another guid."""
-    strong = len(keys) > 1
+    """The practice an item's keys lead to.
+
+    Its text alone never joins it to a practice known by another guid, nor to one whose title differs in more
+    than case and spacing (the fingerprint ignores punctuation and symbols: "C++ in schools" and "C in
+    schools" share one).
+    """
+    strong = bool(item.guid or item.url)
+    first_text = len(keys) - (1 if item.title_derived else 2)
     for n, k in enumerate(keys):
         found = practices[known[k]] if k in known else pending.get(k)
         if found is None:
             continue
-        if n == len(keys) - 1 and strong and not found.identity.startswith("text:"):
-            return None
+        if n >= first_text and strong and not found.identity.startswith("text:"):
+            continue
+        if n == len(keys) - 1:
+            both_titled = not item.title_derived and not found.title_derived
+            if both_titled and title_form(found.title) != title_form(item.title):
+                return None
         return found
     return None
 
@@ -191,7 +213,7 @@ def store_parsed(
             )
             continue
         content_hash = sha(item.title + "\n" + item.summary + "\n" + (item.summary_html or ""))
-        practice = _match(keys, known, practices, pending)
+        practice = _match(keys, known, practices, pending, item)
         if practice is not None and id(practice) in seen:
             if seen[id(practice)] != content_hash:
                 report.problems.append(
@@ -205,11 +227,11 @@ def store_parsed(
             practice = _new_practice(item, identity_of(item), content_hash, now)
             session.add(practice)
             report.new += 1
-        elif len(keys) == 1 and not practice.identity.startswith("text:"):
+        elif not (item.guid or item.url) and not practice.identity.startswith("text:"):
             # A text-only view (a listing page) of a practice its feed describes better: it only adds themes.
             report.unchanged += 1
         elif practice.content_hash != content_hash:
-            if len(keys) > 1 and practice.identity.startswith("text:"):
+            if (item.guid or item.url) and practice.identity.startswith("text:"):
                 practice.identity = identity_of(item)  # the feed found it: known by its guid from now on
             _update(practice, item, content_hash, now)
             report.updated += 1

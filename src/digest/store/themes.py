@@ -11,6 +11,9 @@ from digest.errors import SourceError
 from digest.store.models import Theme
 from digest.text.clean import clean_line, slugify
 
+# Longest theme name kept (the column holds 300): longer ones are cut at a word.
+MAX_THEME_NAME = 200
+
 
 class ThemeCache:
     """Themes by slug for one unit of work; creates the ones that do not exist yet."""
@@ -20,15 +23,17 @@ class ThemeCache:
         self.by_slug: dict[str, Theme] = {}
 
     def get(self, name: str, now: datetime) -> Theme:
-        name = clean_line(name)
+        name = clean_line(name)  # line breaks and tabs from a feed title become single spaces
         if not name:
-            raise SourceError("a theme name is empty", "name the theme with --theme")
+            raise SourceError("a theme name is empty once cleaned", "name the theme with --theme")
+        if len(name) > MAX_THEME_NAME:
+            name = name[: MAX_THEME_NAME - 1].rsplit(" ", 1)[0].rstrip() + "…"
         slug = slugify(name)
         theme = self.by_slug.get(slug)
         if theme is None:
             theme = self.session.scalar(select(Theme).where(Theme.slug == slug))
             if theme is None:
-                theme = Theme(name=name[:300], slug=slug, created_at=now)
+                theme = Theme(name=name, slug=slug, created_at=now)
                 self.session.add(theme)
                 self.session.flush()
             self.by_slug[slug] = theme

@@ -125,13 +125,16 @@ def strip_unsafe(text: str) -> str:
     """Text without the characters listed above (Windows-1252 punctuation read as C1 is restored first)."""
     return _CONTROL.sub("", _C1.sub(_c1_as_cp1252, text))
 _SPACES = re.compile(r"[ \t\u00a0]+")
+_WHITESPACE = re.compile(r"\s+")
 
 
 def clean_line(text: str) -> str:
-    """One line of text: NFC, no control characters, single spaces, repaired, trimmed."""
+    """One line of text: NFC, no control characters, any run of white space (line breaks too) one space, trimmed.
+
+    No mojibake repair here: that is the parser's call, made once per document (see digest.ingest.encoding).
+    """
     text = unicodedata.normalize("NFC", strip_unsafe(text))
-    text = _SPACES.sub(" ", text)
-    return repair_mojibake(text).strip()
+    return _WHITESPACE.sub(" ", text).strip()
 
 
 def clean_paragraphs(text: str) -> str:
@@ -152,29 +155,56 @@ def header_safe(text: str, limit: int = 200) -> str:
 
 
 def slugify(name: str) -> str:
-    """`Goal 5: Gender equality` -> `goal-5-gender-equality`; accents folded, never empty."""
-    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    """`Goal 5: Gender equality` -> `goal-5-gender-equality`; accents folded, never empty, unique per name.
+
+    Letters that have no ASCII form (Cyrillic, Arabic, Chinese, ...) would vanish and make names collide
+    (`目標5：性別平等` and `الهدف 5` both fold to `5`), so such a slug ends in a short hash of the name.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    folded = decomposed.encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
     if not slug:
-        slug = "theme-" + hashlib.sha256(name.encode()).hexdigest()[:10]
+        return "theme-" + digest[:10]
+    if any(not c.isascii() and unicodedata.category(c)[0] in "LN" for c in decomposed):
+        return f"{slug[:100].rstrip('-')}-{digest[:8]}"
     return slug[:120]
 
 
 def fingerprint(*parts: str) -> str:
-    """A hash of text that ignores case, punctuation, quotes and spacing: the identity of an unlinked item."""
+    """A hash of text that ignores case, punctuation, symbols and spacing, in every script: the identity of an
+    item that has no guid and no link. NFKC folds compatibility forms (full-width Latin, ligatures), casefold
+    folds case (ß/ss, Σ/σ/ς); letters, digits and their combining marks of any script are kept."""
     words: list[str] = []
     for part in parts:
-        folded = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii").lower()
-        words.extend(re.findall(r"[a-z0-9]+", folded))
-    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:32]
+        text = unicodedata.normalize("NFKC", part).casefold()
+        kept = "".join(c if unicodedata.category(c)[0] in "LNM" else " " for c in text)
+        words.extend(kept.split())
+    return hashlib.sha256(" ".join(words).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+# Typographic variants that one site writes straight and another curly: not a difference between titles.
+_TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "′": "'", "“": '"', "”": '"', "„": '"', "«": '"',
+                              "»": '"', "–": "-", "—": "-", "‐": "-", "‑": "-", "…": "..."})  # fmt: skip
+
+
+def title_form(title: str) -> str:
+    """A title as compared for identity: NFKC, casefolded, quotes and dashes straightened, white space collapsed,
+    no final full stop; other punctuation and symbols kept (they tell "C++ in schools" from "C in schools")."""
+    text = unicodedata.normalize("NFKC", title).casefold().translate(_TYPOGRAPHIC)
+    return " ".join(text.split()).rstrip(".。 ")
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?](?=\s|$)")
+# A sentence ends at . ! ? after a letter or digit of any script, or at the full stops of other scripts:
+# Chinese/Japanese 。！？, Arabic ؟ and ۔, Devanagari ।.
+_SENTENCE_END = re.compile(r"(?<=[^\W_)])[.!?](?=\s|$)|[。！？؟۔।]")
 _DASH_CUT = re.compile(r"\s[–—-]\s")
+# Scripts written without spaces between words: a title there is judged by its length in characters.
+_NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u0e00-\u0e7f]")
 
 
 def derive_title(summary: str, limit: int = 80) -> str:
@@ -186,20 +216,31 @@ def derive_title(summary: str, limit: int = 80) -> str:
     dash = _DASH_CUT.search(first)
     if dash and dash.start() >= 10:
         first = first[: dash.start()]
-    first = first.strip(" ,;:")
+    first = first.strip(" ,;:，、：")
     if len(first) <= limit:
         return first or "Untitled practice"
-    cut = first[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return cut + "…"
+    cut = first[:limit]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:，、：") + "…"
 
 
 def reads_like_sentence(line: str) -> bool:
-    """True for a line in a title slot that reads like running text rather than a title."""
+    """True for a line in a title slot that reads like running text rather than a title.
+
+    Long, and ending like a sentence; or long and mostly lower-case where the script has case. Scripts without
+    case (Arabic, Chinese, Hebrew, ...) are judged by the ending alone, and scripts without spaces by length.
+    """
+    stripped = line.rstrip()
     words = line.split()
-    if len(words) < 10:
+    long_enough = len(words) >= 10 or (bool(_NO_SPACES.search(line)) and len(stripped) >= 30)
+    if not long_enough:
         return False
-    if line.rstrip().endswith((".", ";")):
+    if stripped.endswith((".", ";", "。", "؛", "۔", "।")):
         return True
-    long_words = [w for w in words if len(w.strip("(),:;")) > 3]
-    capitalised = sum(1 for w in long_words if w.strip("(),:;")[:1].isupper())
-    return capitalised / max(len(long_words), 1) < 0.35
+    cased = [w.strip("(),:;«»\"'") for w in words]
+    cased = [w for w in cased if len(w) > 3 and (w[0].isupper() or w[0].islower())]
+    if len(cased) < 5:
+        return False  # too few cased words to judge capitalisation (an uncased script)
+    capitalised = sum(1 for w in cased if w[0].isupper())
+    return capitalised / len(cased) < 0.35

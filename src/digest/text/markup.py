@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
+from urllib.parse import urljoin
 
 import nh3
 
-from digest.text.clean import repair_mojibake
+from digest.text.clean import strip_unsafe
+from digest.text.links import safe_link
 
 # What a practice summary may keep in an HTML digest: structure and links, no scripts, styles or images.
 ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "a", "em", "strong", "b", "i", "blockquote", "code", "pre", "h3", "h4"}
@@ -79,14 +82,36 @@ def html_to_text(html: str) -> str:
     return "\n\n".join("\n".join(lines) for lines in collector.paragraphs if lines)
 
 
-def sanitize_html(html: str) -> str:
-    """HTML safe to show in a mail client: an allow-list of tags, http(s)/mailto links only, mojibake repaired."""
+def _link_filter(base: str | None) -> Callable[[str, str, str], str | None]:
+    """Keep a link only as an absolute http(s) or mailto URL: resolved against ``base``; fragment-only dropped."""
+
+    def keep(tag: str, attribute: str, value: str) -> str | None:
+        if attribute != "href":
+            return value
+        value = value.strip()
+        if not value or value.startswith("#"):
+            return None  # a link to a place on the source's page leads nowhere in a mail; the text stays
+        if value.lower().startswith("mailto:"):
+            return value
+        resolved = urljoin(base, value) if base else value
+        return safe_link(resolved)
+
+    return keep
+
+
+def sanitize_html(html: str, base: str | None = None) -> str:
+    """HTML safe to show in a mail client: an allow-list of tags; links only absolute http(s) or mailto.
+
+    Relative links are resolved against ``base`` (the entry's xml:base, its link, or the feed's); without one,
+    or when only a fragment, the link is dropped and its text stays.
+    """
     cleaned = nh3.clean(
-        repair_mojibake(html),
+        strip_unsafe(html),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer",
+        attribute_filter=_link_filter(base),
     )
     return cleaned.strip()
 
