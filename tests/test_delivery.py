@@ -54,7 +54,7 @@ def send(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
 
 def retry(sessions: sessionmaker[Session], settings: Settings) -> SendReport:
     """What the worker's retry job does: deliver what is due, plan nothing."""
-    return deliver_due(sessions, settings, transport_for(settings), SendReport(period="retry"))
+    return deliver_due(sessions, settings, transport_for(settings), SendReport())
 
 
 def digest_of(sessions: sessionmaker[Session], email: str) -> Digest:
@@ -267,22 +267,22 @@ def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str])
     assert "0 sent" in down.stdout
     up = run_cli("send", "--json", now="2026-11-16T09:05:00Z", DIGEST_SMTP_URL=url)
     assert up.exit_code == 0 and json.loads(up.stdout)["sent"] == 1
-    again = run_cli("resend", ADA, "--period", "2026-11-16", now="2026-11-17T08:00:00Z", DIGEST_SMTP_URL=url)
-    assert again.exit_code == 0 and "digest of 2026-11-16 sent again" in again.stdout
+    again = run_cli("resend", ADA, "--period", "2026-11-16T0700Z", now="2026-11-17T08:00:00Z", DIGEST_SMTP_URL=url)
+    assert again.exit_code == 0 and "digest of 2026-11-16T0700Z sent again" in again.stdout
     assert len(handler.to(ADA)) == 2
     record = json.loads(run_cli("ledger", ADA, "--json").stdout)
     (digest,) = record["digests"]
     assert (digest["period"], digest["status"], digest["sent_at"]) == (
-        "2026-11-16",
+        "2026-11-16T0700Z",
         "sent",
         "2026-11-16T09:05:00+00:00",
     )
     assert digest["resends"][0]["sent_at"] == "2026-11-17T08:00:00+00:00"
     assert "Clean Taps Now" in {p["title"] for p in digest["practices"]}
     text = run_cli("ledger", ADA).stdout
-    assert "2026-11-16  sent" in text and "resent 2026-11-17T08:00:00+00:00" in text
-    missing = run_cli("resend", ADA, "--period", "2026-11-23", DIGEST_SMTP_URL=url)
-    assert missing.exit_code == 1 and "no digest for period 2026-11-23" in missing.stderr
+    assert "2026-11-16T0700Z  sent" in text and "resent 2026-11-17T08:00:00+00:00" in text
+    missing = run_cli("resend", ADA, "--period", "2026-11-23T0700Z", DIGEST_SMTP_URL=url)
+    assert missing.exit_code == 1 and "no digest for period 2026-11-23T0700Z" in missing.stderr
     run_cli("unsubscribe", ADA)
     refused = run_cli("resend", ADA, DIGEST_SMTP_URL=url)
     assert refused.exit_code == 1 and "is unsubscribed" in refused.stderr

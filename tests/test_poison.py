@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.mail.delivery import SendReport
+from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.send import plan_and_send
 from digest.mail.transport import transport_for
 from digest.store import db
@@ -100,9 +101,7 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_is_logged(
 ) -> None:
     handler, url = plain_server
     week_with_news(sessions, ADA, BO)
-    from digest.mail.plan import plan_period
-
-    plan_period(sessions, "2026-11-16", clock.now(), settings.id_domain, 500)
+    plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
     with db.transaction(sessions) as s:  # frozen content damaged on disk for one digest
         ada = s.scalar(select(Subscriber.id).where(Subscriber.email == ADA))
         s.execute(update(Digest).where(Digest.subscriber_id == ada).values(content='{"period": "2026-11-16"'))
@@ -133,9 +132,7 @@ def test_max_attempts_is_enforced_at_the_claim(
 ) -> None:
     handler, url = plain_server
     week_with_news(sessions, ADA, BO)
-    from digest.mail.plan import plan_period
-
-    plan_period(sessions, "2026-11-16", clock.now(), settings.id_domain, 500)
+    plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
     _abandoned_claim(sessions, ADA, attempts=settings.max_attempts)
     report = send(sessions, replace(settings, smtp_url=url))
     assert (report.sent, report.failed) == (1, 1)
@@ -149,9 +146,7 @@ def test_unsubscribe_cancels_a_sending_leftover(
 ) -> None:
     handler, url = plain_server
     week_with_news(sessions, ADA)
-    from digest.mail.plan import plan_period
-
-    plan_period(sessions, "2026-11-16", clock.now(), settings.id_domain, 500)
+    plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
     _abandoned_claim(sessions, ADA, attempts=1)
     with db.transaction(sessions) as s:
         unsubscribe(s, ADA, clock.now())

@@ -98,7 +98,7 @@ def test_each_subscriber_gets_their_themes_once(
 ) -> None:
     handler = smtp_server[0]
     report = first_week_sent(sessions, replace(smtp_settings, batch_size=batch_size))
-    assert (report.period, report.planned, report.sent) == ("2026-11-16", 3, 3)
+    assert (report.due, report.planned, report.sent) == (3, 3, 3)
 
     (alice,) = handler.to("alice@example.org")
     assert set(titles(alice.message)) == WATER_TITLES | {DHAKA} and len(titles(alice.message)) == 5
@@ -122,7 +122,7 @@ def test_second_send_in_same_period_and_empty_week_send_nothing(
     assert (again.planned, again.sent) == (0, 0)
     at("2026-11-23T09:00:00Z")  # next week, nothing new anywhere
     quiet = send(sessions, smtp_settings)
-    assert (quiet.period, quiet.planned, quiet.empty, quiet.sent) == ("2026-11-23", 0, 3, 0)
+    assert (quiet.due, quiet.planned, quiet.empty, quiet.sent) == (3, 0, 3, 0)
     assert len(handler.received) == sent
 
 
@@ -285,18 +285,18 @@ def test_maildir_outbox_without_smtp(sessions: sessionmaker[Session], settings: 
 def test_mail_carries_the_subject_frozen_at_planning(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    from digest.mail.plan import plan_period
+    from digest.mail.plan import PlanPolicy, plan_due
     from digest.mail.send import deliver_due
 
     handler = smtp_server[0]
     setup_two_themes(sessions)
     now = at("2026-11-16T09:00:00Z")
-    plan_period(sessions, "2026-11-16", now, "digest.test", 500)
+    plan_due(sessions, PlanPolicy.from_settings(smtp_settings), now)
     with db.transaction(sessions) as s:  # as if the subject wording changed in code after planning
         s.execute(update(Digest).values(subject="Frozen at planning"))
     transport = transport_for(smtp_settings)
     try:
-        deliver_due(sessions, smtp_settings, transport, SendReport(period="2026-11-16"))
+        deliver_due(sessions, smtp_settings, transport, SendReport())
     finally:
         transport.close()
     assert {r.message["Subject"] for r in handler.received} == {"Frozen at planning"}

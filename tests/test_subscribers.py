@@ -45,6 +45,12 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
                 "status": "confirmed",
                 "themes": ["goal-6-clean-water-and-sanitation", "water-and-sanitation"],
                 "confirmed_at": now.isoformat(),
+                "frequency": None,
+                "day": None,
+                "hour": None,
+                "timezone": None,
+                "next_due_at": None,
+                "paused_until": None,
             }
         ]
 

@@ -1,4 +1,4 @@
-"""Real `digest worker` processes on one database: one leader, takeover after kill -9, clean stop, catch-up.
+"""Real `digest worker` processes on one database: one leader, takeover after kill -9, clean stop, downtime.
 
 The clock: APScheduler's timers run on real time. DIGEST_NOW fixes digest's own clock (which period is
 current, whether its slot was missed) so a test can stand at "Monday 09:00, two hours after the slot" or
@@ -131,7 +131,7 @@ def test_two_workers_send_each_due_digest_once(
         time.sleep(1.5)  # a second scheduled retry run by the leader: still nothing sent twice
         assert [len(handler.to(p)) for p in PEOPLE] == [1] * len(PEOPLE)
         (run,) = plan_runs(sessions)
-        assert run.reason == "catch-up" and run.outcome == "ok" and json.loads(run.counts or "{}")["sent"] == 6
+        assert run.reason == "start" and run.outcome == "ok" and json.loads(run.counts or "{}")["sent"] == 6
         assert leader_pid(sessions) in (a.pid, b.pid)
         code, report = workers.status()
         assert code == 0 and report["healthy"]
@@ -141,7 +141,8 @@ def test_two_workers_send_each_due_digest_once(
         assert jobs["plan-send"]["next_run_at"] is not None
         assert jobs["plan-send"]["last_run"]["counts"]["sent"] == 6
         assert jobs["retry-deliveries"]["last_run"]["outcome"] == "ok"
-        assert report["digests"] == {"planned": 0, "sending": 0, "deferred": 0, "sent": 6, "failed": 0, "cancelled": 0}
+        assert report["last_day"] == {"planned": 6, "sent": 6} and report["subscribers_due"] == 0
+        assert report["digests_waiting"] == {"deferred": 0, "planned": 0, "sending": 0}
     finally:
         start = time.monotonic()
         for process in (a, b):  # both at once: a standby must not take over from a leader that is stopping
@@ -214,7 +215,7 @@ def test_sigterm_finishes_the_message_in_flight(
     assert [len(handler.to(p)) for p in PEOPLE] == [1] * len(PEOPLE)
 
 
-def test_downtime_over_the_slot_gives_one_catch_up_run(
+def test_downtime_over_two_slots_gives_one_digest(
     sessions: sessionmaker[Session], workers: Workers, smtp: tuple[FaultyHandler, str]
 ) -> None:
     handler = smtp[0]
@@ -227,26 +228,28 @@ def test_downtime_over_the_slot_gives_one_catch_up_run(
     # Down for two weekly slots (11-23 and 11-30); back on 11-30 at 09:00Z.
     back = workers.start("2026-11-30T09:00:00Z", "w2")
     try:
-        wait_for(lambda: statuses(sessions).get("sent", 0) == 4, what="the catch-up")
+        wait_for(lambda: statuses(sessions).get("sent", 0) == 4, what="the digest after downtime")
         time.sleep(1.5)
     finally:
         assert stop(back)[0] == 0
     runs = plan_runs(sessions)
-    assert [(r.reason, json.loads(r.counts or "{}")["period"]) for r in runs] == [
-        ("catch-up", "2026-11-16"),
-        ("catch-up", "2026-11-30"),  # one run for the missed slots, not one per slot
+    assert [(r.reason, json.loads(r.counts or "{}")["planned"]) for r in runs] == [
+        ("start", 2),
+        ("start", 2),  # one digest for the missed slots, not one per slot
     ]
     with sessions() as s:
-        assert sorted(set(s.scalars(select(Digest.period)))) == ["2026-11-16", "2026-11-30"]
+        # Keyed by the newest slot each time (Monday 08:00 Paris): 11-23 was missed, and is not planned on its own.
+        assert sorted(set(s.scalars(select(Digest.period)))) == ["2026-11-16T0700Z", "2026-11-30T0700Z"]
     assert [len(handler.to(p)) for p in PEOPLE[:2]] == [2, 2]
-    # A restart with no slot missed runs nothing extra.
+    # A restart with no slot missed plans nothing more.
     again = workers.start("2026-11-30T10:00:00Z", "w3")
     try:
-        wait_for(lambda: leader_pid(sessions) == again.pid, what="w3 to lead")
-        time.sleep(1.5)
+        wait_for(lambda: len(plan_runs(sessions)) == 3, what="w3's first planning run")
+        time.sleep(1.0)
     finally:
         assert stop(again)[0] == 0
-    assert len(plan_runs(sessions)) == 2
+    assert json.loads(plan_runs(sessions)[-1].counts or "{}")["planned"] == 0
+    assert [len(handler.to(p)) for p in PEOPLE[:2]] == [2, 2]
 
 
 def test_the_catch_up_waits_for_the_first_poll(
@@ -273,7 +276,7 @@ def test_the_catch_up_waits_for_the_first_poll(
     finally:
         assert stop(worker)[0] == 0
     runs = plan_runs(sessions)
-    assert [(r.reason, json.loads(r.counts or "{}")["planned"]) for r in runs] == [("catch-up", 2)]
+    assert [(r.reason, json.loads(r.counts or "{}")["planned"]) for r in runs] == [("start", 2)]
     with sessions() as s:
         poll = s.scalars(select(JobRun).where(JobRun.job_id == "poll-sources").order_by(JobRun.id)).first()
         assert poll is not None and poll.finished_at is not None

@@ -103,6 +103,10 @@ class Settings:
     schedule: str = ""
     # IANA timezone of the schedule.
     timezone: str = "UTC"
+    # Practices listed in one digest at most; the newest are listed, the rest counted with a link to see them all.
+    max_practices_per_digest: int = 50
+    # Worker: minutes between checks for subscribers whose digest is due.
+    due_minutes: float = 5.0
     # Days of practices a newly confirmed subscriber gets in their first digest (0 = only newer ones).
     welcome_backfill_days: int = 0
     # Subscribers planned or sent per database transaction; bounds memory as subscribers grow.
@@ -174,6 +178,8 @@ _SCALARS: dict[str, type] = {f.name: _TYPES[str(f.type)] for f in fields(Setting
 _RANGES: dict[str, tuple[float, float]] = {
     "smtp_timeout": (0.05, 3600),
     "feed_max_entries": (1, 10_000),
+    "max_practices_per_digest": (1, 10_000),
+    "due_minutes": (0.01, 1440),
     "schedule_hour": (0, 23),
     "welcome_backfill_days": (0, 3650),
     "batch_size": (1, 100_000),

@@ -12,10 +12,9 @@ from digest.cli.sources import ingest_reports, print_ingest
 from digest.feeds.atom import FeedResult, build_feeds
 from digest.mail.delivery import SendReport
 from digest.mail.ledger import ledger_of, resend
-from digest.mail.plan import preview_content
+from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.send import Addressed, digest_message, plan_and_send
 from digest.mail.transport import transport_for
-from digest.schedules.periods import current_period
 from digest.store import db
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
@@ -26,7 +25,7 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
         emit(report.as_dict())
         return
     click.echo(
-        f"period {report.period}: {report.planned} planned, {report.empty} with nothing new; "
+        f"{report.due} due: {report.planned} planned, {report.empty} with nothing new; "
         f"{report.sent} sent to {where}, {report.deferred} deferred, {report.failed} failed, "
         f"{report.bounced} bounced ({report.suppressed} suppressed), {report.cancelled} cancelled"
     )
@@ -51,7 +50,7 @@ def print_feed_errors(results: list[FeedResult]) -> None:
 @pass_app
 @handle_errors
 def send(app: App, as_json: bool) -> None:
-    """Plan this period's digests (once) and send every digest that is due.
+    """Plan a digest for every subscriber who is due (once per slot) and send every digest that is due.
 
     Due: planned, deferred and due again, or left half-sent by a process that died. Exits 1 when the SMTP
     server cannot be reached (everything not sent stays pending).
@@ -125,7 +124,7 @@ def preview(app: App, email: str, part: str) -> None:
     now = clock.now()
     with app.sessions() as session:
         subscriber = get_subscriber(session, email)
-        content = preview_content(session, subscriber, current_period(app.settings, now).key)
+        content = preview_content(session, subscriber, PlanPolicy.from_settings(app.settings), now)
     if content is None:
         click.echo(f"{subscriber.email}: nothing new since their last digest", err=True)
         return

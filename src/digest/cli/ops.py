@@ -15,7 +15,7 @@ from digest.worker.status import status_of
 @pass_app
 @handle_errors
 def status(app: App, as_json: bool) -> None:
-    """Show the leader, each job's next and last run, this period's digests and failing sources.
+    """Show the leader, each job's next and last run, who is due, the last day's digests and failing sources.
 
     Exits 1 when no worker leads or a job's last run failed: usable as a health check.
 
@@ -38,8 +38,10 @@ def status(app: App, as_json: bool) -> None:
             click.echo(f"  {job['id']:<17} next {job['next_run_at'] or '-'}; {did}")
             if last and last["error"]:
                 click.secho(f"    {last['error']}", fg="red")
-        counts = ", ".join(f"{n} {k}" for k, n in report["digests"].items() if n)
-        click.echo(f"period {report['period']}: {counts or 'no digests yet'}")
+        waiting = ", ".join(f"{n} {k}" for k, n in report["digests_waiting"].items() if n)
+        day = report["last_day"]
+        click.echo(f"subscribers due now: {report['subscribers_due']}; last 24 h: {day['planned']} planned, "
+                   f"{day['sent']} sent; waiting: {waiting or 'none'}")  # fmt: skip
         for source in report["failing_sources"]:
             click.secho(f"source {source['location']}: {source['status']}: {source['last_error']}", fg="yellow")
         for problem in report["problems"]:

@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
 
 import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.schedules.periods import defaults_from
+from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
 from digest.store import db, queries
-from digest.subscriptions.subscribers import import_csv, subscribe, unsubscribe
+from digest.subscriptions.subscribers import get_subscriber, import_csv, pause, set_schedule, subscribe, unsubscribe
+from digest.subscriptions.subscribers import resume as resume_subscriber
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def schedule_options(func: F) -> F:
+    """--frequency, --day, --hour, --timezone: a subscriber's schedule (left out: as before, or the defaults)."""
+    for option in reversed(
+        [
+            click.option("--frequency", type=click.Choice(FREQUENCIES), help="daily, weekly or monthly."),
+            click.option("--day", help="Weekly: a weekday name (monday ... sunday). Monthly: 1-31 (31: month's end)."),
+            click.option("--hour", help="Local hour, 0-23."),
+            click.option("--timezone", help="IANA timezone, such as Europe/Paris."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _choice(frequency: str | None, day: str | None, hour: str | None, timezone: str | None) -> Choice:
+    return parse_choice(frequency, day, hour, timezone)  # a ScheduleError names the field; see handle_errors
+
+
+def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
+    schedule = schedule_of(choice_of(summary), defaults).describe()
+    paused = f", paused until {summary.paused_until}" if summary.paused_until else ""
+    return f"{schedule}; next {summary.next_due_at or 'at the next run'}{paused}"
 
 
 @cli.command("subscribe")
 @click.argument("email")
 @click.option("--theme", "themes_", multiple=True, required=True, help="Theme slug or name; repeat for more.")
+@schedule_options
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation mail (the address is known to be theirs).")
 @pass_app
 @handle_errors
-def subscribe_cmd(app: App, email: str, themes_: tuple[str, ...], confirmed: bool) -> None:
-    """Subscribe an address to themes.
+def subscribe_cmd(
+    app: App, email: str, themes_: tuple[str, ...], frequency: str | None, day: str | None, hour: str | None,
+    timezone: str | None, confirmed: bool,
+) -> None:  # fmt: skip
+    """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one).
 
-    Example: digest subscribe ada@example.org --theme goal-5-gender-equality --confirmed
+    Example: digest subscribe ada@example.org --theme goal-5-gender-equality --frequency daily --hour 7
+    --timezone Asia/Tokyo --confirmed
     """
+    choice = _choice(frequency, day, hour, timezone)
     with db.transaction(app.sessions) as session:
-        sub = subscribe(session, email, themes_, clock.now(), confirmed, app.settings.welcome_backfill_days)
+        sub = subscribe(session, email, themes_, clock.now(), confirmed, app.settings.welcome_backfill_days, choice)
         click.echo(f"{sub.email}: {sub.status}, {len(sub.subscriptions)} theme(s)")
 
 
@@ -68,19 +106,63 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
             click.secho(f"  {csv_file}, line {line}: {message}", fg="yellow", err=True)
 
 
+@subscribers_group.command("set")
+@click.argument("email")
+@schedule_options
+@click.option("--pause-until", type=click.DateTime(["%Y-%m-%d"]), help="Send nothing before this local date.")
+@click.option("--resume", is_flag=True, help="End a pause now.")
+@pass_app
+@handle_errors
+def subscribers_set(
+    app: App, email: str, frequency: str | None, day: str | None, hour: str | None, timezone: str | None,
+    pause_until: datetime | None, resume: bool,
+) -> None:  # fmt: skip
+    """Change a subscriber's schedule, or pause and resume; from their next slot, nothing lost or sent twice.
+
+    Example: digest subscribers set ada@example.org --frequency monthly --day 1 --hour 9
+    """
+    if pause_until and resume:
+        raise click.UsageError("--pause-until and --resume do not go together")
+    choice = _choice(frequency, day, hour, timezone)
+    defaults = defaults_from(app.settings)
+    now = clock.now()
+    with db.transaction(app.sessions) as session:
+        subscriber = get_subscriber(session, email)
+        if choice != Choice() or not (pause_until or resume):
+            set_schedule(session, subscriber, choice, defaults, now)
+        if pause_until:
+            pause(session, subscriber, pause_until.date(), defaults, now)
+        if resume:
+            resume_subscriber(session, subscriber, defaults, now)
+        address = subscriber.email
+    with app.sessions() as session:
+        (summary,) = [s for s in queries.subscribers(session) if s.email == address]
+    click.echo(f"{address}: {_describe(summary, defaults)}")
+
+
 @subscribers_group.command("list")
 @json_option
 @pass_app
 @handle_errors
 def subscribers_list(app: App, as_json: bool) -> None:
-    """List subscribers with status and themes.
+    """List subscribers with status, themes, schedule and next due time.
 
     Example: digest subscribers list --json
     """
+    defaults = defaults_from(app.settings)
     with app.sessions() as session:
         rows = queries.subscribers(session)
     if as_json:
-        emit([asdict(r) for r in rows])
+        # The schedule they follow (their choice, completed by the defaults), and what they chose.
+        out = []
+        for row in rows:
+            schedule = schedule_of(choice_of(row), defaults)
+            out.append(asdict(row) | {
+                "chosen": {k: getattr(row, k) for k in ("frequency", "day", "hour", "timezone")},
+                "frequency": schedule.frequency, "day": schedule.day, "hour": schedule.hour,
+                "timezone": schedule.zone.key, "schedule": schedule.describe(),
+            })  # fmt: skip
+        emit(out)
     else:
         for row in rows:
-            click.echo(f"{row.email:40} {row.status:13} {', '.join(row.themes)}")
+            click.echo(f"{row.email:40} {row.status:13} {', '.join(row.themes)}  ({_describe(row, defaults)})")

@@ -43,6 +43,8 @@ class ThemeSection:
     name: str
     slug: str
     practices: tuple[PracticeEntry, ...]
+    # New practices of this theme past the digest's cap: counted, not listed (the theme page lists them).
+    more: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,13 @@ class DigestContent:
 
     @property
     def count(self) -> int:
-        return sum(len(s.practices) for s in self.sections)
+        """Every new practice, listed or counted past the cap."""
+        return sum(len(s.practices) + s.more for s in self.sections)
+
+    @property
+    def more(self) -> int:
+        """New practices past the cap: counted, not listed."""
+        return sum(s.more for s in self.sections)
 
     @property
     def subject(self) -> str:
@@ -71,7 +79,10 @@ class DigestContent:
         data = json.loads(text)
         sections = tuple(
             ThemeSection(
-                s["name"], s["slug"], tuple(PracticeEntry(**dict(p, url=safe_link(p["url"]))) for p in s["practices"])
+                s["name"],
+                s["slug"],
+                tuple(PracticeEntry(**dict(p, url=safe_link(p["url"]))) for p in s["practices"]),
+                s.get("more", 0),
             )
             for s in data["sections"]
         )
@@ -104,10 +115,13 @@ def compose(
     already_sent: set[int],
     practices: Mapping[int, PracticeEntry],
     themes: Mapping[int, ThemeInfo],
-) -> tuple[DigestContent, list[tuple[int, int]]] | None:
-    """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and (practice, theme) pairs.
+    cap: int | None = None,
+) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
+    """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and the ledger's
+    (practice, theme, summarised) rows.
 
-    Each practice once, under the theme it joined first among the subscriber's; none already sent.
+    Each practice once, under the theme it joined first among the subscriber's; none already sent. Past
+    ``cap`` the newest are listed and the others counted per theme ("summarised": delivered, never again).
     """
     chosen: dict[int, NewMembership] = {}
     for theme_id, cursor in subscriptions:
@@ -119,16 +133,24 @@ def compose(
                 chosen[membership.practice_id] = membership
     if not chosen:
         return None
+    ordered = sorted(chosen.values(), key=lambda m: m.id)
+    listed = ordered if cap is None or len(ordered) <= cap else ordered[len(ordered) - cap :]
+    listed_ids = {m.id for m in listed}
     grouped: dict[int, list[NewMembership]] = defaultdict(list)
-    for membership in sorted(chosen.values(), key=lambda m: m.id):
-        grouped[membership.theme_id].append(membership)
+    more: dict[int, int] = defaultdict(int)
+    for membership in ordered:
+        if membership.id in listed_ids:
+            grouped[membership.theme_id].append(membership)
+        else:
+            more[membership.theme_id] += 1
     sections = tuple(
         ThemeSection(
             name=themes[theme_id].name,
             slug=themes[theme_id].slug,
-            practices=tuple(practices[m.practice_id] for m in members),
+            practices=tuple(practices[m.practice_id] for m in grouped[theme_id]),
+            more=more[theme_id],
         )
-        for theme_id, members in sorted(grouped.items(), key=lambda kv: themes[kv[0]].name.lower())
+        for theme_id in sorted(set(grouped) | set(more), key=lambda t: themes[t].name.lower())
     )
-    pairs = [(m.practice_id, m.theme_id) for m in chosen.values()]
-    return DigestContent(period=period, sections=sections), pairs
+    rows = [(m.practice_id, m.theme_id, m.id not in listed_ids) for m in ordered]
+    return DigestContent(period=period, sections=sections), rows

@@ -74,7 +74,8 @@ class DeliveryPolicy:
 class SendReport:
     """What one send run did."""
 
-    period: str
+    # Subscribers due in this run's planning, digests planned, and due subscribers with nothing new.
+    due: int = 0
     planned: int = 0
     empty: int = 0
     sent: int = 0

@@ -1,7 +1,10 @@
-"""Planning: one digest per subscriber per period, its content frozen and its Message-ID fixed up front.
+"""Planning: a digest for each subscriber who is due, its content frozen and its Message-ID fixed up front.
 
-The choice of what goes in a digest (``digest.mail.compose``) is a pure function of its inputs; ``plan_period``
-feeds it from the store in batches of subscribers and records the plans, one transaction per batch.
+Each subscriber has a schedule (digest.schedules.slots) and the instant their next digest is due. A run plans
+only those due (an indexed read, so its cost grows with them, not with every subscriber), in batches, one
+transaction per batch: the digest (keyed by subscriber and slot, so planning twice plans once), its ledger rows,
+the cursors moved, and the next due time set to their first slot after now. After downtime that is one digest
+with everything new, never a burst. What goes in a digest (``digest.mail.compose``) is a pure function.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import Settings
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
+from digest.schedules.periods import defaults_from
+from digest.schedules.slots import Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
@@ -47,30 +54,84 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
     return out
 
 
+@dataclass(frozen=True)
+class PlanPolicy:
+    """What planning needs from settings."""
+
+    defaults: Defaults
+    id_domain: str
+    batch_size: int = 500
+    cap: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlanPolicy:
+        return cls(defaults_from(settings), settings.id_domain, settings.batch_size, settings.max_practices_per_digest)
+
+
 @dataclass
 class PlanReport:
-    period: str
+    """What one planning run did."""
+
+    # Subscribers due, planned (a digest with something new), and due with nothing new (no digest).
+    due: int = 0
     planned: int = 0
     empty: int = 0
+    # Subscribers given their first due time (newly confirmed, or stored before schedules existed).
+    placed: int = 0
 
 
-def new_message_id(period: str, subscriber_id: int, domain: str) -> str:
-    return f"<digest.{period}.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
+def new_message_id(key: str, subscriber_id: int, domain: str) -> str:
+    return f"<digest.{key}.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
 
 
-def _due_subscribers(session: Session, period: str, after_id: int, limit: int) -> list[int]:
-    """Ids of confirmed subscribers not yet planned for ``period``, in id order (keyset pagination)."""
-    query = (
-        select(Subscriber.id)
-        .where(
-            Subscriber.id > after_id,
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-            (Subscriber.last_period.is_(None)) | (Subscriber.last_period < period),
-        )
-        .order_by(Subscriber.id)
-        .limit(limit)
+def due_now(now: datetime) -> ColumnElement[bool]:
+    """Confirmed, their next digest due at or before now, and not paused."""
+    return and_(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        Subscriber.next_due_at <= now,
+        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
     )
-    return list(session.scalars(query))
+
+
+def _legacy_key(last_period: str, slot: datetime, schedule: Schedule) -> str:
+    """The key the weekly planner of before would have given ``slot`` (a local date, or date and time)."""
+    local = slot.astimezone(schedule.zone)
+    return local.strftime("%Y-%m-%dT%H:%M") if "T" in last_period else local.date().isoformat()
+
+
+def first_due(schedule: Schedule, last_period: str | None, now: datetime) -> datetime:
+    """Where a subscriber with no due time yet is placed: their newest slot (due at once, as a subscriber of the
+    weekly digest always was; the digest holds only what came after they confirmed), unless a digest of
+    before per-subscriber schedules already covered that slot: then their next slot."""
+    last = schedule.last_at_or_before(now)
+    if last_period is not None and last_period >= _legacy_key(last_period, last, schedule):
+        return schedule.next_after(now)
+    return last
+
+
+def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
+    """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
+    placed = 0
+    while True:
+        with factory() as session, session.begin():
+            rows = session.execute(
+                select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone,
+                       Subscriber.last_period)  # fmt: skip
+                .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None))
+                .order_by(Subscriber.id)
+                .limit(policy.batch_size)
+            ).all()
+            if not rows:
+                return placed
+            session.execute(
+                update(Subscriber),
+                [
+                    {"id": r.id, "next_due_at": first_due(schedule_of(choice_of(r), policy.defaults),
+                                                          r.last_period, now)}  # fmt: skip
+                    for r in rows
+                ],
+            )
+            placed += len(rows)
 
 
 class PlanningContext:
@@ -90,8 +151,9 @@ class PlanningContext:
         self.themes = {t.id: ThemeInfo(t.name, t.slug) for t in session.scalars(select(Theme))}
 
     @classmethod
-    def for_run(cls, session: Session) -> PlanningContext:
-        """From the lowest cursor of any confirmed subscriber to the newest membership now.
+    def for_run(cls, session: Session, due: ColumnElement[bool] | None = None) -> PlanningContext:
+        """From the lowest cursor of the subscribers ``due`` (default: every confirmed one) to the newest
+        membership now.
 
         On PostgreSQL the newest id is read once every ingest in progress has committed (they hold the shared
         form of this lock): ids come from a sequence before commit, so a cursor moved past an uncommitted
@@ -103,45 +165,53 @@ class PlanningContext:
         low = session.scalar(
             select(func.min(Subscription.cursor))
             .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-            .where(Subscriber.status == SubscriberStatus.CONFIRMED)
+            .where(due if due is not None else Subscriber.status == SubscriberStatus.CONFIRMED)
         )
         return cls(session, low if low is not None else hwm, hwm)
 
     def compose_for(
-        self, period: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int]
-    ) -> tuple[DigestContent, list[tuple[int, int]]] | None:
-        return compose(period, subscriptions, self.new, already_sent, self.practices, self.themes)
+        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
+    ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
+        return compose(key, subscriptions, self.new, already_sent, self.practices, self.themes, cap)
 
 
-def plan_period(
-    factory: sessionmaker[Session], period: str, now: datetime, id_domain: str, batch_size: int
-) -> PlanReport:
-    """Plan every due subscriber's digest for ``period``; a subscriber with nothing new gets no digest.
+def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> PlanReport:
+    """Plan a digest for every subscriber due at ``now``; a subscriber with nothing new gets none.
 
-    One transaction per batch: a crash loses at most the batch in progress, which the next run plans again.
+    One transaction per batch: a crash loses at most the batch in progress, which the next run plans again
+    (its subscribers are still due, their cursors unmoved).
     """
-    report = PlanReport(period=period)
+    report = PlanReport(placed=place_unscheduled(factory, policy, now))
+    due = due_now(now)
     with factory() as session:
-        context = PlanningContext.for_run(session)
+        report.due = session.scalar(select(func.count()).select_from(Subscriber).where(due)) or 0
+        if not report.due:
+            return report
+        context = PlanningContext.for_run(session, due)
     last_id = 0
     while True:
         with factory() as session, session.begin():
-            batch = _due_subscribers(session, period, last_id, batch_size)
-            if not batch:
+            rows = session.execute(
+                select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
+                .where(due, Subscriber.id > last_id)
+                .order_by(Subscriber.id)
+                .limit(policy.batch_size)
+            ).all()
+            if not rows:
                 return report
-            _plan_batch(session, batch, context, period, now, id_domain, report)
-            last_id = batch[-1]
+            _plan_batch(session, rows, context, policy, now, report)
+            last_id = rows[-1].id
 
 
 def _plan_batch(
     session: Session,
-    ids: list[int],
+    rows: Sequence[Any],
     context: PlanningContext,
-    period: str,
+    policy: PlanPolicy,
     now: datetime,
-    id_domain: str,
     report: PlanReport,
 ) -> None:
+    ids = [r.id for r in rows]
     subscriptions: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for sub_id, theme_id, cursor in session.execute(
         select(Subscription.subscriber_id, Subscription.theme_id, Subscription.cursor).where(
@@ -157,13 +227,17 @@ def _plan_batch(
             )
         ):
             sent[sub_id].add(practice_id)
-    planned: list[tuple[int, DigestContent, list[tuple[int, int]]]] = []
-    for subscriber_id in ids:
-        result = context.compose_for(period, subscriptions[subscriber_id], sent[subscriber_id])
+    planned: list[tuple[int, str, DigestContent, list[tuple[int, int, bool]]]] = []
+    next_due: list[dict[str, object]] = []
+    for row in rows:
+        schedule = schedule_of(choice_of(row), policy.defaults)
+        key = slot_key(schedule.last_at_or_before(now))
+        next_due.append({"id": row.id, "next_due_at": schedule.next_after(now)})
+        result = context.compose_for(key, subscriptions[row.id], sent[row.id], policy.cap)
         if result is None:
             report.empty += 1
         else:
-            planned.append((subscriber_id, *result))
+            planned.append((row.id, key, *result))
     if planned:
         # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest.
         digest_ids = dict(
@@ -172,28 +246,29 @@ def _plan_batch(
                 [
                     {
                         "subscriber_id": subscriber_id,
-                        "period": period,
+                        "period": key,
                         "status": DigestStatus.PLANNED,
-                        "message_id": new_message_id(period, subscriber_id, id_domain),
+                        "message_id": new_message_id(key, subscriber_id, policy.id_domain),
                         "subject": content.subject,
                         "content": content.to_json(),
                         "planned_at": now,
                         "attempts": 0,
                     }
-                    for subscriber_id, content, _ in planned
+                    for subscriber_id, key, content, _ in planned
                 ],
             ).all()
         )
         session.execute(
             insert(LedgerEntry),
             [
-                {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t}
-                for sid, _, pairs in planned
-                for p, t in pairs
+                {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t,
+                 "summarised": more}  # fmt: skip
+                for sid, _, _, rows_ in planned
+                for p, t, more in rows_
             ],
         )
         report.planned += len(planned)
-    session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(last_period=period))
+    session.execute(update(Subscriber), next_due)
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)
@@ -201,12 +276,12 @@ def _plan_batch(
     )
 
 
-def preview_content(session: Session, subscriber: Subscriber, period: str) -> DigestContent | None:
+def preview_content(
+    session: Session, subscriber: Subscriber, policy: PlanPolicy, now: datetime
+) -> DigestContent | None:
     """What the subscriber's next digest holds: the planned one not yet sent, else what planning would give."""
     pending = session.scalar(
-        select(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
-        .order_by(Digest.id)
+        select(Digest).where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING)).order_by(Digest.id)
     )
     if pending is not None:
         return DigestContent.from_json(pending.content)
@@ -214,5 +289,6 @@ def preview_content(session: Session, subscriber: Subscriber, period: str) -> Di
     subscriptions = [(s.theme_id, s.cursor) for s in subscriber.subscriptions]
     context = PlanningContext(session, min((c for _, c in subscriptions), default=hwm), hwm)
     sent = set(session.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == subscriber.id)))
-    result = context.compose_for(period, subscriptions, sent)
+    schedule = schedule_of(choice_of(subscriber), policy.defaults)
+    result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, policy.cap)
     return result[0] if result else None

@@ -14,10 +14,9 @@ from digest.config import Settings
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
 from digest.mail.message import Envelope, build_message
-from digest.mail.plan import PlanReport, plan_period
+from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.render import Links, RenderedDigest, render_digest
 from digest.mail.transport import Transport
-from digest.schedules.periods import current_period
 from digest.store.models import Digest
 from digest.subscriptions.tokens import make_token
 
@@ -92,9 +91,7 @@ def plan_and_send(
     transport: Transport,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> SendReport:
-    """Plan the current period's digests (if not done yet), then deliver everything due."""
-    now = clock.now()
-    period = current_period(settings, now)
-    plan: PlanReport = plan_period(factory, period.key, now, settings.id_domain, settings.batch_size)
-    report = SendReport(period=period.key, planned=plan.planned, empty=plan.empty)
+    """Plan a digest for every subscriber who is due, then deliver everything due."""
+    plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+    report = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
     return deliver_due(factory, settings, transport, report, should_stop)

@@ -10,6 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import WEEKDAYS, Settings
 from digest.schedules.cron import crontab_trigger
+from digest.schedules.slots import Defaults, last_fire
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,6 @@ def digest_trigger(settings: Settings) -> CronTrigger:
     return CronTrigger(day_of_week=day, hour=settings.schedule_hour, minute=0, timezone=settings.zone)
 
 
-def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
-    """The newest fire time of a cron trigger at or before ``now`` (looking back up to ~a year)."""
-    span = timedelta(hours=1)
-    while span <= timedelta(days=400):
-        fire: datetime | None = trigger.get_next_fire_time(None, now - span)
-        found: datetime | None = None
-        while fire is not None and fire <= now:
-            found = fire
-            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-        if found is not None:
-            return found
-        span *= 8
-    return None
-
-
 def current_period(settings: Settings, now: datetime) -> Period:
     """The period a send at ``now`` belongs to: the one opened by the newest slot at or before now.
 
@@ -74,3 +60,9 @@ def next_slot(settings: Settings, now: datetime) -> datetime:
     """The next slot after ``now``."""
     slot = slot_on_or_before(now, settings.weekday_index, settings.schedule_hour, settings.zone)
     return datetime.combine(slot.date() + timedelta(days=7), time(settings.schedule_hour), tzinfo=settings.zone)
+
+
+def defaults_from(settings: Settings) -> Defaults:
+    """The schedule of subscribers who chose nothing: the weekly weekday and hour, or DIGEST_SCHEDULE."""
+    cron = crontab_trigger(settings.schedule, settings.zone) if settings.schedule else None
+    return Defaults(settings.weekday_index, settings.schedule_hour, settings.timezone, cron)

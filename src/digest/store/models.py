@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from digest.store.states import DigestStatus, JobOutcome, SourceStatus, SubscriberStatus, check
 
@@ -124,7 +125,12 @@ class Membership(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    __table_args__ = (CheckConstraint(check("status", SubscriberStatus), name="status"),)
+    __table_args__ = (
+        CheckConstraint(check("status", SubscriberStatus), name="status"),
+        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency"),
+        CheckConstraint("hour BETWEEN 0 AND 23", name="hour"),
+        CheckConstraint("day BETWEEN 0 AND 31", name="day"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -137,8 +143,18 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The last period a digest was planned for (or found empty); planning skips periods up to it.
+    # Before per-subscriber schedules: the last weekly period planned (read once to place next_due_at).
     last_period: Mapped[str | None] = mapped_column(String(32))
+    # Their schedule (digest.schedules.slots); None is "as the operator's default".
+    frequency: Mapped[str | None] = mapped_column(String(10))
+    day: Mapped[int | None] = mapped_column(Integer)
+    hour: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # When their next digest is due (a slot of their schedule); planning reads only those due. None: not
+    # placed yet (placed by the next planning run).
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Nothing is sent before this instant (the start of the local day they chose to resume).
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber", cascade="all, delete-orphan")
 
@@ -212,6 +228,8 @@ class LedgerEntry(Base):
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
     theme_id: Mapped[int] = mapped_column(ForeignKey("themes.id", ondelete="CASCADE"))
+    # Past the digest's cap: counted in it ("and 12 more"), not listed; delivered all the same, never again.
+    summarised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SourceState(Base):

@@ -51,6 +51,13 @@ class SubscriberSummary:
     status: str
     themes: list[str]
     confirmed_at: str | None
+    # Their schedule as chosen (None: the operator's default), when the next digest is due, a pause.
+    frequency: str | None = None
+    day: int | None = None
+    hour: int | None = None
+    timezone: str | None = None
+    next_due_at: str | None = None
+    paused_until: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -119,6 +126,12 @@ def subscribers(session: Session) -> list[SubscriberSummary]:
             status=str(s.status),
             themes=sorted(sub.theme.slug for sub in s.subscriptions),
             confirmed_at=_iso(s.confirmed_at),
+            frequency=s.frequency,
+            day=s.day,
+            hour=s.hour,
+            timezone=s.timezone,
+            next_due_at=_iso(s.next_due_at),
+            paused_until=_iso(s.paused_until),
         )
         for s in session.scalars(query)
     ]

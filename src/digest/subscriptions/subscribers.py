@@ -5,16 +5,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
+from digest.schedules.slots import Choice, Defaults, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.store.models import Digest, Membership, Subscriber, Subscription, Theme
 from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
 from digest.store.themes import ThemeCache
@@ -91,8 +93,13 @@ def subscribe(
     now: datetime,
     confirmed: bool = False,
     backfill_days: int = 0,
+    choice: Choice | None = None,
 ) -> Subscriber:
-    """Subscribe to themes (adding to existing ones); pending until confirmed unless ``confirmed``."""
+    """Subscribe to themes (adding to existing ones); pending until confirmed unless ``confirmed``.
+
+    ``choice`` is their schedule (what they left out follows the operator's defaults). Their first due time is
+    placed by the next planning run (see digest.mail.plan.first_due).
+    """
     address = normalize_email(email)
     themes = resolve_themes(session, theme_names)
     if not themes:
@@ -106,6 +113,8 @@ def subscribe(
     elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.PENDING
         subscriber.subscriptions.clear()
+    if choice is not None:
+        _apply(subscriber, choice)
     cursor = membership_cursor(session, now, backfill_days)
     have = {s.theme_id for s in subscriber.subscriptions}
     for theme in themes:
@@ -115,6 +124,51 @@ def subscribe(
     if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
         confirm(session, subscriber, now, backfill_days)
     return subscriber
+
+
+def _apply(subscriber: Subscriber, choice: Choice) -> None:
+    """Set what the choice names; a field it leaves out keeps its value."""
+    for name in ("frequency", "day", "hour", "timezone"):
+        value = getattr(choice, name)
+        if value is not None:
+            setattr(subscriber, name, value)
+    if choice.frequency == "daily":
+        subscriber.day = None
+    elif choice.frequency == "weekly" and choice.day is None and subscriber.day is not None and subscriber.day > 6:
+        subscriber.day = None  # a monthly day is no weekday: back to the default weekday
+
+
+def set_schedule(session: Session, subscriber: Subscriber, choice: Choice, defaults: Defaults, now: datetime) -> None:
+    """Change when digests come; from their next slot under the new schedule (or after a pause). Nothing new is
+    lost or sent twice: what a digest holds comes from the cursors and the ledger, not from the schedule."""
+    _apply(subscriber, choice)
+    if choice.frequency == "monthly" or subscriber.frequency == "monthly":
+        if subscriber.day is None or not 1 <= subscriber.day <= 31:
+            raise ScheduleError("a monthly digest needs a day of the month (1-31): give --day")
+    _place(subscriber, defaults, now)
+
+
+def pause(session: Session, subscriber: Subscriber, until: date, defaults: Defaults, now: datetime) -> None:
+    """Send nothing before ``until`` (their local date); the first digest after carries what came meanwhile."""
+    zone = ZoneInfo(subscriber.timezone or defaults.timezone)
+    resume_at = datetime.combine(until, time(0), tzinfo=zone).astimezone(UTC)
+    if resume_at <= now:
+        raise ScheduleError(f"pause until {until.isoformat()}: that day has begun already", "give a later date")
+    subscriber.paused_until = resume_at
+    _place(subscriber, defaults, now)
+
+
+def resume(session: Session, subscriber: Subscriber, defaults: Defaults, now: datetime) -> None:
+    """End a pause now: the next digest comes at their next slot, with everything new since the last one."""
+    subscriber.paused_until = None
+    _place(subscriber, defaults, now)
+
+
+def _place(subscriber: Subscriber, defaults: Defaults, now: datetime) -> None:
+    schedule = schedule_of(choice_of(subscriber), defaults)
+    start = max(now, subscriber.paused_until) if subscriber.paused_until else now
+    # A slot exactly at the end of a pause is the first one after it.
+    subscriber.next_due_at = schedule.next_after(start - timedelta(microseconds=1) if start > now else start)
 
 
 def unsubscribe(session: Session, email: str, now: datetime, theme: str | None = None) -> Subscriber:
@@ -157,7 +211,8 @@ def import_csv(
     backfill_days: int = 0,
     chunk: int = 1000,
 ) -> ImportReport:
-    """Import `email,themes` rows (themes `;`-separated names or slugs); bad rows are reported by line."""
+    """Import `email,themes` rows (themes `;`-separated names or slugs), with optional `frequency,day,hour,timezone`
+    columns; bad rows are reported by line and field."""
     report = ImportReport(source=path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -172,6 +227,7 @@ def import_csv(
         themes = {t.slug: t.id for t in session.scalars(select(Theme))}
     rows: dict[str, set[int]] = {}
     lines: dict[str, int] = {}
+    choices: dict[str, Choice] = {}
     for row in reader:
         line = reader.line_num
         row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
@@ -192,6 +248,13 @@ def import_csv(
         if not theme_ids:
             report.errors.append((line, f"{address}: no known theme; row skipped"))
             continue
+        try:
+            choice = parse_choice(row.get("frequency"), row.get("day"), row.get("hour"), row.get("timezone"))
+        except ScheduleError as e:
+            report.errors.append((line, f"{address}: {e}; row skipped"))
+            continue
+        if choice != Choice():
+            choices[address] = choice
         rows.setdefault(address, set()).update(theme_ids)
         lines.setdefault(address, line)
 
@@ -200,7 +263,7 @@ def import_csv(
         batch = addresses[start : start + chunk]
         with factory() as session, session.begin():
             cursor = membership_cursor(session, now, backfill_days)
-            _import_batch(session, batch, rows, lines, now, confirmed, cursor, report)
+            _import_batch(session, batch, rows, lines, now, confirmed, cursor, report, choices)
     report.errors.sort()
     return report
 
@@ -214,6 +277,7 @@ def _import_batch(
     confirmed: bool,
     cursor: int,
     report: ImportReport,
+    choices: dict[str, Choice],
 ) -> None:
     known = {s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(batch)))}
     for address, subscriber in list(known.items()):
@@ -228,13 +292,17 @@ def _import_batch(
         session.execute(
             insert(Subscriber),
             [
-                {"email": a, "status": status, "created_at": now, "confirmed_at": now if confirmed else None}
+                {"email": a, "status": status, "created_at": now, "confirmed_at": now if confirmed else None,
+                 **asdict(choices.get(a, Choice()))}
                 for a in fresh
-            ],
+            ],  # fmt: skip
         )
         report.created += len(fresh)
-    for subscriber in known.values():
+    for address, subscriber in known.items():
         report.updated += 1
+        if address in choices:
+            _apply(subscriber, choices[address])
+            subscriber.next_due_at = None  # placed again by the next planning run
         if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
             subscriber.status, subscriber.confirmed_at = SubscriberStatus.CONFIRMED, now
     ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(batch))).all())

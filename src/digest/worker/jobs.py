@@ -11,12 +11,13 @@ from digest.ingest import ingest_sources, policy_from
 from digest.mail.delivery import SendReport
 from digest.mail.send import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
-from digest.schedules.periods import current_period
 
 if TYPE_CHECKING:
     from digest.worker.scheduler import Worker
 
-PLAN_SEND, POLL, RETRY, FEEDS, CATCH_UP = "plan-send", "poll-sources", "retry-deliveries", "build-feeds", "catch-up"
+PLAN_SEND, POLL, RETRY, FEEDS = "plan-send", "poll-sources", "retry-deliveries", "build-feeds"
+# The leader's first planning run (after its first poll) is a one-off job of this id, run for this reason.
+FIRST_PLAN, START = "plan-send-start", "start"
 
 
 def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
@@ -30,7 +31,7 @@ def plan_send_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
 
 
 def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
-    report = SendReport(period=current_period(worker.settings, clock.now()).key)
+    report = SendReport()
     deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
     return _send_counts(report)
 

@@ -2,12 +2,13 @@
 
 The leader runs APScheduler's BlockingScheduler with explicit job ids, an explicit timezone, coalescing and a
 misfire grace of hours. Jobs stay in memory; what must survive a restart lives in the database: the lease,
-each job's runs, and the digests themselves (every step resumable). A weekly slot missed while no worker was
-up is caught up once when a leader starts: the plan job plans only the current period, never a backlog.
+each job's runs, and the digests themselves (every step resumable). Digests are planned for the subscribers
+who are due (each on their own schedule), checked every `due_minutes`: after downtime the first check plans
+one digest for everyone whose slot passed, never a backlog.
 
-Planning never runs while a poll is adding practices (one lock in the leader), and the catch-up run waits for
-the leader's first poll: otherwise it would mark everyone done for the period just before the practices of
-that poll arrived, and they would wait a whole period.
+Planning never runs while a poll is adding practices (one lock in the leader), and a leader's first planning
+run waits for its first poll: otherwise it would plan just before the practices of that poll arrived, and they
+would wait a whole period.
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock, logs
+from digest import logs
 from digest.config import Settings
 from digest.mail.delivery import holder_id
-from digest.schedules.periods import current_period, digest_trigger
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
-from digest.worker.jobs import CATCH_UP, FEEDS, JOBS, PLAN_SEND, POLL, RETRY
+from digest.worker.jobs import FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
 from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
 
 
@@ -59,8 +59,8 @@ class Worker:
         self._idle = threading.Condition()
         # Held by plan-send and poll-sources: a plan never runs in the middle of a poll.
         self._ingest_or_plan = threading.Lock()
-        # Set when a missed slot is caught up after the first poll of this leadership.
-        self._catch_up_after_poll = False
+        # Set while the first planning run of this leadership waits for its first poll.
+        self._plan_after_poll = False
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -101,8 +101,8 @@ class Worker:
             },
         )
         now = wall_now()
-        scheduler.add_job(self._job, digest_trigger(self.settings), args=[PLAN_SEND], id=PLAN_SEND,
-                          replace_existing=True)  # fmt: skip
+        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.due_minutes, timezone=zone),
+                          args=[PLAN_SEND], id=PLAN_SEND, replace_existing=True)  # fmt: skip
         scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.poll_minutes, timezone=zone),
                           args=[POLL], id=POLL, replace_existing=True, next_run_time=now)  # fmt: skip
         scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
@@ -110,11 +110,10 @@ class Worker:
         renew_every = self.ttl.total_seconds() / 3
         scheduler.add_job(self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease",
                           replace_existing=True)  # fmt: skip
-        if self._missed_slot():
-            if any(s.enabled for s in self.settings.sources):
-                self._catch_up_after_poll = True  # added by _job once the first poll has finished
-            else:
-                self._add_catch_up(scheduler)
+        if any(s.enabled for s in self.settings.sources):
+            self._plan_after_poll = True  # added by _job once the first poll has finished
+        else:
+            self._add_first_plan(scheduler)
         self.scheduler = scheduler
         if self.stop.is_set():
             return
@@ -127,9 +126,10 @@ class Worker:
         scheduler.start()  # blocks until a signal, or the lease is lost, shuts it down
         self.scheduler = None
 
-    def _add_catch_up(self, scheduler: BlockingScheduler) -> None:
-        scheduler.add_job(self._job, DateTrigger(wall_now(), timezone=self.settings.zone), args=[PLAN_SEND, CATCH_UP],
-                          id=CATCH_UP, replace_existing=True)  # fmt: skip
+    def _add_first_plan(self, scheduler: BlockingScheduler) -> None:
+        """Plan for whoever is due now (after downtime: everyone whose slot passed), once, reason "start"."""
+        scheduler.add_job(self._job, DateTrigger(wall_now(), timezone=self.settings.zone), args=[PLAN_SEND, START],
+                          id=FIRST_PLAN, replace_existing=True)  # fmt: skip
 
     def _on_job_event(self, event: Any) -> None:
         if getattr(event, "job_id", None) != "renew-lease":
@@ -140,17 +140,6 @@ class Worker:
             logs.event("lease.lost", holder=self.holder, level=30)
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
-
-    def _missed_slot(self) -> bool:
-        """True when the current period's slot passed (within the grace) and no plan run covered it."""
-        period = current_period(self.settings, clock.now())
-        if clock.now() - period.starts > timedelta(hours=self.settings.misfire_hours):
-            return False
-        with self.factory() as session:
-            runs = session.scalars(
-                select(JobRun.counts).where(JobRun.job_id == PLAN_SEND, JobRun.outcome == JobOutcome.OK)
-            ).all()
-        return not any(json.loads(c or "{}").get("period") == period.key for c in runs)
 
     def _record_next_runs(self, now: datetime | None = None) -> None:
         scheduler = self.scheduler
@@ -171,7 +160,7 @@ class Worker:
             for job_id, trigger, next_run in jobs:
                 row = session.get(ScheduledJob, job_id) or ScheduledJob(id=job_id, trigger=trigger)
                 row.trigger = trigger
-                next_run = next_run or (now if now and job_id == CATCH_UP else None)
+                next_run = next_run or (now if now and job_id == FIRST_PLAN else None)
                 row.next_run_at = next_run.astimezone(UTC) if next_run else None
                 session.add(row)
 
@@ -213,9 +202,9 @@ class Worker:
                 )
             logs.event("job.finished", level=40 if error else 20, job=job_id, outcome=outcome, error=error, **counts)
             logs.run_id.reset(token)
-            if job_id == POLL and self._catch_up_after_poll and self.scheduler is not None:
-                self._catch_up_after_poll = False
-                self._add_catch_up(self.scheduler)
+            if job_id == POLL and self._plan_after_poll and self.scheduler is not None:
+                self._plan_after_poll = False
+                self._add_first_plan(self.scheduler)
             with self._idle:
                 self._busy -= 1
                 self._idle.notify_all()

@@ -1,9 +1,10 @@
-"""What `digest status` reports: the leader, each job's next and last run, this period's digests, failing sources."""
+"""What `digest status` reports: the leader, each job's next and last run, due subscribers, the last day's digests,
+failing sources."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from digest import clock
 from digest.config import Settings
-from digest.schedules.periods import current_period
-from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState
-from digest.store.states import FAILING, DigestStatus, JobOutcome
+from digest.mail.plan import due_now
+from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState, Subscriber
+from digest.store.states import FAILING, WAITING, JobOutcome
 from digest.worker.lease import LEASE, wall_now
 
 
@@ -77,10 +78,14 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
             }
         )
 
-    period = current_period(settings, clock.now()).key
-    digests = dict(
+    now = clock.now()
+    day_ago = now - timedelta(days=1)
+    due = session.scalar(select(func.count()).select_from(Subscriber).where(due_now(now))) or 0
+    planned_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.planned_at >= day_ago)) or 0
+    sent_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= day_ago)) or 0
+    waiting = dict(
         session.execute(
-            select(Digest.status, func.count()).where(Digest.period == period).group_by(Digest.status)
+            select(Digest.status, func.count()).where(Digest.status.in_(WAITING)).group_by(Digest.status)
         ).all()
     )
     failing = [
@@ -96,7 +101,8 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         "problems": problems,
         "leader": leader,
         "jobs": jobs,
-        "period": period,
-        "digests": {str(k): digests.get(k, 0) for k in DigestStatus},
+        "subscribers_due": due,
+        "last_day": {"planned": planned_day, "sent": sent_day},
+        "digests_waiting": {str(k): waiting.get(k, 0) for k in sorted(WAITING)},
         "failing_sources": failing,
     }

@@ -1,0 +1,196 @@
+"""Each subscriber's digest slots: daily, weekly or monthly at a local hour in their own timezone.
+
+A slot is a local date and hour turned into an instant. An hour that does not exist that day (spring forward)
+goes out at the next valid time (02:00 becomes 03:00); an hour that happens twice (fall back) goes out once,
+the first time. Monthly day 29, 30 or 31 is the month's last day in a shorter month. Subscribers who chose
+nothing follow the operator's defaults: weekly at `schedule_weekday` and `schedule_hour` in `timezone`, or the
+five-field cron `schedule` when it is set.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from digest.errors import DigestError
+
+FREQUENCIES = ("daily", "weekly", "monthly")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# How far the slot search looks (a monthly day 31 recurs within two months).
+_HORIZON = 400
+
+
+class ScheduleError(DigestError):
+    """A schedule choice that cannot be: the message names the field and the value."""
+
+    hint = "frequency daily|weekly|monthly; day a weekday name (weekly) or 1-31 (monthly); hour 0-23; an IANA timezone"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When one subscriber's digests are due. ``day`` is a weekday (0 = Monday) for weekly, 1-31 for monthly."""
+
+    frequency: str
+    day: int | None
+    hour: int
+    zone: ZoneInfo
+    # The operator's five-field cron, for subscribers who chose nothing (frequency "cron").
+    cron: CronTrigger | None = None
+
+    def _slot_on(self, day: date) -> datetime | None:
+        if self.frequency == "weekly" and day.weekday() != self.day:
+            return None
+        if self.frequency == "monthly":
+            assert self.day is not None
+            if day.day != min(self.day, calendar.monthrange(day.year, day.month)[1]):
+                return None
+        # fold=0: a time in the spring-forward gap takes the offset from before it (02:00 -> 03:00 local);
+        # a time that happens twice takes its first occurrence.
+        return datetime.combine(day, time(self.hour), tzinfo=self.zone).astimezone(UTC)
+
+    def next_after(self, instant: datetime) -> datetime:
+        """The first slot strictly after ``instant`` (UTC)."""
+        if self.cron is not None:
+            fire = self.cron.get_next_fire_time(None, instant + timedelta(seconds=1))
+            assert fire is not None
+            return fire.astimezone(UTC)  # type: ignore[no-any-return]
+        start = instant.astimezone(self.zone).date() - timedelta(days=1)
+        for offset in range(_HORIZON):
+            slot = self._slot_on(start + timedelta(days=offset))
+            if slot is not None and slot > instant:
+                return slot
+        raise AssertionError("no slot within the horizon")
+
+    def last_at_or_before(self, instant: datetime) -> datetime:
+        """The newest slot at or before ``instant`` (UTC)."""
+        if self.cron is not None:
+            fire = last_fire(self.cron, instant)
+            return (fire or instant).astimezone(UTC)
+        start = instant.astimezone(self.zone).date() + timedelta(days=1)
+        for offset in range(_HORIZON):
+            slot = self._slot_on(start - timedelta(days=offset))
+            if slot is not None and slot <= instant:
+                return slot
+        raise AssertionError("no slot within the horizon")
+
+    def describe(self) -> str:
+        when = f"{self.hour:02d}:00 {self.zone.key}"
+        if self.cron is not None:
+            return f"on the operator's schedule ({self.cron})"
+        if self.frequency == "weekly":
+            assert self.day is not None
+            return f"weekly on {WEEKDAYS[self.day].capitalize()} at {when}"
+        if self.frequency == "monthly":
+            return f"monthly on day {self.day} at {when}"
+        return f"daily at {when}"
+
+
+def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The newest fire time of a cron trigger at or before ``now`` (looking back up to ~a year)."""
+    span = timedelta(hours=1)
+    while span <= timedelta(days=400):
+        fire: datetime | None = trigger.get_next_fire_time(None, now - span)
+        found: datetime | None = None
+        while fire is not None and fire <= now:
+            found = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if found is not None:
+            return found
+        span *= 8
+    return None
+
+
+
+def slot_key(slot: datetime) -> str:
+    """The digest key of a slot: its instant in UTC (`2026-11-16T0700Z`); unique per subscriber and slot, and
+    fit for a Message-ID (no colon)."""
+    return slot.astimezone(UTC).strftime("%Y-%m-%dT%H%MZ")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a subscriber chose; None is "as the operator's default"."""
+
+    frequency: str | None = None
+    day: int | None = None
+    hour: int | None = None
+    timezone: str | None = None
+
+
+def parse_choice(
+    frequency: str | None = None, day: str | int | None = None, hour: str | int | None = None,
+    timezone: str | None = None,
+) -> Choice:  # fmt: skip
+    """A validated choice from text (CLI, CSV, web form); ScheduleError naming the field otherwise."""
+    freq = frequency.strip().lower() if isinstance(frequency, str) and frequency.strip() else None
+    if freq is not None and freq not in FREQUENCIES:
+        raise ScheduleError(f"frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}")
+    hour_value: int | None = None
+    if hour is not None and str(hour).strip() != "":
+        text = str(hour).strip()
+        if not text.isdigit() or not 0 <= int(text) <= 23:
+            raise ScheduleError(f"hour {hour!r} is not an hour from 0 to 23")
+        hour_value = int(text)
+    zone: str | None = None
+    if timezone is not None and timezone.strip():
+        zone = timezone.strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ScheduleError(f"timezone {timezone!r} is not an IANA timezone such as Europe/Paris") from e
+    day_value: int | None = None
+    if day is not None and str(day).strip() != "":
+        text = str(day).strip().lower()
+        if freq in (None, "weekly") and not text.isdigit():
+            names = [w for w in WEEKDAYS if w.startswith(text[:3])] if len(text) >= 3 else []
+            if not names:
+                raise ScheduleError(f"day {day!r} is not a weekday name (monday ... sunday)")
+            day_value = WEEKDAYS.index(names[0])
+            freq = freq or "weekly"
+        elif freq == "monthly" and text.isdigit():
+            if not 1 <= int(text) <= 31:
+                raise ScheduleError(f"day {day!r} is not a day of the month from 1 to 31")
+            day_value = int(text)
+        elif freq == "daily":
+            raise ScheduleError(f"day {day!r}: a daily digest has no day")
+        else:
+            raise ScheduleError(
+                f"day {day!r} does not fit frequency {freq or 'weekly'}: a weekday name for weekly, 1-31 for monthly"
+            )
+    if freq == "monthly" and day_value is None:
+        raise ScheduleError("a monthly digest needs a day of the month (1-31)")
+    return Choice(freq, day_value, hour_value, zone)
+
+
+def choice_of(row: Any) -> Choice:
+    """The schedule choice stored on a subscriber row (or object): frequency, day, hour, timezone."""
+    return Choice(row.frequency, row.day, row.hour, row.timezone)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The operator's defaults, from settings."""
+
+    weekday: int
+    hour: int
+    timezone: str
+    cron: CronTrigger | None = None
+
+
+def schedule_of(choice: Choice, defaults: Defaults) -> Schedule:
+    """The schedule a subscriber follows: their choice, completed by the operator's defaults."""
+    zone = ZoneInfo(choice.timezone or defaults.timezone)
+    hour = defaults.hour if choice.hour is None else choice.hour
+    if choice.frequency is None and choice.day is None and choice.hour is None and choice.timezone is None:
+        if defaults.cron is not None:
+            return Schedule("cron", None, hour, zone, defaults.cron)
+    frequency = choice.frequency or "weekly"
+    day = choice.day
+    if frequency == "weekly" and day is None:
+        day = defaults.weekday
+    return Schedule(frequency, day if frequency != "daily" else None, hour, zone)
