@@ -94,13 +94,16 @@ def test_schedule_is_crontab_with_crontab_weekdays() -> None:
     from datetime import UTC, datetime
 
     from digest.config import Settings
-    from digest.schedules.periods import current_period
+    from digest.schedules.defaults import defaults_from
+    from digest.schedules.slots import Choice, schedule_of
 
-    weekdays = Settings(schedule="30 7 * * 1-5", timezone="Europe/Paris")
+    def newest(settings: Settings) -> datetime:
+        return schedule_of(Choice(), defaults_from(settings)).last_at_or_before(datetime(2026, 11, 22, 10, tzinfo=UTC))
+
     # Sunday 22 November: the newest Monday-to-Friday slot is Friday the 20th (crontab's 1-5, not Tue-Sat).
-    assert current_period(weekdays, datetime(2026, 11, 22, 10, tzinfo=UTC)).key == "2026-11-20T07:30"
-    sundays = Settings(schedule="0 9 * * 0", timezone="UTC")
-    assert current_period(sundays, datetime(2026, 11, 22, 10, tzinfo=UTC)).key == "2026-11-22T09:00"
+    weekdays = Settings(schedule="30 7 * * 1-5", timezone="Europe/Paris")
+    assert newest(weekdays) == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    assert newest(Settings(schedule="0 9 * * 0", timezone="UTC")) == datetime(2026, 11, 22, 9, tzinfo=UTC)
 
 
 def test_bad_schedule_names_the_key() -> None:

@@ -11,7 +11,7 @@ import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
-from digest.schedules.periods import defaults_from
+from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
 from digest.store import db, queries
 from digest.subscriptions.subscribers import get_subscriber, import_csv, pause, set_schedule, subscribe, unsubscribe

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
-from digest.schedules.periods import defaults_from
+from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme

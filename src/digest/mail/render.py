@@ -32,6 +32,10 @@ class Links:
     def feed(self, slug: str) -> str:
         return f"{self.base_url}/feeds/{slug}.atom"
 
+    def theme(self, slug: str) -> str:
+        """The theme's page: every practice of the theme, newest first (served by the web app)."""
+        return f"{self.base_url}/themes/{slug}"
+
 
 @dataclass(frozen=True)
 class RenderedDigest:
