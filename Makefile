@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_feed.py
+	$(BIN)/python benchmarks/bench_plan.py
 
 clean:
 	rm -rf var feeds/*.atom

@@ -29,7 +29,7 @@ from digest.ingest import ingest_sources
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import SendReport
 from digest.mail.message import Envelope, build_message
-from digest.mail.plan import plan_period
+from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.send import deliver_due, links_for, render_for
 from digest.mail.transport import MaildirTransport, transport_for
 from digest.store import db
@@ -78,9 +78,9 @@ def one_pass(subscribers: int, trace: bool) -> tuple[float, float, float]:
         if trace:
             tracemalloc.start()
         t0 = time.perf_counter()
-        plan = plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)
+        plan = plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
         t1 = time.perf_counter()
-        report = SendReport(period="2026-11-16")
+        report = SendReport()
         deliver_due(sessions, settings, MaildirTransport(settings.outbox_dir), report)
         t2 = time.perf_counter()
         peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else 0.0
@@ -110,8 +110,8 @@ def smtp_send(subscribers: int) -> float:
             settings, sessions = setup(Path(d), subscribers)
             settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
             clock.set_fixed_now(datetime(2026, 11, 16, 9, tzinfo=UTC))
-            plan_period(sessions, "2026-11-16", clock.now(), "bench.test", settings.batch_size)
-            report = SendReport(period="2026-11-16")
+            plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
+            report = SendReport()
             t0 = time.perf_counter()
             deliver_due(sessions, settings, transport_for(settings), report)
             elapsed = time.perf_counter() - t0
