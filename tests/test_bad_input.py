@@ -217,7 +217,7 @@ def test_credentials_in_a_source_url_are_never_printed(run_cli: Cli, feed_server
     for result in (ingested, listed, as_json):
         assert "s3cret-pw" not in result.output + result.stderr
     assert ingested.exit_code == 1 and "HTTP 404" in ingested.stderr and "***@127.0.0.1" in ingested.stderr
-    assert {row["location"] for row in json.loads(listed.output)} == {
+    assert {row["location"] for row in json.loads(listed.stdout)} == {
         secret_url.replace("reader:s3cret-pw@", "***@"), missing_url.replace("reader:s3cret-pw@", "***@")
     }
 
