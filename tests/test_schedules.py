@@ -268,3 +268,11 @@ def test_subscribe_set_and_list_from_the_command_line(run_cli: Cli, tmp_path: Pa
     rows = {r["email"]: r for r in json.loads(run_cli("subscribers", "list", "--json").stdout)}
     assert rows["bo@example.org"]["schedule"] == "weekly on Friday at 17:00 America/Lima"
     assert rows["cy@example.org"]["schedule"] == "weekly on Monday at 08:00 Europe/Paris"  # the defaults
+
+
+def test_a_stored_schedule_that_cannot_be_falls_back_to_the_defaults() -> None:
+    """A hand-edited row (or a zone gone from tzdata) must not stop planning for everyone."""
+    odd = schedule_of(Choice("weekly", 9, 30, "Mars/Olympus_Mons"), DEFAULTS)
+    assert (odd.frequency, odd.day, odd.hour, odd.zone.key) == ("weekly", 0, 8, "Europe/Paris")
+    assert odd.next_after(utc(2026, 11, 17)) == utc(2026, 11, 23, 7)
+    assert schedule_of(Choice("monthly", 0, 9, "UTC"), DEFAULTS).day == 1

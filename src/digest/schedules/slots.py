@@ -183,14 +183,23 @@ class Defaults:
 
 
 def schedule_of(choice: Choice, defaults: Defaults) -> Schedule:
-    """The schedule a subscriber follows: their choice, completed by the operator's defaults."""
-    zone = ZoneInfo(choice.timezone or defaults.timezone)
-    hour = defaults.hour if choice.hour is None else choice.hour
+    """The schedule a subscriber follows: their choice, completed by the operator's defaults.
+
+    Total: a stored value that cannot be (a timezone tzdata no longer has, a weekday out of range after a hand
+    edit) falls back to the default for that field, so one odd row never stops planning for everyone.
+    """
+    try:
+        zone = ZoneInfo(choice.timezone or defaults.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(defaults.timezone)
+    hour = defaults.hour if choice.hour is None or not 0 <= choice.hour <= 23 else choice.hour
     if choice.frequency is None and choice.day is None and choice.hour is None and choice.timezone is None:
         if defaults.cron is not None:
             return Schedule("cron", None, hour, zone, defaults.cron)
-    frequency = choice.frequency or "weekly"
+    frequency = choice.frequency if choice.frequency in FREQUENCIES else "weekly"
     day = choice.day
-    if frequency == "weekly" and day is None:
+    if frequency == "weekly" and (day is None or not 0 <= day <= 6):
         day = defaults.weekday
+    if frequency == "monthly" and (day is None or not 1 <= day <= 31):
+        day = 1
     return Schedule(frequency, day if frequency != "daily" else None, hour, zone)
