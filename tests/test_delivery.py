@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.mail.delivery import SendReport
-from digest.mail.ledger import ledger_of, resend
+from digest.mail.ledger import resend
 from digest.mail.send import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
 from digest.store.models import Digest, Subscriber
+from digest.store.queries import ledger
+from digest.subscriptions.subscribers import get_subscriber
 from tests.conftest import Cli, at, fixture_path, free_port, smtp_controller
 from tests.smtpfaults import FaultyHandler
 from tests.test_send import add, create_themes, ingest
@@ -247,13 +249,13 @@ def test_resend_and_ledger(sessions: sessionmaker[Session], mail: Settings, faul
     assert body_again.get_content() == body.get_content()  # the original content, as frozen
     assert again.message["Subject"] == first.message["Subject"]
     with sessions() as s:
-        record = ledger_of(s, ADA)
-    (digest,) = record["digests"]  # type: ignore[misc]
-    assert digest["status"] == "sent" and digest["sent_at"] == "2026-11-16T09:00:00+00:00"
-    assert digest["message_id"] == first.message["Message-ID"]
-    assert [r["message_id"] for r in digest["resends"]] == [done.message_id]
-    assert digest["resends"][0]["sent_at"] == "2026-11-17T12:00:00+00:00"
-    assert len(digest["practices"]) == 5 and {p["theme"] for p in digest["practices"]} == {"Water and Sanitation"}
+        record = ledger(s, get_subscriber(s, ADA))
+    (digest,) = record.digests
+    assert digest.status == "sent" and digest.sent_at == "2026-11-16T09:00:00+00:00"
+    assert digest.message_id == first.message["Message-ID"]
+    assert [r.message_id for r in digest.resends] == [done.message_id]
+    assert digest.resends[0].sent_at == "2026-11-17T12:00:00+00:00"
+    assert len(digest.practices) == 5 and {p.theme for p in digest.practices} == {"Water and Sanitation"}
 
 
 def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import click
 
@@ -11,11 +12,11 @@ from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.feeds.atom import FeedResult, build_feeds
 from digest.mail.delivery import SendReport
-from digest.mail.ledger import ledger_of, resend
+from digest.mail.ledger import resend
 from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.send import Addressed, digest_message, plan_and_send
 from digest.mail.transport import transport_for
-from digest.store import db
+from digest.store import db, queries
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
 
@@ -90,23 +91,21 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
     Example: digest ledger ada@example.org --json
     """
     with app.sessions() as session:
-        record = ledger_of(session, email)
+        record = queries.ledger(session, get_subscriber(session, email))
     if as_json:
-        emit(record)
+        emit(asdict(record))
         return
-    bounces = f", {record['bounces']} bounce(s)" if record["bounces"] else ""
-    click.echo(f"{record['email']} ({record['status']}{bounces})")
-    digests = record["digests"]
-    assert isinstance(digests, list)
-    for d in digests:
-        when = d["sent_at"] or d["next_attempt_at"] or d["planned_at"]
-        click.echo(f"  {d['period']}  {d['status']:<9} {when}  {len(d['practices'])} practice(s)  {d['message_id']}")
-        for p in d["practices"]:
-            click.echo(f"      {p['theme']}: {p['title']}")
-        for r in d["resends"]:
-            click.echo(f"      resent {r['sent_at']} as {r['message_id']}")
-        if d["last_error"] and d["status"] != DigestStatus.SENT:
-            click.secho(f"      {d['last_error']}", fg="yellow")
+    bounces = f", {record.bounces} bounce(s)" if record.bounces else ""
+    click.echo(f"{record.email} ({record.status}{bounces})")
+    for d in record.digests:
+        when = d.sent_at or d.next_attempt_at or d.planned_at
+        click.echo(f"  {d.period}  {d.status:<9} {when}  {len(d.practices)} practice(s)  {d.message_id}")
+        for p in d.practices:
+            click.echo(f"      {p.theme}: {p.title}" + (" (summarised)" if p.summarised else ""))
+        for r in d.resends:
+            click.echo(f"      resent {r.sent_at} as {r.message_id}")
+        if d.last_error and d.status != DigestStatus.SENT:
+            click.secho(f"      {d.last_error}", fg="yellow")
 
 
 @cli.command()

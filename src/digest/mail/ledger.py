@@ -1,9 +1,8 @@
-"""What a subscriber was sent and when, and sending a recorded digest again with its original content."""
+"""Sending a recorded digest again with its original content (what was sent lives in digest.store.queries)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,56 +15,9 @@ from digest.mail.message import sender_address
 from digest.mail.plan import new_message_id
 from digest.mail.send import Addressed, digest_message
 from digest.mail.transport import Transport
-from digest.store.models import Digest, LedgerEntry, Practice, Resend, Theme
+from digest.store.models import Digest, Resend
 from digest.store.states import DigestStatus, SubscriberStatus
 from digest.subscriptions.subscribers import get_subscriber
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def ledger_of(session: Session, email: str) -> dict[str, object]:
-    """A subscriber's digests, oldest first: state, times, Message-IDs, the practices in each, and resends."""
-    subscriber = get_subscriber(session, email)
-    digests = session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id)).all()
-    ids = [d.id for d in digests]
-    practices: dict[int, list[dict[str, object]]] = {i: [] for i in ids}
-    rows = session.execute(
-        select(LedgerEntry.digest_id, Practice.uid, Practice.title, Practice.url, Theme.name)
-        .join(Practice, Practice.id == LedgerEntry.practice_id)
-        .join(Theme, Theme.id == LedgerEntry.theme_id)
-        .where(LedgerEntry.subscriber_id == subscriber.id)
-        .order_by(LedgerEntry.id)
-    )
-    for digest_id, uid, title, url, theme in rows:
-        practices[digest_id].append({"uid": uid, "title": title, "url": url, "theme": theme})
-    resends: dict[int, list[dict[str, object]]] = {i: [] for i in ids}
-    for resend in session.scalars(select(Resend).where(Resend.digest_id.in_(ids)).order_by(Resend.id)):
-        resends[resend.digest_id].append({"message_id": resend.message_id, "sent_at": _iso(resend.sent_at)})
-    return {
-        "email": subscriber.email,
-        "status": subscriber.status,
-        "bounces": subscriber.bounces,
-        "last_bounce": subscriber.last_bounce,
-        "suppressed_at": _iso(subscriber.suppressed_at),
-        "digests": [
-            {
-                "period": d.period,
-                "status": d.status,
-                "subject": d.subject,
-                "message_id": d.message_id,
-                "planned_at": _iso(d.planned_at),
-                "sent_at": _iso(d.sent_at),
-                "attempts": d.attempts,
-                "next_attempt_at": _iso(d.next_attempt_at),
-                "last_error": d.last_error,
-                "practices": practices[d.id],
-                "resends": resends[d.id],
-            }
-            for d in digests
-        ],
-    }
 
 
 @dataclass(frozen=True)

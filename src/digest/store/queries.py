@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
-from digest.store.models import Membership, Practice, Subscriber, Subscription, Theme
+from digest.store.models import Digest, LedgerEntry, Membership, Practice, Resend, Subscriber, Subscription, Theme
 from digest.text.clean import slugify
 
 
@@ -135,3 +135,86 @@ def subscribers(session: Session) -> list[SubscriberSummary]:
         )
         for s in session.scalars(query)
     ]
+
+
+@dataclass(frozen=True)
+class LedgerPractice:
+    uid: str
+    title: str
+    url: str | None
+    theme: str
+    # Past the digest's cap: counted in it, not listed.
+    summarised: bool
+
+
+@dataclass(frozen=True)
+class LedgerResend:
+    message_id: str
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
+class LedgerDigest:
+    period: str
+    status: str
+    subject: str
+    message_id: str
+    planned_at: str | None
+    sent_at: str | None
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    practices: list[LedgerPractice]
+    resends: list[LedgerResend]
+
+
+@dataclass(frozen=True)
+class SubscriberLedger:
+    email: str
+    status: str
+    bounces: int
+    last_bounce: str | None
+    suppressed_at: str | None
+    digests: list[LedgerDigest]
+
+
+def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
+    """A subscriber's digests, oldest first: state, times, Message-IDs, the practices in each, and resends."""
+    digests = session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id)).all()
+    ids = [d.id for d in digests]
+    practices: dict[int, list[LedgerPractice]] = {i: [] for i in ids}
+    rows = session.execute(
+        select(LedgerEntry.digest_id, Practice.uid, Practice.title, Practice.url, Theme.name, LedgerEntry.summarised)
+        .join(Practice, Practice.id == LedgerEntry.practice_id)
+        .join(Theme, Theme.id == LedgerEntry.theme_id)
+        .where(LedgerEntry.subscriber_id == subscriber.id)
+        .order_by(LedgerEntry.id)
+    )
+    for digest_id, uid, title, url, theme, summarised in rows:
+        practices[digest_id].append(LedgerPractice(uid, title, url, theme, summarised))
+    resends: dict[int, list[LedgerResend]] = {i: [] for i in ids}
+    for resend in session.scalars(select(Resend).where(Resend.digest_id.in_(ids)).order_by(Resend.id)):
+        resends[resend.digest_id].append(LedgerResend(resend.message_id, _iso(resend.sent_at)))
+    return SubscriberLedger(
+        email=subscriber.email,
+        status=str(subscriber.status),
+        bounces=subscriber.bounces,
+        last_bounce=subscriber.last_bounce,
+        suppressed_at=_iso(subscriber.suppressed_at),
+        digests=[
+            LedgerDigest(
+                period=d.period,
+                status=str(d.status),
+                subject=d.subject,
+                message_id=d.message_id,
+                planned_at=_iso(d.planned_at),
+                sent_at=_iso(d.sent_at),
+                attempts=d.attempts,
+                next_attempt_at=_iso(d.next_attempt_at),
+                last_error=d.last_error,
+                practices=practices[d.id],
+                resends=resends[d.id],
+            )
+            for d in digests
+        ],
+    )
