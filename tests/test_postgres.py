@@ -5,8 +5,11 @@ Each test creates its own database with a random name on 127.0.0.1:5432 and drop
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -80,3 +83,50 @@ def test_full_cycle_on_postgres(
         assert len(s.scalars(select(LedgerEntry)).all()) == 1
         practice = s.scalar(select(Practice).where(Practice.title.like("Menstrual%")))
         assert practice is not None and "Zoë Müller" in practice.summary
+
+
+def test_four_senders_at_once_each_digest_planned_and_sent_once(
+    pg_url: str, tmp_path: Path, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    """Four `digest send` processes started together on one PostgreSQL database: all exit 0, and each of 300
+    subscribers gets exactly one digest (planning claims rows with SKIP LOCKED and ignores conflicts; sending
+    claims each digest with a guarded UPDATE)."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import func, insert
+
+    from digest.store.models import Subscriber, Subscription, Theme
+
+    handler, url = smtp_server
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    at("2026-11-09T10:00:00Z")
+    ingest_sources(sessions, [SourceConfig(fixture_path("listing-water.txt"))], at("2026-11-09T10:00:00Z"))
+    people = [f"reader{n}@example.org" for n in range(300)]
+    with sessions() as s, s.begin():
+        (theme_id,) = s.scalars(select(Theme.id)).all()
+        s.execute(insert(Subscriber), [{"email": e, "status": "confirmed", "created_at": at("2026-11-10T10:00:00Z"),
+                                         "confirmed_at": at("2026-11-10T10:00:00Z")} for e in people])  # fmt: skip
+        ids = list(s.scalars(select(Subscriber.id)))
+        s.execute(insert(Subscription), [{"subscriber_id": i, "theme_id": theme_id, "cursor": 0,
+                                           "created_at": at("2026-11-10T10:00:00Z")} for i in ids])  # fmt: skip
+    config = tmp_path / "digest.toml"
+    config.write_text(f'database_url = "{pg_url}"\nsmtp_url = "{url}"\nbase_url = "https://digest.test"\n'
+                      'id_domain = "digest.test"\ntimezone = "Europe/Paris"\nbatch_size = 20\n',
+                      encoding="utf-8")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env |= {"DIGEST_CONFIG": str(config), "DIGEST_NOW": "2026-11-16T09:00:00Z"}
+    procs = [subprocess.Popen([sys.executable, "-m", "digest", "send", "--json"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    outcomes = [(*p.communicate(timeout=300), p.returncode) for p in procs]
+    for _, err, code in outcomes:
+        assert code == 0 and "Traceback" not in err, err
+    planned = [json.loads(out)["planned"] for out, _, _ in outcomes]
+    sent = [json.loads(out)["sent"] for out, _, _ in outcomes]
+    assert sum(planned) == 300 and sum(sent) == 300, (planned, sent)
+    assert [len(handler.to(p)) for p in people] == [1] * 300
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Digest)) == 300
+    engine.dispose()

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -191,12 +193,17 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
     last_id = 0
     while True:
         with factory() as session, session.begin():
-            rows = session.execute(
+            query = (
                 select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
                 .where(due, Subscriber.id > last_id)
                 .order_by(Subscriber.id)
                 .limit(policy.batch_size)
-            ).all()
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Several planners (senders on several hosts) share the work: each batch holds its rows, the
+                # others pass over them; a row planned meanwhile is no longer due when it is read again.
+                query = query.with_for_update(skip_locked=True, of=Subscriber)
+            rows = session.execute(query).all()
             if not rows:
                 return report
             _plan_batch(session, rows, context, policy, now, report)
@@ -239,10 +246,11 @@ def _plan_batch(
         else:
             planned.append((row.id, key, *result))
     if planned:
-        # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest.
+        # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest. A
+        # digest some other planner already holds for that slot is passed over (no row back), never an error.
         digest_ids = dict(
             session.execute(
-                insert(Digest).returning(Digest.subscriber_id, Digest.id, sort_by_parameter_order=True),
+                _insert_ignoring_conflicts(session, Digest).returning(Digest.subscriber_id, Digest.id),
                 [
                     {
                         "subscriber_id": subscriber_id,
@@ -258,22 +266,28 @@ def _plan_batch(
                 ],
             ).all()
         )
-        session.execute(
-            insert(LedgerEntry),
-            [
-                {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t,
-                 "summarised": more}  # fmt: skip
-                for sid, _, _, rows_ in planned
-                for p, t, more in rows_
-            ],
-        )
-        report.planned += len(planned)
+        entries = [
+            {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t, "summarised": more}
+            for sid, _, _, rows_ in planned
+            if sid in digest_ids
+            for p, t, more in rows_
+        ]
+        if entries:
+            session.execute(insert(LedgerEntry), entries)
+        report.planned += len(digest_ids)
     session.execute(update(Subscriber), next_due)
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)
         .values(cursor=context.hwm)
     )
+
+
+def _insert_ignoring_conflicts(session: Session, table: type[Digest]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def preview_content(
