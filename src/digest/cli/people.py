@@ -136,7 +136,7 @@ def subscribers_set(
             resume_subscriber(session, subscriber, defaults, now)
         address = subscriber.email
     with app.sessions() as session:
-        (summary,) = [s for s in queries.subscribers(session) if s.email == address]
+        (summary,) = queries.subscribers(session, address)
     click.echo(f"{address}: {_describe(summary, defaults)}")
 
 

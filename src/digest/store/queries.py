@@ -113,13 +113,15 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
     return out
 
 
-def subscribers(session: Session) -> list[SubscriberSummary]:
-    """Every subscriber with status and theme slugs, by address."""
+def subscribers(session: Session, email: str | None = None) -> list[SubscriberSummary]:
+    """Every subscriber (or the one with this stored address) with status, theme slugs and schedule, by address."""
     query = (
         select(Subscriber)
         .order_by(Subscriber.email)
         .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
     )
+    if email is not None:
+        query = query.where(Subscriber.email == email)
     return [
         SubscriberSummary(
             email=s.email,
