@@ -47,8 +47,7 @@ def _body(entry: Any, base: str | None, fix: Callable[[str], str]) -> tuple[str,
         return "", None
     value = fix(detail.get("value") or "")
     if detail.get("type", "text/html") in _HTML_TYPES:
-        value = _once_more(value)
-        text = html_to_text(value)
+        value, text = _decoded_once_more(value)
         html = sanitize_html(value, _absolute(detail.get("base")) or base)
         return clean_paragraphs(text), html or None
     return clean_paragraphs(value), None
@@ -65,7 +64,7 @@ def _title(entry: Any, fix: Callable[[str], str]) -> str:
     raw = entry.get("title") or ""
     detail = entry.get("title_detail") or {}
     if detail.get("type") in _HTML_TYPES:
-        raw = html_to_text(_once_more(raw))
+        raw = _decoded_once_more(raw)[1]
     return fix(clean_line(raw))
 
 
@@ -95,9 +94,14 @@ def _check_wellformed(parsed: Any, data: bytes, source: str) -> Problem | None:
 _STILL_ENCODED = re.compile(r"<[a-zA-Z/][^>]*>|&(?:amp|lt|gt|quot|apos|nbsp|#\d+|#x[0-9a-fA-F]+);")
 
 
-def _once_more(value: str) -> str:
-    """HTML that a site escaped twice (`&amp;lt;p&amp;gt;`), unescaped once more; other HTML as it is."""
-    return html.unescape(value) if _STILL_ENCODED.search(html_to_text(value)) else value
+def _decoded_once_more(value: str) -> tuple[str, str]:
+    """HTML and its text; HTML that a site escaped twice (`&amp;lt;p&amp;gt;`) is unescaped once more first.
+    The text is computed once in the usual case, twice only for such HTML."""
+    text = html_to_text(value)
+    if _STILL_ENCODED.search(text):
+        value = html.unescape(value)
+        text = html_to_text(value)
+    return value, text
 
 
 def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool = True) -> ParsedSource:

@@ -197,15 +197,16 @@ def store_parsed(
         )
     for item in parsed.items:
         report.problems.extend(vet(item))
-    keyed = [([key_of(k) for k in identity_keys(item)], item) for item in parsed.items]
-    known = _known(session, sorted({k for keys, _ in keyed for k in keys}))
+    # Each item's identities (strongest first) and their stored keys, computed once.
+    keyed = [(ids, [key_of(k) for k in ids], item) for item, ids in ((i, identity_keys(i)) for i in parsed.items)]
+    known = _known(session, sorted({k for _, keys, _ in keyed for k in keys}))
     practices, memberships = _load(session, sorted(set(known.values())))
 
     # First pass: find or create each item's practice; new ones are inserted in one flush.
     seen: dict[int, str] = {}
     placed: list[tuple[Practice, ParsedItem, bool]] = []
     pending: dict[str, Practice] = {}
-    for keys, item in keyed:
+    for identities, keys, item in keyed:
         names = item.themes or default_themes
         if not names:
             report.rejected.append(
@@ -224,7 +225,7 @@ def store_parsed(
             continue
         created = practice is None
         if practice is None:
-            practice = _new_practice(item, identity_of(item), content_hash, now)
+            practice = _new_practice(item, identities[0], content_hash, now)
             session.add(practice)
             report.new += 1
         elif not (item.guid or item.url) and not practice.identity.startswith("text:"):
@@ -232,7 +233,7 @@ def store_parsed(
             report.unchanged += 1
         elif practice.content_hash != content_hash:
             if (item.guid or item.url) and practice.identity.startswith("text:"):
-                practice.identity = identity_of(item)  # the feed found it: known by its guid from now on
+                practice.identity = identities[0]  # the feed found it: known by its guid from now on
             _update(practice, item, content_hash, now)
             report.updated += 1
         else:

@@ -171,15 +171,26 @@ def slugify(name: str) -> str:
     return slug[:120]
 
 
+class _WordChars(dict[int, int | str]):
+    """A str.translate table, filled as characters are met: letters, digits and marks of any script (Unicode
+    categories L, N, M) stay, everything else becomes a space. The fingerprint's per-character test, in C."""
+
+    def __missing__(self, code: int) -> int | str:
+        kept: int | str = code if unicodedata.category(chr(code))[0] in "LNM" else " "
+        self[code] = kept
+        return kept
+
+
+_WORD_CHARS = _WordChars()
+
+
 def fingerprint(*parts: str) -> str:
     """A hash of text that ignores case, punctuation, symbols and spacing, in every script: the identity of an
     item that has no guid and no link. NFKC folds compatibility forms (full-width Latin, ligatures), casefold
     folds case (ß/ss, Σ/σ/ς); letters, digits and their combining marks of any script are kept."""
     words: list[str] = []
     for part in parts:
-        text = unicodedata.normalize("NFKC", part).casefold()
-        kept = "".join(c if unicodedata.category(c)[0] in "LNM" else " " for c in text)
-        words.extend(kept.split())
+        words.extend(unicodedata.normalize("NFKC", part).casefold().translate(_WORD_CHARS).split())
     return hashlib.sha256(" ".join(words).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 SAFE_SCHEMES = ("http", "https")
 # Longest link stored: longer ones are almost always tracking junk or an attack, and columns are bounded.
 MAX_URL = 2000
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def safe_link(url: str | None) -> str | None:
@@ -18,7 +20,7 @@ def safe_link(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if len(url) > MAX_URL or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if len(url) > MAX_URL or _SPACE_OR_CONTROL.search(url):
         return None
     try:
         parts = urlsplit(url)
