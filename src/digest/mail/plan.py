@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import Settings
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
 from digest.schedules.defaults import defaults_from
-from digest.schedules.slots import Defaults, Schedule, choice_of, schedule_of, slot_key
+from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
@@ -141,6 +141,7 @@ class PlanningContext:
 
     def __init__(self, session: Session, low: int, hwm: int) -> None:
         self.hwm = hwm
+        self._slots: dict[Choice, tuple[str, datetime]] = {}
         self.new = load_new_memberships(session, low, hwm)
         added: dict[int, datetime] = {}
         for practice_id, added_at in session.execute(
@@ -170,6 +171,15 @@ class PlanningContext:
             .where(due if due is not None else Subscriber.status == SubscriberStatus.CONFIRMED)
         )
         return cls(session, low if low is not None else hwm, hwm)
+
+    def slots(self, choice: Choice, defaults: Defaults, now: datetime) -> tuple[str, datetime]:
+        """The key of the newest slot at or before ``now`` and the next slot after it, for a schedule; computed
+        once per distinct schedule in a run (most subscribers share a handful)."""
+        found = self._slots.get(choice)
+        if found is None:
+            schedule = schedule_of(choice, defaults)
+            found = self._slots[choice] = (slot_key(schedule.last_at_or_before(now)), schedule.next_after(now))
+        return found
 
     def compose_for(
         self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
@@ -237,9 +247,8 @@ def _plan_batch(
     planned: list[tuple[int, str, DigestContent, list[tuple[int, int, bool]]]] = []
     next_due: list[dict[str, object]] = []
     for row in rows:
-        schedule = schedule_of(choice_of(row), policy.defaults)
-        key = slot_key(schedule.last_at_or_before(now))
-        next_due.append({"id": row.id, "next_due_at": schedule.next_after(now)})
+        key, due_next = context.slots(choice_of(row), policy.defaults, now)
+        next_due.append({"id": row.id, "next_due_at": due_next})
         result = context.compose_for(key, subscriptions[row.id], sent[row.id], policy.cap)
         if result is None:
             report.empty += 1
