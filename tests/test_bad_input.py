@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import feedparser
@@ -241,9 +240,9 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(
     assert good_report.ok
 
 
-def test_config_of_the_cli_defaults_for_http_deadline(tmp_path: Path) -> None:
+def test_http_deadline_reaches_the_fetch_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from digest.config import load_settings
     from digest.ingest import policy_from
 
-    settings = load_settings(environ={"DIGEST_HTTP_DEADLINE": "45", "DIGEST_CONFIG": ""})
-    assert policy_from(replace(settings)).deadline == 45
+    monkeypatch.chdir(tmp_path)
+    assert policy_from(load_settings(environ={"DIGEST_HTTP_DEADLINE": "45"})).deadline == 45
