@@ -118,22 +118,18 @@ def guess(data: bytes) -> tuple[str, str] | None:
     best = min(m.percent_chaos for m in matches)
     tied = [m for m in matches if m.percent_chaos <= best + 0.5]
     chosen = tied[0]
-    if chosen.encoding in _LATIN:
-        for m in tied:
-            if m.encoding == "cp1252":
-                chosen = m
-        if chosen.encoding != "cp1252" and _strict(data, "cp1252") is not None:
-            chosen_codec = "cp1252"
-            text = _strict(data, "cp1252")
-            assert text is not None
-            return (chosen_codec, text) if chosen.percent_chaos <= 10 else None
-    text = str(chosen)
-    codec = codec_name(chosen.encoding) or chosen.encoding
     if chosen.percent_chaos > 10:
         return None
+    if chosen.encoding in _LATIN:
+        # The detector cannot tell Latin code pages apart on short text: windows-1252 when it reads the bytes.
+        text = _strict(data, "cp1252")
+        if text is not None:
+            return "cp1252", text
+    text = str(chosen)
+    codec = codec_name(chosen.encoding) or chosen.encoding
     if chosen.encoding in _CJK:
         return (codec, text) if _cjk_share(text) >= 0.7 else None
-    return (codec, text) if chosen.percent_coherence >= 5 or chosen.encoding == "cp1252" else None
+    return (codec, text) if chosen.percent_coherence >= 5 else None
 
 
 def decode(data: bytes, source: str, content_type: str | None = None, xml: bool = False) -> Decoded:

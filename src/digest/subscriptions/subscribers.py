@@ -165,10 +165,12 @@ def resume(session: Session, subscriber: Subscriber, defaults: Defaults, now: da
 
 
 def _place(subscriber: Subscriber, defaults: Defaults, now: datetime) -> None:
+    """Their next due time: the first slot after now, or, while paused, the first at or after the pause's end."""
     schedule = schedule_of(choice_of(subscriber), defaults)
-    start = max(now, subscriber.paused_until) if subscriber.paused_until else now
-    # A slot exactly at the end of a pause is the first one after it.
-    subscriber.next_due_at = schedule.next_after(start - timedelta(microseconds=1) if start > now else start)
+    if subscriber.paused_until is not None and subscriber.paused_until > now:
+        subscriber.next_due_at = schedule.next_after(subscriber.paused_until - timedelta(microseconds=1))
+    else:
+        subscriber.next_due_at = schedule.next_after(now)
 
 
 def unsubscribe(session: Session, email: str, now: datetime, theme: str | None = None) -> Subscriber:
