@@ -9,5 +9,10 @@ from setuptools import find_namespace_packages, setup
 setup(
     packages=[*find_namespace_packages("src", include=["digest*"]), "digest.templates.email"],
     package_dir={"": "src", "digest.templates": "templates"},
-    package_data={"digest.templates.email": ["*.txt", "*.html"], "digest": ["py.typed"], "digest.store.migrations": ["script.py.mako"]},
+    package_data={
+        "digest.templates.email": ["*.txt", "*.html"],
+        "digest": ["py.typed"],
+        "digest.store.migrations": ["script.py.mako"],
+        "digest.web": ["templates/*.html", "static/*"],
+    },
 )

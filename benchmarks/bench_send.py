@@ -132,7 +132,7 @@ def mime_comparison(repeat: int = 2000) -> tuple[float, float]:
         )
         + "]}]}"
     )
-    rendered = render_for(settings, content, links_for(settings, 1))
+    rendered = render_for(settings, content, links_for(settings, "bench-key", "2026-W01"))
     envelope = Envelope(
         settings.mail_from, "u@example.org", rendered.subject, "<x@y>", clock.now(), settings.list_id, "https://d/u/t"
     )

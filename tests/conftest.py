@@ -77,7 +77,7 @@ def settings(tmp_path: Path) -> Settings:
         outbox_dir=str(tmp_path / "outbox"),
         feeds_dir=str(tmp_path / "feeds"),
         id_domain="digest.test",
-        secret_key="test-secret",
+        secret_key="test-secret-0123456789abcdef",
         timezone="Europe/Paris",
     )
 
@@ -187,7 +187,7 @@ base_url = "https://digest.test"
 outbox_dir = "{tmp_path / "outbox"}"
 feeds_dir = "{tmp_path / "feeds"}"
 id_domain = "digest.test"
-secret_key = "test-secret"
+secret_key = "test-secret-0123456789abcdef"
 timezone = "Europe/Paris"
 """,
         encoding="utf-8",

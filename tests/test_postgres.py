@@ -114,6 +114,7 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
                                            "created_at": at("2026-11-10T10:00:00Z")} for i in ids])  # fmt: skip
     config = tmp_path / "digest.toml"
     config.write_text(f'database_url = "{pg_url}"\nsmtp_url = "{url}"\nbase_url = "https://digest.test"\n'
+                      'secret_key = "test-secret-0123456789abcdef"\n'
                       'id_domain = "digest.test"\ntimezone = "Europe/Paris"\nbatch_size = 20\n',
                       encoding="utf-8")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}

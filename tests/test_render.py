@@ -38,7 +38,12 @@ CONTENT = DigestContent(
         ),
     ),
 )
-LINKS = Links(base_url="https://digest.test", unsubscribe="https://digest.test/unsubscribe/TOKEN")
+LINKS = Links(
+    base_url="https://digest.test",
+    unsubscribe="https://digest.test/unsubscribe/TOKEN",
+    manage="https://digest.test/manage/MANAGE",
+    view="https://digest.test/digests/VIEW",
+)
 
 
 @pytest.mark.parametrize("part", ["text", "html"])

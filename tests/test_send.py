@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,7 +19,7 @@ from digest.mail.transport import transport_for
 from digest.store import db
 from digest.store.models import Digest, LedgerEntry, Subscriber
 from digest.subscriptions.subscribers import subscribe, unsubscribe
-from digest.subscriptions.tokens import read_token
+from digest.subscriptions.tokens import Purpose, read_token
 from tests.conftest import RecordingHandler, at, fixture_path
 
 WATER = "water-and-sanitation"
@@ -248,7 +249,12 @@ def test_message_headers_structure_and_escaping(
     unsubscribe_line = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
     url = unsubscribe_line.removeprefix("List-Unsubscribe: <").removesuffix(">")
     assert url.startswith(settings.base_url + "/unsubscribe/")
-    assert read_token("test-secret", url.rsplit("/", 1)[1]) == 1
+    token = url.rsplit("/", 1)[1]
+    with sessions() as session:
+        key = session.scalars(select(Subscriber.key).where(Subscriber.email == "alice@example.org")).one()
+    assert read_token(settings.secret_key, token, Purpose.UNSUBSCRIBE) == key
+    # Opaque: the token names neither the subscriber's id nor their address.
+    assert "alice" not in base64.urlsafe_b64decode(token.split(".")[0] + "==").decode("latin-1")
 
     html = message.get_body(("html",))
     assert html is not None

@@ -23,6 +23,9 @@ from digest.schedules.cron import crontab_trigger
 from digest.text.links import redact_url
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
+DEFAULT_SECRET = "dev-only-secret-change-me"
+ENVIRONMENTS = ("production", "development")
+MIN_SECRET_LENGTH = 16
 # Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.
 SOURCE_FORMATS = ("listing", "rss", "atom", "json", "csv")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -81,8 +84,22 @@ class Settings:
     mail_from: str = "Practice digest <digest@digest.example.org>"
     # List-Id (RFC 2919) of the service; the digest's identity in mail clients' filters.
     list_id: str = "practices.digest.example.org"
-    # Key that signs unsubscribe tokens; set a long random value in production (DIGEST_SECRET_KEY).
-    secret_key: str = "dev-only-secret-change-me"
+    # Key that signs every link (confirm, manage, unsubscribe, view) and the web forms' CSRF tokens: a long
+    # random value, kept secret (DIGEST_SECRET_KEY). Changing it invalidates every link already mailed. The
+    # default is refused by the web app outside development and by any send over SMTP.
+    secret_key: str = DEFAULT_SECRET
+    # "production" or "development"; the web app starts with the default secret_key only in development.
+    environment: str = "production"
+    # Hours a confirmation link stays valid.
+    confirm_hours: float = 72.0
+    # Web: subscribe requests per address per hour (a request over it sends nothing and says the same).
+    subscribe_per_address_per_hour: int = 3
+    # Web: subscribe requests per client (IP address) per hour.
+    subscribe_per_client_per_hour: int = 20
+    # Web: reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    trusted_proxies: int = 0
+    # Web: practices per page on theme pages.
+    page_size: int = 20
     # Folder of the email templates (digest.txt, digest.html); empty = the project's templates/email.
     templates_dir: str = ""
     # Folder the Atom feeds are written to.
@@ -201,6 +218,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "http_max_bytes": (1, 2**31),
     "http_max_redirects": (0, 50),
     "http_deadline": (0.5, 86_400),
+    "confirm_hours": (0.1, 24 * 365),
+    "subscribe_per_address_per_hour": (1, 1_000_000),
+    "subscribe_per_client_per_hour": (1, 1_000_000),
+    "trusted_proxies": (0, 10),
+    "page_size": (1, 1000),
 }
 # A dot-atom (RFC 2919 list ids, tag: authorities): ASCII letters, digits and a few marks, dot-separated.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+")
@@ -388,6 +410,10 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
         )
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url, where("smtp_url"))
+    if settings.environment not in ENVIRONMENTS:
+        raise ConfigError(f"{where('environment')}: {settings.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+    if not settings.secret_key.strip():
+        raise ConfigError(f"{where('secret_key')}: empty", "set a long random value (see the README)")
     if settings.schedule:
         try:
             crontab_trigger(settings.schedule, ZoneInfo(settings.timezone))
@@ -433,6 +459,26 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
         base_url=settings.base_url.rstrip("/"),
         mail_from=mail_from,
     )
+
+
+def secret_problem(settings: Settings) -> str | None:
+    """Why ``secret_key`` must not sign links that leave this machine, or None when it may."""
+    if settings.secret_key == DEFAULT_SECRET:
+        return "secret_key is the development default, which anyone can read in the source"
+    if len(settings.secret_key) < MIN_SECRET_LENGTH:
+        return f"secret_key is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+def require_real_secret(settings: Settings, what: str) -> None:
+    """ConfigError unless ``secret_key`` is fit to sign links that real people receive."""
+    problem = secret_problem(settings)
+    if problem:
+        raise ConfigError(
+            f"{what} refused: {problem}; anyone could forge unsubscribe and manage links",
+            'set DIGEST_SECRET_KEY (or secret_key in the config file) to a long random value, for example the '
+            'output of: python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
+        )
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

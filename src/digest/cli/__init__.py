@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.cli import mail, ops, people, sources  # noqa: F401  (each module adds its commands to the group)
+from digest.cli import mail, ops, people, sources, web  # noqa: F401  (each module adds its commands to the group)
 from digest.cli.app import App, cli
 
 __all__ = ["App", "cli", "main"]

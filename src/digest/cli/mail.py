@@ -127,7 +127,7 @@ def preview(app: App, email: str, part: str) -> None:
     if content is None:
         click.echo(f"{subscriber.email}: nothing new since their last digest", err=True)
         return
-    to = Addressed(subscriber.id, subscriber.email, "<preview@digest.invalid>")
+    to = Addressed(subscriber.key, subscriber.email, "<preview@digest.invalid>")
     rendered, message = digest_message(app.settings, content, to, now)
     if part == "eml":
         sys.stdout.buffer.write(message)

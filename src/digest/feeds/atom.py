@@ -50,6 +50,17 @@ def feed_filename(slug: str) -> str:
     return f"{slug}.atom" if slug != ALL else "theme-all.atom"
 
 
+def newest_change(entries: list[FeedEntry], fallback: datetime) -> datetime:
+    """The feed's updated time: its newest entry's addition or change."""
+    return max((max(e.added_at, e.practice.updated_at) for e in entries), default=fallback)
+
+
+@dataclass(frozen=True)
+class FeedDocument:
+    data: bytes
+    updated: datetime
+
+
 def render_feed(
     settings: Settings, specific_id: str, title: str, filename: str, entries: list[FeedEntry], fallback: datetime
 ) -> bytes:
@@ -61,8 +72,7 @@ def render_feed(
     fg.link(href=f"{settings.base_url}/feeds/{filename}", rel="self", type="application/atom+xml")
     fg.generator("digest", version=__version__)
     fg.language("en")
-    newest = max((max(e.added_at, e.practice.updated_at) for e in entries), default=fallback)
-    fg.updated(newest)
+    fg.updated(newest_change(entries, fallback))
     for entry in entries:
         practice = entry.practice
         fe = fg.add_entry(order="append")
@@ -146,6 +156,24 @@ def _write_feed(path: Path, entries: int, render: Callable[[], bytes]) -> FeedRe
     except Exception as e:  # one feed that cannot be built stops no other
         events("feed.failed", logging.ERROR, exc_info=True, path=str(path))
         return FeedResult(str(path), entries, False, f"{path}: not written: {type(e).__name__}: {e}")
+
+
+def feed_by_filename(session: Session, settings: Settings, filename: str) -> FeedDocument | None:
+    """The feed written to ``filename`` by build_feeds, rendered from the store now (the web app serves these);
+    None when no theme has that name. Same bytes as the file for the same store."""
+    limit = settings.feed_max_entries
+    if filename == f"{ALL}.atom":
+        epoch = datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
+        entries = _all_entries(session, limit)
+        data = render_feed(settings, "all", "All practices", filename, entries, epoch)
+        return FeedDocument(data, newest_change(entries, epoch))
+    slug = ALL if filename == feed_filename(ALL) else filename.removesuffix(".atom")
+    theme = session.scalar(select(Theme).where(Theme.slug == slug))
+    if theme is None or feed_filename(theme.slug) != filename:
+        return None
+    entries = _theme_entries(session, theme.id, limit)
+    data = render_feed(settings, f"theme/{theme.slug}", theme.name, filename, entries, theme.created_at)
+    return FeedDocument(data, newest_change(entries, theme.created_at))
 
 
 def build_feeds(session: Session, settings: Settings) -> list[FeedResult]:

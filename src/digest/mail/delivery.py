@@ -170,6 +170,8 @@ class Pending:
 
     digest: Digest
     email: str
+    # The subscriber's key, which their links are signed for.
+    key: str
 
     @property
     def id(self) -> int:
@@ -192,7 +194,7 @@ class Deliverer:
         factory: sessionmaker[Session],
         transport: Transport,
         policy: DeliveryPolicy,
-        build: Callable[[Digest, str, datetime], bytes],
+        build: Callable[[Digest, str, str, datetime], bytes],
         mail_from: str,
         report: SendReport,
         batch_size: int = 500,
@@ -223,7 +225,7 @@ class Deliverer:
         while True:
             with self.factory() as session:
                 rows = session.execute(
-                    select(Digest, Subscriber.email)
+                    select(Digest, Subscriber.email, Subscriber.key)
                     .join(Subscriber, Subscriber.id == Digest.subscriber_id)
                     .where(Digest.id > last_id, _due(clock.now(), self.policy, dead))
                     .order_by(Digest.id)
@@ -231,14 +233,14 @@ class Deliverer:
                 ).all()
             if not rows:
                 return
-            for digest, email in rows:
+            for digest, email, key in rows:
                 last_id = digest.id
                 if self.should_stop():
                     return
                 if limiter.hour_full:
                     self.report.rate_limited = True
                     return
-                pending = Pending(digest, email)
+                pending = Pending(digest, email, key)
                 if not self._claim(pending, dead):
                     continue
                 try:
@@ -295,7 +297,7 @@ class Deliverer:
         return False
 
     def _deliver(self, pending: Pending, limiter: RateLimiter) -> None:
-        message = self.build(pending.digest, pending.email, clock.now())
+        message = self.build(pending.digest, pending.email, pending.key, clock.now())
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:

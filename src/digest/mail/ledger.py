@@ -54,10 +54,10 @@ def resend(
                 f"{subscriber.email}: the digest of {digest.period} is {digest.status}, not sent",
                 "`digest send` delivers planned and deferred digests; a resend is for one that was sent",
             )
-        email_address = subscriber.email
+        email_address, key = subscriber.email, subscriber.key
     message_id = new_message_id(f"{digest.period}.resend", digest.subscriber_id, settings.id_domain)
     now = clock.now()
-    to = Addressed(digest.subscriber_id, email_address, message_id, digest.subject)
+    to = Addressed(key, email_address, message_id, digest.subject, digest.period)
     _, message = digest_message(settings, DigestContent.from_json(digest.content), to, now)
     try:
         transport.send(sender_address(settings.mail_from), email_address, message)

@@ -30,6 +30,8 @@ class Envelope:
     date: datetime
     list_id: str
     unsubscribe_url: str
+    # A digest (bulk: List-* headers, Precedence) or a notice to one person (a confirmation: none of those).
+    bulk: bool = True
 
 
 def sender_address(mail_from: str) -> str:
@@ -65,11 +67,16 @@ def build_message(envelope: Envelope, text: str, html: str) -> bytes:
         ("Subject", _encoded(envelope.subject)),
         ("Date", format_datetime(envelope.date)),
         ("Message-ID", header_safe(envelope.message_id)),
-        ("List-Id", f"Practice digest <{header_safe(envelope.list_id)}>"),
-        ("List-Unsubscribe", f"<{header_safe(envelope.unsubscribe_url, limit=900)}>"),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
+    if envelope.bulk:
+        headers += [
+            ("List-Id", f"Practice digest <{header_safe(envelope.list_id)}>"),
+            ("List-Unsubscribe", f"<{header_safe(envelope.unsubscribe_url, limit=900)}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("Precedence", "bulk"),
+        ]
+    headers += [
         ("Auto-Submitted", "auto-generated"),
-        ("Precedence", "bulk"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]

@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from digest.mail.compose import DigestContent
@@ -24,13 +24,27 @@ def default_templates() -> Path:
 
 @dataclass(frozen=True)
 class Links:
-    """The absolute links a digest carries, all under the configured base URL."""
+    """The absolute links a digest carries, all under the configured base URL (pages the web app serves).
+
+    ``unsubscribe``, ``manage`` and ``view`` hold signed tokens for this recipient; the others are public.
+    """
 
     base_url: str
     unsubscribe: str
+    manage: str = ""
+    # The digest's archived copy on the web ("view in your browser"); empty in a preview.
+    view: str = ""
 
     def feed(self, slug: str) -> str:
         return f"{self.base_url}/feeds/{slug}.atom"
+
+    def practice(self, uid: str) -> str:
+        """The practice's page (its title, summary, themes and source link)."""
+        return f"{self.base_url}/practices/{uid}"
+
+    def target(self, url: str | None, uid: str) -> str:
+        """Where a practice's title links: its source when it has one, else its page here."""
+        return url or self.practice(uid)
 
     def theme(self, slug: str) -> str:
         """The theme's page: every practice of the theme, newest first (served by the web app)."""
@@ -46,8 +60,10 @@ class RenderedDigest:
 
 @lru_cache(maxsize=4)
 def environment(templates_dir: str) -> Environment:
+    """The templates of ``templates_dir``; a template it lacks (a notice added since it was copied) comes from
+    the shipped ones."""
     env = Environment(
-        loader=FileSystemLoader(templates_dir),
+        loader=ChoiceLoader([FileSystemLoader(templates_dir), FileSystemLoader(default_templates())]),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -72,3 +88,9 @@ def render_digest(
         text=env.get_template("digest.txt").render(context),
         html=env.get_template("digest.html").render(context),
     )
+
+
+def render_notice(name: str, context: dict[str, object], templates_dir: str | Path | None = None) -> tuple[str, str]:
+    """The text and HTML bodies of a notice (``name``.txt and ``name``.html: confirm, already-subscribed)."""
+    env = environment(str(templates_dir or default_templates()))
+    return env.get_template(f"{name}.txt").render(context), env.get_template(f"{name}.html").render(context)

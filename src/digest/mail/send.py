@@ -18,12 +18,18 @@ from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.render import Links, RenderedDigest, render_digest
 from digest.mail.transport import Transport
 from digest.store.models import Digest
-from digest.subscriptions.tokens import make_token
+from digest.subscriptions.tokens import Purpose, make_token
 
 
-def links_for(settings: Settings, subscriber_id: int) -> Links:
-    token = make_token(settings.secret_key, subscriber_id)
-    return Links(base_url=settings.base_url, unsubscribe=f"{settings.base_url}/unsubscribe/{token}")
+def links_for(settings: Settings, key: str, period: str | None = None) -> Links:
+    """The links of one recipient's digest: signed for their key (and the digest's period, to view it)."""
+    base, secret = settings.base_url, settings.secret_key
+    return Links(
+        base_url=base,
+        unsubscribe=f"{base}/unsubscribe/{make_token(secret, Purpose.UNSUBSCRIBE, key)}",
+        manage=f"{base}/manage/{make_token(secret, Purpose.MANAGE, key)}",
+        view=f"{base}/digests/{make_token(secret, Purpose.VIEW, key, period)}" if period else "",
+    )
 
 
 def render_for(settings: Settings, content: DigestContent, links: Links, subject: str | None = None) -> RenderedDigest:
@@ -33,19 +39,21 @@ def render_for(settings: Settings, content: DigestContent, links: Links, subject
 
 @dataclass(frozen=True)
 class Addressed:
-    """Who a digest goes to, under which fixed Message-ID and subject (None: derive it from the content)."""
+    """Who a digest goes to (their address and key), under which fixed Message-ID and subject (None: derive it from
+    the content); ``period`` names the digest for its web view (None: a preview, which has none)."""
 
-    subscriber_id: int
+    key: str
     email: str
     message_id: str
     subject: str | None = None
+    period: str | None = None
 
 
 def digest_message(
     settings: Settings, content: DigestContent, to: Addressed, now: datetime
 ) -> tuple[RenderedDigest, bytes]:
     """Render a digest and assemble its message; the unsubscribe token is signed once for both."""
-    links = links_for(settings, to.subscriber_id)
+    links = links_for(settings, to.key, to.period)
     rendered = render_for(settings, content, links, to.subject)
     envelope = Envelope(
         mail_from=settings.mail_from,
@@ -59,9 +67,9 @@ def digest_message(
     return rendered, build_message(envelope, rendered.text, rendered.html)
 
 
-def message_for(settings: Settings, digest: Digest, email: str, now: datetime) -> bytes:
+def message_for(settings: Settings, digest: Digest, email: str, key: str, now: datetime) -> bytes:
     """The planned digest's message, from its frozen content, with its fixed Message-ID."""
-    to = Addressed(digest.subscriber_id, email, digest.message_id, digest.subject)
+    to = Addressed(key, email, digest.message_id, digest.subject, digest.period)
     return digest_message(settings, DigestContent.from_json(digest.content), to, now)[1]
 
 
@@ -74,8 +82,8 @@ def deliver_due(
 ) -> SendReport:
     """Send every digest that is due (planned, deferred and due again, or abandoned by a dead process)."""
 
-    def build(digest: Digest, email: str, now: datetime) -> bytes:
-        return message_for(settings, digest, email, now)
+    def build(digest: Digest, email: str, key: str, now: datetime) -> bytes:
+        return message_for(settings, digest, email, key, now)
 
     policy = DeliveryPolicy.from_settings(settings)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from digest import logs
-from digest.config import Settings, SmtpSettings
+from digest.config import Settings, SmtpSettings, require_real_secret
 from digest.errors import TransportError
 from digest.mail.addresses import AddressError, wire_address
 
@@ -173,8 +173,13 @@ def _reply(reply: bytes | str) -> str:
 
 
 def transport_for(settings: Settings) -> Transport:
-    """SMTP when smtp_url is set, else the Maildir outbox."""
+    """SMTP when smtp_url is set, else the Maildir outbox.
+
+    Mail over SMTP reaches real people, and its links are signed with secret_key: a ConfigError when that is
+    the development default (the Maildir of `make run` is fine with it).
+    """
     server = settings.smtp()
     if server is None:
         return MaildirTransport(settings.outbox_dir)
+    require_real_secret(settings, f"sending over SMTP ({server.display()})")
     return SmtpTransport(server, settings.smtp_timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,11 @@ class Membership(Base):
     theme: Mapped[Theme] = relationship()
 
 
+def new_key() -> str:
+    """A subscriber's random, opaque key: what their signed links name (never their id or address)."""
+    return secrets.token_urlsafe(16)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
     __table_args__ = (
@@ -134,6 +140,9 @@ class Subscriber(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # Random and opaque; signed links (confirm, manage, unsubscribe, view) name this. Erasing the subscriber
+    # erases it, so every link they were ever sent stops working.
+    key: Mapped[str] = mapped_column(String(43), unique=True, default=new_key)
     # A SubscriberStatus.
     status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING, index=True)
     # Hard bounces (5xx for the address) since the last accepted message.
@@ -300,3 +309,26 @@ class JobRun(Base):
     # JSON of what it did (sent, planned, new practices...).
     counts: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Erasure(Base):
+    """What is left of a subscriber who asked to be erased: anonymous counts, the day, nothing that names them."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The day (UTC midnight), not the instant: the row must not line up with a log line.
+    erased_on: Mapped[datetime] = mapped_column(UTCDateTime())
+    digests_sent: Mapped[int] = mapped_column(Integer, default=0)
+    themes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RateWindow(Base):
+    """A counter in a fixed time window, shared by every process on the store (web rate limits)."""
+
+    __tablename__ = "rate_windows"
+
+    # A hash of what is counted (an address, a client), never the value itself.
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)

@@ -113,8 +113,9 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
     return out
 
 
-def subscribers(session: Session, email: str | None = None) -> list[SubscriberSummary]:
-    """Every subscriber (or the one with this stored address) with status, theme slugs and schedule, by address."""
+def subscribers(session: Session, email: str | None = None, key: str | None = None) -> list[SubscriberSummary]:
+    """Every subscriber (or the one with this stored address, or this key) with status, theme slugs and
+    schedule, by address."""
     query = (
         select(Subscriber)
         .order_by(Subscriber.email)
@@ -122,6 +123,8 @@ def subscribers(session: Session, email: str | None = None) -> list[SubscriberSu
     )
     if email is not None:
         query = query.where(Subscriber.email == email)
+    if key is not None:
+        query = query.where(Subscriber.key == key)
     return [
         SubscriberSummary(
             email=s.email,
@@ -220,3 +223,177 @@ def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
             for d in digests
         ],
     )
+
+
+# Pages of the web app ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PracticeCard:
+    """A practice as a list shows it."""
+
+    uid: str
+    title: str
+    summary: str
+    url: str | None
+    # When it joined the theme listed (or its first theme), ISO 8601.
+    added: str | None
+
+
+@dataclass(frozen=True)
+class ThemeOverview:
+    name: str
+    slug: str
+    practices: int
+    # The newest practices of the theme, newest first.
+    newest: list[PracticeCard]
+    last_added: str | None
+
+
+@dataclass(frozen=True)
+class ThemePage:
+    theme: ThemeRef
+    practices: list[PracticeCard]
+    total: int
+    page: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class PracticeDetail:
+    uid: str
+    title: str
+    summary: str
+    # Sanitised at ingest (feeds); None for plain-text sources.
+    summary_html: str | None
+    url: str | None
+    submitted_by: str | None
+    themes: list[ThemeRef]
+    added: str | None
+    updated: str
+
+
+def _cards(session: Session, theme_id: int, offset: int, limit: int) -> list[PracticeCard]:
+    rows = session.execute(
+        select(Practice.uid, Practice.title, Practice.summary, Practice.url, Membership.added_at)
+        .join(Membership, Membership.practice_id == Practice.id)
+        .where(Membership.theme_id == theme_id)
+        .order_by(Membership.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [PracticeCard(uid, title, summary, url, _iso(added)) for uid, title, summary, url, added in rows]
+
+
+def theme_overview(session: Session, newest: int = 3) -> list[ThemeOverview]:
+    """Every theme by name with its practice count, its newest practices and when the last one joined."""
+    counts = dict(session.execute(select(Membership.theme_id, func.count()).group_by(Membership.theme_id)).all())
+    out = []
+    for theme in session.scalars(select(Theme).order_by(Theme.name)):
+        cards = _cards(session, theme.id, 0, newest)
+        out.append(
+            ThemeOverview(theme.name, theme.slug, counts.get(theme.id, 0), cards, cards[0].added if cards else None)
+        )
+    return out
+
+
+def theme_page(session: Session, slug: str, page: int, size: int) -> ThemePage:
+    """One page of a theme's practices, newest first; NotFoundError for an unknown slug. A page past the last
+    is empty (its number is kept, so the caller can answer 404)."""
+    theme = session.scalar(select(Theme).where(Theme.slug == slug))
+    if theme is None:
+        raise NotFoundError(f"no theme {slug!r}")
+    total = session.scalar(select(func.count()).select_from(Membership).where(Membership.theme_id == theme.id)) or 0
+    pages = max(1, -(-total // size))
+    practices = _cards(session, theme.id, (page - 1) * size, size) if page >= 1 else []
+    return ThemePage(ThemeRef(theme.name, theme.slug), practices, total, page, pages)
+
+
+def practice_detail(session: Session, uid: str) -> PracticeDetail:
+    """A practice by its uid, with every theme that lists it; NotFoundError when there is none."""
+    practice = session.scalar(
+        select(Practice)
+        .where(Practice.uid == uid)
+        .options(selectinload(Practice.memberships).selectinload(Membership.theme))
+    )
+    if practice is None:
+        raise NotFoundError(f"no practice {uid!r}")
+    members = sorted(practice.memberships, key=lambda m: m.id)
+    return PracticeDetail(
+        uid=practice.uid,
+        title=practice.title,
+        summary=practice.summary,
+        summary_html=practice.summary_html,
+        url=practice.url,
+        submitted_by=practice.submitted_by,
+        themes=[ThemeRef(m.theme.name, m.theme.slug) for m in members],
+        added=_iso(members[0].added_at) if members else None,
+        updated=practice.updated_at.isoformat(),
+    )
+
+
+@dataclass(frozen=True)
+class ArchivedDigest:
+    """A digest as its web view needs it: the frozen content (JSON), subject and when it went."""
+
+    period: str
+    subject: str
+    content: str
+    status: str
+    sent_at: str | None
+
+
+def archived_digest(session: Session, key: str, period: str) -> ArchivedDigest:
+    """The digest of this period of the subscriber with this key; NotFoundError when there is none."""
+    digest = session.scalar(
+        select(Digest).join(Subscriber, Subscriber.id == Digest.subscriber_id).where(
+            Subscriber.key == key, Digest.period == period
+        )
+    )
+    if digest is None:
+        raise NotFoundError("this digest is not kept any more")
+    return ArchivedDigest(digest.period, digest.subject, digest.content, str(digest.status), _iso(digest.sent_at))
+
+
+def personal_data(session: Session, key: str) -> dict[str, object]:
+    """Everything stored about the subscriber with this key, for them to download (JSON-ready)."""
+    subscriber = session.scalar(
+        select(Subscriber)
+        .where(Subscriber.key == key)
+        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
+    )
+    if subscriber is None:
+        raise NotFoundError("this link belongs to no subscription any more")
+    history = ledger(session, subscriber)
+    return {
+        "email": subscriber.email,
+        "status": str(subscriber.status),
+        "created_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "schedule": {
+            "frequency": subscriber.frequency,
+            "day": subscriber.day,
+            "hour": subscriber.hour,
+            "timezone": subscriber.timezone,
+            "paused_until": _iso(subscriber.paused_until),
+        },
+        "bounces": subscriber.bounces,
+        "last_bounce": subscriber.last_bounce,
+        "subscriptions": [
+            {"theme": s.theme.name, "slug": s.theme.slug, "since": _iso(s.created_at)}
+            for s in sorted(subscriber.subscriptions, key=lambda s: s.theme.name)
+        ],
+        "digests": [
+            {
+                "period": d.period,
+                "status": d.status,
+                "subject": d.subject,
+                "message_id": d.message_id,
+                "sent_at": d.sent_at,
+                "practices": [{"title": p.title, "url": p.url, "theme": p.theme} for p in d.practices],
+                "resent": [r.sent_at for r in d.resends],
+            }
+            for d in history.digests
+        ],
+    }

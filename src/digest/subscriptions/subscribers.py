@@ -12,12 +12,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from digest.errors import NotFoundError, SourceError, SubscriberError
 from digest.schedules.slots import Choice, Defaults, ScheduleError, choice_of, parse_choice, schedule_of
-from digest.store.models import Digest, Membership, Subscriber, Subscription, Theme
+from digest.store.models import (
+    Digest,
+    Erasure,
+    LedgerEntry,
+    Membership,
+    Resend,
+    Subscriber,
+    Subscription,
+    Theme,
+)
 from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
 from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
@@ -74,6 +83,16 @@ def get_subscriber(session: Session, email: str) -> Subscriber:
     )
     if subscriber is None:
         raise NotFoundError(f"no subscriber {email!r}", "see `digest subscribers list`")
+    return subscriber
+
+
+def subscriber_by_key(session: Session, key: str) -> Subscriber:
+    """The subscriber a signed link names; NotFoundError when there is none (erased, or a link from before)."""
+    subscriber = session.scalar(
+        select(Subscriber).where(Subscriber.key == key).options(selectinload(Subscriber.subscriptions))
+    )
+    if subscriber is None:
+        raise NotFoundError("this link belongs to no subscription any more", "subscribe again on the home page")
     return subscriber
 
 
@@ -193,6 +212,74 @@ def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: dateti
         .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(CANCELLABLE))
         .values(status=DigestStatus.CANCELLED)
     )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a subscribe request from the web comes to: which mail to send the address, and their key.
+
+    ``mail`` is "confirm" (a pending subscription, new or again) or "manage" (already confirmed: their themes
+    are changed on the manage page, not by whoever typed the address in).
+    """
+
+    mail: str
+    key: str
+
+
+def request_subscription(
+    session: Session, email: str, theme_names: Iterable[str], now: datetime, choice: Choice | None = None
+) -> Request:
+    """A subscribe request from the web: a pending subscription to exactly these themes awaiting confirmation,
+    unless the address is confirmed already. Nothing here tells the caller whether the address was known."""
+    address = normalize_email(email)
+    themes = resolve_themes(session, theme_names)
+    if not themes:
+        raise SubscriberError("choose at least one theme")
+    subscriber = session.scalar(
+        select(Subscriber).where(Subscriber.email == address).options(selectinload(Subscriber.subscriptions))
+    )
+    if subscriber is not None and subscriber.status == SubscriberStatus.CONFIRMED:
+        return Request("manage", subscriber.key)
+    if subscriber is not None:
+        # Pending, unsubscribed or suppressed: the last request names the themes they will confirm.
+        subscriber.status = SubscriberStatus.PENDING
+        subscriber.subscriptions.clear()
+        session.flush()
+    subscriber = subscribe(session, address, [t.slug for t in themes], now, choice=choice)
+    return Request("confirm", subscriber.key)
+
+
+def set_themes(session: Session, subscriber: Subscriber, theme_names: Iterable[str], now: datetime) -> None:
+    """Subscribe to exactly these themes: those kept keep their place, those added start from now."""
+    themes = resolve_themes(session, theme_names)
+    if not themes:
+        raise SubscriberError("choose at least one theme", "or leave with the unsubscribe button")
+    wanted = {t.id for t in themes}
+    subscriber.subscriptions[:] = [s for s in subscriber.subscriptions if s.theme_id in wanted]
+    have = {s.theme_id for s in subscriber.subscriptions}
+    cursor = membership_cursor(session, now, 0)
+    for theme_id in sorted(wanted - have):
+        subscriber.subscriptions.append(Subscription(theme_id=theme_id, created_at=now, cursor=cursor))
+    session.flush()
+
+
+def erase(session: Session, subscriber: Subscriber, now: datetime) -> None:
+    """Delete the subscriber and everything that names them (subscriptions, digests, ledger, resends); an
+    anonymous row of counts stays. Every link they were sent stops working; subscribing again starts afresh."""
+    sent = session.scalar(
+        select(func.count())
+        .select_from(Digest)
+        .where(Digest.subscriber_id == subscriber.id, Digest.status == DigestStatus.SENT)
+    )
+    day = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+    session.add(Erasure(erased_on=day, digests_sent=sent or 0, themes=len(subscriber.subscriptions)))
+    digests = select(Digest.id).where(Digest.subscriber_id == subscriber.id)
+    session.execute(delete(Resend).where(Resend.digest_id.in_(digests)))
+    session.execute(delete(LedgerEntry).where(LedgerEntry.subscriber_id == subscriber.id))
+    session.execute(delete(Digest).where(Digest.subscriber_id == subscriber.id))
+    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+    session.expunge(subscriber)
 
 
 @dataclass

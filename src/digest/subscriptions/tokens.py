@@ -1,25 +1,67 @@
-"""Opaque signed tokens for links that act on a subscriber without a login (unsubscribe, manage)."""
+"""Signed links that act for a subscriber without a login: confirm, manage, unsubscribe, view a digest.
+
+A token carries the subscriber's random key (never their id or address), is signed with ``secret_key`` under a
+salt per purpose (a manage token does not unsubscribe, an unsubscribe token does not manage), and holds the
+time it was made, so a purpose with a lifetime (confirm) can refuse old ones. itsdangerous does the signing
+(HMAC-SHA1 over the payload and time, with a key derived per salt).
+"""
 
 from __future__ import annotations
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from enum import StrEnum
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from digest.errors import DigestError
 
-UNSUBSCRIBE = "unsubscribe"
+
+class Purpose(StrEnum):
+    CONFIRM = "confirm"
+    MANAGE = "manage"
+    UNSUBSCRIBE = "unsubscribe"
+    # The web view of one digest: the key and the digest's period.
+    VIEW = "view"
 
 
-def make_token(secret: str, subscriber_id: int, purpose: str = UNSUBSCRIBE) -> str:
-    """A token naming the subscriber, signed for one purpose; it does not expire (old mails keep working)."""
-    return URLSafeSerializer(secret, salt=f"digest.{purpose}").dumps(subscriber_id)
+class TokenError(DigestError):
+    """A link that is not ours for this purpose (cut, changed, for another page) or has expired."""
+
+    def __init__(self, message: str, hint: str = "", expired: bool = False) -> None:
+        super().__init__(message, hint)
+        self.expired = expired
 
 
-def read_token(secret: str, token: str, purpose: str = UNSUBSCRIBE) -> int:
-    """The subscriber id in a token; DigestError when it was not signed by us for this purpose."""
+def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=f"digest.link.{purpose.value}")
+
+
+def make_token(secret: str, purpose: Purpose, key: str, period: str | None = None) -> str:
+    """A token for the subscriber with this key (and, to view a digest, its period)."""
+    payload: Any = key if period is None else [key, period]
+    return str(_serializer(secret, purpose).dumps(payload))
+
+
+def _payload(secret: str, token: str, purpose: Purpose, max_age: float | None) -> Any:
     try:
-        value = URLSafeSerializer(secret, salt=f"digest.{purpose}").loads(token)
+        return _serializer(secret, purpose).loads(token, max_age=None if max_age is None else int(max_age))
+    except SignatureExpired as e:
+        raise TokenError("this link has expired", "ask for a new one", expired=True) from e
     except BadSignature as e:
-        raise DigestError("this link is not valid (it may have been cut or changed)") from e
-    if not isinstance(value, int):
-        raise DigestError("this link is not valid")
+        raise TokenError("this link is not valid (it may have been cut or changed)") from e
+
+
+def read_token(secret: str, token: str, purpose: Purpose, max_age: float | None = None) -> str:
+    """The subscriber key in a token made for ``purpose``, at most ``max_age`` seconds old; TokenError if not."""
+    value = _payload(secret, token, purpose, max_age)
+    if not isinstance(value, str):
+        raise TokenError("this link is not valid")
     return value
+
+
+def read_view_token(secret: str, token: str) -> tuple[str, str]:
+    """The subscriber key and the digest period in a view token; TokenError if it is not one."""
+    value = _payload(secret, token, Purpose.VIEW, None)
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise TokenError("this link is not valid")
+    return value[0], value[1]

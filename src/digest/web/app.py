@@ -1,0 +1,120 @@
+"""The application factory: settings, the store, CSRF, security headers and error pages."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from digest import __version__, logs
+from digest.config import Settings, load_settings, require_real_secret
+from digest.errors import DigestError
+from digest.store import db
+from digest.text.markup import sanitize_html
+
+events = logs.EventLog("digest.web")
+
+# Nothing but our own stylesheet, forms that post to us, and no framing: the pages need no script at all.
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What every view needs: the settings and the store's sessions."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+
+
+def site() -> Site:
+    found = current_app.extensions["digest"]
+    assert isinstance(found, Site)
+    return found
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The web app on the configured store (upgraded first). Outside development (``environment``), a
+    ConfigError when ``secret_key`` is the default or too short: it signs every link and form."""
+    settings = settings or load_settings()
+    if settings.environment != "development":
+        require_real_secret(settings, "starting the web app")
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="digest_session",
+        # The CSRF token lives as long as the page's session, so a form left open for hours still posts.
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    app.extensions["digest"] = Site(settings, db.session_factory(engine))
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    csrf = CSRFProtect(app)
+
+    from digest.web import feeds, pages, people
+
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(feeds.blueprint)
+    app.register_blueprint(people.blueprint)
+    # RFC 8058: a mail provider's one-click POST carries no cookie and no token but the link's own.
+    csrf.exempt(people.one_click)
+
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DigestError, _digest_error)
+    app.context_processor(lambda: {"version": __version__})
+    # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
+    app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Pages under a signed link must not hand the link to the next site in a Referer.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def error_page(status: int, title: str, message: str, **extra: Any) -> tuple[str, int]:
+    return render_template("message.html", title=title, message=message, **extra), status
+
+
+def _csrf_error(error: CSRFError) -> tuple[str, int]:
+    return error_page(400, "This form has expired", "Reload the page and send the form again.")
+
+
+def _http_error(error: HTTPException) -> Any:
+    if error.code is None or error.code < 400:
+        return error
+    if error.code >= 500:
+        events("web.error", logging.ERROR, status=error.code, path=request.path)
+    return error_page(error.code, error.name, error.description or "")
+
+
+def _digest_error(error: DigestError) -> tuple[str, int]:
+    events("web.refused", logging.WARNING, error=str(error))
+    return error_page(400, "That did not work", str(error), hint=error.hint)

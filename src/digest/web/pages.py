@@ -1,0 +1,52 @@
+"""Public pages: the home page (themes and the subscribe form), theme pages and practice pages."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import text
+
+from digest.errors import NotFoundError
+from digest.store import queries
+from digest.web.app import site
+
+blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.get("/")
+def home() -> str:
+    with site().sessions() as session:
+        themes = queries.theme_overview(session)
+    return render_template("home.html", themes=themes, chosen=set(), email="", errors=[])
+
+
+@blueprint.get("/themes/<slug>")
+def theme(slug: str) -> str:
+    page = request.args.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        abort(404)
+    with site().sessions() as session:
+        try:
+            found = queries.theme_page(session, slug, int(page), site().settings.page_size)
+        except NotFoundError:
+            abort(404, "There is no theme by that name.")
+    if found.page > found.pages:
+        abort(404, f"{found.theme.name} has {found.pages} page(s).")
+    return render_template("theme.html", page=found, size=site().settings.page_size)
+
+
+@blueprint.get("/practices/<uid>")
+def practice(uid: str) -> str:
+    with site().sessions() as session:
+        try:
+            found = queries.practice_detail(session, uid)
+        except NotFoundError:
+            abort(404, "There is no practice with that address.")
+    return render_template("practice.html", practice=found)
+
+
+@blueprint.get("/healthz")
+def health() -> tuple[str, int, dict[str, str]]:
+    """For load balancers: 200 when the store answers."""
+    with site().sessions() as session:
+        session.execute(text("SELECT 1"))
+    return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}

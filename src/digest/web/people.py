@@ -1,0 +1,321 @@
+"""Pages for people: subscribe (double opt-in), confirm, manage, download or erase their data, leave in one
+click, and the web view of a digest they were sent.
+
+Every page that acts for someone is reached by a signed link (digest.subscriptions.tokens) and changes nothing
+on GET: link scanners and prefetchers open links, people press buttons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+from zoneinfo import available_timezones
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from digest import clock, logs
+from digest.errors import DigestError, NotFoundError, SubscriberError, TransportError
+from digest.mail.compose import DigestContent
+from digest.mail.notices import ALREADY_SUBSCRIBED, CONFIRM, send_notice
+from digest.mail.send import links_for, render_for
+from digest.mail.transport import transport_for
+from digest.schedules.defaults import defaults_from
+from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
+from digest.store import queries
+from digest.subscriptions import subscribers as people
+from digest.subscriptions.tokens import Purpose, TokenError, make_token, read_token, read_view_token
+from digest.web import limits
+from digest.web.app import error_page, site
+
+blueprint = Blueprint("people", __name__)
+events = logs.EventLog("digest.web")
+TIMEZONES = sorted(available_timezones())
+# What every private page says to caches and robots.
+PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+
+
+def _key(token: str, purpose: Purpose, max_age: float | None = None) -> str:
+    """The subscriber key of a link for ``purpose``; an error page (and no action) when it is not one."""
+    try:
+        return read_token(site().settings.secret_key, token, purpose, max_age)
+    except TokenError as e:
+        if e.expired:
+            abort(410, "This link has expired. Subscribe again on the home page to get a new one.")
+        abort(404, "This link is not valid: it may have been cut short or changed. Copy the whole link from the mail.")
+
+
+def _url(endpoint: str, purpose: Purpose, key: str) -> str:
+    """An absolute link under base_url, as mails carry them."""
+    token = make_token(site().settings.secret_key, purpose, key)
+    return site().settings.base_url + url_for(endpoint, token=token)
+
+
+# Subscribe and confirm ---------------------------------------------------------------------------------------
+
+
+@blueprint.post("/subscribe")
+def subscribe() -> Any:
+    """Send a confirmation (or, to a confirmed address, a link to manage): the answer is the same either way."""
+    settings = site().settings
+    email = request.form.get("email", "").strip()
+    chosen = request.form.getlist("theme")
+    errors: list[str] = []
+    try:
+        address = people.normalize_email(email)
+    except SubscriberError:
+        errors.append("Enter an email address such as name@example.org.")
+    if not chosen:
+        errors.append("Choose at least one theme.")
+    if errors:
+        with site().sessions() as session:
+            themes = queries.theme_overview(session)
+        return render_template("home.html", themes=themes, chosen=set(chosen), email=email, errors=errors), 400
+
+    now = clock.now()
+    with site().sessions.begin() as session:
+        client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
+        address_ok = limits.allow(session, settings, "address", address, now)
+    if not client_ok:
+        return error_page(429, "Too many requests", "This connection has sent many requests. Try again in an hour.")
+    if not address_ok:
+        events("web.subscribe.limited")
+        return redirect(url_for("people.check_inbox"), 303)
+    try:
+        with site().sessions.begin() as session:
+            answer = people.request_subscription(session, address, chosen, now)
+            names = [s.theme.name for s in people.subscriber_by_key(session, answer.key).subscriptions]
+    except SubscriberError as e:
+        with site().sessions() as session:
+            overview = queries.theme_overview(session)
+        page = render_template("home.html", themes=overview, chosen=set(chosen), email=email, errors=[str(e)])
+        return page, 400
+    try:
+        if answer.mail == "confirm":
+            send_notice(
+                settings, transport_for(settings), CONFIRM, address, "Confirm your practice digest subscription",
+                {"confirm_url": _url("people.confirm_page", Purpose.CONFIRM, answer.key), "themes": sorted(names),
+                 "hours": f"{settings.confirm_hours:g}"},
+            )  # fmt: skip
+        else:
+            send_notice(
+                settings, transport_for(settings), ALREADY_SUBSCRIBED, address, "You are subscribed already",
+                {"manage_url": _url("people.manage", Purpose.MANAGE, answer.key)},
+            )  # fmt: skip
+    except TransportError as e:
+        events("web.notice.failed", logging.ERROR, error=str(e))
+        return error_page(503, "The mail could not be sent", "Please try again in a few minutes.")
+    return redirect(url_for("people.check_inbox"), 303)
+
+
+@blueprint.get("/subscribe/sent")
+def check_inbox() -> str:
+    return render_template(
+        "message.html",
+        title="Check your inbox",
+        message="If the address can receive mail, a message is on its way: open the link in it to confirm. "
+        "Nothing is sent before you confirm.",
+    )
+
+
+def _confirm_key(token: str) -> str:
+    return _key(token, Purpose.CONFIRM, site().settings.confirm_hours * 3600)
+
+
+@blueprint.get("/confirm/<token>")
+def confirm_page(token: str) -> Any:
+    key = _confirm_key(token)
+    with site().sessions() as session:
+        found = queries.subscribers(session, key=key)
+    if not found:
+        abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+    return render_template("confirm.html", subscriber=found[0], token=token), 200, PRIVATE
+
+
+@blueprint.post("/confirm/<token>")
+def confirm(token: str) -> Any:
+    key = _confirm_key(token)
+    now = clock.now()
+    with site().sessions.begin() as session:
+        try:
+            subscriber = people.subscriber_by_key(session, key)
+        except NotFoundError:
+            abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+        if subscriber.status != "confirmed":
+            people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
+    manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
+    return render_template("confirmed.html", manage_url=manage_url), 200, PRIVATE
+
+
+# Manage ------------------------------------------------------------------------------------------------------
+
+
+@blueprint.get("/manage/<token>")
+def manage(token: str) -> Any:
+    key = _key(token, Purpose.MANAGE)
+    settings = site().settings
+    with site().sessions() as session:
+        found = queries.subscribers(session, key=key)
+        if not found:
+            abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+        themes = queries.themes(session)
+    subscriber = found[0]
+    schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
+    return (
+        render_template(
+            "manage.html",
+            token=token,
+            subscriber=subscriber,
+            themes=themes,
+            schedule=schedule,
+            weekdays=WEEKDAYS,
+            timezones=TIMEZONES,
+            today=clock.now().date().isoformat(),
+        ),
+        200,
+        PRIVATE,
+    )
+
+
+@blueprint.post("/manage/<token>")
+def manage_change(token: str) -> BaseResponse:
+    """One change per form: themes, schedule, pause, resume, or leave; then back to the page with what happened."""
+    key = _key(token, Purpose.MANAGE)
+    settings = site().settings
+    action = request.form.get("action", "")
+    now = clock.now()
+    try:
+        with site().sessions.begin() as session:
+            try:
+                subscriber = people.subscriber_by_key(session, key)
+            except NotFoundError:
+                abort(404, "This link belongs to no subscription any more.")
+            if subscriber.status == "unsubscribed" and action != "leave":
+                raise SubscriberError("You have left: subscribe again on the home page to come back.")
+            defaults = defaults_from(settings)
+            if action == "themes":
+                people.set_themes(session, subscriber, request.form.getlist("theme"), now)
+                message = "Your themes are saved."
+            elif action == "schedule":
+                frequency = request.form.get("frequency", "")
+                day = request.form.get("monthday") if frequency == "monthly" else request.form.get("weekday")
+                day = None if frequency == "daily" else day
+                choice = parse_choice(frequency, day, request.form.get("hour"), request.form.get("timezone"))
+                people.set_schedule(session, subscriber, choice, defaults, now)
+                message = "Your schedule is saved."
+            elif action == "pause":
+                until = _date(request.form.get("until", ""))
+                people.pause(session, subscriber, until, defaults, now)
+                message = f"Paused until {until.isoformat()}."
+            elif action == "resume":
+                people.resume(session, subscriber, defaults, now)
+                message = "Digests come again from your next scheduled time."
+            elif action == "leave":
+                people.unsubscribe_subscriber(session, subscriber, now)
+                message = "You have left: no more digests will be sent."
+            else:
+                abort(400, "Unknown change.")
+    except (SubscriberError, ScheduleError) as e:
+        flash(str(e), "error")
+        return redirect(url_for("people.manage", token=token), 303)
+    flash(message, "ok")
+    return redirect(url_for("people.manage", token=token), 303)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise ScheduleError("Choose the day digests should start again (YYYY-MM-DD).") from e
+
+
+@blueprint.get("/manage/<token>/data.json")
+def export(token: str) -> Response:
+    key = _key(token, Purpose.MANAGE)
+    with site().sessions() as session:
+        try:
+            data = queries.personal_data(session, key)
+        except NotFoundError:
+            abort(404, "This link belongs to no subscription any more.")
+    body = json.dumps(data, indent=2, ensure_ascii=False)
+    response = Response(body, mimetype="application/json", headers=PRIVATE)
+    response.headers["Content-Disposition"] = 'attachment; filename="my-digest-data.json"'
+    return response
+
+
+@blueprint.post("/manage/<token>/erase")
+def erase(token: str) -> Any:
+    key = _key(token, Purpose.MANAGE)
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm that everything about you should be erased.", "error")
+        return redirect(url_for("people.manage", token=token), 303)
+    with site().sessions.begin() as session:
+        try:
+            subscriber = people.subscriber_by_key(session, key)
+        except NotFoundError:
+            abort(404, "This link belongs to no subscription any more.")
+        people.erase(session, subscriber, clock.now())
+    events("web.erased")
+    return error_page(
+        200, "Erased", "Your address and everything about you are deleted. Links in mails you were sent no longer work."
+    )
+
+
+# Leave in one click (RFC 8058) -------------------------------------------------------------------------------
+
+
+@blueprint.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Any:
+    """A page with a button: opening the link changes nothing."""
+    _key(token, Purpose.UNSUBSCRIBE)
+    return render_template("unsubscribe.html", token=token), 200, PRIVATE
+
+
+@blueprint.post("/unsubscribe/<token>")
+def one_click(token: str) -> Any:
+    """RFC 8058 one-click: the body is List-Unsubscribe=One-Click; no cookie, no CSRF token, no redirect."""
+    key = _key(token, Purpose.UNSUBSCRIBE)
+    if request.form.get("List-Unsubscribe") != "One-Click":
+        abort(400, "An unsubscribe request carries List-Unsubscribe=One-Click; use the button on this page.")
+    with site().sessions.begin() as session:
+        try:
+            subscriber = people.subscriber_by_key(session, key)
+        except NotFoundError:
+            # Erased already: there is nobody left to mail, which is what was asked.
+            return error_page(200, "Unsubscribed", "This address gets no more digests.")
+        if subscriber.status != "unsubscribed":
+            people.unsubscribe_subscriber(session, subscriber, clock.now())
+    events("web.unsubscribed")
+    manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
+    return render_template("unsubscribed.html", manage_url=manage_url), 200, PRIVATE
+
+
+# The web view of a digest -----------------------------------------------------------------------------------
+
+
+@blueprint.get("/digests/<token>")
+def view(token: str) -> Any:
+    settings = site().settings
+    try:
+        key, period = read_view_token(settings.secret_key, token)
+    except TokenError:
+        abort(404, "This link is not valid: it may have been cut short or changed.")
+    with site().sessions() as session:
+        try:
+            archived = queries.archived_digest(session, key, period)
+        except NotFoundError:
+            abort(404, "This digest is not kept any more.")
+    try:
+        content = DigestContent.from_json(archived.content)
+        html = render_for(settings, content, links_for(settings, key, period), archived.subject).html
+    except (DigestError, ValueError, KeyError) as e:
+        events("web.view.failed", logging.ERROR, error=str(e))
+        abort(500, "This digest cannot be shown.")
+    headers = dict(PRIVATE)
+    # The mail's HTML carries inline styles (mail clients need them) and nothing else to run.
+    headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return html, 200, headers
