@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-packages
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ run: $(STAMP)
 	@echo "Digests written to var/outbox/new/ (one file per message; open one with any mail client)."
 	@echo "Atom feeds written to feeds/: $$(ls feeds/*.atom | tr '\n' ' ')"
 	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest --help"
+
+## system-packages: what the tests need from Debian (chromium for the browser test); skipped when present
+SYSTEM_PACKAGES := chromium
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) \
+			|| echo "could not install$$missing: the tests that need it will skip and say why"; \
+		else echo "not root: cannot install$$missing (the browser test will skip)"; fi; \
+	fi
 
 ## test: the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the PostgreSQL tests)
 test: $(STAMP)

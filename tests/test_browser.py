@@ -1,0 +1,167 @@
+"""The whole journey in headless Chromium (Debian's, driven by Playwright; no browser download): subscribe on the
+home page by keyboard, without JavaScript -> the confirmation at a real SMTP server -> confirm -> a digest ->
+its List-Unsubscribe URL opened (nothing changes) -> the one-click POST (unsubscribed). axe-core checks each page.
+
+DIGEST_SCREENSHOTS=1 also writes the home and manage pages to docs/screenshots/ (committed, shown in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RecordingHandler, fixture_path, free_port
+from tests.webserver import environment, serving, write_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# As root, without the sandbox; and no calls home, which this machine's closed network refuses.
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+MAIL_DEADLINE = 60.0
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed here (.ci/run installs it: apt-get install chromium)",
+)
+
+
+def digest(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", *args], env=environment(config), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait_for_mail(handler: RecordingHandler, address: str, count: int) -> None:
+    deadline = time.monotonic() + MAIL_DEADLINE
+    while len(handler.to(address)) < count:
+        assert time.monotonic() < deadline, f"mail {count} to {address} did not arrive"
+        time.sleep(0.1)
+
+
+def link(handler: RecordingHandler, address: str, base: str, path: str) -> str:
+    body = handler.to(address)[-1].message.get_body(("plain",))
+    assert body is not None
+    found = re.findall(re.escape(base + path) + r"[^\s>]+", body.get_content())
+    assert found, body.get_content()
+    return str(found[-1])
+
+
+def status(config: Path, address: str) -> tuple[str, list[str]]:
+    rows = json.loads(digest(config, "subscribers", "list", "--json"))
+    (row,) = [r for r in rows if r["email"] == address]
+    return row["status"], row["themes"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def serious_violations(browser: object, url: str) -> list[str]:
+    """axe-core on the page (in a context of its own, with JavaScript and the CSP bypassed for axe's script)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    context = browser.new_context(bypass_csp=True)  # type: ignore[attr-defined]
+    try:
+        page = context.new_page()
+        page.goto(url)
+        results = Axe().run(page)
+        return [
+            f"{v['id']} ({v['impact']}): {v['help']}"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+    finally:
+        context.close()
+
+
+def test_subscribe_confirm_receive_and_leave_in_one_click(
+    browser: object, tmp_path: Path, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    handler, smtp_url = smtp_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", base, smtp_url)
+    digest(config, "ingest", fixture_path("listing-water.txt"), fixture_path("listing-goal6.txt"))
+    address = "ada@example.org"
+
+    with serving(config, port):
+        # The person's browser: no JavaScript at all; the pages must work without it.
+        context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 900})  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(base + "/")
+        assert page.get_by_role("heading", level=1).count() == 1
+        assert serious_violations(browser, base + "/") == []
+        if os.environ.get("DIGEST_SCREENSHOTS"):
+            DOCS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS / "home.png"), full_page=True)
+
+        # By keyboard alone: type the address, Tab and Space through both themes, Tab to the button, Enter.
+        page.get_by_label("Your email address").focus()
+        page.keyboard.type(address)
+        for theme in ("Goal 6: Clean water and sanitation", "Water and Sanitation"):
+            page.keyboard.press("Tab")
+            page.keyboard.press("Space")
+            assert page.get_by_label(theme, exact=True).is_checked()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        page.wait_for_url(base + "/subscribe/sent")
+        assert "Check your inbox" in page.content()
+
+        wait_for_mail(handler, address, 1)
+        confirm_url = link(handler, address, base, "/confirm/")
+        page.goto(confirm_url)
+        assert serious_violations(browser, confirm_url) == []
+        assert status(config, address)[0] == "pending"  # opening the link confirms nothing
+        page.get_by_role("button", name="Confirm my subscription").click()
+        page.wait_for_load_state()
+        assert "You are subscribed" in page.content()
+        assert status(config, address) == ("confirmed", ["goal-6-clean-water-and-sanitation", "water-and-sanitation"])
+
+        digest(config, "ingest", fixture_path("listing-water-week2.txt"))
+        digest(config, "send")
+        wait_for_mail(handler, address, 2)
+        mail = handler.to(address)[-1].message
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
+        assert unsubscribe_url.startswith(base + "/unsubscribe/")
+
+        manage_url = link(handler, address, base, "/manage/")
+        page.goto(manage_url)
+        assert page.get_by_role("heading", name="Your digest settings").is_visible()
+        assert serious_violations(browser, manage_url) == []
+        if os.environ.get("DIGEST_SCREENSHOTS"):
+            page.screenshot(path=str(DOCS / "manage.png"), full_page=False)
+        view_url = link(handler, address, base, "/digests/")
+        page.goto(view_url)
+        assert str(mail["Subject"]) in page.content()
+
+        page.goto(unsubscribe_url)  # a GET, as a person or a link scanner opening it
+        assert page.get_by_role("button", name="Unsubscribe").is_visible()
+        assert status(config, address)[0] == "confirmed"
+        # The mailbox provider's one-click POST: no cookie, no CSRF token, no redirect followed.
+        answer = httpx.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"}, timeout=30)
+        assert answer.status_code == 200
+        assert status(config, address)[0] == "unsubscribed"
+        context.close()
