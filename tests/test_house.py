@@ -71,6 +71,16 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
     sent = digest("send", now="2026-11-16T09:00:00Z")
     assert "1 sent" in sent.stdout
     assert len(list((empty / "outbox" / "new").iterdir())) == 1
+    # The web app's pages and stylesheet are in the wheel too.
+    pages = subprocess.run(
+        [python, "-c", "from dataclasses import replace; from digest.config import load_settings; "
+         "from digest.web import create_app; "
+         "c = create_app(replace(load_settings(), environment='development')).test_client(); "
+         "print(c.get('/').status_code, c.get('/static/style.css').status_code, c.get('/themes/water-and-sanitation')"
+         ".status_code)"],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert pages.stdout.split() == ["200", "200", "200"], pages.stderr
 
 
 def _start_at_once(database_url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:

@@ -442,3 +442,27 @@ def test_the_default_secret_is_refused_outside_development(web: Web) -> None:
         transport_for(replace(web.settings, secret_key=DEFAULT_SECRET))
     # The Maildir of `make run` keeps working with it.
     assert transport_for(replace(web.settings, secret_key=DEFAULT_SECRET, smtp_url="")).describe().startswith("outbox")
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_migration_gives_every_existing_subscriber_a_key_of_their_own(
+    store: str, tmp_path: object, request: pytest.FixtureRequest
+) -> None:
+    from sqlalchemy import text
+
+    from digest.store import db
+
+    url = f"sqlite:///{tmp_path}/old.db" if store == "sqlite" else request.getfixturevalue("pg_url")
+    engine = db.make_engine(url)
+    db.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        for n in range(1500):  # more than one batch of the migration
+            conn.execute(
+                text("INSERT INTO subscribers (email, status, bounces, created_at) VALUES (:e, 'confirmed', 0, :t)"),
+                {"e": f"reader{n}@example.org", "t": at("2026-11-01T10:00:00Z")},
+            )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        keys = list(conn.scalars(text("SELECT key FROM subscribers")))
+    assert len(keys) == len(set(keys)) == 1500 and all(len(k) >= 22 for k in keys)
+    engine.dispose()
