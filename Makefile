@@ -18,7 +18,7 @@ run: $(STAMP)
 	@echo
 	@echo "Digests written to var/outbox/new/ (one file per message; open one with any mail client)."
 	@echo "Atom feeds written to feeds/: $$(ls feeds/*.atom | tr '\n' ' ')"
-	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest --help"
+	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest serve (web pages at http://127.0.0.1:8000), $(BIN)/digest --help"
 
 ## system-packages: what the tests need from Debian (chromium for the browser test); skipped when present
 SYSTEM_PACKAGES := chromium
