@@ -20,8 +20,8 @@ run: $(STAMP)
 	@echo "Atom feeds written to feeds/: $$(ls feeds/*.atom | tr '\n' ' ')"
 	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest serve (web pages at http://127.0.0.1:8000), $(BIN)/digest --help"
 
-## system-packages: what the tests need from Debian (chromium for the browser test); skipped when present
-SYSTEM_PACKAGES := chromium
+## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key)
+SYSTEM_PACKAGES := chromium spamassassin openssl
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -28,6 +28,8 @@ CONTENT = DigestContent(
                     "https://practices.example.org/node/12",
                     "José María NÚÑEZ",
                     "2026-11-11T10:00:00+00:00",
+                    None,
+                    ("Goal 6: Clean water and sanitation", "Gender Equality"),
                 ),
             ),
         ),
@@ -48,10 +50,10 @@ LINKS = Links(
 
 @pytest.mark.parametrize("part", ["text", "html"])
 def test_rendered_digest_matches_golden(part: str) -> None:
-    rendered = render_digest(CONTENT, LINKS)
+    rendered = render_digest(CONTENT, LINKS, postal_address="Practice digest, 1 Rue de la Paix, 75002 Paris, France")
     body = rendered.text if part == "text" else rendered.html
     path = GOLDEN / f"digest.{'txt' if part == 'text' else 'html'}"
     if os.environ.get("DIGEST_UPDATE_GOLDEN"):
         path.write_text(body, encoding="utf-8")
     assert body == path.read_text(encoding="utf-8")
-    assert rendered.subject == "2 new practices in 2 of your themes"
+    assert rendered.subject == "2 new practices in Goal 6: Clean water and sanitation and 1 more theme"

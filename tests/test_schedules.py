@@ -117,7 +117,7 @@ def test_past_the_cap_the_newest_are_listed_and_the_rest_counted_once(
     assert titles(mail.message) == ["Seed bank 3", "Seed bank 4", "Seed bank 5"]
     text = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "...and 2 more new in Food: https://digest.test/themes/food" in text
+    assert "And 2 more new in Food:\r\n  https://digest.test/themes/food" in text
     assert 'And 2 more new in Food: <a href="https://digest.test/themes/food"' in html
     with sessions() as s:
         rows = s.execute(

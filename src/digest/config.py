@@ -84,6 +84,24 @@ class Settings:
     mail_from: str = "Practice digest <digest@digest.example.org>"
     # List-Id (RFC 2919) of the service; the digest's identity in mail clients' filters.
     list_id: str = "practices.digest.example.org"
+    # Reply-To of digests (one address); empty = replies go to mail_from.
+    reply_to: str = ""
+    # The sender's postal address, shown in every digest's footer (bulk-mail laws ask for one); empty = none.
+    postal_address: str = ""
+    # Envelope sender (Return-Path) of digests, where bounces go; each digest's is made unique (VERP):
+    # local+<token>@domain. Empty = mail_from's address. The MTA must deliver local+anything to local.
+    bounce_address: str = ""
+    # Maildir where bounces (delivery status notifications) arrive; the worker reads it every bounce_minutes.
+    # Empty = the worker reads none (`digest bounces PATH` reads one by hand).
+    bounce_maildir: str = ""
+    # Worker: minutes between reads of bounce_maildir.
+    bounce_minutes: float = 10.0
+    # PEM file of the RSA key that DKIM-signs every mail; empty = no DKIM signature.
+    dkim_private_key: str = ""
+    # DKIM selector: the public key is published at <selector>._domainkey.<dkim_domain>.
+    dkim_selector: str = ""
+    # DKIM signing domain (d=); empty = mail_from's domain.
+    dkim_domain: str = ""
     # Key that signs every link (confirm, manage, unsubscribe, view) and the web forms' CSRF tokens: a long
     # random value, kept secret (DIGEST_SECRET_KEY). Changing it invalidates every link already mailed. The
     # default is refused by the web app outside development and by any send over SMTP.
@@ -223,6 +241,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "subscribe_per_client_per_hour": (1, 1_000_000),
     "trusted_proxies": (0, 10),
     "page_size": (1, 1000),
+    "bounce_minutes": (0.1, 10_080),
 }
 # A dot-atom (RFC 2919 list ids, tag: authorities): ASCII letters, digits and a few marks, dot-separated.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+")
@@ -433,6 +452,25 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
             f"{where('list_id')}: {settings.list_id!r} is not a list id (RFC 2919)", "for example news.example.org"
         )
     mail_from = _address(settings.mail_from, where("mail_from"))
+    reply_to = _address(settings.reply_to, where("reply_to")) if settings.reply_to else ""
+    bounce_address = _address(settings.bounce_address, where("bounce_address")) if settings.bounce_address else ""
+    if parseaddr(bounce_address)[0]:
+        raise ConfigError(f"{where('bounce_address')}: an envelope sender is an address only, with no name")
+    if settings.dkim_private_key:
+        key = Path(settings.dkim_private_key)
+        try:
+            pem = key.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{where('dkim_private_key')}: cannot read {key}: {e.strerror}") from e
+        if b"-----BEGIN" not in pem or b"PRIVATE KEY-----" not in pem:
+            raise ConfigError(f"{where('dkim_private_key')}: {key} is not a PEM private key")
+        if not _HOSTNAME.fullmatch(settings.dkim_selector):
+            raise ConfigError(
+                f"{where('dkim_selector')}: {settings.dkim_selector!r}: a DKIM key needs a selector (a DNS label)",
+                "the public key is published at <selector>._domainkey.<domain>",
+            )
+    if settings.dkim_domain and not _HOSTNAME.fullmatch(settings.dkim_domain):
+        raise ConfigError(f"{where('dkim_domain')}: {settings.dkim_domain!r} is not an ASCII domain name")
     # A claim must outlive one message's whole try (every SMTP timeout and backoff), or a second sender would
     # take over a digest still in flight and send it again.
     floor = settings.send_tries * settings.smtp_timeout + settings.send_backoff * 2 ** (settings.send_tries - 1) + 30
@@ -458,6 +496,8 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
         schedule_weekday=settings.schedule_weekday.lower(),
         base_url=settings.base_url.rstrip("/"),
         mail_from=mail_from,
+        reply_to=reply_to,
+        bounce_address=bounce_address,
     )
 
 

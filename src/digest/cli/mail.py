@@ -11,9 +11,11 @@ from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.feeds.atom import FeedResult, build_feeds
+from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
 from digest.mail.ledger import resend
 from digest.mail.plan import PlanPolicy, preview_content
+from digest.mail.render import check_templates
 from digest.mail.send import Addressed, digest_message, plan_and_send
 from digest.mail.transport import transport_for
 from digest.store import db, queries
@@ -63,6 +65,30 @@ def send(app: App, as_json: bool) -> None:
     print_send(report, transport.describe(), as_json)
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command("bounces")
+@click.argument("path", type=click.Path())
+@json_option
+@pass_app
+@handle_errors
+def bounces_command(app: App, path: str, as_json: bool) -> None:
+    """Read delivery status notifications (RFC 3464) from a Maildir or mbox: a permanent failure counts a hard
+    bounce for the subscriber whose digest it was (suppressed at suppress_after_bounces), a temporary one is
+    recorded. Other mail is skipped and listed. Reading the same mailbox again counts nothing twice.
+
+    Example: digest bounces /var/mail/digest-bounces
+    """
+    report = read_bounces(app.sessions, app.settings, path, clock.now())
+    if as_json:
+        emit(report.as_dict())
+        return
+    click.echo(
+        f"{report.source}: {report.read} read; {report.hard} hard bounce(s) ({report.suppressed} address(es) "
+        f"suppressed), {report.soft} temporary; {report.already} counted before; {len(report.skipped)} skipped"
+    )
+    for key, why in report.skipped:
+        click.echo(f"  skipped {key}: {why}")
 
 
 @cli.command("resend")
@@ -120,6 +146,7 @@ def preview(app: App, email: str, part: str) -> None:
 
     Example: digest preview ada@example.org --html > next.html
     """
+    check_templates(app.settings.templates_dir or None)  # a broken template is named even when nothing is new
     now = clock.now()
     with app.sessions() as session:
         subscriber = get_subscriber(session, email)

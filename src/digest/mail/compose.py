@@ -9,7 +9,7 @@ import json
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from digest.text.clean import header_safe
 from digest.text.links import safe_link
@@ -28,6 +28,8 @@ class PracticeEntry:
     added_at: str
     # Sanitised HTML of the summary (feeds); digests planned before it existed have none.
     summary_html: str | None = None
+    # Every theme that lists the practice, in the order it joined them (digests planned before: none).
+    themes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,28 @@ class DigestContent:
 
     @property
     def subject(self) -> str:
+        """"3 new practices in Connectivity and Migration and 1 more theme": the theme with most news first."""
         noun = "practice" if self.count == 1 else "practices"
-        where = self.sections[0].name if len(self.sections) == 1 else f"{len(self.sections)} of your themes"
-        return header_safe(f"{self.count} new {noun} in {where}")
+        lead = max(self.sections, key=lambda s: (len(s.practices) + s.more, -self.sections.index(s)))
+        others = len(self.sections) - 1
+        rest = "" if not others else f" and {others} more theme{'' if others == 1 else 's'}"
+        return header_safe(f"{self.count} new {noun} in {lead.name}{rest}")
+
+    @property
+    def preheader(self) -> str:
+        """The line mail clients show after the subject: the count per theme."""
+        parts = [f"{s.name} ({len(s.practices) + s.more})" for s in self.sections]
+        return header_safe(f"{self.count} new: " + ", ".join(parts), limit=300)
+
+    def listing_at_most(self, per_section: int) -> DigestContent:
+        """The same digest listing at most ``per_section`` practices of each theme; the rest are counted."""
+        return replace(
+            self,
+            sections=tuple(
+                replace(s, practices=s.practices[:per_section], more=s.more + max(0, len(s.practices) - per_section))
+                for s in self.sections
+            ),
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -81,7 +102,10 @@ class DigestContent:
             ThemeSection(
                 s["name"],
                 s["slug"],
-                tuple(PracticeEntry(**dict(p, url=safe_link(p["url"]))) for p in s["practices"]),
+                tuple(
+                    PracticeEntry(**dict(p, url=safe_link(p["url"]), themes=tuple(p.get("themes", ()))))
+                    for p in s["practices"]
+                ),
                 s.get("more", 0),
             )
             for s in data["sections"]

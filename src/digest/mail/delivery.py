@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
-from digest.mail.message import sender_address
 from digest.mail.transport import (
     MessageRejected,
     RecipientRefused,
@@ -161,6 +160,35 @@ def sent_since(session: Session, since: datetime) -> int:
     return digests + resends
 
 
+def count_hard_bounce(conn: Connection, subscriber_id: int, error: str, limit: int, now: datetime) -> bool:
+    """Count a hard bounce for the subscriber; at ``limit`` in a row they are suppressed and their digests not yet
+    sent are cancelled. True when this bounce suppressed them."""
+    conn.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(bounces=Subscriber.bounces + 1, last_bounce=error)
+    )
+    suppressed = conn.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.bounces >= limit,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+        )
+        .values(status=SubscriberStatus.SUPPRESSED, suppressed_at=now)
+    ).rowcount
+    if suppressed:
+        conn.execute(
+            update(Digest)
+            .where(
+                Digest.subscriber_id == subscriber_id,
+                Digest.status.in_((DigestStatus.PLANNED, DigestStatus.DEFERRED)),
+            )
+            .values(status=DigestStatus.CANCELLED)
+        )
+    return bool(suppressed)
+
+
 @dataclass(frozen=True)
 class Pending:
     """A due digest as read before its claim (the claim decides whether this run sends it).
@@ -195,7 +223,7 @@ class Deliverer:
         transport: Transport,
         policy: DeliveryPolicy,
         build: Callable[[Digest, str, str, datetime], bytes],
-        mail_from: str,
+        return_path: Callable[[int], str],
         report: SendReport,
         batch_size: int = 500,
         should_stop: Callable[[], bool] = lambda: False,
@@ -204,7 +232,8 @@ class Deliverer:
         self.transport = transport
         self.policy = policy
         self.build = build
-        self.sender = sender_address(mail_from)
+        # The envelope sender of each digest (VERP: bounces name the digest they are about).
+        self.return_path = return_path
         self.report = report
         self.batch_size = batch_size
         # Asked before each claim: a stopping worker finishes the message in flight and claims no more.
@@ -304,7 +333,7 @@ class Deliverer:
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             limiter.wait()
             try:
-                self.transport.send(self.sender, pending.email, message)
+                self.transport.send(self.return_path(pending.id), pending.email, message)
             except TemporaryFailure as e:
                 last = e
                 continue
@@ -376,29 +405,7 @@ class Deliverer:
                 .where(Digest.id == pending.id, Digest.claimed_by == self.holder)
                 .values(status=DigestStatus.FAILED, claimed_by=None, last_error=error)
             )
-            conn.execute(
-                update(Subscriber)
-                .where(Subscriber.id == pending.subscriber_id)
-                .values(bounces=Subscriber.bounces + 1, last_bounce=error)
-            )
-            suppressed = conn.execute(
-                update(Subscriber)
-                .where(
-                    Subscriber.id == pending.subscriber_id,
-                    Subscriber.bounces >= self.policy.bounce_limit,
-                    Subscriber.status == SubscriberStatus.CONFIRMED,
-                )
-                .values(status=SubscriberStatus.SUPPRESSED, suppressed_at=now)
-            ).rowcount
-            if suppressed:
-                conn.execute(
-                    update(Digest)
-                    .where(
-                        Digest.subscriber_id == pending.subscriber_id,
-                        Digest.status.in_((DigestStatus.PLANNED, DigestStatus.DEFERRED)),
-                    )
-                    .values(status=DigestStatus.CANCELLED)
-                )
+            suppressed = count_hard_bounce(conn, pending.subscriber_id, error, self.policy.bounce_limit, now)
         self.report.bounced += 1
         self.report.suppressed += suppressed
         events("digest.bounced", logging.WARNING, digest_id=pending.id, email=pending.email, error=error,

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.errors import NotFoundError, SubscriberError, TransportError
+from digest.mail.bounces import return_path
 from digest.mail.compose import DigestContent
-from digest.mail.message import sender_address
 from digest.mail.plan import new_message_id
 from digest.mail.send import Addressed, digest_message
 from digest.mail.transport import Transport
@@ -60,7 +60,7 @@ def resend(
     to = Addressed(key, email_address, message_id, digest.subject, digest.period)
     _, message = digest_message(settings, DigestContent.from_json(digest.content), to, now)
     try:
-        transport.send(sender_address(settings.mail_from), email_address, message)
+        transport.send(return_path(settings, digest.id), email_address, message)
     except TransportError as e:
         raise TransportError(f"resend to {email_address} not sent: {e}", e.hint or "try again later") from e
     finally:

@@ -32,6 +32,8 @@ class Envelope:
     unsubscribe_url: str
     # A digest (bulk: List-* headers, Precedence) or a notice to one person (a confirmation: none of those).
     bulk: bool = True
+    # Where replies go, when not to From.
+    reply_to: str = ""
 
 
 def sender_address(mail_from: str) -> str:
@@ -68,6 +70,8 @@ def build_message(envelope: Envelope, text: str, html: str) -> bytes:
         ("Date", format_datetime(envelope.date)),
         ("Message-ID", header_safe(envelope.message_id)),
     ]
+    if envelope.reply_to:
+        headers.append(("Reply-To", _from_header(envelope.reply_to)))
     if envelope.bulk:
         headers += [
             ("List-Id", f"Practice digest <{header_safe(envelope.list_id)}>"),

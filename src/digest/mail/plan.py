@@ -48,11 +48,20 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
     out: dict[int, PracticeEntry] = {}
     id_list = sorted(ids)
     for start in range(0, len(id_list), 500):
-        for p in session.scalars(select(Practice).where(Practice.id.in_(id_list[start : start + 500]))):
+        chunk = id_list[start : start + 500]
+        names: dict[int, list[str]] = defaultdict(list)
+        for practice_id, name in session.execute(
+            select(Membership.practice_id, Theme.name)
+            .join(Theme, Theme.id == Membership.theme_id)
+            .where(Membership.practice_id.in_(chunk))
+            .order_by(Membership.id)
+        ):
+            names[practice_id].append(name)
+        for p in session.scalars(select(Practice).where(Practice.id.in_(chunk))):
             out[p.id] = PracticeEntry(
                 p.id, p.uid, p.title, p.summary, safe_link(p.url), p.submitted_by, added[p.id].isoformat(),
-                p.summary_html,
-            )
+                p.summary_html, tuple(names[p.id]),
+            )  # fmt: skip
     return out
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+import css_inline
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from markupsafe import Markup
 
+from digest.errors import DigestError
 from digest.mail.compose import DigestContent
 from digest.text.markup import sanitize_html
 
@@ -73,24 +76,89 @@ def environment(templates_dir: str) -> Environment:
     # Summary HTML was sanitised at ingest; cleaning it again here keeps a bad row from reaching a mail client.
     env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     env.filters["paragraphs"] = lambda text: [p for p in str(text).split("\n\n") if p.strip()]
+    env.filters["teaser"] = teaser
     return env
 
 
-def render_digest(
-    content: DigestContent, links: Links, templates_dir: str | Path | None = None, subject: str | None = None
-) -> RenderedDigest:
-    """Render a digest (with the subject frozen when it was planned, if given); source text is autoescaped."""
-    env = environment(str(templates_dir or default_templates()))
-    subject = subject or content.subject
-    context = {"digest": content, "links": links, "subject": subject}
-    return RenderedDigest(
-        subject=subject,
-        text=env.get_template("digest.txt").render(context),
-        html=env.get_template("digest.html").render(context),
+def teaser(text: str, limit: int = 280) -> str:
+    """The summary on one line, cut at a word before ``limit`` characters with an ellipsis when longer."""
+    flat = " ".join(str(text).split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1].rsplit(" ", 1)[0] if " " in flat[: limit - 1] else flat[: limit - 1]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+class TemplateProblem(DigestError):
+    """A template that cannot be read or rendered: the message names the template and its line."""
+
+
+def _located(error: TemplateError, fallback: str, templates_dir: str) -> TemplateProblem:
+    """The template and line a Jinja error happened at: from a syntax error, else from the traceback."""
+    name = getattr(error, "filename", None) or getattr(error, "name", None) or fallback
+    line = getattr(error, "lineno", None)
+    if line is None:
+        for frame in reversed(traceback.extract_tb(error.__traceback__)):
+            if frame.filename.endswith((".html", ".txt")):
+                name, line = frame.filename, frame.lineno
+                break
+    where = f"{name}" if line is None else f"{name}, line {line}"
+    return TemplateProblem(
+        f"template {where}: {type(error).__name__}: {error.message or error}",
+        f"fix the template in {templates_dir} (see the README, Templates); `digest preview EMAIL` shows the result",
     )
+
+
+def _render(folder: str, name: str, context: dict[str, object]) -> str:
+    try:
+        return environment(folder).get_template(name).render(context)
+    except TemplateError as e:
+        raise _located(e, name, folder) from e
+
+
+# Gmail clips an HTML part past about 102 KB, and the footer (unsubscribe) is what gets cut: stay well below.
+HTML_BUDGET = 100_000
+_inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def render_digest(
+    content: DigestContent,
+    links: Links,
+    templates_dir: str | Path | None = None,
+    subject: str | None = None,
+    postal_address: str = "",
+) -> RenderedDigest:
+    """Render a digest (with the subject frozen when it was planned, if given); source text is autoescaped, the
+    HTML's CSS inlined (media queries for dark mode and small screens stay in its <style>).
+
+    The HTML part stays under HTML_BUDGET bytes: when a digest would pass it, fewer practices per theme are
+    listed and the rest counted with the link to see them all (a TemplateProblem for a broken template)."""
+    folder = str(templates_dir or default_templates())
+    subject = subject or content.subject
+    per_section = max((len(s.practices) for s in content.sections), default=0)
+    shown = content
+    while True:
+        context = {"digest": shown, "links": links, "subject": subject, "postal_address": postal_address}
+        html = _inliner.inline(_render(folder, "digest.html", context))
+        if len(html.encode()) <= HTML_BUDGET or per_section <= 1:
+            break
+        per_section = per_section * 2 // 3
+        shown = content.listing_at_most(per_section)
+    return RenderedDigest(subject=subject, text=_render(folder, "digest.txt", context), html=html)
+
+
+def check_templates(templates_dir: str | Path | None = None) -> None:
+    """Compile every mail template; a TemplateProblem naming the template and line for the first that fails."""
+    folder = str(templates_dir or default_templates())
+    for name in ("digest.txt", "digest.html", "confirm.txt", "confirm.html", "already-subscribed.txt",
+                 "already-subscribed.html"):  # fmt: skip
+        try:
+            environment(folder).get_template(name)
+        except TemplateError as e:
+            raise _located(e, name, folder) from e
 
 
 def render_notice(name: str, context: dict[str, object], templates_dir: str | Path | None = None) -> tuple[str, str]:
     """The text and HTML bodies of a notice (``name``.txt and ``name``.html: confirm, already-subscribed)."""
-    env = environment(str(templates_dir or default_templates()))
-    return env.get_template(f"{name}.txt").render(context), env.get_template(f"{name}.html").render(context)
+    folder = str(templates_dir or default_templates())
+    return _render(folder, f"{name}.txt", context), _inliner.inline(_render(folder, f"{name}.html", context))

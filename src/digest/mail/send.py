@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
+from digest.mail.bounces import return_path
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
 from digest.mail.message import Envelope, build_message
 from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.render import Links, RenderedDigest, render_digest
+from digest.mail.render import Links, RenderedDigest, check_templates, render_digest
+from digest.mail.signing import signer_for
 from digest.mail.transport import Transport
 from digest.store.models import Digest
 from digest.subscriptions.tokens import Purpose, make_token
@@ -34,7 +37,7 @@ def links_for(settings: Settings, key: str, period: str | None = None) -> Links:
 
 def render_for(settings: Settings, content: DigestContent, links: Links, subject: str | None = None) -> RenderedDigest:
     templates = Path(settings.templates_dir) if settings.templates_dir else None
-    return render_digest(content, links, templates, subject)
+    return render_digest(content, links, templates, subject, settings.postal_address)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,11 @@ def digest_message(
         date=now,
         list_id=settings.list_id,
         unsubscribe_url=links.unsubscribe,
+        reply_to=settings.reply_to,
     )
-    return rendered, build_message(envelope, rendered.text, rendered.html)
+    message = build_message(envelope, rendered.text, rendered.html)
+    signer = signer_for(settings)
+    return rendered, signer.sign(message) if signer else message
 
 
 def message_for(settings: Settings, digest: Digest, email: str, key: str, now: datetime) -> bytes:
@@ -86,8 +92,11 @@ def deliver_due(
         return message_for(settings, digest, email, key, now)
 
     policy = DeliveryPolicy.from_settings(settings)
+    check_templates(settings.templates_dir or None)  # a broken template stops the run before any claim
     try:
-        Deliverer(factory, transport, policy, build, settings.mail_from, report, settings.batch_size, should_stop).run()
+        Deliverer(
+            factory, transport, policy, build, partial(return_path, settings), report, settings.batch_size, should_stop
+        ).run()
     finally:
         transport.close()
     return report

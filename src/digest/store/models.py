@@ -332,3 +332,22 @@ class RateWindow(Base):
     bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Bounce(Base):
+    """A delivery status notification read from the bounce mailbox: a hard (permanent) or soft (temporary)
+    failure for one subscriber's digest. ``source`` (a hash of the notification) keeps a re-read from counting
+    it twice."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (CheckConstraint("kind IN ('hard', 'soft')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), unique=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(4))
+    # The RFC 3463 status (5.1.1) and the remote server's words.
+    status: Mapped[str] = mapped_column(String(20))
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from digest import clock
 from digest.feeds.atom import build_feeds
 from digest.ingest import ingest_sources, policy_from
+from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
 from digest.mail.send import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from digest.worker.scheduler import Worker
 
 PLAN_SEND, POLL, RETRY, FEEDS = "plan-send", "poll-sources", "retry-deliveries", "build-feeds"
+BOUNCES = "read-bounces"
 # The leader's first planning run (after its first poll) is a one-off job of this id, run for this reason.
 FIRST_PLAN, START = "plan-send-start", "start"
 
@@ -50,6 +52,12 @@ def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
 
 
+def bounces_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+    report = read_bounces(worker.factory, worker.settings, worker.settings.bounce_maildir, clock.now())
+    counts = {k: v for k, v in report.as_dict().items() if k not in ("source", "skipped")}
+    return counts | {"skipped": len(report.skipped)}, None
+
+
 def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     with worker.factory() as session:
         results = build_feeds(session, worker.settings)
@@ -64,4 +72,5 @@ JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {
     RETRY: retry_job,
     POLL: poll_job,
     FEEDS: feeds_job,
+    BOUNCES: bounces_job,
 }

@@ -40,7 +40,7 @@ from digest.config import Settings
 from digest.mail.delivery import holder_id
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
-from digest.worker.jobs import FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
+from digest.worker.jobs import BOUNCES, FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
 from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
 
 
@@ -107,6 +107,9 @@ class Worker:
                           args=[POLL], id=POLL, replace_existing=True, next_run_time=now)  # fmt: skip
         scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
                           args=[RETRY], id=RETRY, replace_existing=True)  # fmt: skip
+        if self.settings.bounce_maildir:
+            scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.bounce_minutes, timezone=zone),
+                              args=[BOUNCES], id=BOUNCES, replace_existing=True)  # fmt: skip
         renew_every = self.ttl.total_seconds() / 3
         scheduler.add_job(self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease",
                           replace_existing=True)  # fmt: skip

@@ -1,0 +1,230 @@
+"""Late bounces: a VERP return path per digest, and delivery status notifications (RFC 3464) read back.
+
+Every digest leaves with an envelope sender of its own, ``local+<token>@domain`` (the token is the digest's id
+and an HMAC of it under ``secret_key``, lower-case so that an MTA that folds case keeps it). A notification
+that comes back to that address names the digest, hence the subscriber; one whose recipient was rewritten is
+matched by the returned message's Message-ID instead. A permanent failure (Action: failed, Status 5.x.x)
+counts a hard bounce (the address is suppressed at ``suppress_after_bounces``, as for a 5xx during the SMTP
+transaction); a temporary one (delayed, 4.x.x) is recorded. Anything else in the mailbox is skipped and named.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import logging
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage, Message
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import logs
+from digest.config import Settings
+from digest.errors import SourceError
+from digest.mail.delivery import count_hard_bounce
+from digest.mail.message import sender_address
+from digest.store.models import Bounce, Digest, Subscriber
+from digest.store.states import SubscriberStatus
+from digest.text.clean import header_safe
+
+events = logs.EventLog(__name__)
+_TOKEN = re.compile(r"\+([0-9a-f]{1,12})-([0-9a-f]{12})@", re.IGNORECASE)
+_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+
+
+def _mac(settings: Settings, digest_id: int) -> str:
+    return hmac.new(settings.secret_key.encode(), f"verp:{digest_id}".encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def return_path(settings: Settings, digest_id: int) -> str:
+    """The envelope sender of one digest: bounce_address (else mail_from) with +<id>-<mac> after its local part."""
+    base = settings.bounce_address or sender_address(settings.mail_from)
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{digest_id:x}-{_mac(settings, digest_id)}@{domain}"
+
+
+def digest_of(settings: Settings, address: str) -> int | None:
+    """The digest id a VERP address names, when its HMAC is ours."""
+    match = _TOKEN.search(address)
+    if not match:
+        return None
+    digest_id = int(match.group(1), 16)
+    return digest_id if hmac.compare_digest(match.group(2).lower(), _mac(settings, digest_id)) else None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one delivery status notification says about the (first failed) recipient."""
+
+    kind: str  # "hard" or "soft"
+    status: str
+    diagnostic: str
+    recipient: str
+    # Addresses the notification was delivered to (where a VERP token is), and the returned Message-ID.
+    addressed_to: tuple[str, ...]
+    message_id: str | None
+
+
+def _fields(block: Message) -> dict[str, str]:
+    return {k.lower(): " ".join(str(v).split()) for k, v in block.items()}
+
+
+def read_notification(message: EmailMessage) -> Notification | None:
+    """The failure a DSN (multipart/report; report-type=delivery-status) reports; None for any other mail and
+    for reports of success (delivered, relayed, expanded)."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if str(message.get_param("report-type", "")).lower() != "delivery-status":
+        return None
+    status_part = next((p for p in message.walk() if p.get_content_type() == "message/delivery-status"), None)
+    if status_part is None:
+        return None
+    blocks = status_part.get_payload()
+    if not isinstance(blocks, list):
+        return None
+    chosen: dict[str, str] | None = None
+    for block in blocks[1:] if len(blocks) > 1 else blocks:
+        if not isinstance(block, Message):
+            continue
+        fields = _fields(block)
+        action = fields.get("action", "").lower()
+        status = fields.get("status", "")
+        if action in ("failed", "delayed") or status[:1] in ("4", "5"):
+            chosen = fields
+            break
+    if chosen is None:
+        return None
+    code = _STATUS.search(chosen.get("status", ""))
+    action = chosen.get("action", "").lower()
+    permanent = action == "failed" if action in ("failed", "delayed") else bool(code and code.group(1) == "5")
+    returned_id = None
+    for part in message.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            headers = part.get_payload()
+            inner = headers[0] if isinstance(headers, list) and headers else None
+            if isinstance(headers, str):
+                inner = email.message_from_string(headers)
+            if isinstance(inner, Message) and inner.get("Message-ID"):
+                returned_id = str(inner["Message-ID"]).strip()
+                break
+    recipient = chosen.get("final-recipient", chosen.get("original-recipient", "")).split(";")[-1].strip()
+    addressed = tuple(
+        str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
+    )
+    return Notification(
+        kind="hard" if permanent else "soft",
+        status=code.group(0) if code else chosen.get("status", "")[:20],
+        diagnostic=header_safe(chosen.get("diagnostic-code", ""), limit=1000),
+        recipient=recipient,
+        addressed_to=addressed,
+        message_id=returned_id,
+    )
+
+
+@dataclass
+class BounceReport:
+    """What reading a bounce mailbox did."""
+
+    source: str
+    read: int = 0
+    hard: int = 0
+    soft: int = 0
+    suppressed: int = 0
+    # Counted by an earlier read of the same mailbox.
+    already: int = 0
+    # (mailbox key, why it was not counted): unrelated mail, reports of success, bounces of no digest of ours.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source, "read": self.read, "hard": self.hard, "soft": self.soft,
+            "suppressed": self.suppressed, "already": self.already,
+            "skipped": [{"key": k, "why": w} for k, w in self.skipped],
+        }  # fmt: skip
+
+
+def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    if path.is_dir():
+        if not (path / "cur").is_dir() and not (path / "new").is_dir():
+            raise SourceError(f"{path}: not a Maildir (no new/ or cur/)", "give a Maildir folder or an mbox file")
+        box: mailbox.Mailbox[mailbox.Message] = mailbox.Maildir(path, factory=None, create=False)
+    elif path.is_file():
+        box = mailbox.mbox(path, create=False)
+    else:
+        raise SourceError(f"{path}: no such Maildir or mbox", "check the path (or bounce_maildir)")
+    try:
+        for key in box.iterkeys():
+            try:
+                handle = box.get_file(key)
+                with handle:
+                    yield str(key), handle.read()
+            except (OSError, KeyError):
+                continue  # gone meanwhile (another reader moved it)
+    finally:
+        box.close()
+
+
+def _digest_for(session: Session, settings: Settings, note: Notification) -> Digest | None:
+    for address in note.addressed_to:
+        digest_id = digest_of(settings, address)
+        if digest_id is not None:
+            found = session.get(Digest, digest_id)
+            if found is not None:
+                return found
+    if note.message_id:
+        return session.scalar(select(Digest).where(Digest.message_id == note.message_id))
+    return None
+
+
+def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
+    """Read every notification in a Maildir or mbox and record it once; see the module's docstring."""
+    location = Path(path)
+    report = BounceReport(str(location))
+    for key, data in _messages(location):
+        report.read += 1
+        source = hashlib.sha256(data).hexdigest()
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        try:
+            note = read_notification(parsed)
+        except Exception as e:  # a malformed report is skipped and named, the rest are read
+            report.skipped.append((key, f"unreadable report: {type(e).__name__}: {e}"))
+            continue
+        if note is None:
+            subject = header_safe(str(parsed.get("Subject", "")), limit=80)
+            report.skipped.append((key, f"not a delivery failure report (subject {subject!r})"))
+            continue
+        with factory() as session, session.begin():
+            if session.scalar(select(Bounce.id).where(Bounce.source == source)) is not None:
+                report.already += 1
+                continue
+            digest = _digest_for(session, settings, note)
+            if digest is None:
+                whom = note.recipient or "someone"
+                report.skipped.append((key, f"a {note.kind} bounce for {whom} of no digest here"))
+                continue
+            subscriber = session.get(Subscriber, digest.subscriber_id)
+            assert subscriber is not None
+            session.add(Bounce(source=source, subscriber_id=subscriber.id, digest_id=digest.id, kind=note.kind,
+                               status=note.status, diagnostic=note.diagnostic, received_at=now))  # fmt: skip
+            error = f"late bounce {note.status}: {note.diagnostic or 'no diagnostic'}"
+            if note.kind == "hard":
+                report.hard += 1
+                session.flush()
+                if subscriber.status == SubscriberStatus.CONFIRMED:
+                    if count_hard_bounce(session.connection(), subscriber.id, error, settings.suppress_after_bounces,
+                                         now):  # fmt: skip
+                        report.suppressed += 1
+            else:
+                report.soft += 1
+        events(f"bounce.{'hard' if note.kind == 'hard' else 'soft'}", logging.WARNING, digest_id=digest.id,
+               status=note.status, diagnostic=note.diagnostic)  # fmt: skip
+    return report
