@@ -147,6 +147,16 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
         assert unsubscribe_url.startswith(base + "/unsubscribe/")
 
+        html = mail.get_body(("html",))
+        assert html is not None
+        digest_page = browser.new_context(viewport={"width": 1000, "height": 900})  # type: ignore[attr-defined]
+        shown = digest_page.new_page()
+        shown.set_content(html.get_content())
+        # The single column is at most 640 px wide however wide the window is.
+        widths = shown.evaluate("[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().width)")
+        assert max(widths[1:]) <= 640, widths
+        digest_page.close()
+
         manage_url = link(handler, address, base, "/manage/")
         page.goto(manage_url)
         assert page.get_by_role("heading", name="Your digest settings").is_visible()
