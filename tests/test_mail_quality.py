@@ -358,3 +358,26 @@ def test_a_broken_template_is_named_with_its_line_before_anything_is_sent(
     (templates / "digest.html").write_text("\n".join(html))
     preview = run_cli("preview", "ada@example.org", now="2026-11-16T09:00:00Z", **env)
     assert preview.exit_code == 1 and "digest.html, line 13" in preview.output and "no_such_variable" in preview.output
+
+
+def test_the_worker_job_reads_the_configured_bounce_maildir(
+    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str], tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from digest.worker.jobs import BOUNCES, JOBS
+
+    settings = replace(smtp_settings, bounce_maildir=str(tmp_path / "bounces"))
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, "listing-water.txt")
+    add(sessions, "ada@example.org", WATER)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    at("2026-11-16T09:00:00Z")
+    send(sessions, settings)
+    (got,) = smtp_server[0].to("ada@example.org")
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(dsn(got.sender, "ada@example.org", "failed", "5.1.1", "<x@y>", "550 5.1.1 unknown user"))
+    box.close()
+    counts, error = JOBS[BOUNCES](SimpleNamespace(factory=sessions, settings=settings))  # type: ignore[arg-type]
+    assert error is None and (counts["hard"], counts["suppressed"], counts["skipped"]) == (1, 1, 0)
