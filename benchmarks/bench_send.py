@@ -108,7 +108,7 @@ def smtp_send(subscribers: int) -> float:
     try:
         with tempfile.TemporaryDirectory() as d:
             settings, sessions = setup(Path(d), subscribers)
-            settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}")
+            settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}", secret_key="benchmark-secret-0123456789")
             clock.set_fixed_now(datetime(2026, 11, 16, 9, tzinfo=UTC))
             plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
             report = SendReport()
