@@ -381,3 +381,24 @@ def test_the_worker_job_reads_the_configured_bounce_maildir(
     box.close()
     counts, error = JOBS[BOUNCES](SimpleNamespace(factory=sessions, settings=settings))  # type: ignore[arg-type]
     assert error is None and (counts["hard"], counts["suppressed"], counts["skipped"]) == (1, 1, 0)
+
+
+def test_a_shared_encoded_body_decodes_to_each_recipients_text() -> None:
+    """Render once: the body is encoded once with slots; each recipient's values go in between soft line breaks.
+    Whatever the text and the values, lines stay within 76 characters and the body decodes to the filled text."""
+    import quopri
+    import random
+
+    from digest.mail.message import EncodedBody
+
+    slots = {"unsubscribe": "@@u@@", "manage": "@@m@@"}
+    rng = random.Random(7)
+    for _ in range(300):
+        pieces = ["".join(rng.choice('ab =é.\t\n<>"x') for _ in range(rng.randint(0, 200))) for _ in range(8)]
+        text = "".join(p + rng.choice(["@@u@@", "@@m@@", ""]) for p in pieces[: rng.randint(1, 8)])
+        values = {"unsubscribe": "https://d.test/unsubscribe/" + "A" * rng.randint(0, 200),
+                  "manage": "https://d.test/m/B=C é"}  # fmt: skip
+        encoded = EncodedBody(text, slots).fill(values)
+        assert max(len(line) for line in encoded.split(b"\n")) <= 76
+        expected = text.replace("@@u@@", values["unsubscribe"]).replace("@@m@@", values["manage"])
+        assert quopri.decodestring(encoded).decode() == expected

@@ -21,7 +21,7 @@ from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.send import plan_and_send
 from digest.mail.transport import transport_for
 from digest.store import db
-from digest.store.models import Digest, Subscriber
+from digest.store.models import Content, Digest, Subscriber
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import unsubscribe
 from tests.conftest import RecordingHandler, smtp_controller
@@ -104,7 +104,9 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_is_logged(
     plan_due(sessions, PlanPolicy.from_settings(settings), clock.now())
     with db.transaction(sessions) as s:  # frozen content damaged on disk for one digest
         ada = s.scalar(select(Subscriber.id).where(Subscriber.email == ADA))
-        s.execute(update(Digest).where(Digest.subscriber_id == ada).values(content='{"period": "2026-11-16"'))
+        s.add(Content(hash="0" * 64, body='{"period": "2026-11-16"', created_at=clock.now()))
+        s.flush()
+        s.execute(update(Digest).where(Digest.subscriber_id == ada).values(content_hash="0" * 64))
     with caplog.at_level(logging.INFO, logger="digest"):
         report = send(sessions, replace(settings, smtp_url=url))
     assert report.ok and (report.sent, report.failed) == (1, 1)

@@ -22,9 +22,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
@@ -36,7 +36,8 @@ from digest.mail.transport import (
     TemporaryFailure,
     Transport,
 )
-from digest.store.models import Digest, Resend, Subscriber
+from digest.store import counters
+from digest.store.models import Content, Digest, Resend, Subscriber, UTCDateTime
 from digest.store.states import DigestStatus, SubscriberStatus
 
 events = logs.EventLog(__name__)
@@ -134,24 +135,40 @@ def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElemen
 
 
 class RateLimiter:
-    """Spaces sends to `per_second` and stops at `per_hour`, counting what the store says went out."""
+    """The shared limits, counted in the store so that every sender (process, host) counts together:
+    `per_hour` against what went out in the last hour and what is in flight; `per_second` through a counter
+    per second (digest.store.counters)."""
 
-    def __init__(self, policy: DeliveryPolicy, sent_last_hour: int) -> None:
-        self.interval = 1.0 / policy.per_second if policy.per_second > 0 else 0.0
-        self.per_hour = policy.per_hour
-        self.sent = sent_last_hour
+    def __init__(self, policy: DeliveryPolicy, engine: Engine) -> None:
+        self.policy = policy
+        self.engine = engine
         self._last = 0.0
 
-    @property
-    def hour_full(self) -> bool:
-        return self.per_hour > 0 and self.sent >= self.per_hour
+    def hour_budget(self, now: datetime) -> int | None:
+        """How many more may be claimed this hour (None: no hourly limit)."""
+        if self.policy.per_hour <= 0:
+            return None
+        with Session(self.engine) as session:
+            in_flight = session.scalar(
+                select(func.count()).select_from(Digest).where(Digest.status == DigestStatus.SENDING)
+            )
+            return self.policy.per_hour - sent_since(session, now - timedelta(hours=1)) - (in_flight or 0)
 
     def wait(self) -> None:
-        if self.interval:
-            delay = self._last + self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._last = time.monotonic()
+        """Block until this message may go: spaced 1/per_second from this sender's last one, and within the
+        second's budget that every sender shares."""
+        if self.policy.per_second <= 0:
+            return
+        delay = self._last + 1.0 / self.policy.per_second - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        limit = max(1, int(self.policy.per_second))
+        while True:
+            with Session(self.engine) as session, session.begin():
+                if counters.take(session, "smtp:per-second", limit, timedelta(seconds=1), datetime.now(UTC)):
+                    break
+            time.sleep(max(0.01, 1 - (time.time() % 1)))
+        self._last = time.monotonic()
 
 
 def sent_since(session: Session, since: datetime) -> int:
@@ -191,38 +208,49 @@ def count_hard_bounce(conn: Connection, subscriber_id: int, error: str, limit: i
 
 @dataclass(frozen=True)
 class Pending:
-    """A due digest as read before its claim (the claim decides whether this run sends it).
+    """A digest this process has claimed, with what building its message needs (its content comes by hash)."""
 
-    Its frozen content is read with the batch: nothing a claim changes is needed to build the message.
-    """
-
-    digest: Digest
+    id: int
+    subscriber_id: int
     email: str
     # The subscriber's key, which their links are signed for.
     key: str
+    message_id: str
+    subject: str
+    period: str
+    content_hash: str
+    # Attempts so far, this claim included.
+    attempts: int
+    # The subscriber's hard bounces in a row (an accepted message clears them).
+    bounces: int = 0
 
-    @property
-    def id(self) -> int:
-        return self.digest.id
 
-    @property
-    def subscriber_id(self) -> int:
-        return self.digest.subscriber_id
-
-    @property
-    def status(self) -> str:
-        return self.digest.status
+# Digests claimed at once: one UPDATE ... RETURNING for them all. Small enough that several senders share a run
+# evenly and a dead sender's claims are few; large enough that claiming costs little per message.
+CLAIM_BATCH = 100
+# A message the server accepted is recorded at once (so a sender killed with -9 leaves only the message in
+# flight to be sent again), in one lean statement on a connection kept for the run.
+_SENT = text(
+    "UPDATE digests SET status = 'sent', sent_at = :now, claimed_by = NULL, last_error = NULL, "
+    "next_attempt_at = NULL WHERE id = :id AND claimed_by = :holder"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_CLEAR_BOUNCES = text("UPDATE subscribers SET bounces = 0 WHERE id = :id")
 
 
 class Deliverer:
-    """Sends the due digests of one run through one transport, recording every outcome."""
+    """Sends the due digests of one run through one transport, recording every outcome.
+
+    Any number of Deliverers (processes, hosts) may run on one store: each claims batches of due digests
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so they never wait for each other; one writer at a time on SQLite),
+    sends them, and records the outcomes; a digest is claimed by one of them only.
+    """
 
     def __init__(
         self,
         factory: sessionmaker[Session],
         transport: Transport,
         policy: DeliveryPolicy,
-        build: Callable[[Digest, str, str, datetime], bytes],
+        build: Callable[[Pending, str, datetime], bytes],
         return_path: Callable[[int], str],
         report: SendReport,
         batch_size: int = 500,
@@ -235,103 +263,150 @@ class Deliverer:
         # The envelope sender of each digest (VERP: bounces name the digest they are about).
         self.return_path = return_path
         self.report = report
-        self.batch_size = batch_size
-        # Asked before each claim: a stopping worker finishes the message in flight and claims no more.
+        self.claim_size = max(1, min(batch_size, CLAIM_BATCH))
+        # Asked before each message: a stopping worker finishes the message in flight and hands the rest back.
         self.should_stop = should_stop
         self.holder = holder_id()
         with factory() as session:
             engine = session.get_bind()
         assert isinstance(engine, Engine)
         self.engine = engine
+        self.limiter = RateLimiter(policy, engine)
+        self._bodies: dict[str, str] = {}
+        self._outcomes: Connection | None = None
 
     def run(self) -> None:
-        """Deliver every due digest (any period), in id order, until none is left or the run must stop."""
-        now = clock.now()
+        """Deliver every due digest (any period) until none is left, the hour's limit is reached, or the run must
+        stop; whatever this run claimed and did not send is handed back."""
+        self._sweep(clock.now())
+        with self.engine.connect() as self._outcomes:
+            if self.engine.dialect.name == "postgresql":
+                # Recording "sent" waits for no disk flush: a crash of the database itself may forget the last
+                # few milliseconds of outcomes, whose messages are then sent again with the same Message-ID.
+                self._outcomes.execute(text("SET synchronous_commit TO OFF"))
+                self._outcomes.commit()
+            self._run()
+        self._outcomes = None
+
+    def _run(self) -> None:
+        while not self.should_stop():
+            budget = self.limiter.hour_budget(clock.now())
+            if budget is not None and budget <= 0:
+                self.report.rate_limited = True
+                return
+            with self.factory() as session:
+                dead = _dead_local_holders(session)
+            batch = self._claim_batch(self.claim_size if budget is None else min(self.claim_size, budget), dead)
+            if not batch:
+                return
+            if not self._send_batch(batch):
+                return
+
+    def _send_batch(self, batch: list[Pending]) -> bool:
+        """Send a claimed batch; False when the run must stop (what is left of the batch is handed back)."""
+        self._load_bodies({p.content_hash for p in batch})
+        for n, pending in enumerate(batch):
+            if self.should_stop():
+                self._release(batch[n:])
+                return False
+            try:
+                self._deliver(pending)
+            except ServerUnavailable as e:
+                self._release(batch[n:])
+                self.report.error, self.report.hint = str(e), e.hint
+                return False
+            except Exception as e:  # a poison message: this digest fails, the run goes on
+                self._poisoned(pending, e)
+        return True
+
+    def _load_bodies(self, hashes: set[str]) -> None:
+        """The frozen contents of a batch, read once each (a run sees a handful of distinct digests)."""
+        if len(self._bodies) > 256:
+            self._bodies.clear()
+        missing = hashes - set(self._bodies)
+        if missing:
+            with self.factory() as session:
+                rows = session.execute(select(Content.hash, Content.body).where(Content.hash.in_(missing)))
+                self._bodies.update({h: b for h, b in rows})
+
+    def _sweep(self, now: datetime) -> None:
+        """Before claiming: due digests of subscribers no longer confirmed are cancelled, and digests out of
+        attempts (a process died with each of them in hand) are failed, never claimed again."""
         with self.factory() as session:
             dead = _dead_local_holders(session)
-            limiter = RateLimiter(self.policy, sent_since(session, now - timedelta(hours=1)))
-        last_id = 0
-        while True:
-            with self.factory() as session:
-                rows = session.execute(
-                    select(Digest, Subscriber.email, Subscriber.key)
-                    .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-                    .where(Digest.id > last_id, _due(clock.now(), self.policy, dead))
-                    .order_by(Digest.id)
-                    .limit(self.batch_size)
-                ).all()
-            if not rows:
-                return
-            for digest, email, key in rows:
-                last_id = digest.id
-                if self.should_stop():
-                    return
-                if limiter.hour_full:
-                    self.report.rate_limited = True
-                    return
-                pending = Pending(digest, email, key)
-                if not self._claim(pending, dead):
-                    continue
-                try:
-                    self._deliver(pending, limiter)
-                except ServerUnavailable as e:
-                    self._release(pending)
-                    self.report.error, self.report.hint = str(e), e.hint
-                    return
-                except Exception as e:  # a poison message: this digest fails, the run goes on
-                    self._poisoned(pending, e)
-            del rows, digest, pending  # let this batch go before the next one is read: one batch in memory
-
-    def _claim(self, pending: Pending, dead: list[str]) -> bool:
-        """Mark the digest `sending` by this process (committed) if still due and its subscriber confirmed."""
-        now = clock.now()
-        # Correlated, so each claim looks up one subscriber (an IN over all confirmed ones grows with the list).
+        due = _due(now, self.policy, dead)
         confirmed = (
             select(Subscriber.id)
             .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
             .exists()
         )
-        due = _due(now, self.policy, dead)
         with self.engine.begin() as conn:
-            claimed = conn.execute(
-                update(Digest)
-                .where(Digest.id == pending.id, due, confirmed, Digest.attempts < self.policy.max_attempts)
-                .values(
-                    status=DigestStatus.SENDING, claimed_by=self.holder, claimed_at=now, attempts=Digest.attempts + 1
-                )
+            self.report.cancelled += conn.execute(
+                update(Digest).where(due, ~confirmed).values(status=DigestStatus.CANCELLED, claimed_by=None)
             ).rowcount
-            if claimed:
-                return True
-            cancelled = conn.execute(
-                update(Digest)
-                .where(Digest.id == pending.id, due, ~confirmed)
-                .values(status=DigestStatus.CANCELLED, claimed_by=None)
-            ).rowcount
-            # Out of attempts (a process died with it in hand each time): failed, never claimed again.
             exhausted = conn.execute(
                 update(Digest)
-                .where(Digest.id == pending.id, due, Digest.attempts >= self.policy.max_attempts)
+                .where(due, confirmed, Digest.attempts >= self.policy.max_attempts)
                 .values(
                     status=DigestStatus.FAILED,
                     claimed_by=None,
                     last_error=func.coalesce(Digest.last_error, "")
                     + f" (gave up: {self.policy.max_attempts} attempts, the last never finished)",
                 )
-            ).rowcount
-        self.report.cancelled += cancelled
-        if exhausted:
+                .returning(Digest.id)
+            ).all()
+        for (digest_id,) in exhausted:
             self.report.failed += 1
-            self.report.errors.append(f"{pending.email}: gave up after {self.policy.max_attempts} attempts")
-            events("digest.failed", logging.ERROR, digest_id=pending.id, email=pending.email, reason="out of attempts")
-        return False
+            self.report.errors.append(f"digest {digest_id}: gave up after {self.policy.max_attempts} attempts")
+            events("digest.failed", logging.ERROR, digest_id=digest_id, reason="out of attempts")
 
-    def _deliver(self, pending: Pending, limiter: RateLimiter) -> None:
-        message = self.build(pending.digest, pending.email, pending.key, clock.now())
+    def _claim_batch(self, limit: int, dead: list[str]) -> list[Pending]:
+        """Mark up to ``limit`` due digests of confirmed subscribers `sending` by this process, in one committed
+        UPDATE; other senders skip the rows this one is claiming (PostgreSQL) or wait their turn (SQLite)."""
+        now = clock.now()
+        candidates = (
+            select(Digest.id)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(
+                _due(now, self.policy, dead),
+                Subscriber.status == SubscriberStatus.CONFIRMED,
+                Digest.attempts < self.policy.max_attempts,
+            )
+            .order_by(Digest.id)
+            .limit(limit)
+        )
+        if self.engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True, of=Digest)
+        with self.engine.begin() as conn:
+            claimed = conn.execute(
+                update(Digest)
+                .where(Digest.id.in_(candidates.scalar_subquery()))
+                .values(status=DigestStatus.SENDING, claimed_by=self.holder, claimed_at=now,
+                        attempts=Digest.attempts + 1)
+                .returning(Digest.id, Digest.subscriber_id, Digest.message_id, Digest.subject, Digest.period,
+                           Digest.content_hash, Digest.attempts)
+            ).all()  # fmt: skip
+            if not claimed:
+                return []
+            rows = conn.execute(
+                select(Subscriber.id, Subscriber.email, Subscriber.key, Subscriber.bounces).where(
+                    Subscriber.id.in_({row.subscriber_id for row in claimed})
+                )
+            )
+            who = {sid: (email, key, bounces) for sid, email, key, bounces in rows}
+        return sorted(
+            (Pending(row.id, row.subscriber_id, *who[row.subscriber_id][:2], row.message_id, row.subject, row.period,
+                     row.content_hash, row.attempts, who[row.subscriber_id][2]) for row in claimed),
+            key=lambda p: p.id,
+        )  # fmt: skip
+
+    def _deliver(self, pending: Pending) -> None:
+        message = self.build(pending, self._bodies[pending.content_hash], clock.now())
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
-            limiter.wait()
+            self.limiter.wait()
             try:
                 self.transport.send(self.return_path(pending.id), pending.email, message)
             except TemporaryFailure as e:
@@ -343,11 +418,10 @@ class Deliverer:
             except MessageRejected as e:
                 self._fail(pending, str(e))
                 return
-            limiter.sent += 1
             self._sent(pending)
             return
         assert last is not None
-        self._defer(pending, pending.digest.attempts + 1, str(last))  # read before the claim, which counts one
+        self._defer(pending, pending.attempts, str(last))
 
     def _finish(self, digest_id: int, status: DigestStatus, **values: object) -> None:
         """Record an outcome other than sent, if the claim is still ours (an unsubscribe may have cancelled it)."""
@@ -370,19 +444,14 @@ class Deliverer:
         self._fail(pending, f"could not build or send this digest: {type(error).__name__}: {error}")
 
     def _sent(self, pending: Pending) -> None:
-        now = clock.now()
-        with self.engine.begin() as conn:
-            # By id and holder, not state: an unsubscribe that cancelled it in flight does not hide a sent message.
-            conn.execute(
-                update(Digest)
-                .where(Digest.id == pending.id, Digest.claimed_by == self.holder)
-                .values(status=DigestStatus.SENT, sent_at=now, claimed_by=None, last_error=None, next_attempt_at=None)
-            )
-            conn.execute(
-                update(Subscriber)
-                .where(Subscriber.id == pending.subscriber_id, Subscriber.bounces > 0)
-                .values(bounces=0)  # bounces count in a row: an accepted message clears them
-            )
+        """Record an accepted message at once. By id and holder, not state: an unsubscribe that cancelled it in
+        flight does not hide a sent message."""
+        conn = self._outcomes
+        assert conn is not None
+        conn.execute(_SENT, {"id": pending.id, "holder": self.holder, "now": clock.now()})
+        if pending.bounces:
+            conn.execute(_CLEAR_BOUNCES, {"id": pending.subscriber_id})
+        conn.commit()
         self.report.sent += 1
 
     def _defer(self, pending: Pending, attempts: int, error: str) -> None:
@@ -412,7 +481,23 @@ class Deliverer:
                suppressed=bool(suppressed))  # fmt: skip
         self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
 
-    def _release(self, pending: Pending) -> None:
-        """Hand a claimed digest back untouched: the run stops for a reason that is not this digest's."""
-        back = DigestStatus.DEFERRED if pending.status == DigestStatus.DEFERRED else DigestStatus.PLANNED
-        self._finish(pending.id, back, attempts=Digest.attempts - 1)
+    def _release(self, pending: list[Pending]) -> None:
+        """Hand claimed digests back untouched (the run stops for a reason that is not theirs): planned, or
+        deferred when they were, and the claim's attempt not counted."""
+        if not pending:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Digest)
+                .where(
+                    Digest.id.in_([p.id for p in pending]),
+                    Digest.status == DigestStatus.SENDING,
+                    Digest.claimed_by == self.holder,
+                )
+                .values(
+                    status=case((Digest.next_attempt_at.is_(None), DigestStatus.PLANNED.value),
+                                else_=DigestStatus.DEFERRED.value),
+                    claimed_by=None,
+                    attempts=Digest.attempts - 1,
+                )
+            )  # fmt: skip

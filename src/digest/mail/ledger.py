@@ -54,11 +54,11 @@ def resend(
                 f"{subscriber.email}: the digest of {digest.period} is {digest.status}, not sent",
                 "`digest send` delivers planned and deferred digests; a resend is for one that was sent",
             )
-        email_address, key = subscriber.email, subscriber.key
+        email_address, key, body = subscriber.email, subscriber.key, digest.content
     message_id = new_message_id(f"{digest.period}.resend", digest.subscriber_id, settings.id_domain)
     now = clock.now()
     to = Addressed(key, email_address, message_id, digest.subject, digest.period)
-    _, message = digest_message(settings, DigestContent.from_json(digest.content), to, now)
+    _, message = digest_message(settings, DigestContent.from_json(body), to, now)
     try:
         transport.send(return_path(settings, digest.id), email_address, message)
     except TransportError as e:

@@ -9,11 +9,13 @@ Every header is ASCII but To for an address with a non-ASCII local part (RFC 653
 from __future__ import annotations
 
 import quopri
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 from digest.mail.addresses import wire_address
 from digest.text.clean import header_safe
@@ -36,6 +38,7 @@ class Envelope:
     reply_to: str = ""
 
 
+@lru_cache(maxsize=64)
 def sender_address(mail_from: str) -> str:
     """The bare address of a From value (the SMTP envelope sender)."""
     return parseaddr(mail_from)[1]
@@ -46,21 +49,78 @@ def _encoded(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8", header_name="Subject").encode()
 
 
+@lru_cache(maxsize=64)
 def _from_header(mail_from: str) -> str:
     name, address = parseaddr(header_safe(mail_from))
     return formataddr((name, address), charset="utf-8")
 
 
-def _body(content_type: str, text: str) -> bytes:
+def _qp(text: str) -> bytes:
+    """Quoted-printable, every line within 76 characters (binascii lets an encoded trailing tab or space run a
+    line to 78; such lines get one more soft break)."""
     encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
+    lines = encoded.split(b"\n")
+    if all(len(line) <= 76 for line in lines):
+        return encoded
+    return b"\n".join(_rebreak(line) for line in lines)
+
+
+def _rebreak(line: bytes) -> bytes:
+    """One encoded line split by soft breaks into pieces of at most 76 characters, never inside an escape."""
+    out = []
+    while len(line) > 76:
+        cut = 75
+        while b"=" in line[cut - 2 : cut]:
+            cut -= 1
+        out.append(line[:cut] + b"=")
+        line = line[cut:]
+    out.append(line)
+    return b"\n".join(out)
+
+
+def _body(content_type: str, encoded: bytes) -> bytes:
     return (
         f'Content-Type: {content_type}; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'.encode()
         + encoded
     )
 
 
-def build_message(envelope: Envelope, text: str, html: str) -> bytes:
-    """A multipart/alternative message (text first, HTML last) as bytes with LF line ends."""
+class EncodedBody:
+    """A body encoded once (quoted-printable) with slots filled per message: for a rendering shared by many
+    recipients, only the short per-recipient values are encoded again. Each filled value sits between soft line
+    breaks, so every encoded line stays within 76 characters and the body decodes to the text with the values
+    in place of the slots."""
+
+    def __init__(self, text: str, slots: dict[str, str]) -> None:
+        pattern = "(" + "|".join(re.escape(marker) for marker in slots.values()) + ")"
+        names = {marker: name for name, marker in slots.items()}
+        self.parts: list[bytes | str] = [
+            names[piece] if n % 2 else _qp(piece) for n, piece in enumerate(re.split(pattern, text)) if piece or n % 2
+        ]
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        out: list[bytes] = []
+        for n, part in enumerate(self.parts):
+            piece = part if isinstance(part, bytes) else _qp(values[part])
+            out.append(_soft_end(piece) if n + 1 < len(self.parts) else piece)
+        return b"".join(out)
+
+
+def _soft_end(encoded: bytes) -> bytes:
+    """``encoded`` ending in a soft line break, its last line kept within 76 characters with the "="."""
+    head, _, last = encoded.rpartition(b"\n")
+    prefix = head + b"\n" if _ else b""
+    if len(last) > 75:
+        cut = 72
+        while b"=" in last[cut - 2 : cut]:  # never inside an =XX escape
+            cut -= 1
+        last = last[:cut] + b"=\n" + last[cut:]
+    return prefix + last + b"=\n"
+
+
+def build_message(envelope: Envelope, text: str | bytes, html: str | bytes) -> bytes:
+    """A multipart/alternative message (text first, HTML last) as bytes with LF line ends; a body given as bytes
+    is quoted-printable already."""
     boundary = "=_digest_" + secrets.token_hex(12)
     headers = [
         ("From", _from_header(envelope.mail_from)),
@@ -90,8 +150,8 @@ def build_message(envelope: Envelope, text: str, html: str) -> bytes:
         head
         + b"\nThis is a multipart message in MIME format."
         + sep
-        + _body("text/plain", text)
+        + _body("text/plain", text if isinstance(text, bytes) else _qp(text))
         + sep
-        + _body("text/html", html)
+        + _body("text/html", html if isinstance(html, bytes) else _qp(html))
         + f"\n--{boundary}--\n".encode()
     )

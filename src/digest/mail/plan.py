@@ -9,6 +9,7 @@ with everything new, never a burst. What goes in a digest (``digest.mail.compose
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from digest.mail.compose import DigestContent, NewMembership, NewMemberships, Pr
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK
-from digest.store.models import Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
+from digest.store.models import Content, Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.text.links import safe_link
 
@@ -63,6 +64,19 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
                 p.summary_html, tuple(names[p.id]),
             )  # fmt: skip
     return out
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A digest's content, its JSON (stored once in `contents`), the JSON's SHA-256, and its ledger rows."""
+
+    content: DigestContent
+    body: str
+    hash: str
+    rows: list[tuple[int, int, bool]]
+
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,7 @@ class PlanningContext:
     def __init__(self, session: Session, low: int, hwm: int) -> None:
         self.hwm = hwm
         self._slots: dict[Choice, tuple[str, datetime]] = {}
+        self._frozen: dict[tuple[object, ...], Frozen | None | object] = {}
         self.new = load_new_memberships(session, low, hwm)
         added: dict[int, datetime] = {}
         for practice_id, added_at in session.execute(
@@ -194,6 +209,25 @@ class PlanningContext:
         self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
     ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
         return compose(key, subscriptions, self.new, already_sent, self.practices, self.themes, cap)
+
+    def frozen_for(
+        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
+    ) -> Frozen | None:
+        """compose_for, frozen (JSON and its hash), computed once for everyone with the same themes, cursors and
+        ledger in a slot: most subscribers share a handful of digests. The memo is bounded."""
+        memo_key = (key, tuple(sorted(subscriptions)), frozenset(already_sent), cap)
+        found = self._frozen.get(memo_key, _MISSING)
+        if found is _MISSING:
+            result = self.compose_for(key, subscriptions, already_sent, cap)
+            if result is None:
+                found = None
+            else:
+                body = result[0].to_json()
+                found = Frozen(result[0], body, hashlib.sha256(body.encode()).hexdigest(), result[1])
+            if len(self._frozen) >= 4096:
+                self._frozen.pop(next(iter(self._frozen)))
+            self._frozen[memo_key] = found
+        return found  # type: ignore[return-value]
 
 
 def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> PlanReport:
@@ -253,17 +287,23 @@ def _plan_batch(
             )
         ):
             sent[sub_id].add(practice_id)
-    planned: list[tuple[int, str, DigestContent, list[tuple[int, int, bool]]]] = []
+    planned: list[tuple[int, str, Frozen]] = []
     next_due: list[dict[str, object]] = []
     for row in rows:
         key, due_next = context.slots(choice_of(row), policy.defaults, now)
         next_due.append({"id": row.id, "next_due_at": due_next})
-        result = context.compose_for(key, subscriptions[row.id], sent[row.id], policy.cap)
-        if result is None:
+        frozen = context.frozen_for(key, subscriptions[row.id], sent[row.id], policy.cap)
+        if frozen is None:
             report.empty += 1
         else:
-            planned.append((row.id, key, *result))
+            planned.append((row.id, key, frozen))
     if planned:
+        # Each distinct content once (a content already stored, by this batch or another planner, is kept).
+        bodies = {f.hash: f.body for _, _, f in planned}
+        session.execute(
+            _insert_ignoring_conflicts(session, Content),
+            [{"hash": h, "body": b, "created_at": now} for h, b in bodies.items()],
+        )
         # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest. A
         # digest some other planner already holds for that slot is passed over (no row back), never an error.
         digest_ids = dict(
@@ -275,20 +315,20 @@ def _plan_batch(
                         "period": key,
                         "status": DigestStatus.PLANNED,
                         "message_id": new_message_id(key, subscriber_id, policy.id_domain),
-                        "subject": content.subject,
-                        "content": content.to_json(),
+                        "subject": frozen.content.subject,
+                        "content_hash": frozen.hash,
                         "planned_at": now,
                         "attempts": 0,
                     }
-                    for subscriber_id, key, content, _ in planned
+                    for subscriber_id, key, frozen in planned
                 ],
             ).all()
         )
         entries = [
             {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t, "summarised": more}
-            for sid, _, _, rows_ in planned
+            for sid, _, frozen in planned
             if sid in digest_ids
-            for p, t, more in rows_
+            for p, t, more in frozen.rows
         ]
         if entries:
             session.execute(insert(LedgerEntry), entries)
@@ -301,7 +341,7 @@ def _plan_batch(
     )
 
 
-def _insert_ignoring_conflicts(session: Session, table: type[Digest]) -> Any:
+def _insert_ignoring_conflicts(session: Session, table: type[Digest] | type[Content]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it)."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql_insert(table).on_conflict_do_nothing()

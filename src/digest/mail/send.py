@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,13 +15,12 @@ from digest import clock
 from digest.config import Settings
 from digest.mail.bounces import return_path
 from digest.mail.compose import DigestContent
-from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
-from digest.mail.message import Envelope, build_message
+from digest.mail.delivery import Deliverer, DeliveryPolicy, Pending, SendReport
+from digest.mail.message import EncodedBody, Envelope, build_message
 from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.render import Links, RenderedDigest, check_templates, render_digest
 from digest.mail.signing import signer_for
 from digest.mail.transport import Transport
-from digest.store.models import Digest
 from digest.subscriptions.tokens import Purpose, make_token
 
 
@@ -73,10 +73,53 @@ def digest_message(
     return rendered, signer.sign(message) if signer else message
 
 
-def message_for(settings: Settings, digest: Digest, email: str, key: str, now: datetime) -> bytes:
-    """The planned digest's message, from its frozen content, with its fixed Message-ID."""
-    to = Addressed(key, email, digest.message_id, digest.subject, digest.period)
-    return digest_message(settings, DigestContent.from_json(digest.content), to, now)[1]
+# What stands for the per-recipient links in a rendering shared by everyone with the same digest: tokens that
+# HTML escaping, CSS inlining and text wrapping leave alone, replaced in each recipient's copy.
+_SLOTS = {"unsubscribe": "@@digest-unsubscribe@@", "manage": "@@digest-manage@@", "view": "@@digest-view@@"}
+
+
+class MessageFactory:
+    """Builds each recipient's message from one rendering per distinct content (render once): only the address,
+    Message-ID, date and the signed links differ per message. The renderings kept are bounded."""
+
+    def __init__(self, settings: Settings, keep: int = 64) -> None:
+        self.settings = settings
+        self.keep = keep
+        self.signer = signer_for(settings)
+        self._rendered: OrderedDict[tuple[str, str], tuple[str, EncodedBody, EncodedBody]] = OrderedDict()
+
+    def _shared(self, content_hash: str, subject: str, body: str) -> tuple[str, EncodedBody, EncodedBody]:
+        """The subject and both bodies, rendered and encoded once per distinct content."""
+        key = (content_hash, subject)
+        found = self._rendered.get(key)
+        if found is None:
+            placeholders = Links(self.settings.base_url, **_SLOTS)
+            rendered = render_for(self.settings, DigestContent.from_json(body), placeholders, subject)
+            found = (rendered.subject, EncodedBody(rendered.text, _SLOTS), EncodedBody(rendered.html, _SLOTS))
+            self._rendered[key] = found
+            if len(self._rendered) > self.keep:
+                self._rendered.popitem(last=False)
+        else:
+            self._rendered.move_to_end(key)
+        return found
+
+    def build(self, pending: Pending, body: str, now: datetime) -> bytes:
+        """The message of a claimed digest, with its fixed Message-ID and its recipient's links."""
+        subject, text, html = self._shared(pending.content_hash, pending.subject, body)
+        links = links_for(self.settings, pending.key, pending.period)
+        values = {name: getattr(links, name) for name in _SLOTS}
+        envelope = Envelope(
+            mail_from=self.settings.mail_from,
+            to=pending.email,
+            subject=subject,
+            message_id=pending.message_id,
+            date=now,
+            list_id=self.settings.list_id,
+            unsubscribe_url=links.unsubscribe,
+            reply_to=self.settings.reply_to,
+        )
+        message = build_message(envelope, text.fill(values), html.fill(values))
+        return self.signer.sign(message) if self.signer else message
 
 
 def deliver_due(
@@ -88,12 +131,10 @@ def deliver_due(
 ) -> SendReport:
     """Send every digest that is due (planned, deferred and due again, or abandoned by a dead process)."""
 
-    def build(digest: Digest, email: str, key: str, now: datetime) -> bytes:
-        return message_for(settings, digest, email, key, now)
-
     policy = DeliveryPolicy.from_settings(settings)
     check_templates(settings.templates_dir or None)  # a broken template stops the run before any claim
     try:
+        build = MessageFactory(settings).build
         Deliverer(
             factory, transport, policy, build, partial(return_path, settings), report, settings.batch_size, should_stop
         ).run()

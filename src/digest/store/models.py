@@ -199,8 +199,9 @@ class Digest(Base):
     status: Mapped[str] = mapped_column(String(20), default=DigestStatus.PLANNED, index=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
-    # The frozen content (JSON of digest.mail.plan.DigestContent); rendering reads only this.
-    content: Mapped[str] = mapped_column(Text)
+    # The frozen content (JSON of digest.mail.compose.DigestContent), stored once per distinct content: every
+    # digest with the same practices in the same slot points at one row of `contents`.
+    content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash"), index=True)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Claims for sending (each run that tried it once counts one).
@@ -213,6 +214,23 @@ class Digest(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     subscriber: Mapped[Subscriber] = relationship()
+    frozen: Mapped[Content] = relationship()
+
+    @property
+    def content(self) -> str:
+        """The frozen content's JSON; rendering reads only this."""
+        return self.frozen.body
+
+
+class Content(Base):
+    """A digest's frozen content, content-addressed: its SHA-256 is its key, so it is stored once however many
+    digests carry it (everyone with the same themes gets the same digest in a slot)."""
+
+    __tablename__ = "contents"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Resend(Base):

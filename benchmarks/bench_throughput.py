@@ -1,0 +1,169 @@
+"""Throughput: `digest send` end to end (plan, render, SMTP, ledger) into Postfix's smtp-sink, against Postfix's own
+smtp-source sending the same number of messages of the same size into the same sink, in the same run.
+
+Prints both rates and their ratio, on SQLite (one sender) and on PostgreSQL (four senders: `--processes 4`).
+Needs Debian's postfix (smtp-sink, smtp-source; `make system-packages` does not install it: apt-get install
+postfix) and, for the PostgreSQL half, PostgreSQL on 127.0.0.1:5432 (or DIGEST_TEST_POSTGRES).
+
+    .venv/bin/python benchmarks/bench_throughput.py [N]        # N subscribers, 10,000 by default
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, select, text
+
+from digest.store import db
+from digest.store.models import Subscriber, Subscription, Theme
+
+SERVER = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+THEMES = ["Water and Sanitation", "Urban Resilience", "Decent Work"]
+WORDS = ("Community water kiosks sell clean water at a fair price and train local women to run them, "
+         "with the city paying for the pipes and the utility for the meters. ")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def export(path: Path) -> None:
+    """Ten practices per theme, each with a summary of about 800 characters: digests of ~20-25 KB."""
+    practices = [
+        {"id": f"p-{t}-{i}", "title": f"Practice {i} of {theme}: neighbourhood committees that get things done",
+         "summary": (WORDS * 5)[:800], "url": f"https://practices.example.org/p/{t}/{i}", "themes": [theme],
+         "submitted_by": "Ms. Jana NOVÁKOVÁ"}
+        for t, theme in enumerate(THEMES) for i in range(10)
+    ]  # fmt: skip
+    path.write_text(json.dumps({"practices": practices}), encoding="utf-8")
+
+
+def prepare(workdir: Path, database_url: str, smtp_url: str, subscribers: int) -> dict[str, str]:
+    config = workdir / "digest.toml"
+    config.write_text(
+        f'database_url = "{database_url}"\nsmtp_url = "{smtp_url}"\nsecret_key = "bench-secret-0123456789abcdef"\n'
+        f'base_url = "https://digest.example.org"\noutbox_dir = "{workdir / "outbox"}"\nfeeds_dir = "{workdir}"\n'
+        "batch_size = 500\nmax_attempts = 6\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    now = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    sessions = db.session_factory(engine)
+    with sessions() as s, s.begin():
+        for name in THEMES:
+            s.add(Theme(name=name, slug=name.lower().replace(" ", "-"), created_at=now))
+    with sessions() as s, s.begin():
+        themes = list(s.scalars(select(Theme.id).order_by(Theme.id)))
+        for start in range(0, subscribers, 5000):
+            s.execute(insert(Subscriber), [
+                {"email": f"reader{i}@example.org", "status": "confirmed", "created_at": now, "confirmed_at": now}
+                for i in range(start, min(subscribers, start + 5000))
+            ])  # fmt: skip
+        ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+        # Seven different theme choices, so seven different digests.
+        choices = [[0], [1], [2], [0, 1], [1, 2], [0, 2], [0, 1, 2]]
+        rows = [{"subscriber_id": sid, "theme_id": themes[t], "created_at": now, "cursor": 0}
+                for n, sid in enumerate(ids) for t in choices[n % 7]]  # fmt: skip
+        for start in range(0, len(rows), 10_000):
+            s.execute(insert(Subscription), rows[start : start + 10_000])
+    engine.dispose()
+    export(workdir / "export.json")
+    subprocess.run([sys.executable, "-m", "digest", "ingest", str(workdir / "export.json")], env=env | {
+        "DIGEST_NOW": "2026-11-12T10:00:00Z"}, check=True, capture_output=True)  # fmt: skip
+    return env
+
+
+def message_size(env: dict[str, str]) -> int:
+    eml = subprocess.run([sys.executable, "-m", "digest", "preview", "reader6@example.org", "--eml"],
+                         env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"}, check=True, capture_output=True).stdout  # fmt: skip
+    return len(eml)
+
+
+class Sink:
+    """Postfix's smtp-sink on a free loopback port (it accepts and discards everything)."""
+
+    def __enter__(self) -> Sink:
+        self.port = free_port()
+        self.process = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{self.port}", "1000"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("smtp-sink did not start")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def digest_send(env: dict[str, str], processes: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    extra = ["--processes", str(processes)] if processes > 1 else []
+    done = subprocess.run([sys.executable, "-m", "digest", "send", "--json", *extra],
+                          env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"}, capture_output=True, text=True)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return elapsed, int(json.loads(done.stdout)["sent"])
+
+
+def smtp_source(port: int, count: int, size: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(["/usr/sbin/smtp-source", "-s", "1", "-m", str(count), "-l", str(size), "-f", "bench@example.org",
+                    "-t", "reader@example.org", f"127.0.0.1:{port}"], check=True, capture_output=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def run(label: str, database_url: str, subscribers: int, processes: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
+        env = prepare(Path(tmp), database_url, f"smtp://127.0.0.1:{sink.port}", subscribers)
+        size = message_size(env)
+        elapsed, sent = digest_send(env, processes)
+        reference = smtp_source(sink.port, sent, size)
+    ours, theirs = sent / elapsed, sent / reference
+    print(f"{label:34} {sent:>7} msgs of {size / 1024:5.1f} KB   digest send {ours:7.0f}/s ({elapsed:6.1f} s)   "
+          f"smtp-source {theirs:7.0f}/s ({reference:5.1f} s)   ratio {ours / theirs:4.2f}")  # fmt: skip
+
+
+def main() -> None:
+    subscribers = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    if not shutil.which("/usr/sbin/smtp-sink"):
+        sys.exit("needs Postfix's smtp-sink and smtp-source: apt-get install postfix")
+    print(f"{subscribers} subscribers, 7 distinct digests; plan + render + SMTP + ledger vs smtp-source -s 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        run("SQLite, 1 sender", f"sqlite:///{Path(tmp) / 'bench.db'}", subscribers, 1)
+    name = "digest_bench_" + secrets.token_hex(4)
+    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as e:  # no PostgreSQL here: the SQLite figures stand alone
+        print(f"PostgreSQL not reachable at {SERVER}: {e}")
+        return
+    try:
+        run("PostgreSQL, 4 senders (--processes 4)", f"{SERVER}/{name}", subscribers, 4)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
