@@ -15,9 +15,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -77,6 +77,11 @@ class Frozen:
 
 
 _MISSING = object()
+# Each subscriber's next due time, in one executemany per batch (Core: no ORM bookkeeping per row).
+_SUBSCRIBERS, _LEDGER = cast(Table, Subscriber.__table__), cast(Table, LedgerEntry.__table__)
+_SET_NEXT_DUE = (
+    update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.id == bindparam("row_id")).values(next_due_at=bindparam("due"))
+)
 
 
 @dataclass(frozen=True)
@@ -148,11 +153,11 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
             ).all()
             if not rows:
                 return placed
-            session.execute(
-                update(Subscriber),
+            session.connection().execute(
+                _SET_NEXT_DUE,
                 [
-                    {"id": r.id, "next_due_at": first_due(schedule_of(choice_of(r), policy.defaults),
-                                                          r.last_period, now)}  # fmt: skip
+                    {"row_id": r.id, "due": first_due(schedule_of(choice_of(r), policy.defaults),
+                                                      r.last_period, now)}  # fmt: skip
                     for r in rows
                 ],
             )
@@ -291,7 +296,7 @@ def _plan_batch(
     next_due: list[dict[str, object]] = []
     for row in rows:
         key, due_next = context.slots(choice_of(row), policy.defaults, now)
-        next_due.append({"id": row.id, "next_due_at": due_next})
+        next_due.append({"row_id": row.id, "due": due_next})
         frozen = context.frozen_for(key, subscriptions[row.id], sent[row.id], policy.cap)
         if frozen is None:
             report.empty += 1
@@ -331,9 +336,10 @@ def _plan_batch(
             for p, t, more in frozen.rows
         ]
         if entries:
-            session.execute(insert(LedgerEntry), entries)
+            # Core, not the ORM's bulk insert: a run writes a ledger row per subscriber and practice.
+            session.connection().execute(insert(_LEDGER), entries)
         report.planned += len(digest_ids)
-    session.execute(update(Subscriber), next_due)
+    session.connection().execute(_SET_NEXT_DUE, next_due)
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)

@@ -123,7 +123,7 @@ class SmtpTransport:
                         "use a server that offers SMTPUTF8 (Postfix: smtputf8_enable = yes), or an ASCII address",
                     )
                 options = ["SMTPUTF8"]
-            self._conn.sendmail(sender, [rcpt.address], wire, mail_options=options)
+            _transaction(self._conn, sender, rcpt.address, wire, options)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = e.recipients.get(rcpt.address, (550, b"refused"))
             text = f"{code} {_reply(reply)}"
@@ -166,6 +166,62 @@ class SmtpTransport:
             except (OSError, smtplib.SMTPException):
                 pass
             self._conn = None
+
+
+def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> None:
+    """MAIL, RCPT, DATA and the message, as smtplib's sendmail does, raising the same exceptions; but with the
+    three commands in one write when the server offers PIPELINING (RFC 2920: two waits per message instead of
+    four), and the message's leading dots doubled with a bytes replace instead of a regular expression."""
+    conn.ehlo_or_helo_if_needed()
+    if conn.does_esmtp and conn.has_extn("size"):
+        options = [*options, f"SIZE={len(wire)}"]
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    mail = f"MAIL FROM:<{sender}>{''.join(' ' + o for o in options)}\r\n".encode(encoding)
+    rcpt = f"RCPT TO:<{recipient}>\r\n".encode(encoding)
+    if conn.has_extn("pipelining"):
+        conn.send(mail + rcpt + b"DATA\r\n")
+        replies = [conn.getreply(), conn.getreply(), conn.getreply()]
+    else:
+        conn.send(mail)
+        replies = [conn.getreply()]
+        if replies[0][0] == 250:
+            conn.send(rcpt)
+            replies.append(conn.getreply())
+            if replies[1][0] in (250, 251):
+                conn.send(b"DATA\r\n")
+                replies.append(conn.getreply())
+    (mail_code, mail_reply), *rest = replies
+    if mail_code != 250:
+        _reset(conn, data_open=len(rest) == 2 and rest[1][0] == 354)
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+    rcpt_code, rcpt_reply = rest[0]
+    if rcpt_code not in (250, 251):
+        _reset(conn, data_open=len(rest) == 2 and rest[1][0] == 354)
+        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
+    data_code, data_reply = rest[1]
+    if data_code != 354:
+        _reset(conn, data_open=False)
+        raise smtplib.SMTPDataError(data_code, data_reply)
+    body = wire.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    conn.send(body + b".\r\n")
+    code, reply = conn.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(conn: smtplib.SMTP, data_open: bool) -> None:
+    """Back to a clean session after a refused command (ending a DATA a broken server opened anyway)."""
+    try:
+        if data_open:
+            conn.send(b".\r\n")
+            conn.getreply()
+        conn.rset()
+    except (OSError, smtplib.SMTPException):
+        pass
 
 
 def _reply(reply: bytes | str) -> str:
