@@ -26,3 +26,8 @@ def parse_instant(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def fixed_now() -> datetime | None:
+    """The instant set by set_fixed_now (DIGEST_NOW), or None when the clock is the real one."""
+    return _fixed

@@ -16,7 +16,7 @@ from digest.mail.delivery import SendReport
 from digest.mail.ledger import resend
 from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.render import check_templates
-from digest.mail.send import Addressed, digest_message, plan_and_send
+from digest.mail.send import Addressed, digest_message, plan_and_send, send_in_processes
 from digest.mail.transport import transport_for
 from digest.store import db, queries
 from digest.store.states import DigestStatus
@@ -49,19 +49,29 @@ def print_feed_errors(results: list[FeedResult]) -> None:
 
 
 @cli.command()
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Sender processes side by side, each with its own SMTP connection.")  # fmt: skip
 @json_option
 @pass_app
 @handle_errors
-def send(app: App, as_json: bool) -> None:
+def send(app: App, processes: int, as_json: bool) -> None:
     """Plan a digest for every subscriber who is due (once per slot) and send every digest that is due.
 
     Due: planned, deferred and due again, or left half-sent by a process that died. Exits 1 when the SMTP
-    server cannot be reached (everything not sent stays pending).
+    server cannot be reached (everything not sent stays pending). Any number of `digest send` may run at
+    once, here or on other hosts: they share the work.
 
-    Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send
+    Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send --processes 4
     """
     transport = transport_for(app.settings)
-    report = plan_and_send(app.sessions, app.settings, transport)
+    if processes > 1:
+        if app.engine.dialect.name == "sqlite":
+            click.echo(f"note: on SQLite the {processes} senders take turns writing (one writer at a time); "
+                       "PostgreSQL lets them work side by side", err=True)  # fmt: skip
+        transport.close()
+        report = send_in_processes(app.sessions, app.settings, processes)
+    else:
+        report = plan_and_send(app.sessions, app.settings, transport)
     print_send(report, transport.describe(), as_json)
     if not report.ok:
         sys.exit(1)

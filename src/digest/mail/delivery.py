@@ -134,6 +134,11 @@ def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElemen
     )
 
 
+def has_due(session: Session, now: datetime, policy: DeliveryPolicy) -> bool:
+    """Whether any digest is waiting to be sent now (cheap: stops at the first)."""
+    return session.scalar(select(Digest.id).where(_due(now, policy, [])).limit(1)) is not None
+
+
 class RateLimiter:
     """The shared limits, counted in the store so that every sender (process, host) counts together:
     `per_hour` against what went out in the last hour and what is in flight; `per_second` through a counter
@@ -144,11 +149,12 @@ class RateLimiter:
         self.engine = engine
         self._last = 0.0
 
-    def hour_budget(self, now: datetime) -> int | None:
-        """How many more may be claimed this hour (None: no hourly limit)."""
+    def hour_budget(self, now: datetime, conn: Connection | None = None) -> int | None:
+        """How many more may be claimed this hour: the limit less what went out in the last hour and what is in
+        flight (None: no hourly limit). Read on ``conn`` when given (inside the claim's transaction)."""
         if self.policy.per_hour <= 0:
             return None
-        with Session(self.engine) as session:
+        with Session(conn or self.engine) as session:
             in_flight = session.scalar(
                 select(func.count()).select_from(Digest).where(Digest.status == DigestStatus.SENDING)
             )
@@ -225,6 +231,8 @@ class Pending:
     bounces: int = 0
 
 
+# pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
+RATE_LOCK = 0x64696765_7376
 # Digests claimed at once: one UPDATE ... RETURNING for them all. Small enough that several senders share a run
 # evenly and a dead sender's claims are few; large enough that claiming costs little per message.
 CLAIM_BATCH = 100
@@ -375,9 +383,17 @@ class Deliverer:
             .order_by(Digest.id)
             .limit(limit)
         )
-        if self.engine.dialect.name == "postgresql":
+        postgres = self.engine.dialect.name == "postgresql"
+        if postgres:
             candidates = candidates.with_for_update(skip_locked=True, of=Digest)
         with self.engine.begin() as conn:
+            if postgres and self.policy.per_hour > 0:
+                # The hour's budget is read and spent by one sender at a time, on every host: never over it.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RATE_LOCK})
+                budget = self.limiter.hour_budget(now, conn) or 0
+                if budget <= 0:
+                    return []
+                candidates = candidates.limit(min(limit, budget))
             claimed = conn.execute(
                 update(Digest)
                 .where(Digest.id.in_(candidates.scalar_subquery()))

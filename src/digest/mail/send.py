@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -20,7 +22,7 @@ from digest.mail.message import EncodedBody, Envelope, build_message
 from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.render import Links, RenderedDigest, check_templates, render_digest
 from digest.mail.signing import signer_for
-from digest.mail.transport import Transport
+from digest.mail.transport import Transport, transport_for
 from digest.subscriptions.tokens import Purpose, make_token
 
 
@@ -153,3 +155,37 @@ def plan_and_send(
     plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
     report = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
     return deliver_due(factory, settings, transport, report, should_stop)
+
+
+def _deliver_in_child(settings: Settings, instant: str | None) -> dict[str, object]:
+    """One sender process of `digest send --processes N`: its own engine and SMTP connection."""
+    from digest.store import db
+
+    if instant:
+        clock.set_fixed_now(clock.parse_instant(instant))
+    engine = db.make_engine(settings.database_url)
+    try:
+        return deliver_due(db.session_factory(engine), settings, transport_for(settings), SendReport()).as_dict()
+    finally:
+        engine.dispose()
+
+
+def send_in_processes(factory: sessionmaker[Session], settings: Settings, processes: int) -> SendReport:
+    """Plan once, then deliver with ``processes`` sender processes side by side (each claims its own batches;
+    a digest is sent by one of them only); their reports added up."""
+    plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+    total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
+    fixed = clock.fixed_now()
+    instant = fixed.isoformat() if fixed else None
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        results = [pool.submit(_deliver_in_child, settings, instant) for _ in range(processes)]
+        for result in results:
+            part = result.result()
+            for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):
+                setattr(total, name, getattr(total, name) + int(part[name]))  # type: ignore[call-overload]
+            total.rate_limited = total.rate_limited or bool(part["rate_limited"])
+            total.errors += list(part["errors"])  # type: ignore[call-overload]
+            if part["error"] and total.error is None:
+                total.error, total.hint = str(part["error"]), str(part["hint"])
+    return total

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -35,9 +36,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import logs
+from digest import clock, logs
 from digest.config import Settings
-from digest.mail.delivery import holder_id
+from digest.mail.delivery import DeliveryPolicy, SendReport, has_due, holder_id
+from digest.mail.send import deliver_due
+from digest.mail.transport import transport_for
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
 from digest.worker.jobs import BOUNCES, FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
@@ -76,12 +79,28 @@ class Worker:
                     logs.event("lease.acquired", holder=self.holder)
                     self._lead()
                 else:
+                    self._help_send()
                     self.stop.wait(self.ttl.total_seconds() / 3)
         finally:
             self._wait_idle(timeout=max(10.0, self.settings.smtp_timeout + 5))
             release_lease(self.engine, self.holder)
             logs.event("worker.stopped", holder=self.holder)
         return 0
+
+    def _help_send(self) -> None:
+        """A standby worker sends too: while digests are due, it claims batches like the leader's jobs do, for a
+        third of a lease at a time (then it looks at the lease again, ready to take over)."""
+        try:
+            with self.factory() as session:
+                if not has_due(session, clock.now(), DeliveryPolicy.from_settings(self.settings)):
+                    return
+            until = time.monotonic() + self.ttl.total_seconds() / 3
+            report = deliver_due(self.factory, self.settings, transport_for(self.settings), SendReport(),
+                                 lambda: self.stop.is_set() or time.monotonic() > until)  # fmt: skip
+            if report.sent or report.error:
+                logs.event("standby.sent", sent=report.sent, failed=report.failed, error=report.error)
+        except Exception:  # a standby's help failing stops nothing: the leader sends all the same
+            logs.event("standby.crashed", level=40, exc_info=True)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         logs.event("worker.stopping", signal=signal.Signals(signum).name)

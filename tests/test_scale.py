@@ -1,0 +1,164 @@
+"""Several senders on one store: each digest sent by exactly one of them, all exit 0, the work shared; a sender
+killed with -9 leaves only its message in flight to be sent again (same Message-ID); the hourly limit holds
+across senders; frozen content is stored once per distinct content."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import SourceConfig
+from digest.ingest import ingest_sources
+from digest.store import db
+from digest.store.models import Content, Digest, Subscriber, Subscription, Theme
+from tests.conftest import RecordingHandler, fixture_path, smtp_controller
+
+NOW = "2026-11-16T09:00:00Z"
+# Generous: four Python processes and an SMTP server on a busy 2-core machine.
+DEADLINE = 600
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        yield request.getfixturevalue("pg_url")
+    else:
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[RecordingHandler, str]]:
+    handler = RecordingHandler()
+    with smtp_controller(handler) as url:
+        yield handler, url
+
+
+ENGINES: list[Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    yield
+    while ENGINES:
+        ENGINES.pop().dispose()
+
+
+def populate(url: str, count: int) -> tuple[sessionmaker[Session], list[str]]:
+    """``count`` confirmed subscribers of one or both water themes, each with news: one digest each."""
+    engine = db.make_engine(url)
+    ENGINES.append(engine)
+    db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    when = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    reports = ingest_sources(sessions, [SourceConfig(fixture_path("listing-water.txt")),
+                                        SourceConfig(fixture_path("listing-goal6.txt"))], when)  # fmt: skip
+    assert all(r.ok for r in reports)
+    people = [f"reader{n}@example.org" for n in range(count)]
+    with sessions() as s, s.begin():
+        themes = list(s.scalars(select(Theme.id).order_by(Theme.id)))
+        s.execute(insert(Subscriber), [{"email": e, "status": "confirmed", "created_at": when, "confirmed_at": when}
+                                       for e in people])  # fmt: skip
+        ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+        s.execute(insert(Subscription), [{"subscriber_id": sid, "theme_id": t, "cursor": 0, "created_at": when}
+                                         for n, sid in enumerate(ids) for t in (themes if n % 3 == 0 else
+                                                                                 themes[n % 2 : n % 2 + 1])])  # fmt: skip
+    return sessions, people
+
+
+def config(tmp_path: Path, database: str, smtp: str, **extra: object) -> dict[str, str]:
+    path = tmp_path / "digest.toml"
+    lines = [f'database_url = "{database}"', f'smtp_url = "{smtp}"', 'base_url = "https://digest.test"',
+             'secret_key = "test-secret-0123456789abcdef"', 'id_domain = "digest.test"', 'timezone = "Europe/Paris"',
+             *(f"{k} = {v}" for k, v in extra.items())]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    return env | {"DIGEST_CONFIG": str(path), "DIGEST_NOW": NOW}
+
+
+def senders(env: dict[str, str], count: int) -> list[subprocess.Popen[str]]:
+    return [subprocess.Popen([sys.executable, "-m", "digest", "send", "--json"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(count)]  # fmt: skip
+
+
+def test_four_senders_deliver_each_digest_exactly_once_and_share_the_work(
+    store: str, server: tuple[RecordingHandler, str], tmp_path: Path
+) -> None:
+    handler, url = server
+    count = 3000 if store.startswith("postgresql") else 1200
+    sessions, people = populate(store, count)
+    procs = senders(config(tmp_path, store, url), 4)
+    outcomes = [(*p.communicate(timeout=DEADLINE), p.returncode) for p in procs]
+    for _, err, code in outcomes:
+        assert code == 0 and "Traceback" not in err, err
+    reports = [json.loads(out) for out, _, _ in outcomes]
+    assert sum(r["planned"] for r in reports) == count and sum(r["sent"] for r in reports) == count
+    assert sum(1 for r in reports if r["sent"] > 0) > 1, [r["sent"] for r in reports]  # more than one did work
+    received = Counter(r.recipients[0] for r in handler.received)
+    assert received == Counter(dict.fromkeys(people, 1))
+    with sessions() as s:
+        assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})
+        # Three kinds of subscriber, three digests: each stored once, however many carry it.
+        assert s.scalar(select(func.count()).select_from(Content)) == 3
+
+
+def test_a_sender_killed_mid_run_leaves_only_its_message_in_flight(
+    pg_url: str, server: tuple[RecordingHandler, str], tmp_path: Path
+) -> None:
+    handler, url = server
+    count = 2000
+    sessions, people = populate(pg_url, count)
+    env = config(tmp_path, pg_url, url)
+    procs = senders(env, 4)
+    deadline = time.monotonic() + DEADLINE
+    while len(handler.received) < 200:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the run ended too soon"
+        time.sleep(0.01)
+    os.kill(procs[0].pid, signal.SIGKILL)
+    procs[0].communicate(timeout=30)
+    for p in procs[1:]:
+        _, err = p.communicate(timeout=DEADLINE)
+        assert p.returncode == 0, err
+    # The survivors took over what the dead sender had claimed: nothing left, nothing lost, no run needed.
+    with sessions() as s:
+        assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})
+    ids: dict[str, list[str]] = {}
+    for r in handler.received:
+        ids.setdefault(r.recipients[0], []).append(str(r.message["Message-ID"]))
+    assert set(ids) == set(people)
+    repeated = {who: got for who, got in ids.items() if len(got) > 1}
+    assert len(repeated) <= 1, repeated  # at most the message in flight when it died
+    assert all(len(set(got)) == 1 and len(got) == 2 for got in repeated.values())  # with its Message-ID
+
+
+def test_the_hourly_limit_holds_across_senders(pg_url: str, server: tuple[RecordingHandler, str], tmp_path: Path) -> None:
+    handler, url = server
+    populate(pg_url, 300)
+    procs = senders(config(tmp_path, pg_url, url, rate_per_hour=40), 3)
+    outcomes = [(*p.communicate(timeout=DEADLINE), p.returncode) for p in procs]
+    assert all(code == 0 for _, _, code in outcomes), [err for _, err, _ in outcomes]
+    assert len(handler.received) == 40
+    assert any(json.loads(out)["rate_limited"] for out, _, _ in outcomes)
+
+
+def test_send_with_several_processes(store: str, server: tuple[RecordingHandler, str], tmp_path: Path) -> None:
+    handler, url = server
+    sessions, people = populate(store, 400)
+    done = subprocess.run([sys.executable, "-m", "digest", "send", "--json", "--processes", "3"],
+                          env=config(tmp_path, store, url), capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sent"] == 400
+    assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))
+    if store.startswith("sqlite"):
+        assert "take turns writing" in done.stderr
