@@ -71,9 +71,11 @@ def populate(url: str, count: int) -> tuple[sessionmaker[Session], list[str]]:
         s.execute(insert(Subscriber), [{"email": e, "status": "confirmed", "created_at": when, "confirmed_at": when}
                                        for e in people])  # fmt: skip
         ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
-        s.execute(insert(Subscription), [{"subscriber_id": sid, "theme_id": t, "cursor": 0, "created_at": when}
-                                         for n, sid in enumerate(ids) for t in (themes if n % 3 == 0 else
-                                                                                 themes[n % 2 : n % 2 + 1])])  # fmt: skip
+        # A third follow both themes, the rest one or the other: three distinct digests.
+        chosen = [themes if n % 3 == 0 else themes[n % 2 : n % 2 + 1] for n in range(len(ids))]
+        rows = [{"subscriber_id": sid, "theme_id": t, "cursor": 0, "created_at": when}
+                for sid, mine in zip(ids, chosen, strict=True) for t in mine]  # fmt: skip
+        s.execute(insert(Subscription), rows)
     return sessions, people
 
 
@@ -142,7 +144,9 @@ def test_a_sender_killed_mid_run_leaves_only_its_message_in_flight(
     assert all(len(set(got)) == 1 and len(got) == 2 for got in repeated.values())  # with its Message-ID
 
 
-def test_the_hourly_limit_holds_across_senders(pg_url: str, server: tuple[RecordingHandler, str], tmp_path: Path) -> None:
+def test_the_hourly_limit_holds_across_senders(
+    pg_url: str, server: tuple[RecordingHandler, str], tmp_path: Path
+) -> None:
     handler, url = server
     populate(pg_url, 300)
     procs = senders(config(tmp_path, pg_url, url, rate_per_hour=40), 3)
@@ -155,8 +159,8 @@ def test_the_hourly_limit_holds_across_senders(pg_url: str, server: tuple[Record
 def test_send_with_several_processes(store: str, server: tuple[RecordingHandler, str], tmp_path: Path) -> None:
     handler, url = server
     sessions, people = populate(store, 400)
-    done = subprocess.run([sys.executable, "-m", "digest", "send", "--json", "--processes", "3"],
-                          env=config(tmp_path, store, url), capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
+    command = [sys.executable, "-m", "digest", "send", "--json", "--processes", "3"]
+    done = subprocess.run(command, env=config(tmp_path, store, url), capture_output=True, text=True, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sent"] == 400
     assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))
