@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_feed.py
 	$(BIN)/python benchmarks/bench_plan.py
+	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf var feeds/*.atom

@@ -372,14 +372,16 @@ class Deliverer:
         """Mark up to ``limit`` due digests of confirmed subscribers `sending` by this process, in one committed
         UPDATE; other senders skip the rows this one is claiming (PostgreSQL) or wait their turn (SQLite)."""
         now = clock.now()
+        # Correlated: each candidate looks its subscriber up by primary key, so the plan stays a walk down the
+        # digests' ids however stale the table statistics are right after a big planning run.
+        confirmed = (
+            select(Subscriber.id)
+            .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
+            .exists()
+        )
         candidates = (
             select(Digest.id)
-            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-            .where(
-                _due(now, self.policy, dead),
-                Subscriber.status == SubscriberStatus.CONFIRMED,
-                Digest.attempts < self.policy.max_attempts,
-            )
+            .where(_due(now, self.policy, dead), confirmed, Digest.attempts < self.policy.max_attempts)
             .order_by(Digest.id)
             .limit(limit)
         )

@@ -1,0 +1,95 @@
+"""Scale: peak memory, planning and sending time, and database bytes per digest, at 10k and 100k subscribers
+(and 1M with --million), each run in a fresh process on a fresh SQLite database, sending into Postfix's smtp-sink.
+
+Prints figures and the ratios against the 10k run; asserts nothing. Targets: peak RSS 100k/10k <= 1.3; bytes per
+digest row under 1 KB whatever the content's size (the content is stored once per distinct digest, in `contents`).
+
+    .venv/bin/python benchmarks/bench_scale.py [--million]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_throughput import Sink, prepare  # noqa: E402
+
+
+def child(database: str, smtp_url: str) -> None:
+    """Plan then send, in this process; print the timings as JSON (the parent reads this process's peak RSS)."""
+    from digest import clock
+    from digest.config import load_settings
+    from digest.mail.delivery import SendReport
+    from digest.mail.plan import PlanPolicy, plan_due
+    from digest.mail.send import deliver_due
+    from digest.mail.transport import transport_for
+    from digest.store import db
+
+    settings = load_settings()
+    clock.set_fixed_now(clock.parse_instant("2026-11-16T09:00:00Z"))
+    factory = db.session_factory(db.make_engine(settings.database_url))
+    started = time.perf_counter()
+    plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+    planned = time.perf_counter()
+    report = deliver_due(factory, settings, transport_for(settings), SendReport())
+    done = time.perf_counter()
+    print(json.dumps({"planned": plan.planned, "sent": report.sent, "plan_s": planned - started,
+                      "send_s": done - planned}))  # fmt: skip
+
+
+def digest_bytes(path: Path) -> dict[str, float]:
+    """Bytes per digest: the digests table and its indexes, the ledger (per practice listed), and the contents."""
+    with sqlite3.connect(path) as conn:
+        count = conn.execute("SELECT count(*) FROM digests").fetchone()[0] or 1
+        sizes = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+        tables = {name: tbl for name, tbl in conn.execute("SELECT name, tbl_name FROM sqlite_master")}
+    per_table: dict[str, int] = {}
+    for name, size in sizes.items():
+        per_table[tables.get(name, name)] = per_table.get(tables.get(name, name), 0) + size
+    return {k: per_table.get(k, 0) / count for k in ("digests", "ledger", "contents")}
+
+
+def measure(subscribers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
+        database = Path(tmp) / "scale.db"
+        env = prepare(Path(tmp), f"sqlite:///{database}", f"smtp://127.0.0.1:{sink.port}", subscribers)
+        process = subprocess.Popen([sys.executable, __file__, "--child"], env=env, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            raise RuntimeError(f"the run failed ({process.returncode})")
+        figures = json.loads(out)
+        return figures | {"rss_mb": usage.ru_maxrss / 1024} | {f"{k}_b": v for k, v in digest_bytes(database).items()}
+
+
+def main() -> None:
+    if "--child" in sys.argv:
+        child("", "")
+        return
+    sizes = [10_000, 100_000] + ([1_000_000] if "--million" in sys.argv else [])
+    print("subscribers   planned      sent   plan s   send s  peak RSS MB   bytes/digest: row+indexes  ledger  contents")
+    results = {}
+    for n in sizes:
+        r = results[n] = measure(n)
+        print(f"{n:>11,} {r['planned']:>9,.0f} {r['sent']:>9,.0f} {r['plan_s']:8.1f} {r['send_s']:8.1f} "
+              f"{r['rss_mb']:12.1f}   {r['digests_b']:26.0f} {r['ledger_b']:7.0f} {r['contents_b']:9.1f}")  # fmt: skip
+    base = results[sizes[0]]
+    for n in sizes[1:]:
+        r = results[n]
+        print(f"ratio {n // 1000}k/{sizes[0] // 1000}k: peak RSS {r['rss_mb'] / base['rss_mb']:.2f}x (target <= 1.3), "
+              f"planning {r['plan_s'] / base['plan_s']:.1f}x and sending {r['send_s'] / base['send_s']:.1f}x for "
+              f"{n // sizes[0]}x the subscribers, bytes per digest row {r['digests_b'] / base['digests_b']:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
