@@ -61,7 +61,8 @@ def measure(subscribers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Sink() as sink:
         database = Path(tmp) / "scale.db"
         env = prepare(Path(tmp), f"sqlite:///{database}", f"smtp://127.0.0.1:{sink.port}", subscribers)
-        process = subprocess.Popen([sys.executable, __file__, "--child"], env=env, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, __file__, "--child"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         out = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
@@ -77,7 +78,8 @@ def main() -> None:
         child("", "")
         return
     sizes = [10_000, 100_000] + ([1_000_000] if "--million" in sys.argv else [])
-    print("subscribers   planned      sent   plan s   send s  peak RSS MB   bytes/digest: row+indexes  ledger  contents")
+    print("subscribers   planned      sent   plan s   send s  peak RSS MB   "
+          "bytes/digest: row+indexes  ledger  contents")  # fmt: skip
     results = {}
     for n in sizes:
         r = results[n] = measure(n)
