@@ -88,9 +88,10 @@ def main() -> None:
     base = results[sizes[0]]
     for n in sizes[1:]:
         r = results[n]
-        print(f"ratio {n // 1000}k/{sizes[0] // 1000}k: peak RSS {r['rss_mb'] / base['rss_mb']:.2f}x (target <= 1.3), "
+        rss, row = r["rss_mb"] / base["rss_mb"], r["digests_b"] / base["digests_b"]
+        print(f"ratio {n // 1000}k/{sizes[0] // 1000}k: peak RSS {rss:.2f}x (target <= 1.3), "
               f"planning {r['plan_s'] / base['plan_s']:.1f}x and sending {r['send_s'] / base['send_s']:.1f}x for "
-              f"{n // sizes[0]}x the subscribers, bytes per digest row {r['digests_b'] / base['digests_b']:.2f}x")  # fmt: skip
+              f"{n // sizes[0]}x the subscribers, bytes per digest row {row:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":
