@@ -166,3 +166,26 @@ def test_send_with_several_processes(store: str, server: tuple[RecordingHandler,
     assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))
     if store.startswith("sqlite"):
         assert "take turns writing" in done.stderr
+
+
+def test_migration_moves_frozen_content_into_contents_once(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    ENGINES.append(engine)
+    db.upgrade(engine, "0009")
+    with engine.begin() as conn:
+        for n in range(5):
+            conn.execute(text("INSERT INTO subscribers (email, status, bounces, created_at, key) "
+                              "VALUES (:e, 'confirmed', 0, '2026-11-01 10:00:00', :k)"),
+                         {"e": f"r{n}@example.org", "k": f"key{n}"})  # fmt: skip
+            body = '{"period":"p","sections":[]}' if n < 4 else "{}"
+            conn.execute(text("INSERT INTO digests (subscriber_id, period, status, message_id, subject, content, "
+                              "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', :c, '2026-11-01 10:00:00', 1)"),
+                         {"s": n + 1, "m": f"<m{n}@d.test>", "c": body})  # fmt: skip
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM contents")) == 2
+        bodies = conn.execute(text("SELECT d.id, c.body FROM digests d JOIN contents c ON c.hash = d.content_hash "
+                                   "ORDER BY d.id")).all()  # fmt: skip
+    assert [b for _, b in bodies] == ['{"period":"p","sections":[]}'] * 4 + ["{}"]
