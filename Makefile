@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean system-packages
+.PHONY: run test lint bench clean system-packages bench-packages apt-packages
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ run: $(STAMP)
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key)
 SYSTEM_PACKAGES := chromium spamassassin openssl
 system-packages:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
+
+## bench-packages: what the benchmarks need from Debian (postfix: smtp-sink and smtp-source)
+bench-packages:
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="postfix"
+
+apt-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) \
 			|| echo "could not install$$missing: the tests that need it will skip and say why"; \
@@ -41,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 ## bench: the benchmarks in benchmarks/ (print figures; not tests)
-bench: $(STAMP)
+bench: $(STAMP) bench-packages
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_feed.py

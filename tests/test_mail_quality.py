@@ -106,6 +106,22 @@ def test_subject_names_the_busiest_theme_and_counts_the_rest(sizes: tuple[int, .
 # Headers and DKIM ----------------------------------------------------------------------------------------------
 
 
+def a_week_of_news(
+    sessions: sessionmaker[Session], settings: Settings, people: tuple[str, ...] = ("ada@example.org",),
+    themes: tuple[str, ...] = (WATER,), first: tuple[str, ...] = ("listing-water.txt",),
+    then: tuple[str, ...] = ("listing-water-week2.txt",),
+) -> None:
+    """Subscribers of ``themes`` who get one digest on Monday 16 Nov with what ``then`` added."""
+    at("2026-11-09T10:00:00Z")
+    ingest(sessions, *first)
+    for who in people:
+        add(sessions, who, *themes)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, *then)
+    at("2026-11-16T09:00:00Z")
+    send(sessions, settings)
+
+
 def _received(handler: RecordingHandler, address: str) -> tuple[bytes, EmailMessage, str]:
     (got,) = handler.to(address)
     return got.data, got.message, got.sender
@@ -116,13 +132,7 @@ def test_reply_to_non_ascii_sender_name_and_no_header_injection(
 ) -> None:
     settings = replace(smtp_settings, mail_from="Équipe Pratiques <digest@digest.test>",
                        reply_to="Help <help@digest.test>")  # fmt: skip
-    at("2026-11-09T10:00:00Z")
-    ingest(sessions, "listing-water.txt")
-    add(sessions, "ada@example.org", WATER)
-    at("2026-11-11T10:00:00Z")
-    ingest(sessions, "listing-water-week2.txt")
-    at("2026-11-16T09:00:00Z")
-    send(sessions, settings)
+    a_week_of_news(sessions, settings)
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("ascii")
     assert "From: =?utf-8?" in head  # RFC 2047
@@ -158,13 +168,7 @@ def test_dkim_signature_verifies_against_the_public_key(
     key, record = dkim_key
     settings = replace(smtp_settings, dkim_private_key=str(key), dkim_selector="mail2026", dkim_domain="digest.test",
                        reply_to="help@digest.test")  # fmt: skip
-    at("2026-11-09T10:00:00Z")
-    ingest(sessions, "listing-water.txt")
-    add(sessions, "ada@example.org", WATER)
-    at("2026-11-11T10:00:00Z")
-    ingest(sessions, "listing-water-week2.txt")
-    at("2026-11-16T09:00:00Z")
-    send(sessions, settings)
+    a_week_of_news(sessions, settings)
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     asked: list[bytes] = []
 
@@ -189,13 +193,9 @@ def test_dkim_signature_verifies_against_the_public_key(
 def test_spamassassin_scores_a_digest_of_every_theme_at_most_half_a_point(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    at("2026-11-09T10:00:00Z")
-    ingest(sessions, "listing-water.txt", "listing-goal6.txt")
-    add(sessions, "ada@example.org", WATER, GOAL6)
-    at("2026-11-11T10:00:00Z")
-    ingest(sessions, "listing-water-week2.txt", "listing-hostile.txt")
-    at("2026-11-16T09:00:00Z")
-    send(sessions, replace(smtp_settings, postal_address="1 Rue de la Paix, 75002 Paris, France"))
+    a_week_of_news(sessions, replace(smtp_settings, postal_address="1 Rue de la Paix, 75002 Paris, France"),
+                   themes=(WATER, GOAL6), first=("listing-water.txt", "listing-goal6.txt"),
+                   then=("listing-water-week2.txt", "listing-hostile.txt"))  # fmt: skip
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     # As the receiving MTA would: one Received header, from a routable address, at the message's own Date.
     received = (f"Received: from mail.digest.test (mail.digest.test [93.184.216.34])\n\tby mx.example.org "
@@ -255,14 +255,7 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
 ) -> None:  # fmt: skip
     handler = smtp_server[0]
     settings = replace(smtp_settings, bounce_address="bounces@digest.test")
-    at("2026-11-09T10:00:00Z")
-    ingest(sessions, "listing-water.txt")
-    for who in ("ada", "bob", "carol", "dan"):
-        add(sessions, f"{who}@example.org", WATER)
-    at("2026-11-11T10:00:00Z")
-    ingest(sessions, "listing-water-week2.txt")
-    at("2026-11-16T09:00:00Z")
-    send(sessions, settings)
+    a_week_of_news(sessions, settings, people=tuple(f"{who}@example.org" for who in ("ada", "bob", "carol", "dan")))
     with sessions() as session:
         rows = session.execute(
             select(Subscriber.email, Digest.id, Digest.message_id).join(Digest, Digest.subscriber_id == Subscriber.id)
@@ -368,13 +361,7 @@ def test_the_worker_job_reads_the_configured_bounce_maildir(
     from digest.worker.jobs import BOUNCES, JOBS
 
     settings = replace(smtp_settings, bounce_maildir=str(tmp_path / "bounces"))
-    at("2026-11-09T10:00:00Z")
-    ingest(sessions, "listing-water.txt")
-    add(sessions, "ada@example.org", WATER)
-    at("2026-11-11T10:00:00Z")
-    ingest(sessions, "listing-water-week2.txt")
-    at("2026-11-16T09:00:00Z")
-    send(sessions, settings)
+    a_week_of_news(sessions, settings)
     (got,) = smtp_server[0].to("ada@example.org")
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     box.add(dsn(got.sender, "ada@example.org", "failed", "5.1.1", "<x@y>", "550 5.1.1 unknown user"))
