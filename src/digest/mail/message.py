@@ -65,11 +65,12 @@ def _qp(text: str) -> bytes:
     return b"\n".join(_rebreak(line) for line in lines)
 
 
-def _rebreak(line: bytes) -> bytes:
-    """One encoded line split by soft breaks into pieces of at most 76 characters, never inside an escape."""
+def _rebreak(line: bytes, limit: int = 76) -> bytes:
+    """One encoded line split by soft breaks into pieces of at most ``limit`` characters (with their "="), never
+    inside an =XX escape."""
     out = []
-    while len(line) > 76:
-        cut = 75
+    while len(line) > limit:
+        cut = limit - 1
         while b"=" in line[cut - 2 : cut]:
             cut -= 1
         out.append(line[:cut] + b"=")
@@ -108,14 +109,8 @@ class EncodedBody:
 
 def _soft_end(encoded: bytes) -> bytes:
     """``encoded`` ending in a soft line break, its last line kept within 76 characters with the "="."""
-    head, _, last = encoded.rpartition(b"\n")
-    prefix = head + b"\n" if _ else b""
-    if len(last) > 75:
-        cut = 72
-        while b"=" in last[cut - 2 : cut]:  # never inside an =XX escape
-            cut -= 1
-        last = last[:cut] + b"=\n" + last[cut:]
-    return prefix + last + b"=\n"
+    head, newline, last = encoded.rpartition(b"\n")
+    return head + newline + _rebreak(last, 75) + b"=\n"
 
 
 def build_message(envelope: Envelope, text: str | bytes, html: str | bytes) -> bytes:
