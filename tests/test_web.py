@@ -121,6 +121,8 @@ def test_subscribe_sends_one_confirmation_and_nothing_else_until_a_button_is_pre
     (mail,) = web.mails_to("ada@example.org")
     assert mail["Subject"] == "Confirm your practice digest subscription"
     assert mail["List-Unsubscribe"] is None and mail["Precedence"] is None  # a notice, not bulk mail
+    body = mail.get_body(("plain",))
+    assert body is not None and "* Goal 6: Clean water and sanitation\r\n  * Water and Sanitation" in body.get_content()
     assert web.status("ada@example.org") == "pending"
 
     at("2026-11-16T09:00:00Z")

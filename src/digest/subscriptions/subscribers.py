@@ -224,6 +224,8 @@ class Request:
 
     mail: str
     key: str
+    # The names of the themes asked for, sorted (what a confirmation lists).
+    themes: list[str] = field(default_factory=list)
 
 
 def request_subscription(
@@ -246,7 +248,7 @@ def request_subscription(
         subscriber.subscriptions.clear()
         session.flush()
     subscriber = subscribe(session, address, [t.slug for t in themes], now, choice=choice)
-    return Request("confirm", subscriber.key)
+    return Request("confirm", subscriber.key, sorted(t.name for t in themes))
 
 
 def set_themes(session: Session, subscriber: Subscriber, theme_names: Iterable[str], now: datetime) -> None:

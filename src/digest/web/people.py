@@ -70,9 +70,7 @@ def subscribe() -> Any:
     if not chosen:
         errors.append("Choose at least one theme.")
     if errors:
-        with site().sessions() as session:
-            themes = queries.theme_overview(session)
-        return render_template("home.html", themes=themes, chosen=set(chosen), email=email, errors=errors), 400
+        return _form_again(email, chosen, errors)
 
     now = clock.now()
     with site().sessions.begin() as session:
@@ -86,17 +84,13 @@ def subscribe() -> Any:
     try:
         with site().sessions.begin() as session:
             answer = people.request_subscription(session, address, chosen, now)
-            names = [s.theme.name for s in people.subscriber_by_key(session, answer.key).subscriptions]
     except SubscriberError as e:
-        with site().sessions() as session:
-            overview = queries.theme_overview(session)
-        page = render_template("home.html", themes=overview, chosen=set(chosen), email=email, errors=[str(e)])
-        return page, 400
+        return _form_again(email, chosen, [str(e)])
     try:
         if answer.mail == "confirm":
             send_notice(
                 settings, transport_for(settings), CONFIRM, address, "Confirm your practice digest subscription",
-                {"confirm_url": _url("people.confirm_page", Purpose.CONFIRM, answer.key), "themes": sorted(names),
+                {"confirm_url": _url("people.confirm_page", Purpose.CONFIRM, answer.key), "themes": answer.themes,
                  "hours": f"{settings.confirm_hours:g}"},
             )  # fmt: skip
         else:
@@ -108,6 +102,13 @@ def subscribe() -> Any:
         events("web.notice.failed", logging.ERROR, error=str(e))
         return error_page(503, "The mail could not be sent", "Please try again in a few minutes.")
     return redirect(url_for("people.check_inbox"), 303)
+
+
+def _form_again(email: str, chosen: list[str], errors: list[str]) -> tuple[str, int]:
+    """The home page with the form as it was sent and what to fix."""
+    with site().sessions() as session:
+        themes = queries.theme_overview(session)
+    return render_template("home.html", themes=themes, chosen=set(chosen), email=email, errors=errors), 400
 
 
 @blueprint.get("/subscribe/sent")
