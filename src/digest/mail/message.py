@@ -79,13 +79,6 @@ def _rebreak(line: bytes, limit: int = 76) -> bytes:
     return b"\n".join(out)
 
 
-def _body(content_type: str, encoded: bytes) -> bytes:
-    return (
-        f'Content-Type: {content_type}; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'.encode()
-        + encoded
-    )
-
-
 class EncodedBody:
     """A body encoded once (quoted-printable) with slots filled per message: for a rendering shared by many
     recipients, only the short per-recipient values are encoded again. Each filled value sits between soft line
@@ -93,17 +86,20 @@ class EncodedBody:
     in place of the slots."""
 
     def __init__(self, text: str, slots: dict[str, str]) -> None:
-        pattern = "(" + "|".join(re.escape(marker) for marker in slots.values()) + ")"
         names = {marker: name for name, marker in slots.items()}
-        self.parts: list[bytes | str] = [
-            names[piece] if n % 2 else _qp(piece) for n, piece in enumerate(re.split(pattern, text)) if piece or n % 2
-        ]
+        pattern = "(" + "|".join(re.escape(marker) for marker in slots.values()) + ")"
+        pieces = re.split(pattern, text) if slots else [text]
+        parts: list[bytes | str] = [names[p] if n % 2 else _qp(p) for n, p in enumerate(pieces) if p or n % 2]
+        # Every part but the last ends in a soft line break: the encoded text parts get theirs here, once.
+        self.parts = [_soft_end(p) if isinstance(p, bytes) and n + 1 < len(parts) else p for n, p in enumerate(parts)]
+        self.slots = {p for p in parts if isinstance(p, str)}
+        self.ends_in_slot = bool(parts) and isinstance(parts[-1], str)
 
     def fill(self, values: dict[str, str]) -> bytes:
-        out: list[bytes] = []
-        for n, part in enumerate(self.parts):
-            piece = part if isinstance(part, bytes) else _qp(values[part])
-            out.append(_soft_end(piece) if n + 1 < len(self.parts) else piece)
+        encoded = {name: _soft_end(_qp(values[name])) for name in self.slots}
+        out = [encoded[p] if isinstance(p, str) else p for p in self.parts]
+        if self.ends_in_slot:
+            out[-1] = _qp(values[str(self.parts[-1])])
         return b"".join(out)
 
 
@@ -113,40 +109,59 @@ def _soft_end(encoded: bytes) -> bytes:
     return head + newline + _rebreak(last, 75) + b"=\n"
 
 
-def build_message(envelope: Envelope, text: str | bytes, html: str | bytes) -> bytes:
-    """A multipart/alternative message (text first, HTML last) as bytes with LF line ends; a body given as bytes
-    is quoted-printable already."""
-    boundary = "=_digest_" + secrets.token_hex(12)
-    headers = [
-        ("From", _from_header(envelope.mail_from)),
-        # Punycode domain; a non-ASCII local part stays UTF-8 (RFC 6532), sent only where SMTPUTF8 is offered.
-        ("To", header_safe(wire_address(envelope.to).address, limit=320)),
-        ("Subject", _encoded(envelope.subject)),
-        ("Date", format_datetime(envelope.date)),
-        ("Message-ID", header_safe(envelope.message_id)),
-    ]
-    if envelope.reply_to:
-        headers.append(("Reply-To", _from_header(envelope.reply_to)))
-    if envelope.bulk:
-        headers += [
-            ("List-Id", f"Practice digest <{header_safe(envelope.list_id)}>"),
-            ("List-Unsubscribe", f"<{header_safe(envelope.unsubscribe_url, limit=900)}>"),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ("Precedence", "bulk"),
+class MessageTemplate:
+    """A multipart/alternative message (text first, HTML last, LF line ends) laid out once for every recipient of
+    one rendering: per message only To, Date, Message-ID, List-Unsubscribe and the bodies' slots are filled in.
+    Of the envelope it is made from, only what every copy shares is used (From, Subject, List-Id, Reply-To)."""
+
+    def __init__(self, envelope: Envelope, text: EncodedBody, html: EncodedBody) -> None:
+        self.text, self.html, self.bulk = text, html, envelope.bulk
+        boundary = "=_digest_" + secrets.token_hex(12)
+        self._head = f"From: {_from_header(envelope.mail_from)}\nTo: ".encode()
+        self._after_to = f"\nSubject: {_encoded(envelope.subject)}\nDate: ".encode()
+        after_id = "\n"
+        if envelope.reply_to:
+            after_id += f"Reply-To: {_from_header(envelope.reply_to)}\n"
+        if envelope.bulk:
+            after_id += f"List-Id: Practice digest <{header_safe(envelope.list_id)}>\nList-Unsubscribe: <"
+        self._after_id = after_id.encode()
+        tail = ">\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\nPrecedence: bulk\n" if envelope.bulk else ""
+        tail += "Auto-Submitted: auto-generated\nMIME-Version: 1.0\n"
+        tail += f'Content-Type: multipart/alternative; boundary="{boundary}"\n'
+        tail += "\nThis is a multipart message in MIME format."
+        sep = f"\n--{boundary}\n".encode()
+        self._before_text = tail.encode() + sep + _body_head("text/plain")
+        self._before_html = sep + _body_head("text/html")
+        self._end = f"\n--{boundary}--\n".encode()
+
+    def fill(self, to: str, message_id: str, date: datetime, unsubscribe_url: str, values: dict[str, str]) -> bytes:
+        parts = [
+            self._head,
+            # Punycode domain; a non-ASCII local part stays UTF-8 (RFC 6532), sent only where SMTPUTF8 is offered.
+            header_safe(wire_address(to).address, limit=320).encode("utf-8"),
+            self._after_to,
+            _date(date.replace(microsecond=0)),
+            b"\nMessage-ID: ",
+            header_safe(message_id).encode("utf-8"),
+            self._after_id,
         ]
-    headers += [
-        ("Auto-Submitted", "auto-generated"),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
-    ]
-    head = "".join(f"{name}: {value}\n" for name, value in headers).encode("utf-8")
-    sep = f"\n--{boundary}\n".encode()
-    return (
-        head
-        + b"\nThis is a multipart message in MIME format."
-        + sep
-        + _body("text/plain", text if isinstance(text, bytes) else _qp(text))
-        + sep
-        + _body("text/html", html if isinstance(html, bytes) else _qp(html))
-        + f"\n--{boundary}--\n".encode()
-    )
+        if self.bulk:
+            parts.append(header_safe(unsubscribe_url, limit=900).encode("utf-8"))
+        parts += [self._before_text, self.text.fill(values), self._before_html, self.html.fill(values), self._end]
+        return b"".join(parts)
+
+
+@lru_cache(maxsize=4)
+def _date(date: datetime) -> bytes:
+    """The Date header's value (a send run stamps many messages within the same instant)."""
+    return format_datetime(date).encode()
+
+
+def _body_head(content_type: str) -> bytes:
+    return f'Content-Type: {content_type}; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'.encode()
+
+
+def build_message(envelope: Envelope, text: str, html: str) -> bytes:
+    """A multipart/alternative message (text first, HTML last) as bytes with LF line ends."""
+    template = MessageTemplate(envelope, EncodedBody(text, {}), EncodedBody(html, {}))
+    return template.fill(envelope.to, envelope.message_id, envelope.date, envelope.unsubscribe_url, {})

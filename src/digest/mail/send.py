@@ -18,7 +18,7 @@ from digest.config import Settings
 from digest.mail.bounces import return_path
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import Deliverer, DeliveryPolicy, Pending, SendReport
-from digest.mail.message import EncodedBody, Envelope, build_message
+from digest.mail.message import EncodedBody, Envelope, MessageTemplate, build_message
 from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.render import Links, RenderedDigest, check_templates, render_digest
 from digest.mail.signing import signer_for
@@ -88,39 +88,39 @@ class MessageFactory:
         self.settings = settings
         self.keep = keep
         self.signer = signer_for(settings)
-        self._rendered: OrderedDict[tuple[str, str], tuple[str, EncodedBody, EncodedBody]] = OrderedDict()
+        self._templates: OrderedDict[tuple[str, str], MessageTemplate] = OrderedDict()
 
-    def _shared(self, content_hash: str, subject: str, body: str) -> tuple[str, EncodedBody, EncodedBody]:
-        """The subject and both bodies, rendered and encoded once per distinct content."""
+    def _template(self, content_hash: str, subject: str, body: str) -> MessageTemplate:
+        """The message of one distinct content, rendered, encoded and laid out once."""
         key = (content_hash, subject)
-        found = self._rendered.get(key)
+        found = self._templates.get(key)
         if found is None:
             placeholders = Links(self.settings.base_url, **_SLOTS)
             rendered = render_for(self.settings, DigestContent.from_json(body), placeholders, subject)
-            found = (rendered.subject, EncodedBody(rendered.text, _SLOTS), EncodedBody(rendered.html, _SLOTS))
-            self._rendered[key] = found
-            if len(self._rendered) > self.keep:
-                self._rendered.popitem(last=False)
+            shared = Envelope(
+                mail_from=self.settings.mail_from,
+                to="",  # each message's own: To, Message-ID, Date and List-Unsubscribe are filled in per copy
+                subject=rendered.subject,
+                message_id="",
+                date=clock.now(),
+                list_id=self.settings.list_id,
+                unsubscribe_url="",
+                reply_to=self.settings.reply_to,
+            )
+            found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), EncodedBody(rendered.html, _SLOTS))
+            self._templates[key] = found
+            if len(self._templates) > self.keep:
+                self._templates.popitem(last=False)
         else:
-            self._rendered.move_to_end(key)
+            self._templates.move_to_end(key)
         return found
 
     def build(self, pending: Pending, body: str, now: datetime) -> bytes:
         """The message of a claimed digest, with its fixed Message-ID and its recipient's links."""
-        subject, text, html = self._shared(pending.content_hash, pending.subject, body)
+        template = self._template(pending.content_hash, pending.subject, body)
         links = links_for(self.settings, pending.key, pending.period)
-        values = {name: getattr(links, name) for name in _SLOTS}
-        envelope = Envelope(
-            mail_from=self.settings.mail_from,
-            to=pending.email,
-            subject=subject,
-            message_id=pending.message_id,
-            date=now,
-            list_id=self.settings.list_id,
-            unsubscribe_url=links.unsubscribe,
-            reply_to=self.settings.reply_to,
-        )
-        message = build_message(envelope, text.fill(values), html.fill(values))
+        values = {"unsubscribe": links.unsubscribe, "manage": links.manage, "view": links.view}
+        message = template.fill(pending.email, pending.message_id, now, links.unsubscribe, values)
         return self.signer.sign(message) if self.signer else message
 
 

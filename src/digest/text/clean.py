@@ -124,6 +124,8 @@ def _c1_as_cp1252(m: re.Match[str]) -> str:
 def strip_unsafe(text: str) -> str:
     """Text without the characters listed above (Windows-1252 punctuation read as C1 is restored first)."""
     return _CONTROL.sub("", _C1.sub(_c1_as_cp1252, text))
+
+
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -149,6 +151,8 @@ def clean_paragraphs(text: str) -> str:
 
 def header_safe(text: str, limit: int = 200) -> str:
     """Text fit for a mail header: no CR, LF or other control characters, one line, bounded length."""
+    if len(text) <= limit and text.isascii() and text.isprintable() and "  " not in text and text == text.strip():
+        return text  # fit already (the common case: an address, a Message-ID, a link): nothing to take out
     text = strip_unsafe(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text))
     text = _SPACES.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
