@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
@@ -236,13 +237,58 @@ RATE_LOCK = 0x64696765_7376
 # Digests claimed at once: one UPDATE ... RETURNING for them all. Small enough that several senders share a run
 # evenly and a dead sender's claims are few; large enough that claiming costs little per message.
 CLAIM_BATCH = 100
-# A message the server accepted is recorded at once (so a sender killed with -9 leaves only the message in
-# flight to be sent again), in one lean statement on a connection kept for the run.
-_SENT = text(
-    "UPDATE digests SET status = 'sent', sent_at = :now, claimed_by = NULL, last_error = NULL, "
-    "next_attempt_at = NULL WHERE id = :id AND claimed_by = :holder"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_CLEAR_BOUNCES = text("UPDATE subscribers SET bounces = 0 WHERE id = :id")
+
+
+class SentRecorder:
+    """Records each accepted message at once, so that a sender killed with -9 leaves only the message in flight
+    to be sent again: one autocommitted statement on a driver connection kept for the run (no ORM, no statement
+    compilation per message; on PostgreSQL one round trip, and `synchronous_commit off`: a crash of the database
+    itself may forget the last few milliseconds of outcomes, whose messages are then sent again with the same
+    Message-ID). By id and holder, not state: an unsubscribe that cancelled a digest in flight does not hide a
+    sent message."""
+
+    def __init__(self, engine: Engine, holder: str) -> None:
+        dialect = engine.dialect
+        self.holder = holder
+        # The driver's form of a time, as the ORM would bind it (SQLite: naive UTC text).
+        self._when: Callable[[datetime], Any] = UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (
+            lambda value: value
+        )
+        mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+        self._sent = (
+            f"UPDATE digests SET status = 'sent', sent_at = {mark}, claimed_by = NULL, last_error = NULL, "
+            f"next_attempt_at = NULL WHERE id = {mark} AND claimed_by = {mark}"
+        )
+        self._clear_bounces = f"UPDATE subscribers SET bounces = 0 WHERE id = {mark}"
+        raw = engine.raw_connection()
+        driver: Any = raw.driver_connection
+        raw.detach()  # its settings are this run's own: closed at the end, never pooled again
+        self._raw = raw
+        if dialect.name == "postgresql":
+            driver.autocommit = True
+        else:
+            driver.isolation_level = None  # sqlite3: each statement its own transaction
+        self._cursor = raw.cursor()
+        if dialect.name == "postgresql":
+            self._cursor.execute("SET synchronous_commit TO OFF")
+
+    def sent(self, pending: Pending, now: datetime) -> None:
+        params = (self._when(now), pending.id, self.holder)
+        if not pending.bounces:
+            self._cursor.execute(self._sent, params)
+            return
+        # An accepted message also ends the subscriber's run of hard bounces: both at once.
+        self._cursor.execute("BEGIN")
+        try:
+            self._cursor.execute(self._sent, params)
+            self._cursor.execute(self._clear_bounces, (pending.subscriber_id,))
+        except BaseException:
+            self._cursor.execute("ROLLBACK")
+            raise
+        self._cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class Deliverer:
@@ -281,20 +327,18 @@ class Deliverer:
         self.engine = engine
         self.limiter = RateLimiter(policy, engine)
         self._bodies: dict[str, str] = {}
-        self._outcomes: Connection | None = None
+        self._recorder: SentRecorder | None = None
 
     def run(self) -> None:
         """Deliver every due digest (any period) until none is left, the hour's limit is reached, or the run must
         stop; whatever this run claimed and did not send is handed back."""
         self._sweep(clock.now())
-        with self.engine.connect() as self._outcomes:
-            if self.engine.dialect.name == "postgresql":
-                # Recording "sent" waits for no disk flush: a crash of the database itself may forget the last
-                # few milliseconds of outcomes, whose messages are then sent again with the same Message-ID.
-                self._outcomes.execute(text("SET synchronous_commit TO OFF"))
-                self._outcomes.commit()
+        self._recorder = SentRecorder(self.engine, self.holder)
+        try:
             self._run()
-        self._outcomes = None
+        finally:
+            self._recorder.close()
+            self._recorder = None
 
     def _run(self) -> None:
         while not self.should_stop():
@@ -462,14 +506,8 @@ class Deliverer:
         self._fail(pending, f"could not build or send this digest: {type(error).__name__}: {error}")
 
     def _sent(self, pending: Pending) -> None:
-        """Record an accepted message at once. By id and holder, not state: an unsubscribe that cancelled it in
-        flight does not hide a sent message."""
-        conn = self._outcomes
-        assert conn is not None
-        conn.execute(_SENT, {"id": pending.id, "holder": self.holder, "now": clock.now()})
-        if pending.bounces:
-            conn.execute(_CLEAR_BOUNCES, {"id": pending.subscriber_id})
-        conn.commit()
+        assert self._recorder is not None
+        self._recorder.sent(pending, clock.now())
         self.report.sent += 1
 
     def _defer(self, pending: Pending, attempts: int, error: str) -> None:

@@ -105,7 +105,9 @@ class SmtpTransport:
         """One SMTP transaction on the open connection (opened first if needed); no retry here."""
         # Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts
         # only str messages, never bytes.
-        wire = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if b"\r" in message:
+            message = message.replace(b"\r\n", b"\n")
+        wire = message.replace(b"\n", b"\r\n")
         server = self.describe()
         try:
             rcpt = wire_address(recipient)
@@ -202,7 +204,7 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, o
     if data_code != 354:
         _reset(conn, data_open=False)
         raise smtplib.SMTPDataError(data_code, data_reply)
-    body = wire.replace(b"\r\n.", b"\r\n..")
+    body = wire.replace(b"\r\n.", b"\r\n..") if b"\n." in wire else wire
     if body.startswith(b"."):
         body = b"." + body
     if not body.endswith(b"\r\n"):
