@@ -189,3 +189,54 @@ def test_migration_moves_frozen_content_into_contents_once(tmp_path: Path) -> No
         bodies = conn.execute(text("SELECT d.id, c.body FROM digests d JOIN contents c ON c.hash = d.content_hash "
                                    "ORDER BY d.id")).all()  # fmt: skip
     assert [b for _, b in bodies] == ['{"period":"p","sections":[]}'] * 4 + ["{}"]
+
+
+def test_migration_moves_the_ledger_into_what_each_content_gives(tmp_path: Path) -> None:
+    """0011: ledger rows become content_practices, once per distinct content; two digests with the same JSON but
+    different practices counted past the cap get contents of their own; each subscriber's ledger reads the same."""
+    from sqlalchemy import text
+
+    from digest.store.queries import ledger
+    from digest.subscriptions.subscribers import get_subscriber
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    ENGINES.append(engine)
+    db.upgrade(engine, "0010")
+    when = "2026-11-01 10:00:00"
+    body = '{"period":"p","sections":[]}'
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO themes (name, slug, created_at) VALUES ('Water', 'water', :w)"), {"w": when})
+        for n in range(1, 4):
+            conn.execute(text("INSERT INTO practices (uid, identity, title, title_derived, summary, first_seen_at, "
+                              "updated_at, content_hash) VALUES (:u, :u, :t, 0, 's', :w, :w, 'h')"),
+                         {"u": f"p{n}", "t": f"Practice {n}", "w": when})  # fmt: skip
+        conn.execute(text("INSERT INTO contents (hash, body, created_at) VALUES ('old', :b, :w)"),
+                     {"b": body, "w": when})  # fmt: skip
+        # Four digests of one stored content: three gave practices 1 (listed) and 2 (counted), one gave 1 and 3.
+        for n, counted in enumerate([2, 2, 2, 3]):
+            conn.execute(text("INSERT INTO subscribers (email, status, bounces, created_at, key) "
+                              "VALUES (:e, 'confirmed', 0, :w, :k)"),
+                         {"e": f"r{n}@example.org", "w": when, "k": f"k{n}"})  # fmt: skip
+            conn.execute(text("INSERT INTO digests (subscriber_id, period, status, message_id, subject, content_hash, "
+                              "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', 'old', :w, 1)"),
+                         {"s": n + 1, "m": f"<m{n}@d.test>", "w": when})  # fmt: skip
+            for practice, summarised in ((1, 0), (counted, 1)):
+                conn.execute(text("INSERT INTO ledger (subscriber_id, practice_id, digest_id, theme_id, summarised) "
+                                  "VALUES (:s, :p, :s, 1, :m)"),
+                             {"s": n + 1, "p": practice, "m": summarised})  # fmt: skip
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        tables = set(conn.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")))
+        contents = conn.execute(text("SELECT hash, body FROM contents ORDER BY hash")).all()
+        given = conn.execute(text("SELECT content_hash, position, practice_id, summarised FROM content_practices "
+                                  "ORDER BY content_hash, position")).all()  # fmt: skip
+        carried = conn.execute(text("SELECT content_hash, count(*) FROM digests GROUP BY content_hash")).all()
+    assert "ledger" not in tables
+    assert len(contents) == 2 and {b for _, b in contents} == {body} and "old" not in {h for h, _ in contents}
+    assert sorted(n for _, n in carried) == [1, 3]
+    assert sorted((p, s) for _, _, p, s in given) == [(1, 0), (1, 0), (2, 1), (3, 1)]
+    with db.session_factory(engine)() as session:
+        for n, counted in enumerate([2, 2, 2, 3]):
+            record = ledger(session, get_subscriber(session, f"r{n}@example.org"))
+            assert [(p.uid, p.summarised) for d in record.digests for p in d.practices] == [("p1", False),
+                                                                                             (f"p{counted}", True)]

@@ -23,7 +23,7 @@ from digest.mail.send import plan_and_send
 from digest.mail.transport import transport_for
 from digest.schedules.slots import Choice, Defaults, ScheduleError, parse_choice, schedule_of
 from digest.store import db
-from digest.store.models import LedgerEntry
+from digest.store.models import ContentPractice
 from digest.subscriptions.subscribers import get_subscriber, pause, set_schedule, subscribe
 from tests.conftest import Cli, RecordingHandler, at
 from tests.test_send import create_themes, titles
@@ -121,7 +121,7 @@ def test_past_the_cap_the_newest_are_listed_and_the_rest_counted_once(
     assert 'And 2 more new in Food: <a href="https://digest.test/themes/food"' in html
     with sessions() as s:
         rows = s.execute(
-            select(LedgerEntry.summarised, LedgerEntry.practice_id).order_by(LedgerEntry.practice_id)
+            select(ContentPractice.summarised, ContentPractice.practice_id).order_by(ContentPractice.practice_id)
         ).all()
     assert [r.summarised for r in rows] == [True, True, False, False, False]
     # The summarised ones count as delivered: never sent later.

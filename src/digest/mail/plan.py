@@ -2,14 +2,16 @@
 
 Each subscriber has a schedule (digest.schedules.slots) and the instant their next digest is due. A run plans
 only those due (an indexed read, so its cost grows with them, not with every subscriber), in batches, one
-transaction per batch: the digest (keyed by subscriber and slot, so planning twice plans once), its ledger rows,
-the cursors moved, and the next due time set to their first slot after now. After downtime that is one digest
-with everything new, never a burst. What goes in a digest (``digest.mail.compose``) is a pure function.
+transaction per batch: the digest (keyed by subscriber and slot, so planning twice plans once), its content (once
+per distinct content, with what it gives: the ledger), the cursors moved, and the next due time set to their
+first slot after now. After downtime that is one digest with everything new, never a burst. What goes in a
+digest (``digest.mail.compose``) is a pure function.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,7 +29,7 @@ from digest.mail.compose import DigestContent, NewMembership, NewMemberships, Pr
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK
-from digest.store.models import Content, Digest, LedgerEntry, Membership, Practice, Subscriber, Subscription, Theme
+from digest.store.models import Content, ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.text.links import safe_link
 
@@ -68,7 +70,8 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
 
 @dataclass(frozen=True)
 class Frozen:
-    """A digest's content, its JSON (stored once in `contents`), the JSON's SHA-256, and its ledger rows."""
+    """A digest's content, its JSON (stored once in `contents`), its key (content_key) and what it gives: the
+    (practice, theme, summarised) rows of the ledger."""
 
     content: DigestContent
     body: str
@@ -76,9 +79,35 @@ class Frozen:
     rows: list[tuple[int, int, bool]]
 
 
+def content_key(body: str, rows: Sequence[tuple[int, int, bool]]) -> str:
+    """A content's key: the SHA-256 of its JSON and of what it gives. Two digests with the same JSON may have
+    counted different practices past the cap; with the rows in the key, everyone carrying one content was
+    given the same practices (migration 0011 keeps its own copy of this)."""
+    given = json.dumps([[p, t, bool(s)] for p, t, s in rows], separators=(",", ":"))
+    return hashlib.sha256(body.encode("utf-8") + b"\n" + given.encode()).hexdigest()
+
+
+def given_to(
+    session: Session, subscriber_ids: Sequence[int], practices: Sequence[int] | None = None
+) -> dict[int, set[int]]:
+    """The practices each subscriber was given (of ``practices``, when named), in any digest planned for them:
+    the ledger, read through their digests' contents."""
+    query = (
+        select(Digest.subscriber_id, ContentPractice.practice_id)
+        .join(ContentPractice, ContentPractice.content_hash == Digest.content_hash)
+        .where(Digest.subscriber_id.in_(subscriber_ids))
+    )
+    if practices is not None:
+        query = query.where(ContentPractice.practice_id.in_(practices))
+    given: dict[int, set[int]] = defaultdict(set)
+    for subscriber_id, practice_id in session.execute(query):
+        given[subscriber_id].add(practice_id)
+    return given
+
+
 _MISSING = object()
 # Each subscriber's next due time, in one executemany per batch (Core: no ORM bookkeeping per row).
-_SUBSCRIBERS, _LEDGER = cast(Table, Subscriber.__table__), cast(Table, LedgerEntry.__table__)
+_SUBSCRIBERS = cast(Table, Subscriber.__table__)
 _SET_NEXT_DUE = (
     update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.id == bindparam("row_id")).values(next_due_at=bindparam("due"))
 )
@@ -228,7 +257,7 @@ class PlanningContext:
                 found = None
             else:
                 body = result[0].to_json()
-                found = Frozen(result[0], body, hashlib.sha256(body.encode()).hexdigest(), result[1])
+                found = Frozen(result[0], body, content_key(body, result[1]), result[1])
             if len(self._frozen) >= 4096:
                 self._frozen.pop(next(iter(self._frozen)))
             self._frozen[memo_key] = found
@@ -285,14 +314,7 @@ def _plan_batch(
         )
     ):
         subscriptions[sub_id].append((theme_id, cursor))
-    sent: dict[int, set[int]] = defaultdict(set)
-    if context.practices:
-        for sub_id, practice_id in session.execute(
-            select(LedgerEntry.subscriber_id, LedgerEntry.practice_id).where(
-                LedgerEntry.subscriber_id.in_(ids), LedgerEntry.practice_id.in_(list(context.practices))
-            )
-        ):
-            sent[sub_id].add(practice_id)
+    sent = given_to(session, ids, list(context.practices)) if context.practices else defaultdict(set)
     planned: list[tuple[int, str, Frozen]] = []
     next_due: list[dict[str, object]] = []
     for row in rows:
@@ -304,14 +326,22 @@ def _plan_batch(
         else:
             planned.append((row.id, key, frozen))
     if planned:
-        # Each distinct content once (a content already stored, by this batch or another planner, is kept).
-        bodies = {f.hash: f.body for _, _, f in planned}
-        session.execute(
-            _insert_ignoring_conflicts(session, Content),
-            [{"hash": h, "body": b, "created_at": now} for h, b in bodies.items()],
-        )
-        # One INSERT ... RETURNING for the batch's digests, one for their ledger rows: no flush per digest. A
-        # digest some other planner already holds for that slot is passed over (no row back), never an error.
+        # Each distinct content once, with what it gives (a content already stored, by an earlier batch or another
+        # planner, is kept as it is: its key covers both).
+        distinct = {f.hash: f for _, _, f in planned}
+        new = session.scalars(
+            _insert_ignoring_conflicts(session, Content).returning(Content.hash),
+            [{"hash": h, "body": f.body, "created_at": now} for h, f in distinct.items()],
+        ).all()
+        given = [
+            {"content_hash": h, "position": n, "practice_id": p, "theme_id": t, "summarised": more}
+            for h in new
+            for n, (p, t, more) in enumerate(distinct[h].rows)
+        ]
+        if given:
+            session.execute(insert(ContentPractice), given)
+        # One INSERT ... RETURNING for the batch's digests: no flush per digest. A digest some other planner
+        # already holds for that slot is passed over (no row back), never an error.
         digest_ids = dict(
             session.execute(
                 _insert_ignoring_conflicts(session, Digest).returning(Digest.subscriber_id, Digest.id),
@@ -330,15 +360,6 @@ def _plan_batch(
                 ],
             ).all()
         )
-        entries = [
-            {"subscriber_id": sid, "practice_id": p, "digest_id": digest_ids[sid], "theme_id": t, "summarised": more}
-            for sid, _, frozen in planned
-            if sid in digest_ids
-            for p, t, more in frozen.rows
-        ]
-        if entries:
-            # Core, not the ORM's bulk insert: a run writes a ledger row per subscriber and practice.
-            session.connection().execute(insert(_LEDGER), entries)
         report.planned += len(digest_ids)
     session.connection().execute(_SET_NEXT_DUE, next_due)
     session.execute(
@@ -355,7 +376,7 @@ def _refresh_statistics(factory: sessionmaker[Session], report: PlanReport) -> N
         return
     with factory() as session:
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("ANALYZE digests, ledger, contents, subscribers, subscriptions"))
+            session.execute(text("ANALYZE digests, contents, content_practices, subscribers, subscriptions"))
             session.commit()
 
 
@@ -378,7 +399,7 @@ def preview_content(
     hwm = session.scalar(select(func.max(Membership.id))) or 0
     subscriptions = [(s.theme_id, s.cursor) for s in subscriber.subscriptions]
     context = PlanningContext(session, min((c for _, c in subscriptions), default=hwm), hwm)
-    sent = set(session.scalars(select(LedgerEntry.practice_id).where(LedgerEntry.subscriber_id == subscriber.id)))
+    sent = given_to(session, [subscriber.id])[subscriber.id]
     schedule = schedule_of(choice_of(subscriber), policy.defaults)
     result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, policy.cap)
     return result[0] if result else None

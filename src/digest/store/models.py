@@ -1,4 +1,5 @@
-"""The store: themes, practices, memberships, subscribers, subscriptions, planned digests and the ledger."""
+"""The store: themes, practices, memberships, subscribers, subscriptions, planned digests, their contents and
+what each content gives (the ledger)."""
 
 from __future__ import annotations
 
@@ -223,8 +224,9 @@ class Digest(Base):
 
 
 class Content(Base):
-    """A digest's frozen content, content-addressed: its SHA-256 is its key, so it is stored once however many
-    digests carry it (everyone with the same themes gets the same digest in a slot)."""
+    """A digest's frozen content, content-addressed: the SHA-256 of its JSON and of what it gives (its
+    content_practices rows) is its key, so it is stored once however many digests carry it (everyone with the
+    same themes gets the same digest in a slot). digest.mail.plan.content_key computes it."""
 
     __tablename__ = "contents"
 
@@ -244,18 +246,20 @@ class Resend(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class LedgerEntry(Base):
-    """A practice given to a subscriber in a digest; unique per subscriber, so never twice."""
+class ContentPractice(Base):
+    """What a content gives, in order: each practice it accounts for, under which theme, listed or only counted
+    (past the digest's cap). A content's hash covers these rows as well as its JSON, so everyone who carries it
+    was given exactly these. The ledger of who was given what is the digests joined with these rows: a few rows
+    per distinct content instead of a row per subscriber and practice, so what a digest costs the store does not
+    grow with what it holds."""
 
-    __tablename__ = "ledger"
-    __table_args__ = (UniqueConstraint("subscriber_id", "practice_id"),)
+    __tablename__ = "content_practices"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
-    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), index=True)
     theme_id: Mapped[int] = mapped_column(ForeignKey("themes.id", ondelete="CASCADE"))
-    # Past the digest's cap: counted in it ("and 12 more"), not listed; delivered all the same, never again.
+    # Past the digest's cap: counted in it ("and 12 more"), not listed; given all the same, never again.
     summarised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
-from digest.store.models import Digest, LedgerEntry, Membership, Practice, Resend, Subscriber, Subscription, Theme
+from digest.store.models import ContentPractice, Digest, Membership, Practice, Resend, Subscriber, Subscription, Theme
 from digest.text.clean import slugify
 
 
@@ -189,11 +189,12 @@ def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
     ids = [d.id for d in digests]
     practices: dict[int, list[LedgerPractice]] = {i: [] for i in ids}
     rows = session.execute(
-        select(LedgerEntry.digest_id, Practice.uid, Practice.title, Practice.url, Theme.name, LedgerEntry.summarised)
-        .join(Practice, Practice.id == LedgerEntry.practice_id)
-        .join(Theme, Theme.id == LedgerEntry.theme_id)
-        .where(LedgerEntry.subscriber_id == subscriber.id)
-        .order_by(LedgerEntry.id)
+        select(Digest.id, Practice.uid, Practice.title, Practice.url, Theme.name, ContentPractice.summarised)
+        .join(ContentPractice, ContentPractice.content_hash == Digest.content_hash)
+        .join(Practice, Practice.id == ContentPractice.practice_id)
+        .join(Theme, Theme.id == ContentPractice.theme_id)
+        .where(Digest.subscriber_id == subscriber.id)
+        .order_by(Digest.id, ContentPractice.position)
     )
     for digest_id, uid, title, url, theme, summarised in rows:
         practices[digest_id].append(LedgerPractice(uid, title, url, theme, summarised))

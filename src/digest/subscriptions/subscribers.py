@@ -20,7 +20,6 @@ from digest.schedules.slots import Choice, Defaults, ScheduleError, choice_of, p
 from digest.store.models import (
     Digest,
     Erasure,
-    LedgerEntry,
     Membership,
     Resend,
     Subscriber,
@@ -266,8 +265,9 @@ def set_themes(session: Session, subscriber: Subscriber, theme_names: Iterable[s
 
 
 def erase(session: Session, subscriber: Subscriber, now: datetime) -> None:
-    """Delete the subscriber and everything that names them (subscriptions, digests, ledger, resends); an
-    anonymous row of counts stays. Every link they were sent stops working; subscribing again starts afresh."""
+    """Delete the subscriber and everything that names them (subscriptions, digests and with them their share of
+    the ledger, resends; the contents they shared with others name nobody); an anonymous row of counts stays.
+    Every link they were sent stops working; subscribing again starts afresh."""
     sent = session.scalar(
         select(func.count())
         .select_from(Digest)
@@ -277,7 +277,6 @@ def erase(session: Session, subscriber: Subscriber, now: datetime) -> None:
     session.add(Erasure(erased_on=day, digests_sent=sent or 0, themes=len(subscriber.subscriptions)))
     digests = select(Digest.id).where(Digest.subscriber_id == subscriber.id)
     session.execute(delete(Resend).where(Resend.digest_id.in_(digests)))
-    session.execute(delete(LedgerEntry).where(LedgerEntry.subscriber_id == subscriber.id))
     session.execute(delete(Digest).where(Digest.subscriber_id == subscriber.id))
     session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
