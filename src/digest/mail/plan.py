@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,26 +91,39 @@ def given_to(
     session: Session, subscriber_ids: Sequence[int], practices: Sequence[int] | None = None
 ) -> dict[int, set[int]]:
     """The practices each subscriber was given (of ``practices``, when named), in any digest planned for them:
-    the ledger, read through their digests' contents."""
-    query = (
-        select(Digest.subscriber_id, ContentPractice.practice_id)
-        .join(ContentPractice, ContentPractice.content_hash == Digest.content_hash)
-        .where(Digest.subscriber_id.in_(subscriber_ids))
-    )
-    if practices is not None:
-        query = query.where(ContentPractice.practice_id.in_(practices))
+    the ledger, read through their digests' contents. In two steps, the contents of their digests and then what
+    those give, rather than one join a database may start from the practice's side (every digest of a popular
+    content)."""
+    carried: dict[str, list[int]] = defaultdict(list)
+    for subscriber_id, content_hash in session.execute(
+        select(Digest.subscriber_id, Digest.content_hash).where(Digest.subscriber_id.in_(subscriber_ids))
+    ):
+        carried[content_hash].append(subscriber_id)
     given: dict[int, set[int]] = defaultdict(set)
-    for subscriber_id, practice_id in session.execute(query):
-        given[subscriber_id].add(practice_id)
+    hashes = list(carried)
+    for start in range(0, len(hashes), 500):
+        query = select(ContentPractice.content_hash, ContentPractice.practice_id).where(
+            ContentPractice.content_hash.in_(hashes[start : start + 500])
+        )
+        if practices is not None:
+            query = query.where(ContentPractice.practice_id.in_(practices))
+        for content_hash, practice_id in session.execute(query):
+            for subscriber_id in carried[content_hash]:
+                given[subscriber_id].add(practice_id)
     return given
 
 
 _MISSING = object()
-# Each subscriber's next due time, in one executemany per batch (Core: no ORM bookkeeping per row).
-_SUBSCRIBERS = cast(Table, Subscriber.__table__)
-_SET_NEXT_DUE = (
-    update(_SUBSCRIBERS).where(_SUBSCRIBERS.c.id == bindparam("row_id")).values(next_due_at=bindparam("due"))
-)
+
+
+def _set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
+    """Each subscriber's next due time: one UPDATE per distinct time (subscribers share a handful of schedules),
+    not a statement per subscriber."""
+    by_time: dict[datetime, list[int]] = defaultdict(list)
+    for subscriber_id, when in due.items():
+        by_time[when].append(subscriber_id)
+    for when, ids in by_time.items():
+        session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(next_due_at=when))
 
 
 @dataclass(frozen=True)
@@ -182,13 +195,9 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
             ).all()
             if not rows:
                 return placed
-            session.connection().execute(
-                _SET_NEXT_DUE,
-                [
-                    {"row_id": r.id, "due": first_due(schedule_of(choice_of(r), policy.defaults),
-                                                      r.last_period, now)}  # fmt: skip
-                    for r in rows
-                ],
+            _set_next_due(
+                session,
+                {r.id: first_due(schedule_of(choice_of(r), policy.defaults), r.last_period, now) for r in rows},
             )
             placed += len(rows)
 
@@ -316,10 +325,10 @@ def _plan_batch(
         subscriptions[sub_id].append((theme_id, cursor))
     sent = given_to(session, ids, list(context.practices)) if context.practices else defaultdict(set)
     planned: list[tuple[int, str, Frozen]] = []
-    next_due: list[dict[str, object]] = []
+    next_due: dict[int, datetime] = {}
     for row in rows:
         key, due_next = context.slots(choice_of(row), policy.defaults, now)
-        next_due.append({"row_id": row.id, "due": due_next})
+        next_due[row.id] = due_next
         frozen = context.frozen_for(key, subscriptions[row.id], sent[row.id], policy.cap)
         if frozen is None:
             report.empty += 1
@@ -361,7 +370,7 @@ def _plan_batch(
             ).all()
         )
         report.planned += len(digest_ids)
-    session.connection().execute(_SET_NEXT_DUE, next_due)
+    _set_next_due(session, next_due)
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)

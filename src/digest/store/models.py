@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, text
 
 from digest.store.states import DigestStatus, JobOutcome, SourceStatus, SubscriberStatus, check
 
@@ -184,6 +184,10 @@ class Subscription(Base):
     theme: Mapped[Theme] = relationship()
 
 
+# The predicate of ix_digests_waiting, written out: a query uses that index only when its WHERE has this very term.
+WAITING_SQL = "status IN ('deferred', 'planned', 'sending')"
+
+
 class Digest(Base):
     """One subscriber's digest for one period: planned once, content frozen, Message-ID fixed."""
 
@@ -191,6 +195,9 @@ class Digest(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "period"),
         CheckConstraint(check("status", DigestStatus), name="status"),
+        # The digests a sender may claim, in id order, and nothing else: a claim walks the first few of these
+        # whatever was sent before (an index on status alone gives every waiting row to sort, on each claim).
+        Index("ix_digests_waiting", "id", sqlite_where=text(WAITING_SQL), postgresql_where=text(WAITING_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
