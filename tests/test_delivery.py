@@ -96,6 +96,12 @@ def test_transient_failures_are_retried_within_the_run(
     report = send(sessions, mail)
     assert (report.sent, report.deferred, report.failed) == (3, 0, 0)
     assert counts(handler, ADA, BO, CY) == [1, 1, 1]  # exactly once each, whatever happened on the way
+    # Each message is its recipient's own: the next one, built while the server took this one, is not mixed up
+    # with it on a retry.
+    assert all(r.message["To"] == r.recipients[0] for r in handler.received)
+    assert [r.message["Message-ID"] for r in handler.received] == [
+        digest_of(sessions, e).message_id for e in (ADA, BO, CY)
+    ]
     assert digest_of(sessions, BO).status == "sent" and digest_of(sessions, BO).attempts == 1
     if fault in ("drop", "stall"):
         assert handler.ehlo == 3  # reconnected after each lost connection

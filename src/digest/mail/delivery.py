@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
@@ -327,6 +328,8 @@ class Deliverer:
         self.engine = engine
         self.limiter = RateLimiter(policy, engine)
         self._bodies: dict[str, str] = {}
+        # The next message of the batch, built while the server took the one before (or what building raised).
+        self._ahead: tuple[int, bytes | Exception] | None = None
         self._recorder: SentRecorder | None = None
 
     def run(self) -> None:
@@ -362,7 +365,7 @@ class Deliverer:
                 self._release(batch[n:])
                 return False
             try:
-                self._deliver(pending)
+                self._deliver(pending, batch[n + 1] if n + 1 < len(batch) else None)
             except ServerUnavailable as e:
                 self._release(batch[n:])
                 self.report.error, self.report.hint = str(e), e.hint
@@ -465,15 +468,36 @@ class Deliverer:
             key=lambda p: p.id,
         )  # fmt: skip
 
-    def _deliver(self, pending: Pending) -> None:
-        message = self.build(pending, self._bodies[pending.content_hash], clock.now())
+    def _message(self, pending: Pending) -> bytes:
+        """The message of ``pending``: built ahead while the server took the one before, else now. What building
+        raised is raised here, for this digest (a poison message fails alone)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == pending.id:
+            if isinstance(ahead[1], Exception):
+                raise ahead[1]
+            return ahead[1]
+        return self.build(pending, self._bodies[pending.content_hash], clock.now())
+
+    def _build_ahead(self, pending: Pending) -> None:
+        """Build the next message while the server takes this one; never raises (see _message)."""
+        if self._ahead is not None and self._ahead[0] == pending.id:
+            return  # built already, on an earlier try of the message before
+        try:
+            message: bytes | Exception = self.build(pending, self._bodies[pending.content_hash], clock.now())
+        except Exception as e:
+            message = e
+        self._ahead = (pending.id, message)
+
+    def _deliver(self, pending: Pending, following: Pending | None = None) -> None:
+        message = self._message(pending)
+        meanwhile = partial(self._build_ahead, following) if following is not None else None
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             self.limiter.wait()
             try:
-                self.transport.send(self.return_path(pending.id), pending.email, message)
+                self.transport.send(self.return_path(pending.id), pending.email, message, meanwhile)
             except TemporaryFailure as e:
                 last = e
                 continue

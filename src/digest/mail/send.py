@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -157,29 +158,54 @@ def plan_and_send(
     return deliver_due(factory, settings, transport, report, should_stop)
 
 
+# Set in each sender process of `send_in_processes` by its pool's initializer: set once planning is over.
+_planned: Any = None
+
+
+def _start_child(planned: Any) -> None:
+    global _planned
+    _planned = planned
+
+
 def _deliver_in_child(settings: Settings, instant: str | None) -> dict[str, object]:
-    """One sender process of `digest send --processes N`: its own engine and SMTP connection."""
+    """One sender process of `digest send --processes N`: its own engine and SMTP connection. It sends while the
+    parent plans (what each planning batch commits is due at once) and stops once planning is over and nothing
+    due is left."""
     from digest.store import db
 
     if instant:
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
+    report = SendReport()
     try:
-        return deliver_due(db.session_factory(engine), settings, transport_for(settings), SendReport()).as_dict()
+        factory = db.session_factory(engine)
+        while True:
+            last = _planned.is_set()
+            deliver_due(factory, settings, transport_for(settings), report)
+            if last or report.error or report.rate_limited:
+                return report.as_dict()
+            _planned.wait(0.05)
     finally:
         engine.dispose()
 
 
 def send_in_processes(factory: sessionmaker[Session], settings: Settings, processes: int) -> SendReport:
-    """Plan once, then deliver with ``processes`` sender processes side by side (each claims its own batches;
-    a digest is sent by one of them only); their reports added up."""
-    plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
-    total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
+    """Plan, and deliver with ``processes`` sender processes side by side, which start sending what planning has
+    committed while it goes on (each claims its own batches; a digest is sent by one of them only); their
+    reports added up."""
+    check_templates(settings.templates_dir or None)  # a broken template stops the run before any sender starts
     fixed = clock.fixed_now()
     instant = fixed.isoformat() if fixed else None
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    planned = context.Event()
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start_child,
+                             initargs=(planned,)) as pool:  # fmt: skip
         results = [pool.submit(_deliver_in_child, settings, instant) for _ in range(processes)]
+        try:
+            plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+        finally:
+            planned.set()
+        total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
         for result in results:
             part = result.result()
             for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):

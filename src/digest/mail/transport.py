@@ -6,6 +6,7 @@ import logging
 import mailbox
 import smtplib
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -38,9 +39,14 @@ class ServerUnavailable(TransportError):
 
 
 class Transport(Protocol):
-    """Hands one message to its next hop, or raises one of the TransportError kinds above."""
+    """Hands one message to its next hop, or raises one of the TransportError kinds above.
 
-    def send(self, sender: str, recipient: str, message: bytes) -> None: ...
+    ``meanwhile``, when given, is called once the message is on its way and before its outcome is known: work
+    (building the next message) done while the server takes this one. It must not raise.
+    """
+
+    def send(self, sender: str, recipient: str, message: bytes, meanwhile: Callable[[], None] | None = None) -> None:
+        ...
 
     def close(self) -> None: ...
 
@@ -54,13 +60,15 @@ class MaildirTransport:
         self.path = Path(path)
         self._box: mailbox.Maildir | None = None
 
-    def send(self, sender: str, recipient: str, message: bytes) -> None:
+    def send(self, sender: str, recipient: str, message: bytes, meanwhile: Callable[[], None] | None = None) -> None:
         try:
             if self._box is None:
                 self._box = mailbox.Maildir(self.path, create=True)
             self._box.add(message)
         except OSError as e:
             raise ServerUnavailable(f"cannot write to the outbox {self.path}: {e.strerror}", "check outbox_dir") from e
+        if meanwhile is not None:
+            meanwhile()
 
     def close(self) -> None:
         self._box = None
@@ -101,8 +109,9 @@ class SmtpTransport:
         events("smtp.connected", server=s.display())
         return conn
 
-    def send(self, sender: str, recipient: str, message: bytes) -> None:
-        """One SMTP transaction on the open connection (opened first if needed); no retry here."""
+    def send(self, sender: str, recipient: str, message: bytes, meanwhile: Callable[[], None] | None = None) -> None:
+        """One SMTP transaction on the open connection (opened first if needed); no retry here. ``meanwhile`` runs
+        between the end of the message's data and the server's answer to it."""
         # Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts
         # only str messages, never bytes.
         if b"\r" in message:
@@ -125,7 +134,7 @@ class SmtpTransport:
                         "use a server that offers SMTPUTF8 (Postfix: smtputf8_enable = yes), or an ASCII address",
                     )
                 options = ["SMTPUTF8"]
-            _transaction(self._conn, sender, rcpt.address, wire, options)
+            _transaction(self._conn, sender, rcpt.address, wire, options, meanwhile)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = e.recipients.get(rcpt.address, (550, b"refused"))
             text = f"{code} {_reply(reply)}"
@@ -170,10 +179,18 @@ class SmtpTransport:
             self._conn = None
 
 
-def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> None:
+def _transaction(
+    conn: smtplib.SMTP,
+    sender: str,
+    recipient: str,
+    wire: bytes,
+    options: list[str],
+    meanwhile: Callable[[], None] | None = None,
+) -> None:
     """MAIL, RCPT, DATA and the message, as smtplib's sendmail does, raising the same exceptions; but with the
     three commands in one write when the server offers PIPELINING (RFC 2920: two waits per message instead of
-    four), and the message's leading dots doubled with a bytes replace instead of a regular expression."""
+    four), the message's leading dots doubled with a bytes replace instead of a regular expression, and
+    ``meanwhile`` run while the server takes the data (the wait for its answer overlaps that work)."""
     conn.ehlo_or_helo_if_needed()
     if conn.does_esmtp and conn.has_extn("size"):
         options = [*options, f"SIZE={len(wire)}"]
@@ -210,6 +227,8 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, o
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     conn.send(body + b".\r\n")
+    if meanwhile is not None:
+        meanwhile()
     code, reply = conn.getreply()
     if code != 250:
         raise smtplib.SMTPDataError(code, reply)
