@@ -39,18 +39,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def export(path: Path) -> None:
-    """Ten practices per theme, each with a summary of about 800 characters: digests of ~20-25 KB."""
+def export(path: Path, per_theme: int = 10) -> None:
+    """``per_theme`` practices per theme, each with a summary of about 800 characters: with ten, digests of
+    ~20-25 KB."""
     practices = [
         {"id": f"p-{t}-{i}", "title": f"Practice {i} of {theme}: neighbourhood committees that get things done",
          "summary": (WORDS * 5)[:800], "url": f"https://practices.example.org/p/{t}/{i}", "themes": [theme],
          "submitted_by": "Ms. Jana NOVÁKOVÁ"}
-        for t, theme in enumerate(THEMES) for i in range(10)
+        for t, theme in enumerate(THEMES) for i in range(per_theme)
     ]  # fmt: skip
     path.write_text(json.dumps({"practices": practices}), encoding="utf-8")
 
 
-def prepare(workdir: Path, database_url: str, smtp_url: str, subscribers: int) -> dict[str, str]:
+def prepare(
+    workdir: Path, database_url: str, smtp_url: str, subscribers: int, per_theme: int = 10
+) -> dict[str, str]:
     config = workdir / "digest.toml"
     config.write_text(
         f'database_url = "{database_url}"\nsmtp_url = "{smtp_url}"\nsecret_key = "bench-secret-0123456789abcdef"\n'
@@ -81,7 +84,7 @@ def prepare(workdir: Path, database_url: str, smtp_url: str, subscribers: int) -
         for start in range(0, len(rows), 10_000):
             s.execute(insert(Subscription), rows[start : start + 10_000])
     engine.dispose()
-    export(workdir / "export.json")
+    export(workdir / "export.json", per_theme)
     subprocess.run([sys.executable, "-m", "digest", "ingest", str(workdir / "export.json")], env=env | {
         "DIGEST_NOW": "2026-11-12T10:00:00Z"}, check=True, capture_output=True)  # fmt: skip
     return env

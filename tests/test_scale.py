@@ -240,3 +240,14 @@ def test_migration_moves_the_ledger_into_what_each_content_gives(tmp_path: Path)
             record = ledger(session, get_subscriber(session, f"r{n}@example.org"))
             assert [(p.uid, p.summarised) for d in record.digests for p in d.practices] == [("p1", False),
                                                                                              (f"p{counted}", True)]
+
+
+def test_the_waiting_index_holds_exactly_the_waiting_states() -> None:
+    """ix_digests_waiting's predicate is written out in SQL (a query must repeat it word for word to use the
+    index): it must name the states store.states calls waiting, no more, no fewer."""
+    import re
+
+    from digest.store.models import WAITING_SQL
+    from digest.store.states import WAITING
+
+    assert set(re.findall(r"'([a-z]+)'", WAITING_SQL)) == {str(s) for s in WAITING}

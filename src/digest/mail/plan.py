@@ -183,13 +183,15 @@ def first_due(schedule: Schedule, last_period: str | None, now: datetime) -> dat
 
 def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
     """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
-    placed = 0
+    placed = last_id = 0
     while True:
         with factory() as session, session.begin():
+            # From where the last batch ended: each batch reads its own rows, not again those placed before it.
             rows = session.execute(
                 select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone,
                        Subscriber.last_period)  # fmt: skip
-                .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None))
+                .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None),
+                       Subscriber.id > last_id)  # fmt: skip
                 .order_by(Subscriber.id)
                 .limit(policy.batch_size)
             ).all()
@@ -200,6 +202,7 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
                 {r.id: first_due(schedule_of(choice_of(r), policy.defaults), r.last_period, now) for r in rows},
             )
             placed += len(rows)
+            last_id = rows[-1].id
 
 
 class PlanningContext:
