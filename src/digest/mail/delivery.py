@@ -310,6 +310,7 @@ class Deliverer:
         report: SendReport,
         batch_size: int = 500,
         should_stop: Callable[[], bool] = lambda: False,
+        more_coming: Callable[[], bool] | None = None,
     ) -> None:
         self.factory = factory
         self.transport = transport
@@ -321,6 +322,9 @@ class Deliverer:
         self.claim_size = max(1, min(batch_size, CLAIM_BATCH))
         # Asked before each message: a stopping worker finishes the message in flight and hands the rest back.
         self.should_stop = should_stop
+        # Asked when nothing is left to claim: True (after a short wait) while digests are still being planned
+        # elsewhere, to claim again instead of ending the run.
+        self.more_coming = more_coming
         self.holder = holder_id()
         with factory() as session:
             engine = session.get_bind()
@@ -353,7 +357,11 @@ class Deliverer:
                 dead = _dead_local_holders(session)
             batch = self._claim_batch(self.claim_size if budget is None else min(self.claim_size, budget), dead)
             if not batch:
-                return
+                if self.more_coming is None:
+                    return
+                if not self.more_coming():
+                    self.more_coming = None  # planning is over: one more claim sees everything it committed
+                continue
             if not self._send_batch(batch):
                 return
 

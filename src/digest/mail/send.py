@@ -131,16 +131,17 @@ def deliver_due(
     transport: Transport,
     report: SendReport,
     should_stop: Callable[[], bool] = lambda: False,
+    more_coming: Callable[[], bool] | None = None,
 ) -> SendReport:
-    """Send every digest that is due (planned, deferred and due again, or abandoned by a dead process)."""
+    """Send every digest that is due (planned, deferred and due again, or abandoned by a dead process); with
+    ``more_coming``, also what is planned meanwhile, for as long as it says more is coming."""
 
     policy = DeliveryPolicy.from_settings(settings)
     check_templates(settings.templates_dir or None)  # a broken template stops the run before any claim
     try:
         build = MessageFactory(settings).build
-        Deliverer(
-            factory, transport, policy, build, partial(return_path, settings), report, settings.batch_size, should_stop
-        ).run()
+        Deliverer(factory, transport, policy, build, partial(return_path, settings), report, settings.batch_size,
+                  should_stop, more_coming).run()  # fmt: skip
     finally:
         transport.close()
     return report
@@ -176,15 +177,10 @@ def _deliver_in_child(settings: Settings, instant: str | None) -> dict[str, obje
     if instant:
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
-    report = SendReport()
     try:
-        factory = db.session_factory(engine)
-        while True:
-            last = _planned.is_set()
-            deliver_due(factory, settings, transport_for(settings), report)
-            if last or report.error or report.rate_limited:
-                return report.as_dict()
-            _planned.wait(0.05)
+        report = deliver_due(db.session_factory(engine), settings, transport_for(settings), SendReport(),
+                             more_coming=lambda: not _planned.wait(0.05))  # fmt: skip
+        return report.as_dict()
     finally:
         engine.dispose()
 
