@@ -393,8 +393,15 @@ def _check_database(url_text: str, where: str) -> None:
             f"{where}: the database driver for {url.drivername} is not installed ({e})",
             f"install {extra}, and write the URL as {SUPPORTED_DATABASES[backend]}",
         ) from e
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        _creatable(Path(url.database).parent, where)
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"):
+        # Each command is a process of its own, and a sender records outcomes on a connection of its own.
+        raise ConfigError(
+            f"{where}: an in-memory SQLite database is gone when the process ends, and is not shared between "
+            "connections: what was stored or sent would be forgotten",
+            "use a file, for example sqlite:///var/digest.db",
+        )
+    if backend == "sqlite":
+        _creatable(Path(str(url.database)).parent, where)
 
 
 def _address(value: str, where: str) -> str:
