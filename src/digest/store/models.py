@@ -211,7 +211,8 @@ class Digest(Base):
     # digest with the same practices in the same slot points at one row of `contents`.
     content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash"), index=True)
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Indexed: the hourly limit counts what went out in the last hour before each claim.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     # Claims for sending (each run that tried it once counts one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
