@@ -178,6 +178,40 @@ def test_send_with_several_processes(store: str, server: tuple[RecordingHandler,
         assert "take turns writing" in done.stderr
 
 
+@pytest.mark.parametrize("how", ["raises", "vanishes"])
+def test_a_sender_process_that_dies_is_named_and_the_others_finish(
+    server: tuple[RecordingHandler, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """One of the --processes senders dies (an unforeseen exception, or gone without a word): the run reports
+    which and why, fails, and the other senders deliver everything, once."""
+    from dataclasses import replace as with_values
+
+    from digest.config import load_settings
+    from digest.mail import send as sending
+
+    handler, url = server
+    sessions, people = populate(f"sqlite:///{tmp_path / 'digest.db'}", 200)
+    env = config(tmp_path, f"sqlite:///{tmp_path / 'digest.db'}", url)
+    settings = with_values(load_settings(env["DIGEST_CONFIG"], environ={}), smtp_url=url)
+    real = sending.deliver_due
+
+    def dies_once(*args: object, **kwargs: object) -> object:
+        try:  # the first sender to get here (creating the file is atomic) dies; the others send
+            os.close(os.open(tmp_path / "died", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        if how == "vanishes":
+            os._exit(3)
+        raise RuntimeError("the sender broke")
+
+    monkeypatch.setattr(sending, "deliver_due", dies_once)  # the senders are forked: they run this one
+    report = sending.send_in_processes(sessions, settings, 3)
+    expected = "RuntimeError: the sender broke (exit code 1)" if how == "raises" else "without a report (exit code 3)"
+    assert report.error is not None and "of 3 failed: " in report.error and expected in report.error, report.error
+    assert report.sent == 200
+    assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))
+
+
 def test_migration_moves_frozen_content_into_contents_once(tmp_path: Path) -> None:
     from sqlalchemy import text
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock
+from digest import clock, logs
 from digest.config import Settings
 from digest.mail.bounces import return_path
 from digest.mail.compose import DigestContent
@@ -25,6 +26,8 @@ from digest.mail.render import Links, RenderedDigest, check_templates, render_di
 from digest.mail.signing import signer_for
 from digest.mail.transport import Transport, transport_for
 from digest.subscriptions.tokens import Purpose, make_token
+
+events = logs.EventLog(__name__)
 
 
 def links_for(settings: Settings, key: str, period: str | None = None) -> Links:
@@ -159,58 +162,69 @@ def plan_and_send(
     return deliver_due(factory, settings, transport, report, should_stop)
 
 
-# Set in each sender process of `send_in_processes` by its pool's initializer: set once planning is over.
-_planned: Any = None
-
-
-def _start_child(planned: Any) -> None:
-    global _planned
-    _planned = planned
-
-
-def _deliver_in_child(settings: Settings, instant: str | None) -> dict[str, object]:
-    """One sender process of `digest send --processes N`: its own engine and SMTP connection. It sends while the
-    parent plans (what each planning batch commits is due at once) and stops once planning is over and nothing
-    due is left."""
+def _sender(settings: Settings, instant: str | None, parent: Engine | None, planned: Any, out: Any) -> None:
+    """One sender process of `digest send --processes N`, with its own engine and SMTP connection. It sends while
+    the parent plans (what each planning batch commits is due at once) and stops once planning is over and
+    nothing due is left; its report goes back through ``out``."""
     from digest.store import db
 
+    if parent is not None:
+        parent.dispose(close=False)  # forked: the parent's pooled connections stay the parent's, untouched
     if instant:
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
     try:
         report = deliver_due(db.session_factory(engine), settings, transport_for(settings), SendReport(),
-                             more_coming=lambda: not _planned.wait(0.05))  # fmt: skip
-        return report.as_dict()
+                             more_coming=lambda: not planned.wait(0.05))  # fmt: skip
+        out.send(report.as_dict())
+    except Exception as e:  # logged with its traceback, named in the parent's report; the other senders go on
+        events("sender.crashed", logging.ERROR, exc_info=True, error=f"{type(e).__name__}: {e}")
+        out.send({"crashed": f"{type(e).__name__}: {e}"})
+        raise SystemExit(1) from e
     finally:
         engine.dispose()
+        out.close()
 
 
 def send_in_processes(factory: sessionmaker[Session], settings: Settings, processes: int) -> SendReport:
     """Plan, and deliver with ``processes`` sender processes side by side, which start sending what planning has
     committed while it goes on (each claims its own batches; a digest is sent by one of them only); their
-    reports added up."""
+    reports added up.
+
+    The senders are forked where the platform can (they start at once, with everything imported: no new
+    interpreter each), and started afresh elsewhere."""
     check_templates(settings.templates_dir or None)  # a broken template stops the run before any sender starts
     fixed = clock.fixed_now()
     instant = fixed.isoformat() if fixed else None
-    # A fork server, started once with the sending code imported, forks each sender: one import for them all,
-    # and none of this process's connections in them (as with spawn, unlike fork).
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["digest.mail.send", "digest.store.db", "digest.mail.transport"])
+    forked = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
+    parent = factory.kw.get("bind") if forked else None
     planned = context.Event()
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start_child,
-                             initargs=(planned,)) as pool:  # fmt: skip
-        results = [pool.submit(_deliver_in_child, settings, instant) for _ in range(processes)]
+    senders = []
+    for _ in range(processes):
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_sender, args=(settings, instant, parent, planned, send), daemon=True)
+        process.start()
+        send.close()
+        senders.append((process, receive))
+    try:
+        plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+    finally:
+        planned.set()
+    total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
+    for n, (process, receive) in enumerate(senders, 1):
         try:
-            plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
-        finally:
-            planned.set()
-        total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
-        for result in results:
-            part = result.result()
-            for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):
-                setattr(total, name, getattr(total, name) + int(part[name]))  # type: ignore[call-overload]
-            total.rate_limited = total.rate_limited or bool(part["rate_limited"])
-            total.errors += list(part["errors"])  # type: ignore[call-overload]
-            if part["error"] and total.error is None:
-                total.error, total.hint = str(part["error"]), str(part["hint"])
+            part: dict[str, Any] = receive.recv()
+        except EOFError:  # killed, or died before it could say
+            part = {"crashed": "it ended without a report"}
+        process.join()
+        if "crashed" in part:
+            error = f"sender {n} of {processes} failed: {part['crashed']} (exit code {process.exitcode})"
+            part = cast(dict[str, Any], SendReport(error=error).as_dict())
+        for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):
+            setattr(total, name, getattr(total, name) + int(part[name]))
+        total.rate_limited = total.rate_limited or bool(part["rate_limited"])
+        total.errors += list(part["errors"])
+        if part["error"] and total.error is None:
+            total.error, total.hint = str(part["error"]), str(part["hint"])
     return total
