@@ -187,14 +187,19 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
     while True:
         with factory() as session, session.begin():
             # From where the last batch ended: each batch reads its own rows, not again those placed before it.
-            rows = session.execute(
+            query = (
                 select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone,
                        Subscriber.last_period)  # fmt: skip
                 .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None),
                        Subscriber.id > last_id)  # fmt: skip
                 .order_by(Subscriber.id)
                 .limit(policy.batch_size)
-            ).all()
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Several placers (senders starting together) share the work: each holds its batch, the others
+                # pass over it, so no two update the same subscribers (in different orders: a deadlock).
+                query = query.with_for_update(skip_locked=True, of=Subscriber)
+            rows = session.execute(query).all()
             if not rows:
                 return placed
             _set_next_due(
@@ -343,7 +348,9 @@ def _plan_batch(
         distinct = {f.hash: f for _, _, f in planned}
         new = session.scalars(
             _insert_ignoring_conflicts(session, Content).returning(Content.hash),
-            [{"hash": h, "body": f.body, "created_at": now} for h, f in distinct.items()],
+            # In the order of their keys: planners inserting the same contents wait for each other in one order,
+            # never in a circle.
+            [{"hash": h, "body": distinct[h].body, "created_at": now} for h in sorted(distinct)],
         ).all()
         given = [
             {"content_hash": h, "position": n, "practice_id": p, "theme_id": t, "summarised": more}
