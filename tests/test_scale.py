@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import SourceConfig
@@ -295,3 +295,35 @@ def test_the_waiting_index_holds_exactly_the_waiting_states() -> None:
     from digest.store.states import WAITING
 
     assert set(re.findall(r"'([a-z]+)'", WAITING_SQL)) == {str(s) for s in WAITING}
+
+
+def test_recording_sent_clears_the_bounce_count_in_the_same_transaction(store: str) -> None:
+    """The outcome of an accepted message is one autocommitted statement; when the subscriber had hard bounces in
+    a row, the count is cleared with it, in one transaction (BEGIN/COMMIT on the recorder's own connection), on
+    both databases."""
+    from digest import clock
+    from digest.mail.delivery import Pending, SentRecorder
+
+    sessions, _ = populate(store, 2)
+    now = clock.now()
+    with sessions() as s, s.begin():
+        ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+        s.add(Content(hash="c" * 64, body="{}", created_at=now))
+        s.flush()
+        for sid in ids:
+            s.add(Digest(subscriber_id=sid, period="p", status="sending", message_id=f"<{sid}@d.test>", subject="s",
+                         content_hash="c" * 64, planned_at=now, attempts=1, claimed_by="me", claimed_at=now))
+        s.execute(update(Subscriber).where(Subscriber.id == ids[1]).values(bounces=2))
+    with sessions() as s:
+        digests = {d.subscriber_id: d.id for d in s.scalars(select(Digest))}
+    recorder = SentRecorder(sessions.kw["bind"], "me")
+    try:
+        for sid, bounces in zip(ids, (0, 2), strict=True):
+            recorder.sent(Pending(digests[sid], sid, "x@example.org", "k", "<m>", "s", "p", "c" * 64, 1, bounces), now)
+    finally:
+        recorder.close()
+    with sessions() as s:
+        rows = s.execute(select(Digest.status, Digest.sent_at, Digest.claimed_by).order_by(Digest.id)).all()
+        assert [(r.status, r.claimed_by) for r in rows] == [("sent", None), ("sent", None)]
+        assert all(r.sent_at == now for r in rows)  # stored as the ORM stores a time, read back the same
+        assert list(s.scalars(select(Subscriber.bounces).order_by(Subscriber.id))) == [0, 0]
