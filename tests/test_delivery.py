@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.delivery import SendReport
+from digest.mail.delivery import DeliveryPolicy, SendReport, has_due
 from digest.mail.ledger import resend
 from digest.mail.send import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
@@ -84,6 +85,37 @@ def test_one_connection_for_many_messages(
     week_with_news(sessions, ADA, BO, CY, "di@example.org", "ed@example.org")
     assert send(sessions, mail).sent == 5
     assert handler.ehlo == 1 and counts(handler, ADA, BO, CY) == [1, 1, 1]
+
+
+class SlowLink(FaultyHandler):
+    """Each accepted message takes ``step`` on the clock; what another host would see as abandoned is noted then."""
+
+    def __init__(self, step: timedelta, policy: DeliveryPolicy, sessions: sessionmaker[Session]) -> None:
+        super().__init__()
+        self.step, self.policy, self.sessions = step, policy, sessions
+        self.abandoned: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        clock.set_fixed_now(clock.now() + self.step)
+        with self.sessions() as s:
+            self.abandoned.append(has_due(s, clock.now(), self.policy))
+        return answer
+
+
+def test_a_batch_on_a_slow_link_renews_its_claim(sessions: sessionmaker[Session], mail: Settings) -> None:
+    """Six messages of one claimed batch, each taking a quarter of claim_timeout: without renewal the last ones
+    would look abandoned to another host (claimed longer ago than claim_timeout) and be sent twice."""
+    people = [f"reader{n}@example.org" for n in range(6)]
+    week_with_news(sessions, *people)
+    policy = DeliveryPolicy.from_settings(mail)
+    handler = SlowLink(policy.claim_timeout / 4, policy, sessions)
+    with smtp_controller(handler) as url:
+        report = send(sessions, replace(mail, smtp_url=url, smtp_timeout=5))
+    assert report.sent == 6 and counts(handler, *people) == [1] * 6
+    assert handler.abandoned == [False] * 6  # past claim_timeout since the batch was claimed, never abandoned
+    with sessions() as s:
+        assert set(s.scalars(select(Digest.attempts))) == {1}
 
 
 @pytest.mark.parametrize("fault", ["451", "451rcpt", "drop", "stall"])

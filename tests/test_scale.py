@@ -1,5 +1,6 @@
 """Several senders on one store: each digest sent by exactly one of them, all exit 0, the work shared; a sender
-killed with -9 leaves only its message in flight to be sent again (same Message-ID); the hourly limit holds
+killed with -9 leaves only accepted messages whose outcome was not yet recorded (its group, `sent_per_commit`)
+to be sent again (same Message-ID); the hourly limit holds
 across senders; frozen content is stored once per distinct content."""
 
 from __future__ import annotations
@@ -116,13 +117,14 @@ def test_four_senders_deliver_each_digest_exactly_once_and_share_the_work(
         assert s.scalar(select(func.count()).select_from(Content)) == 3
 
 
-def test_a_sender_killed_mid_run_leaves_only_its_message_in_flight(
+def test_a_sender_killed_mid_run_leaves_only_its_unrecorded_group(
     pg_url: str, server: tuple[RecordingHandler, str], tmp_path: Path
 ) -> None:
     handler, url = server
     count = 2000
     sessions, people = populate(pg_url, count)
-    env = config(tmp_path, pg_url, url)
+    group = 10
+    env = config(tmp_path, pg_url, url, sent_per_commit=group)
     procs = senders(env, 4)
     deadline = time.monotonic() + DEADLINE
     victim = None
@@ -150,7 +152,7 @@ def test_a_sender_killed_mid_run_leaves_only_its_message_in_flight(
         ids.setdefault(r.recipients[0], []).append(str(r.message["Message-ID"]))
     assert set(ids) == set(people)
     repeated = {who: got for who, got in ids.items() if len(got) > 1}
-    assert len(repeated) <= 1, repeated  # at most the message in flight when it died
+    assert len(repeated) <= group, repeated  # at most the group it had not yet recorded when it died
     assert all(len(set(got)) == 1 and len(got) == 2 for got in repeated.values())  # with its Message-ID
 
 
@@ -297,14 +299,15 @@ def test_the_waiting_index_holds_exactly_the_waiting_states() -> None:
     assert set(re.findall(r"'([a-z]+)'", WAITING_SQL)) == {str(s) for s in WAITING}
 
 
-def test_recording_sent_clears_the_bounce_count_in_the_same_transaction(store: str) -> None:
-    """The outcome of an accepted message is one autocommitted statement; when the subscriber had hard bounces in
-    a row, the count is cleared with it, in one transaction (BEGIN/COMMIT on the recorder's own connection), on
-    both databases."""
+def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transaction(store: str) -> None:
+    """Accepted messages are recorded `sent` a group at a time (one transaction on the recorder's own
+    connection): until the group is full, or its first message has waited `max_age`, or the sender flushes, the
+    store still says `sending`; a subscriber's hard-bounce count is cleared in the same transaction; on both
+    databases."""
     from digest import clock
     from digest.mail.delivery import Pending, SentRecorder
 
-    sessions, _ = populate(store, 2)
+    sessions, _ = populate(store, 6)
     now = clock.now()
     with sessions() as s, s.begin():
         ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
@@ -316,14 +319,36 @@ def test_recording_sent_clears_the_bounce_count_in_the_same_transaction(store: s
         s.execute(update(Subscriber).where(Subscriber.id == ids[1]).values(bounces=2))
     with sessions() as s:
         digests = {d.subscriber_id: d.id for d in s.scalars(select(Digest))}
-    recorder = SentRecorder(sessions.kw["bind"], "me")
+
+    def pending(sid: int, bounces: int = 0) -> Pending:
+        return Pending(digests[sid], sid, "x@example.org", "k", "<m>", "s", "p", "c" * 64, 1, bounces)
+
+    def stored() -> list[tuple[str, str | None, int]]:
+        with sessions() as s:
+            return [(r.status, r.claimed_by, r.bounces) for r in s.execute(
+                select(Digest.status, Digest.claimed_by, Subscriber.bounces).join(Subscriber).order_by(Subscriber.id))]
+
+    sending, sent = ("sending", "me"), ("sent", None)
+    recorder = SentRecorder(sessions.kw["bind"], "me", group=3, max_age=3600)
     try:
-        for sid, bounces in zip(ids, (0, 2), strict=True):
-            recorder.sent(Pending(digests[sid], sid, "x@example.org", "k", "<m>", "s", "p", "c" * 64, 1, bounces), now)
+        recorder.sent(pending(ids[0]), now)
+        recorder.sent(pending(ids[1], bounces=2), now)
+        assert recorder.waiting == 2
+        assert [r[:2] for r in stored()] == [sending] * 6 and stored()[1][2] == 2  # not yet written
+        recorder.sent(pending(ids[2]), now)  # the group is full: all three, and the count cleared with them
+        assert recorder.waiting == 0
+        assert stored() == [(*sent, 0), (*sent, 0), (*sent, 0), *[(*sending, 0)] * 3]
+        recorder.sent(pending(ids[3]), now)
+        recorder.due()  # younger than max_age: kept
+        assert stored()[3][:2] == sending
+        recorder.max_age = 0
+        recorder.due()  # now old enough: written alone
+        assert stored()[3][:2] == sent
+        recorder.sent(pending(ids[4]), now)
+        recorder.flush()  # a sender that claims, waits or stops writes what it holds
+        assert [r[:2] for r in stored()] == [sent] * 5 + [sending]
     finally:
         recorder.close()
     with sessions() as s:
-        rows = s.execute(select(Digest.status, Digest.sent_at, Digest.claimed_by).order_by(Digest.id)).all()
-        assert [(r.status, r.claimed_by) for r in rows] == [("sent", None), ("sent", None)]
-        assert all(r.sent_at == now for r in rows)  # stored as the ORM stores a time, read back the same
-        assert list(s.scalars(select(Subscriber.bounces).order_by(Subscriber.id))) == [0, 0]
+        rows = s.execute(select(Digest.sent_at).where(Digest.status == "sent")).all()
+        assert len(rows) == 5 and all(r.sent_at == now for r in rows)  # stored as the ORM stores a time

@@ -170,6 +170,9 @@ class Settings:
     rate_per_hour: int = 0
     # Seconds after which a digest claimed by a process that never finished it is taken over.
     claim_timeout: float = 600.0
+    # Accepted messages recorded as sent per database transaction (1 = each at once). A sender killed with -9
+    # leaves at most this many messages the server had accepted to be sent again (with their Message-IDs).
+    sent_per_commit: int = 10
     # Seconds to wait for a source's server (connect, and between bytes) before retrying.
     http_timeout: float = 20.0
     # Tries per source fetch on a 5xx answer, a timeout or a dropped connection (1 = no retry).
@@ -230,6 +233,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "rate_per_second": (0, 100_000),
     "rate_per_hour": (0, 1_000_000_000),
     "claim_timeout": (0, 7 * 86_400),
+    "sent_per_commit": (1, 1000),
     "http_timeout": (0.05, 600),
     "http_retries": (1, 20),
     "http_backoff": (0, 600),
@@ -478,13 +482,16 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
             )
     if settings.dkim_domain and not _HOSTNAME.fullmatch(settings.dkim_domain):
         raise ConfigError(f"{where('dkim_domain')}: {settings.dkim_domain!r} is not an ASCII domain name")
-    # A claim must outlive one message's whole try (every SMTP timeout and backoff), or a second sender would
-    # take over a digest still in flight and send it again.
-    floor = settings.send_tries * settings.smtp_timeout + settings.send_backoff * 2 ** (settings.send_tries - 1) + 30
+    # A claim must outlive one message's whole try (every SMTP timeout and backoff) begun just before the sender
+    # renews its claim (at a third of claim_timeout), or a second sender would take over a digest still in flight
+    # and send it again.
+    one = settings.send_tries * settings.smtp_timeout + settings.send_backoff * 2 ** (settings.send_tries - 1)
+    floor = 1.5 * one + 30
     if settings.claim_timeout < floor:
         raise ConfigError(
             f"{where('claim_timeout')}: {settings.claim_timeout:g} s is below the safe floor of {floor:g} s",
-            "a claim must outlive one message's tries: send_tries x smtp_timeout + the backoffs + 30 s",
+            "a claim must outlive one message's tries begun just before it is renewed (at a third of it): "
+            "1.5 x (send_tries x smtp_timeout + the backoffs) + 30 s",
         )
     _check_database(settings.database_url, where("database_url"))
     _creatable(Path(settings.feeds_dir), where("feeds_dir"))

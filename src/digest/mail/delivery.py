@@ -57,6 +57,8 @@ class DeliveryPolicy:
     per_second: float = 0.0
     per_hour: int = 0
     claim_timeout: timedelta = timedelta(minutes=10)
+    # Accepted messages recorded as sent per transaction (see SentRecorder).
+    sent_per_commit: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -69,6 +71,7 @@ class DeliveryPolicy:
             per_second=settings.rate_per_second,
             per_hour=settings.rate_per_hour,
             claim_timeout=timedelta(seconds=settings.claim_timeout),
+            sent_per_commit=settings.sent_per_commit,
         )
 
 
@@ -241,16 +244,23 @@ CLAIM_BATCH = 100
 
 
 class SentRecorder:
-    """Records each accepted message at once, so that a sender killed with -9 leaves only the message in flight
-    to be sent again: one autocommitted statement on a driver connection kept for the run (no ORM, no statement
-    compilation per message; on PostgreSQL one round trip, and `synchronous_commit off`: a crash of the database
-    itself may forget the last few milliseconds of outcomes, whose messages are then sent again with the same
-    Message-ID). By id and holder, not state: an unsubscribe that cancelled a digest in flight does not hide a
-    sent message."""
+    """Records accepted messages as sent, in groups: one short transaction for up to ``group`` of them, on a driver
+    connection kept for the run (no ORM, no statement compiled per message; on PostgreSQL the group's statements go
+    in one round trip, under `synchronous_commit off`). A group is written once it is full, once its first
+    message is ``max_age`` seconds old (checked before each message is sent: see `due`), and whenever the sender
+    claims, hands back, waits or stops.
 
-    def __init__(self, engine: Engine, holder: str) -> None:
+    What a kill -9 may cause is bounded by the group: up to ``group`` messages the server had accepted are still
+    `sending` and are sent again by whoever takes the claim over, with their original Message-ID (1 records each
+    message at once: only the one in flight). Never a message the server had not accepted, never a lost one. A
+    crash of the database itself may forget the last few milliseconds of outcomes in the same way. By id and
+    holder, not state: an unsubscribe that cancelled a digest in flight does not hide a sent message."""
+
+    def __init__(self, engine: Engine, holder: str, group: int = 1, max_age: float = 1.0) -> None:
         dialect = engine.dialect
         self.holder = holder
+        self.group = max(1, group)
+        self.max_age = max_age
         # The driver's form of a time, as the ORM would bind it (SQLite: naive UTC text).
         self._when: Callable[[datetime], Any] = UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (
             lambda value: value
@@ -268,25 +278,53 @@ class SentRecorder:
         if dialect.name == "postgresql":
             driver.autocommit = True
         else:
-            driver.isolation_level = None  # sqlite3: each statement its own transaction
+            driver.isolation_level = None  # sqlite3: autocommit; a group is one BEGIN ... COMMIT
         self._cursor = raw.cursor()
         if dialect.name == "postgresql":
             self._cursor.execute("SET synchronous_commit TO OFF")
+        self._rows: list[tuple[Any, int, str]] = []
+        # Subscribers whose run of hard bounces an accepted message ends (in the same transaction).
+        self._cleared: list[tuple[int]] = []
+        self._since = 0.0
+
+    @property
+    def waiting(self) -> int:
+        """Accepted messages not yet written."""
+        return len(self._rows)
 
     def sent(self, pending: Pending, now: datetime) -> None:
-        params = (self._when(now), pending.id, self.holder)
-        if not pending.bounces:
-            self._cursor.execute(self._sent, params)
+        if not self._rows:
+            self._since = time.monotonic()
+        self._rows.append((self._when(now), pending.id, self.holder))
+        if pending.bounces:
+            self._cleared.append((pending.subscriber_id,))
+        if len(self._rows) >= self.group:
+            self.flush()
+
+    def due(self) -> None:
+        """Write the group if its first message has waited ``max_age`` (a slow link never holds outcomes long)."""
+        if self._rows and time.monotonic() - self._since >= self.max_age:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting, in one transaction. If that fails, it is kept (and raised): a later flush writes
+        it, or the claims run out and the messages are sent again with their Message-IDs."""
+        if not self._rows:
             return
-        # An accepted message also ends the subscriber's run of hard bounces: both at once.
-        self._cursor.execute("BEGIN")
-        try:
-            self._cursor.execute(self._sent, params)
-            self._cursor.execute(self._clear_bounces, (pending.subscriber_id,))
-        except BaseException:
-            self._cursor.execute("ROLLBACK")
-            raise
-        self._cursor.execute("COMMIT")
+        if len(self._rows) == 1 and not self._cleared:
+            self._cursor.execute(self._sent, self._rows[0])  # one autocommitted statement
+        else:
+            self._cursor.execute("BEGIN")
+            try:
+                self._cursor.executemany(self._sent, self._rows)
+                if self._cleared:
+                    self._cursor.executemany(self._clear_bounces, self._cleared)
+            except BaseException:
+                self._cursor.execute("ROLLBACK")
+                raise
+            self._cursor.execute("COMMIT")
+        self._rows.clear()
+        self._cleared.clear()
 
     def close(self) -> None:
         self._raw.close()
@@ -340,15 +378,19 @@ class Deliverer:
         """Deliver every due digest (any period) until none is left, the hour's limit is reached, or the run must
         stop; whatever this run claimed and did not send is handed back."""
         self._sweep(clock.now())
-        self._recorder = SentRecorder(self.engine, self.holder)
+        self._recorder = SentRecorder(self.engine, self.holder, self.policy.sent_per_commit)
         try:
             self._run()
         finally:
-            self._recorder.close()
-            self._recorder = None
+            try:
+                self._recorder.flush()
+            finally:
+                self._recorder.close()
+                self._recorder = None
 
     def _run(self) -> None:
         while not self.should_stop():
+            self._flush()
             budget = self.limiter.hour_budget(clock.now())
             if budget is not None and budget <= 0:
                 self.report.rate_limited = True
@@ -368,10 +410,13 @@ class Deliverer:
     def _send_batch(self, batch: list[Pending]) -> bool:
         """Send a claimed batch; False when the run must stop (what is left of the batch is handed back)."""
         self._load_bodies({p.content_hash for p in batch})
+        claimed = clock.now()
         for n, pending in enumerate(batch):
             if self.should_stop():
                 self._release(batch[n:])
                 return False
+            if clock.now() - claimed >= self.policy.claim_timeout / 3:
+                claimed = self._renew(batch[n:])
             try:
                 self._deliver(pending, batch[n + 1] if n + 1 < len(batch) else None)
             except ServerUnavailable as e:
@@ -497,11 +542,14 @@ class Deliverer:
         self._ahead = (pending.id, message)
 
     def _deliver(self, pending: Pending, following: Pending | None = None) -> None:
+        assert self._recorder is not None
+        self._recorder.due()
         message = self._message(pending)
         meanwhile = partial(self._build_ahead, following) if following is not None else None
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:
+                self._flush()  # nothing accepted waits on a backoff
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             self.limiter.wait()
             try:
@@ -545,6 +593,28 @@ class Deliverer:
         self._recorder.sent(pending, clock.now())
         self.report.sent += 1
 
+    def _flush(self) -> None:
+        """Write the accepted messages still waiting in the recorder's group."""
+        if self._recorder is not None:
+            self._recorder.flush()
+
+    def _renew(self, pending: list[Pending]) -> datetime:
+        """Renew the claim on what is left of a batch that has taken a third of `claim_timeout` so far (a slow
+        link): another host must not take over digests this sender still holds and is sending. The time renewed."""
+        self._flush()
+        now = clock.now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Digest)
+                .where(
+                    Digest.id.in_([p.id for p in pending]),
+                    Digest.status == DigestStatus.SENDING,
+                    Digest.claimed_by == self.holder,
+                )
+                .values(claimed_at=now)
+            )
+        return now
+
     def _defer(self, pending: Pending, attempts: int, error: str) -> None:
         if attempts >= self.policy.max_attempts:
             self._fail(pending, f"gave up after {attempts} attempts; last: {error}")
@@ -575,6 +645,7 @@ class Deliverer:
     def _release(self, pending: list[Pending]) -> None:
         """Hand claimed digests back untouched (the run stops for a reason that is not theirs): planned, or
         deferred when they were, and the claim's attempt not counted."""
+        self._flush()
         if not pending:
             return
         with self.engine.begin() as conn:
