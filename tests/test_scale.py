@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, update
@@ -297,6 +298,50 @@ def test_the_waiting_index_holds_exactly_the_waiting_states() -> None:
     from digest.store.states import WAITING
 
     assert set(re.findall(r"'([a-z]+)'", WAITING_SQL)) == {str(s) for s in WAITING}
+
+
+def test_a_send_never_scans_the_digests(
+    server: tuple[RecordingHandler, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """There is no index on status (each change of state would move a row in it): every query of a send run that
+    reads or updates digests must still find them by an index (ids, the waiting index, a subscriber's, sent_at),
+    never by reading the whole table; SQLite's query plans of every statement the run sends say so."""
+    from sqlalchemy import event
+
+    from digest import clock
+    from digest.config import Settings
+    from digest.mail.send import plan_and_send
+    from digest.mail.transport import transport_for
+
+    handler, url = server
+    database = f"sqlite:///{tmp_path / 'digest.db'}"
+    sessions, people = populate(database, 30)
+    engine = sessions.kw["bind"]
+    seen: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "digests" in statement and not executemany and not statement.lstrip().upper().startswith("INSERT"):
+            seen.append((statement, parameters))
+
+    clock.set_fixed_now(clock.parse_instant(NOW))
+    settings = Settings(
+        database_url=database,
+        smtp_url=url,
+        base_url="https://digest.test",
+        id_domain="digest.test",
+        secret_key="test-secret-0123456789abcdef",
+        outbox_dir=str(tmp_path),
+    )
+    report = plan_and_send(sessions, settings, transport_for(settings))
+    assert report.sent == len(people) and len(handler.received) == len(people)
+    event.remove(engine, "before_cursor_execute", _capture)
+    assert len(seen) > 5
+    with engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert not [step for step in plan if step.startswith("SCAN digests") and "INDEX" not in step], (
+                statement, plan)  # fmt: skip
 
 
 def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transaction(store: str) -> None:

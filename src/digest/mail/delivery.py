@@ -39,7 +39,7 @@ from digest.mail.transport import (
     Transport,
 )
 from digest.store import counters
-from digest.store.models import WAITING_SQL, Content, Digest, Resend, Subscriber, UTCDateTime
+from digest.store.models import Content, Digest, Resend, Subscriber, UTCDateTime, waiting
 from digest.store.states import DigestStatus, SubscriberStatus
 
 events = logs.EventLog(__name__)
@@ -113,7 +113,13 @@ def _dead_local_holders(session: Session) -> list[str]:
     """Claims held by processes of this host that no longer exist (killed, crashed)."""
     host = socket.gethostname()
     dead = []
-    for holder in session.scalars(select(Digest.claimed_by).where(Digest.status == DigestStatus.SENDING).distinct()):
+    holders = (
+        select(Digest.claimed_by)
+        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
+        .where(waiting(), Digest.status == DigestStatus.SENDING)
+        .distinct()
+    )
+    for holder in session.scalars(holders):
         name, _, pid = (holder or "").rpartition(":")
         if name != host or not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -141,7 +147,7 @@ def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElemen
 
 def has_due(session: Session, now: datetime, policy: DeliveryPolicy) -> bool:
     """Whether any digest is waiting to be sent now (cheap: stops at the first)."""
-    return session.scalar(select(Digest.id).where(_due(now, policy, [])).limit(1)) is not None
+    return session.scalar(select(Digest.id).where(waiting(), _due(now, policy, [])).limit(1)) is not None
 
 
 class RateLimiter:
@@ -161,7 +167,7 @@ class RateLimiter:
             return None
         with Session(conn or self.engine) as session:
             in_flight = session.scalar(
-                select(func.count()).select_from(Digest).where(Digest.status == DigestStatus.SENDING)
+                select(func.count()).select_from(Digest).where(waiting(), Digest.status == DigestStatus.SENDING)
             )
             return self.policy.per_hour - sent_since(session, now - timedelta(hours=1)) - (in_flight or 0)
 
@@ -442,7 +448,7 @@ class Deliverer:
         attempts (a process died with each of them in hand) are failed, never claimed again."""
         with self.factory() as session:
             dead = _dead_local_holders(session)
-        due = _due(now, self.policy, dead)
+        due = and_(waiting(), _due(now, self.policy, dead))
         confirmed = (
             select(Subscriber.id)
             .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
@@ -483,7 +489,7 @@ class Deliverer:
         candidates = (
             select(Digest.id)
             .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
-            .where(text(f"digests.{WAITING_SQL}"), _due(now, self.policy, dead), confirmed,
+            .where(waiting(), _due(now, self.policy, dead), confirmed,
                    Digest.attempts < self.policy.max_attempts)
             .order_by(Digest.id)
             .limit(limit)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest import clock
 from digest.config import Settings
 from digest.mail.plan import due_now
-from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState, Subscriber
+from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState, Subscriber, waiting
 from digest.store.states import FAILING, WAITING, JobOutcome
 from digest.worker.lease import LEASE, wall_now
 
@@ -83,9 +83,9 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
     due = session.scalar(select(func.count()).select_from(Subscriber).where(due_now(now))) or 0
     planned_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.planned_at >= day_ago)) or 0
     sent_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= day_ago)) or 0
-    waiting = dict(
+    in_wait = dict(
         session.execute(
-            select(Digest.status, func.count()).where(Digest.status.in_(WAITING)).group_by(Digest.status)
+            select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)
         ).all()
     )
     failing = [
@@ -103,6 +103,6 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         "jobs": jobs,
         "subscribers_due": due,
         "last_day": {"planned": planned_day, "sent": sent_day},
-        "digests_waiting": {str(k): waiting.get(k, 0) for k in sorted(WAITING)},
+        "digests_waiting": {str(k): in_wait.get(k, 0) for k in sorted(WAITING)},
         "failing_sources": failing,
     }
