@@ -378,14 +378,18 @@ def test_a_shared_encoded_body_decodes_to_each_recipients_text() -> None:
 
     from digest.mail.message import EncodedBody
 
-    slots = {"unsubscribe": "@@u@@", "manage": "@@m@@"}
+    slots = {"unsubscribe": "@@u@@", "manage": "@@m@@", "view": "@@v@@"}
     rng = random.Random(7)
-    for _ in range(300):
+    printable = [chr(c) for c in range(32, 127)]
+    for _ in range(600):
         pieces = ["".join(rng.choice('ab =é.\t\n<>"x') for _ in range(rng.randint(0, 200))) for _ in range(8)]
-        text = "".join(p + rng.choice(["@@u@@", "@@m@@", ""]) for p in pieces[: rng.randint(1, 8)])
+        text = "".join(p + rng.choice(["@@u@@", "@@m@@", "@@v@@", ""]) for p in pieces[: rng.randint(1, 8)])
+        # Links (printable ASCII, encoded as themselves and cut by soft breaks), and values that need encoding:
+        # "=", a space at the end, a tab, non-ASCII.
+        anything = "".join(rng.choice(printable) for _ in range(rng.randint(0, 180))) + rng.choice(["", " ", "\t"])
         values = {"unsubscribe": "https://d.test/unsubscribe/" + "A" * rng.randint(0, 200),
-                  "manage": "https://d.test/m/B=C é"}  # fmt: skip
+                  "manage": "https://d.test/m/B=C é", "view": anything}  # fmt: skip
         encoded = EncodedBody(text, slots).fill(values)
         assert max(len(line) for line in encoded.split(b"\n")) <= 76
         expected = text.replace("@@u@@", values["unsubscribe"]).replace("@@m@@", values["manage"])
-        assert quopri.decodestring(encoded).decode() == expected
+        assert quopri.decodestring(encoded).decode() == expected.replace("@@v@@", values["view"])

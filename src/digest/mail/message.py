@@ -58,11 +58,18 @@ def _from_header(mail_from: str) -> str:
 def _qp(text: str) -> bytes:
     """Quoted-printable, every line within 76 characters (binascii lets an encoded trailing tab or space run a
     line to 78; such lines get one more soft break)."""
+    if _PLAIN.fullmatch(text):  # a link: printable ASCII without "=", encoded as itself (lines cut below)
+        encoded = text.encode("ascii")
+        return encoded if len(encoded) <= 76 else _rebreak(encoded)
     encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
     lines = encoded.split(b"\n")
     if all(len(line) <= 76 for line in lines):
         return encoded
     return b"\n".join(_rebreak(line) for line in lines)
+
+
+# What quoted-printable leaves as it is, on one line: printable ASCII but "=", and no space at the end.
+_PLAIN = re.compile(r"[!-<>-~]([ !-<>-~]*[!-<>-~])?")
 
 
 def _rebreak(line: bytes, limit: int = 76) -> bytes:
@@ -95,12 +102,20 @@ class EncodedBody:
         self.slots = {p for p in parts if isinstance(p, str)}
         self.ends_in_slot = bool(parts) and isinstance(parts[-1], str)
 
-    def fill(self, values: dict[str, str]) -> bytes:
-        encoded = {name: _soft_end(_qp(values[name])) for name in self.slots}
+    def fill(self, values: dict[str, str], encoded: dict[str, bytes] | None = None) -> bytes:
+        """The body with ``values`` in its slots; ``encoded``: the values already encoded (`encode_values`), for
+        a message whose two bodies share them."""
+        if encoded is None:
+            encoded = encode_values(values)
         out = [encoded[p] if isinstance(p, str) else p for p in self.parts]
         if self.ends_in_slot:
             out[-1] = _qp(values[str(self.parts[-1])])
         return b"".join(out)
+
+
+def encode_values(values: dict[str, str]) -> dict[str, bytes]:
+    """Slot values encoded as a body's slots take them: quoted-printable, between soft line breaks."""
+    return {name: _soft_end(_qp(value)) for name, value in values.items()}
 
 
 def _soft_end(encoded: bytes) -> bytes:
@@ -147,7 +162,9 @@ class MessageTemplate:
         ]
         if self.bulk:
             parts.append(header_safe(unsubscribe_url, limit=900).encode("utf-8"))
-        parts += [self._before_text, self.text.fill(values), self._before_html, self.html.fill(values), self._end]
+        encoded = encode_values(values)
+        text, html = self.text.fill(values, encoded), self.html.fill(values, encoded)
+        parts += [self._before_text, text, self._before_html, html, self._end]
         return b"".join(parts)
 
 
