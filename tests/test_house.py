@@ -116,3 +116,25 @@ def test_import_contracts_hold() -> None:
     result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_send_imports_only_what_sending_needs(tmp_path: Path) -> None:
+    """Each command is a process, and every message of a send waits for its start-up: `digest send` (planning,
+    sending, over SMTP, no DKIM key, the schema current) must not import the ingest stack, the feed writer, the
+    bounce reader's parsers, DKIM or alembic."""
+    config = _config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", smtp_url="smtp://127.0.0.1:9",
+                     secret_key="house-test-secret-0123456789abcdef")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
+    subprocess.run([sys.executable, "-m", "digest", "send"], env=env, check=True, capture_output=True)  # upgrades
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['digest', 'send', '--json']\n"
+        "try:\n    runpy.run_module('digest', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ['alembic', 'digest.ingest', 'digest.feeds.atom', 'feedgen', 'httpx', 'feedparser', 'dkim',\n"
+        "         'email.policy', 'flask']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and '"sent": 0' in done.stdout, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "", done.stdout.splitlines()[-1]  # none of them

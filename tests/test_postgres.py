@@ -60,6 +60,28 @@ def test_the_migrations_build_the_schema_the_models_describe(backend: str, pg_ur
     assert differences == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_whether_the_schema_is_current_is_read_without_alembic(backend: str, pg_url: str, tmp_path: Path) -> None:
+    """Every command asks; the answer comes from alembic_version and the newest migration's file name, which must
+    be alembic's own head: no for a new database and for one a migration behind, yes at the head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", db.MIGRATIONS)
+    script = ScriptDirectory.from_config(config)
+    assert script.get_heads() == [db.head_revision()]
+    engine = db.make_engine(pg_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'current.db'}")
+    assert not db.schema_is_current(engine)  # new: no alembic_version table
+    previous = script.get_revision(db.head_revision()).down_revision
+    assert isinstance(previous, str)
+    db.upgrade(engine, previous)
+    assert not db.schema_is_current(engine)
+    db.upgrade(engine)
+    assert db.schema_is_current(engine)
+    engine.dispose()
+
+
 def test_full_cycle_on_postgres(
     pg_url: str,
     pg_sessions: sessionmaker[Session],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
-from digest.feeds.atom import FeedResult, build_feeds
 from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
 from digest.mail.ledger import resend
@@ -21,6 +21,9 @@ from digest.mail.transport import transport_for
 from digest.store import db, queries
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
+
+if TYPE_CHECKING:
+    from digest.feeds.atom import FeedResult
 
 
 def print_send(report: SendReport, where: str, as_json: bool) -> None:
@@ -182,6 +185,8 @@ def feeds(app: App, as_json: bool) -> None:
     Example: DIGEST_FEEDS_DIR=/srv/www/feeds digest feeds
     """
     with app.sessions() as session:
+        from digest.feeds.atom import build_feeds
+
         results = build_feeds(session, app.settings)
     if as_json:
         emit([r.__dict__ for r in results])
@@ -212,6 +217,8 @@ def run(app: App, once: bool, as_json: bool) -> None:
     transport = transport_for(settings)
     send_report = plan_and_send(app.sessions, settings, transport)
     with app.sessions() as session:
+        from digest.feeds.atom import build_feeds
+
         feed_results = build_feeds(session, settings)
     if as_json:
         emit(

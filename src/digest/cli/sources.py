@@ -6,16 +6,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
-from digest.config import SourceConfig
+from digest.config import SOURCE_FORMATS, SourceConfig
 from digest.errors import ConfigError
-from digest.ingest import FORMATS, IngestReport, ingest_sources, policy_from, source_overview
 from digest.store import queries
 from digest.store.states import FAILING
+
+if TYPE_CHECKING:
+    from digest.ingest import IngestReport
 
 # Sources with fewer items than this store too fast to need a progress bar.
 PROGRESS_FROM = 200
@@ -60,6 +63,8 @@ def terminal_progress(source: str, total: int) -> AbstractContextManager[Callabl
 
 
 def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> list[IngestReport]:
+    from digest.ingest import ingest_sources, policy_from
+
     return ingest_sources(
         app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
     )
@@ -68,7 +73,7 @@ def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> li
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("--theme", help="Theme of every item (default: the source's configured theme, else its own title).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Kind of source (default: detected).")
+@click.option("--format", "fmt", type=click.Choice(SOURCE_FORMATS), help="Kind of source (default: detected).")
 @json_option
 @pass_app
 @handle_errors
@@ -108,6 +113,8 @@ def sources_command(app: App, as_json: bool) -> None:
     Example: digest sources --json
     """
     with app.sessions() as session:
+        from digest.ingest import source_overview
+
         rows = source_overview(session, app.settings.sources)
     if as_json:
         emit(rows)

@@ -11,11 +11,9 @@ transaction); a temporary one (delayed, 4.x.x) is recorded. Anything else in the
 from __future__ import annotations
 
 import email
-import email.policy
 import hashlib
 import hmac
 import logging
-import mailbox
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,6 +150,8 @@ class BounceReport:
 
 
 def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    import mailbox  # here: a send run needs this module's VERP addresses, not its readers
+
     if path.is_dir():
         if not (path / "cur").is_dir() and not (path / "new").is_dir():
             raise SourceError(f"{path}: not a Maildir (no new/ or cur/)", "give a Maildir folder or an mbox file")
@@ -186,12 +186,13 @@ def _digest_for(session: Session, settings: Settings, note: Notification) -> Dig
 
 def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
     """Read every notification in a Maildir or mbox and record it once; see the module's docstring."""
+    from email import policy
     location = Path(path)
     report = BounceReport(str(location))
     for key, data in _messages(location):
         report.read += 1
         source = hashlib.sha256(data).hexdigest()
-        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        parsed = email.message_from_bytes(data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         try:
             note = read_notification(parsed)

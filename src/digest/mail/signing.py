@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import dkim
-
 from digest.config import Settings
 from digest.errors import ConfigError
 from digest.mail.message import sender_address
@@ -33,6 +31,8 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The message with CRLF line ends (what SMTP carries, and what was signed) and its DKIM-Signature."""
+        import dkim  # here: most runs sign nothing, and dkimpy brings a DNS resolver with it
+
         wire = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         present = {line.split(b":", 1)[0].lower() for line in wire.split(b"\r\n\r\n", 1)[0].split(b"\r\n")}
         headers = [h for h in SIGNED if h.lower() in present or h == b"From"]
