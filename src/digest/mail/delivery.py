@@ -6,7 +6,7 @@ the recipient fails it for good and counts a hard bounce (the address is suppres
 that cannot be reached stops the run and puts the digest in hand back: nothing is lost, nothing skipped.
 
 A digest is `sending` only between its claim and its outcome. If the process dies there, the claim is taken
-over (at once when its holder on this host is dead, else after `claim_timeout`) and the digest is sent again
+over (within a second when its holder on this host is dead, else after `claim_timeout`) and the digest is sent again
 with the same Message-ID: the only way a message can go out twice is when the server had accepted it.
 
 One digest that cannot be built or sent (a bad address, a broken template, corrupt content, anything it
@@ -242,6 +242,8 @@ class Pending:
     bounces: int = 0
 
 
+# Seconds between looks for claims left by dead processes of this host (taken over at the next claim after that).
+DEAD_LOOK = 1.0
 # pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
 RATE_LOCK = 0x64696765_7376
 # Digests claimed at once: one UPDATE ... RETURNING for them all. Small enough that several senders share a run
@@ -379,6 +381,8 @@ class Deliverer:
         # The next message of the batch, built while the server took the one before (or what building raised).
         self._ahead: tuple[int, bytes | Exception] | None = None
         self._recorder: SentRecorder | None = None
+        self._dead: list[str] = []
+        self._dead_at = float("-inf")
 
     def run(self) -> None:
         """Deliver every due digest (any period) until none is left, the hour's limit is reached, or the run must
@@ -401,9 +405,13 @@ class Deliverer:
             if budget is not None and budget <= 0:
                 self.report.rate_limited = True
                 return
-            with self.factory() as session:
-                dead = _dead_local_holders(session)
-            batch = self._claim_batch(self.claim_size if budget is None else min(self.claim_size, budget), dead)
+            limit = self.claim_size if budget is None else min(self.claim_size, budget)
+            dead = self._dead_holders()
+            batch = self._claim_batch(limit, dead)
+            if not batch:
+                # Nothing left to claim: a holder that died since the last look may have left some.
+                again = self._dead_holders(fresh=True)
+                batch = self._claim_batch(limit, again) if again != dead else []
             if not batch:
                 if self.more_coming is None:
                     return
@@ -412,6 +420,15 @@ class Deliverer:
                 continue
             if not self._send_batch(batch):
                 return
+
+    def _dead_holders(self, fresh: bool = False) -> list[str]:
+        """The dead local processes that hold claims, looked up at most once a `DEAD_LOOK` (the lookup reads every
+        waiting digest's row: before each claim, it cost more than the claim)."""
+        if fresh or time.monotonic() - self._dead_at >= DEAD_LOOK:
+            with self.factory() as session:
+                self._dead = _dead_local_holders(session)
+            self._dead_at = time.monotonic()
+        return self._dead
 
     def _send_batch(self, batch: list[Pending]) -> bool:
         """Send a claimed batch; False when the run must stop (what is left of the batch is handed back)."""
