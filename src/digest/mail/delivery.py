@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -223,9 +223,9 @@ def count_hard_bounce(conn: Connection, subscriber_id: int, error: str, limit: i
     return bool(suppressed)
 
 
-@dataclass(frozen=True)
-class Pending:
-    """A digest this process has claimed, with what building its message needs (its content comes by hash)."""
+class Pending(NamedTuple):
+    """A digest this process has claimed, with what building its message needs (its content comes by hash). A
+    tuple: a claim makes a hundred at once."""
 
     id: int
     subscriber_id: int

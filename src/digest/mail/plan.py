@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -202,10 +202,18 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
             rows = session.execute(query).all()
             if not rows:
                 return placed
-            _set_next_due(
-                session,
-                {r.id: first_due(schedule_of(choice_of(r), policy.defaults), r.last_period, now) for r in rows},
-            )
+            # Most subscribers share a few choices: each first due time is worked out once.
+            firsts: dict[tuple[Choice, str | None], datetime] = {}
+            due_at = {}
+            for r in rows:
+                choice = choice_of(r)
+                first = firsts.get((choice, r.last_period))
+                if first is None:
+                    first = firsts[choice, r.last_period] = first_due(
+                        schedule_of(choice, policy.defaults), r.last_period, now
+                    )
+                due_at[r.id] = first
+            _set_next_due(session, due_at)
             placed += len(rows)
             last_id = rows[-1].id
 
@@ -358,7 +366,7 @@ def _plan_batch(
             for n, (p, t, more) in enumerate(distinct[h].rows)
         ]
         if given:
-            session.execute(insert(ContentPractice), given)
+            session.execute(insert(_table(ContentPractice)), given)
         # One INSERT ... RETURNING for the batch's digests: no flush per digest. A digest some other planner
         # already holds for that slot is passed over (no row back), never an error.
         digest_ids = dict(
@@ -400,10 +408,15 @@ def _refresh_statistics(factory: sessionmaker[Session], report: PlanReport) -> N
 
 
 def _insert_ignoring_conflicts(session: Session, table: type[Digest] | type[Content]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it)."""
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it); into the
+    table itself (a Core insert: the ORM's bulk machinery cost as much again as the statement)."""
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
+        return postgresql_insert(_table(table)).on_conflict_do_nothing()
+    return sqlite_insert(_table(table)).on_conflict_do_nothing()
+
+
+def _table(model: type[Digest] | type[Content] | type[ContentPractice]) -> Table:
+    return cast(Table, model.__table__)
 
 
 def preview_content(
