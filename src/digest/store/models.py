@@ -186,6 +186,8 @@ class Subscription(Base):
 
 # The predicate of ix_digests_waiting, written out: a query uses that index only when its WHERE has this very term.
 WAITING_SQL = "status IN ('deferred', 'planned', 'sending')"
+# The predicate of ix_digests_sent_at (a comparison with sent_at implies it, in both databases).
+SENT_SQL = "sent_at IS NOT NULL"
 
 
 def waiting() -> TextClause:
@@ -207,6 +209,9 @@ class Digest(Base):
         # The digests a sender may claim, in id order, and nothing else: a claim walks the first few of these
         # whatever was sent before (an index on status alone gives every waiting row to sort, on each claim).
         Index("ix_digests_waiting", "id", sqlite_where=text(WAITING_SQL), postgresql_where=text(WAITING_SQL)),
+        # The hourly limit counts what went out in the last hour before each claim. Only digests sent are in
+        # it: a digest planned or claimed (sent_at still empty) costs it nothing.
+        Index("ix_digests_sent_at", "sent_at", sqlite_where=text(SENT_SQL), postgresql_where=text(SENT_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -218,10 +223,11 @@ class Digest(Base):
     subject: Mapped[str] = mapped_column(Text)
     # The frozen content (JSON of digest.mail.compose.DigestContent), stored once per distinct content: every
     # digest with the same practices in the same slot points at one row of `contents`.
-    content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash"), index=True)
+    # Not indexed: nothing looks digests up by content, and contents are never deleted.
+    content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash"))
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Indexed: the hourly limit counts what went out in the last hour before each claim.
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Indexed where set (ix_digests_sent_at).
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Claims for sending (each run that tried it once counts one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
