@@ -28,6 +28,9 @@ class FaultyHandler:
     hold: float = 5.0
     # Seconds every accepted message takes (a slow server, so a kill can land mid-run).
     pace: float = 0.0
+    # Offer PIPELINING, as Postfix does (aiosmtpd reads pipelined commands in order but does not say so): the
+    # client then sends MAIL, RCPT and DATA in one write, and the next message's with the end of this one's data.
+    pipelining: bool = True
 
     def to(self, address: str) -> list[Received]:
         return [r for r in self.received if address in r.recipients]
@@ -43,6 +46,8 @@ class FaultyHandler:
     ) -> list[str]:
         self.ehlo += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:

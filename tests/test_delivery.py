@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import select as io_select
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -16,6 +19,7 @@ from digest import clock
 from digest.config import Settings
 from digest.mail.delivery import DeliveryPolicy, SendReport, has_due
 from digest.mail.ledger import resend
+from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.send import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
 from digest.store.models import Digest, Subscriber
@@ -118,11 +122,13 @@ def test_a_batch_on_a_slow_link_renews_its_claim(sessions: sessionmaker[Session]
         assert set(s.scalars(select(Digest.attempts))) == {1}
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
 @pytest.mark.parametrize("fault", ["451", "451rcpt", "drop", "stall"])
 def test_transient_failures_are_retried_within_the_run(
-    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str], fault: str
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str], fault: str, pipelining: bool
 ) -> None:
     handler = faulty[0]
+    handler.pipelining = pipelining
     handler.script = {BO: [fault, fault]}
     week_with_news(sessions, ADA, BO, CY)
     report = send(sessions, mail)
@@ -326,3 +332,85 @@ def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str])
     run_cli("unsubscribe", ADA)
     refused = run_cli("resend", ADA, DIGEST_SMTP_URL=url)
     assert refused.exit_code == 1 and "is unsubscribed" in refused.stderr
+
+
+class WireServer:
+    """A bare SMTP server on a socket that offers PIPELINING and notes, at the end of each message's data, whether
+    the client had already written the next MAIL before it answered (it waits up to a second for one)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.recipients: list[str] = []
+        self.next_came_first: list[bool] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            conn, _ = self.listener.accept()
+        with conn:
+            conn.sendall(b"220 wire.test ESMTP\r\n")
+            buffer = b""
+            while True:
+                while b"\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                line, buffer = buffer.split(b"\r\n", 1)
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-wire.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif verb == b"RCPT":
+                    self.recipients.append(line.decode().partition("<")[2].rstrip(">"))
+                    conn.sendall(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    while b"\r\n.\r\n" not in buffer:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                    buffer = buffer.split(b"\r\n.\r\n", 1)[1]
+                    if not buffer and io_select.select([conn], [], [], 1.0)[0]:
+                        buffer = conn.recv(65536)
+                    self.next_came_first.append(buffer.startswith(b"MAIL FROM"))
+                    conn.sendall(b"250 queued\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:  # MAIL, RSET, NOOP
+                    conn.sendall(b"250 OK\r\n")
+
+
+def test_the_next_transaction_goes_with_the_end_of_a_message(sessions: sessionmaker[Session], mail: Settings) -> None:
+    """With PIPELINING offered, the next message's MAIL, RCPT and DATA are written with the end of this one's data
+    (one wait per message): seen on the wire, before the server answered the data; the last message has none
+    after it."""
+    people = [f"reader{n}@example.org" for n in range(4)]
+    week_with_news(sessions, *people)
+    server = WireServer()
+    report = send(sessions, replace(mail, smtp_url=f"smtp://127.0.0.1:{server.port}", smtp_timeout=10))
+    server.thread.join(10)
+    assert report.sent == 4 and sorted(server.recipients) == people
+    assert server.next_came_first == [True, True, True, False]
+
+
+def test_a_run_that_stops_leaves_the_transaction_begun_ahead_undelivered(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
+) -> None:
+    """A worker asked to stop finishes the message in flight; the next one, begun ahead (the server said go ahead
+    to its DATA), is abandoned with the connection: nothing of it is delivered, and the next run sends it."""
+    handler = faulty[0]
+    people = [f"reader{n}@example.org" for n in range(5)]
+    week_with_news(sessions, *people)
+    plan_due(sessions, PlanPolicy.from_settings(mail), clock.now())
+    stop = lambda: len(handler.received) >= 2  # noqa: E731
+    report = deliver_due(sessions, mail, transport_for(mail), SendReport(), should_stop=stop)
+    assert report.sent == 2 and len(handler.received) == 2
+    assert handler.transactions == people[:2]  # the third was begun, never given its data
+    with sessions() as s:
+        assert sorted(s.scalars(select(Digest.status))) == ["planned"] * 3 + ["sent"] * 2
+    assert retry(sessions, mail).sent == 3
+    assert counts(handler, *people) == [1] * 5

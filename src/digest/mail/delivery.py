@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock, logs
 from digest.config import Settings
 from digest.mail.transport import (
+    Following,
     MessageRejected,
     RecipientRefused,
     ServerUnavailable,
@@ -378,8 +379,8 @@ class Deliverer:
         self.engine = engine
         self.limiter = RateLimiter(policy, engine)
         self._bodies: dict[str, str] = {}
-        # The next message of the batch, built while the server took the one before (or what building raised).
-        self._ahead: tuple[int, bytes | Exception] | None = None
+        # Messages of the batch built ahead, while the server took the ones before (or what building raised).
+        self._built: dict[int, bytes | Exception] = {}
         self._recorder: SentRecorder | None = None
         self._dead: list[str] = []
         self._dead_at = float("-inf")
@@ -441,7 +442,7 @@ class Deliverer:
             if clock.now() - claimed >= self.policy.claim_timeout / 3:
                 claimed = self._renew(batch[n:])
             try:
-                self._deliver(pending, batch[n + 1] if n + 1 < len(batch) else None)
+                self._deliver(pending, *batch[n + 1 : n + 3])
             except ServerUnavailable as e:
                 self._release(batch[n:])
                 self.report.error, self.report.hint = str(e), e.hint
@@ -545,30 +546,41 @@ class Deliverer:
         )  # fmt: skip
 
     def _message(self, pending: Pending) -> bytes:
-        """The message of ``pending``: built ahead while the server took the one before, else now. What building
+        """The message of ``pending``: built ahead while the server took one before, else now. What building
         raised is raised here, for this digest (a poison message fails alone)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == pending.id:
-            if isinstance(ahead[1], Exception):
-                raise ahead[1]
-            return ahead[1]
-        return self.build(pending, self._bodies[pending.content_hash], clock.now())
+        built = self._built.pop(pending.id, None)
+        if built is None:
+            return self.build(pending, self._bodies[pending.content_hash], clock.now())
+        if isinstance(built, Exception):
+            raise built
+        return built
 
-    def _build_ahead(self, pending: Pending) -> None:
-        """Build the next message while the server takes this one; never raises (see _message)."""
-        if self._ahead is not None and self._ahead[0] == pending.id:
-            return  # built already, on an earlier try of the message before
-        try:
-            message: bytes | Exception = self.build(pending, self._bodies[pending.content_hash], clock.now())
-        except Exception as e:
-            message = e
-        self._ahead = (pending.id, message)
+    def _build_ahead(self, pending: Pending) -> bytes | Exception:
+        """Build a message of the batch ahead of its turn (kept until then); never raises (see _message)."""
+        built = self._built.get(pending.id)
+        if built is None:  # else built already, on an earlier try of the message before
+            try:
+                built = self.build(pending, self._bodies[pending.content_hash], clock.now())
+            except Exception as e:
+                built = e
+            if len(self._built) > 8:  # left by messages that failed before their turn: not needed any more
+                self._built.clear()
+            self._built[pending.id] = built
+        return built
 
-    def _deliver(self, pending: Pending, following: Pending | None = None) -> None:
+    def _deliver(self, pending: Pending, following: Pending | None = None, after: Pending | None = None) -> None:
+        """Send one message with its tries. The next message (``following``) is built by now and goes with it as
+        the transaction to begin next (see SmtpTransport); the one after it is built while the server takes
+        this one."""
         assert self._recorder is not None
         self._recorder.due()
         message = self._message(pending)
-        meanwhile = partial(self._build_ahead, following) if following is not None else None
+        begin: Following | None = None
+        if following is not None:
+            next_message = self._build_ahead(following)
+            if isinstance(next_message, bytes):
+                begin = (self.return_path(following.id), following.email, next_message)
+        meanwhile = partial(self._build_ahead, after) if after is not None else None
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
             if attempt > 1:
@@ -576,7 +588,7 @@ class Deliverer:
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             self.limiter.wait()
             try:
-                self.transport.send(self.return_path(pending.id), pending.email, message, meanwhile)
+                self.transport.send(self.return_path(pending.id), pending.email, message, meanwhile, begin)
             except TemporaryFailure as e:
                 last = e
                 continue
