@@ -639,16 +639,16 @@ class Deliverer:
         self._flush()
         now = clock.now()
         with self.engine.begin() as conn:
-            conn.execute(
-                update(Digest)
-                .where(
-                    Digest.id.in_([p.id for p in pending]),
-                    Digest.status == DigestStatus.SENDING,
-                    Digest.claimed_by == self.holder,
-                )
-                .values(claimed_at=now)
-            )
+            conn.execute(update(Digest).where(self._held(pending)).values(claimed_at=now))
         return now
+
+    def _held(self, pending: list[Pending]) -> ColumnElement[bool]:
+        """These digests, where this sender still holds them (an unsubscribe may have cancelled one meanwhile)."""
+        return and_(
+            Digest.id.in_([p.id for p in pending]),
+            Digest.status == DigestStatus.SENDING,
+            Digest.claimed_by == self.holder,
+        )
 
     def _defer(self, pending: Pending, attempts: int, error: str) -> None:
         if attempts >= self.policy.max_attempts:
@@ -686,11 +686,7 @@ class Deliverer:
         with self.engine.begin() as conn:
             conn.execute(
                 update(Digest)
-                .where(
-                    Digest.id.in_([p.id for p in pending]),
-                    Digest.status == DigestStatus.SENDING,
-                    Digest.claimed_by == self.holder,
-                )
+                .where(self._held(pending))
                 .values(
                     status=case((Digest.next_attempt_at.is_(None), DigestStatus.PLANNED.value),
                                 else_=DigestStatus.DEFERRED.value),
