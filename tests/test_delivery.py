@@ -6,6 +6,7 @@ import json
 import select as io_select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -336,7 +337,9 @@ def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str])
 
 class WireServer:
     """A bare SMTP server on a socket that offers PIPELINING and notes, at the end of each message's data, whether
-    the client had already written the next MAIL before it answered (it waits up to a second for one)."""
+    the client had already written the next MAIL before it answered (it waits up to three seconds for one: the
+    client writes it with the end of the data, in the same call, so only a client that waits for the answer first
+    takes longer)."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -373,8 +376,13 @@ class WireServer:
                             return
                         buffer += chunk
                     buffer = buffer.split(b"\r\n.\r\n", 1)[1]
-                    if not buffer and io_select.select([conn], [], [], 1.0)[0]:
-                        buffer = conn.recv(65536)
+                    deadline = time.monotonic() + 3.0
+                    while len(buffer) < len(b"MAIL FROM") and time.monotonic() < deadline:
+                        if io_select.select([conn], [], [], 0.1)[0]:
+                            chunk = conn.recv(65536)
+                            if not chunk:
+                                return
+                            buffer += chunk
                     self.next_came_first.append(buffer.startswith(b"MAIL FROM"))
                     conn.sendall(b"250 queued\r\n")
                 elif verb == b"QUIT":
