@@ -20,15 +20,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
-from digest.store.db import MEMBERSHIP_LOCK
+from digest.store.db import MEMBERSHIP_LOCK, conflict_insert
 from digest.store.models import Content, ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.text.links import safe_link
@@ -410,9 +408,7 @@ def _refresh_statistics(factory: sessionmaker[Session], report: PlanReport) -> N
 def _insert_ignoring_conflicts(session: Session, table: type[Digest] | type[Content]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it); into the
     table itself (a Core insert: the ORM's bulk machinery cost as much again as the statement)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(_table(table)).on_conflict_do_nothing()
-    return sqlite_insert(_table(table)).on_conflict_do_nothing()
+    return conflict_insert(session)(_table(table)).on_conflict_do_nothing()
 
 
 def _table(model: type[Digest] | type[Content] | type[ContentPractice]) -> Table:

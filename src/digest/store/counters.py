@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from digest.store.db import conflict_insert
 from digest.store.models import RateWindow
 
 
@@ -28,10 +28,8 @@ def take(session: Session, bucket: str, limit: int, window: timedelta, now: date
     previous one are deleted on the way.
     """
     start = window_start(now, window)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     upsert = (
-        insert(RateWindow)
+        conflict_insert(session)(RateWindow)
         .values(bucket=bucket, window_start=start, hits=1)
         .on_conflict_do_update(
             index_elements=[RateWindow.bucket, RateWindow.window_start], set_={"hits": RateWindow.hits + 1}

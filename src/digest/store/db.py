@@ -9,7 +9,7 @@ and go on.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
@@ -140,6 +140,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {e.orig}",
             "check database_url / DIGEST_DATABASE_URL and that the server is running",
         ) from e
+
+
+def conflict_insert(session: Session) -> Callable[..., Any]:
+    """The session's database's INSERT that takes ON CONFLICT (SQLite and PostgreSQL both have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
