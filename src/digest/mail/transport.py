@@ -266,13 +266,19 @@ def _wire(message: bytes) -> bytes:
     return message.replace(b"\n", b"\r\n")
 
 
-def _commands(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> bytes:
-    """MAIL (with SIZE when the server takes it), RCPT and DATA, for one write."""
+def _envelope(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> tuple[bytes, bytes]:
+    """The MAIL command (with SIZE when the server takes it) and the RCPT command."""
     if conn.does_esmtp and conn.has_extn("size"):
         options = [*options, f"SIZE={len(wire)}"]
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     mail = f"MAIL FROM:<{sender}>{''.join(' ' + o for o in options)}\r\n".encode(encoding)
-    return mail + f"RCPT TO:<{recipient}>\r\nDATA\r\n".encode(encoding)
+    return mail, f"RCPT TO:<{recipient}>\r\n".encode(encoding)
+
+
+def _commands(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> bytes:
+    """MAIL, RCPT and DATA, for one write."""
+    mail, rcpt = _envelope(conn, sender, recipient, wire, options)
+    return mail + rcpt + b"DATA\r\n"
 
 
 def _transaction(
@@ -298,11 +304,7 @@ def _transaction(
         conn.send(_commands(conn, sender, recipient, wire, options))
         replies = [conn.getreply(), conn.getreply(), conn.getreply()]
     else:
-        if conn.does_esmtp and conn.has_extn("size"):
-            options = [*options, f"SIZE={len(wire)}"]
-        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-        mail = f"MAIL FROM:<{sender}>{''.join(' ' + o for o in options)}\r\n".encode(encoding)
-        rcpt = f"RCPT TO:<{recipient}>\r\n".encode(encoding)
+        mail, rcpt = _envelope(conn, sender, recipient, wire, options)
         conn.send(mail)
         replies = [conn.getreply()]
         if replies[0][0] == 250:
