@@ -379,8 +379,10 @@ class Deliverer:
         self.engine = engine
         self.limiter = RateLimiter(policy, engine)
         self._bodies: dict[str, str] = {}
-        # Messages of the batch built ahead, while the server took the ones before (or what building raised).
+        # Messages of the batch built ahead, while the server took the ones before (or what building raised), and
+        # the batch's envelope senders (each is named twice: to begin its transaction, and to send it).
         self._built: dict[int, bytes | Exception] = {}
+        self._paths: dict[int, str] = {}
         self._recorder: SentRecorder | None = None
         self._dead: list[str] = []
         self._dead_at = float("-inf")
@@ -434,6 +436,8 @@ class Deliverer:
     def _send_batch(self, batch: list[Pending]) -> bool:
         """Send a claimed batch; False when the run must stop (what is left of the batch is handed back)."""
         self._load_bodies({p.content_hash for p in batch})
+        self._built.clear()  # what an earlier batch built and never sent (it stopped) is not needed
+        self._paths = {p.id: self.return_path(p.id) for p in batch}
         claimed = clock.now()
         for n, pending in enumerate(batch):
             if self.should_stop():
@@ -464,9 +468,7 @@ class Deliverer:
     def _sweep(self, now: datetime) -> None:
         """Before claiming: due digests of subscribers no longer confirmed are cancelled, and digests out of
         attempts (a process died with each of them in hand) are failed, never claimed again."""
-        with self.factory() as session:
-            dead = _dead_local_holders(session)
-        due = and_(waiting(), _due(now, self.policy, dead))
+        due = and_(waiting(), _due(now, self.policy, self._dead_holders(fresh=True)))
         confirmed = (
             select(Subscriber.id)
             .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
@@ -563,8 +565,6 @@ class Deliverer:
                 built = self.build(pending, self._bodies[pending.content_hash], clock.now())
             except Exception as e:
                 built = e
-            if len(self._built) > 8:  # left by messages that failed before their turn: not needed any more
-                self._built.clear()
             self._built[pending.id] = built
         return built
 
@@ -579,7 +579,7 @@ class Deliverer:
         if following is not None:
             next_message = self._build_ahead(following)
             if isinstance(next_message, bytes):
-                begin = (self.return_path(following.id), following.email, next_message)
+                begin = (self._paths[following.id], following.email, next_message)
         meanwhile = partial(self._build_ahead, after) if after is not None else None
         last: TemporaryFailure | None = None
         for attempt in range(1, max(1, self.policy.tries) + 1):
@@ -588,7 +588,7 @@ class Deliverer:
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             self.limiter.wait()
             try:
-                self.transport.send(self.return_path(pending.id), pending.email, message, meanwhile, begin)
+                self.transport.send(self._paths[pending.id], pending.email, message, meanwhile, begin)
             except TemporaryFailure as e:
                 last = e
                 continue
