@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean system-packages bench-packages apt-packages
+.PHONY: run test probe lint bench clean system-packages bench-packages apt-packages
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,10 @@ $(STAMP): pyproject.toml setup.py
 ## run: one full cycle on the embedded default (SQLite under var/, mail to the Maildir var/outbox)
 run: $(STAMP)
 	$(BIN)/digest run --once
-	@echo
-	@echo "Digests written to var/outbox/new/ (one file per message; open one with any mail client)."
-	@echo "Atom feeds written to feeds/: $$(ls feeds/*.atom | tr '\n' ' ')"
-	@echo "Try: $(BIN)/digest preview demo@example.org --text, $(BIN)/digest practices, $(BIN)/digest serve (web pages at http://127.0.0.1:8000), $(BIN)/digest --help"
 
-## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key)
-SYSTEM_PACKAGES := chromium spamassassin openssl
+## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
+## nginx: the reverse-proxy test)
+SYSTEM_PACKAGES := chromium spamassassin openssl nginx
 system-packages:
 	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
 
@@ -40,6 +37,10 @@ apt-packages:
 ## test: the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the PostgreSQL tests)
 test: $(STAMP)
 	$(BIN)/pytest
+
+## probe: the attacks and faults of the last probe (proxy, kills, replays, a store dropped, tokens in logs); in `make test` too
+probe: $(STAMP) system-packages
+	$(BIN)/pytest -m probe
 
 ## lint: ruff, mypy --strict and the import contracts
 lint: $(STAMP)

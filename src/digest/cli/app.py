@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, wraps
+from functools import cached_property
 from typing import Any, TypeVar
 
 import click
@@ -78,23 +78,45 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-def handle_errors(func: F) -> F:
-    """Turn DigestError into a one-line message with a hint and exit status 1."""
+def explain(error: BaseException) -> DigestError | None:
+    """What the door says for an error raised on purpose or by the machine at start-up, or None for a bug (which
+    keeps its traceback). One place for every command: a DigestError as it is; an OS error (a folder not
+    writable, a file missing, a port taken) naming the thing; a database that cannot be used naming its URL."""
+    if isinstance(error, DigestError):
+        return error
+    if isinstance(error, OSError):
+        thing = f" {error.filename}" if error.filename else ""
+        return DigestError(
+            f"{error.strerror or error}{':' if thing else ''}{thing}",
+            "check that the path exists and that this user may read and write it",
+        )
+    from sqlalchemy.exc import OperationalError
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    if isinstance(error, OperationalError):
+        return DigestError(
+            f"the database cannot be used: {str(error.orig).strip()}",
+            "check database_url / DIGEST_DATABASE_URL, that the server is up and that the file is not locked",
+        )
+    return None
+
+
+class DigestGroup(LazyGroup):
+    """The `digest` group: every command's errors are turned into a one-line message and a hint here, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
-        except DigestError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
-            if e.hint:
-                click.echo(f"hint: {e.hint}", err=True)
+            return super().invoke(ctx)
+        except Exception as e:
+            said = explain(e)
+            if said is None:
+                raise
+            click.secho(f"error: {said}", fg="red", err=True)
+            if said.hint:
+                click.echo(f"hint: {said.hint}", err=True)
             sys.exit(1)
 
-    return wrapper  # type: ignore[return-value]
 
-
-@click.group(cls=LazyGroup, lazy={"worker": "digest.worker.command.worker"})
+@click.group(cls=DigestGroup, lazy={"worker": "digest.worker.command.worker"})
 @click.option(
     "--config",
     "config_path",
@@ -104,7 +126,6 @@ def handle_errors(func: F) -> F:
 )
 @click.version_option(package_name="digest")
 @click.pass_context
-@handle_errors
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Email digests and Atom feeds of the practices newly added to each theme.
 
@@ -134,7 +155,6 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @pass_app
-@handle_errors
 def db_upgrade(app: App) -> None:
     """Upgrade the schema to the newest migration (every command also does this itself).
 

@@ -6,14 +6,13 @@ import sys
 
 import click
 
-from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.worker.status import status_of
 
 
 @cli.command()
 @json_option
 @pass_app
-@handle_errors
 def status(app: App, as_json: bool) -> None:
     """Show the leader, each job's next and last run, who is due, the last day's digests and failing sources.
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 
-from digest.cli.app import App, cli, handle_errors, pass_app
+from digest.cli.app import App, cli, pass_app
+from digest.errors import DigestError
 
 
 @cli.command()
@@ -12,21 +15,42 @@ from digest.cli.app import App, cli, handle_errors, pass_app
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests served at once.")
 @pass_app
-@handle_errors
 def serve(app: App, host: str, port: int, threads: int) -> None:
     """Serve the web app: pages, subscribe, manage, one-click unsubscribe and the feeds.
 
-    Put it behind a reverse proxy that terminates TLS (set trusted_proxies). Several processes or hosts may
-    serve one database: rate limits are counted in the store.
+    Put it behind a reverse proxy that terminates TLS and set trusted_proxies to the number of proxies in front
+    (their X-Forwarded-For and X-Forwarded-Proto are then believed). Several processes or hosts may serve one
+    database: rate limits are counted in the store.
 
-    Example: digest serve --host 0.0.0.0 --port 8000
+    Example: DIGEST_BASE_URL=https://digest.example.org DIGEST_SECRET_KEY=... digest serve --port 8000
     """
-    import waitress  # only this command needs the web stack
+    import waitress.server  # only this command needs the web stack
 
     from digest.logs import configure
     from digest.web import create_app
 
     configure()
     web = create_app(app.settings)
-    click.echo(f"serving {app.settings.base_url} on http://{host}:{port} ({threads} threads)", err=True)
-    waitress.serve(web, host=host, port=port, threads=threads, ident="digest", clear_untrusted_proxy_headers=True)
+    try:
+        # The proxies' headers reach the app only when some are trusted: ProxyFix (see create_app) then believes
+        # exactly `trusted_proxies` hops of them. Waitress clearing them first would leave every client looking
+        # like the proxy (one rate-limit bucket for the whole site) and every request like plain http.
+        server = waitress.server.create_server(
+            web,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="digest",
+            clear_untrusted_proxy_headers=not app.settings.trusted_proxies,
+        )
+    except OSError as e:
+        where = f"cannot listen on {host}:{port}"
+        if e.errno == errno.EADDRINUSE:
+            raise DigestError(f"{where}: the port is in use", "stop what listens there, or give another --port") from e
+        if e.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges: use a port above 1024 behind the proxy"
+            raise DigestError(f"{where}: permission denied", hint) from e
+        raise DigestError(f"{where}: {e.strerror or e}", "check --host and --port") from e
+    bound = f"http://{host}:{getattr(server, 'effective_port', port)}"
+    click.echo(f"serving {app.settings.base_url} on {bound} ({threads} threads)", err=True)
+    server.run()

@@ -9,7 +9,7 @@ import sys
 import click
 
 from digest import logs
-from digest.cli.app import App, handle_errors, pass_app
+from digest.cli.app import App, pass_app
 from digest.worker.scheduler import Worker
 
 
@@ -17,7 +17,6 @@ from digest.worker.scheduler import Worker
 @click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
               help="Log lines as JSON (default when stderr is not a terminal) or text.")  # fmt: skip
 @pass_app
-@handle_errors
 def worker(app: App, log_format: str) -> None:
     """Run the background worker: one leader schedules ingest, digests, retries and feeds; others stand by.
 
