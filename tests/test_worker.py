@@ -130,8 +130,9 @@ def test_two_workers_send_each_due_digest_once(
         wait_for(lambda: statuses(sessions).get("sent", 0) == len(PEOPLE), what="every digest sent")
         time.sleep(1.5)  # a second scheduled retry run by the leader: still nothing sent twice
         assert [len(handler.to(p)) for p in PEOPLE] == [1] * len(PEOPLE)
+        # Planned once, by the leader; sent by whichever worker claimed each digest first (a standby sends too).
         (run,) = plan_runs(sessions)
-        assert run.reason == "start" and run.outcome == "ok" and json.loads(run.counts or "{}")["sent"] == 6
+        assert run.reason == "start" and run.outcome == "ok" and json.loads(run.counts or "{}")["planned"] == 6
         assert leader_pid(sessions) in (a.pid, b.pid)
         code, report = workers.status()
         assert code == 0 and report["healthy"]
@@ -139,7 +140,7 @@ def test_two_workers_send_each_due_digest_once(
         assert isinstance(leader, dict) and leader["pid"] in (a.pid, b.pid) and leader["alive"]
         jobs = {j["id"]: j for j in report["jobs"]}  # type: ignore[attr-defined]
         assert jobs["plan-send"]["next_run_at"] is not None
-        assert jobs["plan-send"]["last_run"]["counts"]["sent"] == 6
+        assert jobs["plan-send"]["last_run"]["counts"]["planned"] == 6
         assert jobs["retry-deliveries"]["last_run"]["outcome"] == "ok"
         assert report["last_day"] == {"planned": 6, "sent": 6} and report["subscribers_due"] == 0
         assert report["digests_waiting"] == {"deferred": 0, "planned": 0, "sending": 0}
@@ -308,3 +309,45 @@ def test_sigterm_stops_the_worker_while_a_poll_is_reading_a_slow_server(
     assert took < 10, took  # generous: it stops at the next check, within a fraction of a second
     events = [e["event"] for e in workers.log("w")]
     assert "worker.stopped" in events
+
+
+@pytest.mark.probe
+def test_the_store_dropped_under_a_running_worker(
+    pg_url: str, settings: Settings, smtp: tuple[FaultyHandler, str], tmp_path: Path
+) -> None:
+    """The worker's PostgreSQL database is dropped while it leads: one JSON event says so (and a few more at growing
+    intervals while it lasts), never a bare traceback; `status` says the store cannot be used; SIGTERM still stops
+    it within seconds."""
+    from dataclasses import replace
+
+    from sqlalchemy import create_engine, text
+
+    from digest.store import db
+
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    week_with_news(sessions, *PEOPLE)
+    workers = Workers(replace(settings, database_url=pg_url), smtp[1], tmp_path)
+    worker = workers.start(AFTER_SLOT, "w")
+    try:
+        wait_for(lambda: statuses(sessions).get("sent", 0) == len(PEOPLE), limit=60, what="the digests")
+        engine.dispose()
+        admin = create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{pg_url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        admin.dispose()
+        # Lease renewals every 2/3 s, polls and retries every 1.2 s: a dozen failures a second before the fix.
+        time.sleep(8)
+        code, _report = subprocess.run([sys.executable, "-m", "digest", "status"], capture_output=True, text=True,
+                                      env=dict(os.environ, DIGEST_CONFIG=str(workers.config()))).returncode, None
+        assert code == 1
+    finally:
+        code, took = stop(worker, limit=30)
+    assert code == 0 and took < 3, took
+    raw = (tmp_path / "w.log").read_text().splitlines()
+    lines = [json.loads(line) for line in raw]  # every line one JSON event: no bare traceback
+    events = Counter(str(line["event"]) for line in lines)
+    assert events["store.unavailable"] == 1, events
+    assert sum(1 for line in lines if line["level"] == "error") <= 4, events
+    assert events["worker.stopped"] == 1

@@ -42,6 +42,20 @@ def site() -> Site:
     return found
 
 
+def route() -> str:
+    """The route a request matched (`/manage/<token>`), never its path: paths carry tokens."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else logs.redact(request.path)
+
+
+class DigestFlask(Flask):
+    """Flask, logging a view's crash as one event with the route, not the path (Flask's own line names the path,
+    token and all)."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        events("web.crashed", logging.ERROR, exc_info=exc_info, method=request.method, route=route())
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The web app on the configured store (upgraded first). Outside development (``environment``), a
     ConfigError when ``secret_key`` is the default or too short: it signs every link and form."""
@@ -51,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
 
-    app = Flask(__name__)
+    app = DigestFlask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
@@ -111,7 +125,7 @@ def _http_error(error: HTTPException) -> Any:
     if error.code is None or error.code < 400:
         return error
     if error.code >= 500:
-        events("web.error", logging.ERROR, status=error.code, path=request.path)
+        events("web.error", logging.ERROR, status=error.code, route=route())
     return error_page(error.code, error.name, error.description or "")
 
 

@@ -45,6 +45,7 @@ from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
 from digest.worker.jobs import BOUNCES, FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
 from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
+from digest.worker.outage import STORE_ERRORS, StoreOutage
 
 
 class Worker:
@@ -64,6 +65,10 @@ class Worker:
         self._ingest_or_plan = threading.Lock()
         # Set while the first planning run of this leadership waits for its first poll.
         self._plan_after_poll = False
+        # The store out of reach: logged once (and now and then while it lasts), waited out with a growing pause.
+        self.outage = StoreOutage()
+        # Until when the lease is surely ours (what the last renewal said), on the wall clock.
+        self._lease_until = wall_now()
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -75,15 +80,27 @@ class Worker:
         logs.event("worker.started", holder=self.holder, database=self.engine.url.render_as_string(hide_password=True))
         try:
             while not self.stop.is_set():
-                if acquire_lease(self.engine, self.holder, self.ttl):
+                try:
+                    leading = acquire_lease(self.engine, self.holder, self.ttl)
+                except STORE_ERRORS as e:
+                    self.stop.wait(self.outage.failed("taking the lease", e))
+                    continue
+                self.outage.ok()
+                if leading:
+                    self._lease_until = wall_now() + self.ttl
                     logs.event("lease.acquired", holder=self.holder)
                     self._lead()
                 else:
                     self._help_send()
                     self.stop.wait(self.ttl.total_seconds() / 3)
         finally:
-            self._wait_idle(timeout=max(10.0, self.settings.smtp_timeout + 5))
-            release_lease(self.engine, self.holder)
+            # A message in flight is finished and recorded; with the store away there is nothing to record it in.
+            self._wait_idle(timeout=2.0 if self.outage.down else max(10.0, self.settings.smtp_timeout + 5))
+            if not self.outage.down:
+                try:
+                    release_lease(self.engine, self.holder)
+                except STORE_ERRORS as e:
+                    self.outage.failed("releasing the lease", e)  # it expires by itself
             logs.event("worker.stopped", holder=self.holder)
         return 0
 
@@ -99,6 +116,8 @@ class Worker:
                                  lambda: self.stop.is_set() or time.monotonic() > until)  # fmt: skip
             if report.sent or report.error:
                 logs.event("standby.sent", sent=report.sent, failed=report.failed, error=report.error)
+        except STORE_ERRORS as e:
+            self.outage.failed("sending as a standby", e)
         except Exception:  # a standby's help failing stops nothing: the leader sends all the same
             logs.event("standby.crashed", level=40, exc_info=True)
 
@@ -158,7 +177,21 @@ class Worker:
             self._record_next_runs()
 
     def _renew(self) -> None:
-        if not renew_lease(self.engine, self.holder, self.ttl):
+        """Renew the lease; a leader that cannot (another took it, or the store is away past the lease's end) stops
+        scheduling and goes back to taking the lease like any worker."""
+        now = wall_now()
+        try:
+            renewed = renew_lease(self.engine, self.holder, self.ttl)
+        except STORE_ERRORS as e:
+            self.outage.failed("renewing the lease", e)
+            if now < self._lease_until:
+                return  # still ours for a while: the next renewal tries again
+            renewed = False
+        else:
+            self.outage.ok()
+            if renewed:
+                self._lease_until = now + self.ttl
+        if not renewed:
             logs.event("lease.lost", holder=self.holder, level=30)
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
@@ -175,6 +208,12 @@ class Worker:
             for job in scheduler.get_jobs()
             if job.id != "renew-lease"
         ]
+        try:
+            self._store_next_runs(jobs, now)
+        except STORE_ERRORS as e:
+            self.outage.failed("recording the next runs", e)
+
+    def _store_next_runs(self, jobs: list[tuple[str, str, datetime | None]], now: datetime | None) -> None:
         with self.factory() as session, session.begin():
             # One-off jobs that ran are gone from the scheduler: they have no next run.
             current = [job_id for job_id, _, _ in jobs]
@@ -194,14 +233,29 @@ class Worker:
             return
         with self._idle:
             self._busy += 1
-        run = uuid.uuid4().hex[:12]
-        token = logs.run_id.set(run)
-        with self.factory() as session, session.begin():
-            row = JobRun(job_id=job_id, run_id=run, holder=self.holder, reason=reason, started_at=wall_now(),
-                         outcome=JobOutcome.RUNNING)  # fmt: skip
-            session.add(row)
-            session.flush()
-            row_id = row.id
+        token = logs.run_id.set(uuid.uuid4().hex[:12])
+        try:
+            self._run_job(job_id, reason)
+        finally:
+            logs.run_id.reset(token)
+            if job_id == POLL and self._plan_after_poll and self.scheduler is not None:
+                self._plan_after_poll = False
+                self._add_first_plan(self.scheduler)
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _run_job(self, job_id: str, reason: str) -> None:
+        try:
+            with self.factory() as session, session.begin():
+                row = JobRun(job_id=job_id, run_id=logs.run_id.get(), holder=self.holder, reason=reason,
+                             started_at=wall_now(), outcome=JobOutcome.RUNNING)  # fmt: skip
+                session.add(row)
+                session.flush()
+                row_id = row.id
+        except STORE_ERRORS as e:
+            self.outage.failed(f"starting {job_id}", e)  # not run: the next run of it will be
+            return
         logs.event("job.started", job=job_id, reason=reason)
         outcome, error = JobOutcome.OK, None
         counts: dict[str, Any] = {}
@@ -212,24 +266,22 @@ class Worker:
             else:
                 counts, error = JOBS[job_id](self)
             outcome = JobOutcome.FAILED if error else JobOutcome.OK
+        except STORE_ERRORS as e:
+            outcome, error = JobOutcome.FAILED, f"the store is unavailable: {type(e).__name__}"
+            self.outage.failed(f"running {job_id}", e)
         except Exception as e:  # a job's failure is recorded and logged; the worker goes on
             outcome, error = JobOutcome.FAILED, f"{type(e).__name__}: {e}"
             logs.event("job.crashed", level=40, exc_info=True, job=job_id)
-        finally:
+        try:
             with self.factory() as session, session.begin():
                 session.execute(
                     update(JobRun)
                     .where(JobRun.id == row_id)
                     .values(finished_at=wall_now(), outcome=outcome, counts=json.dumps(counts), error=error)
                 )
-            logs.event("job.finished", level=40 if error else 20, job=job_id, outcome=outcome, error=error, **counts)
-            logs.run_id.reset(token)
-            if job_id == POLL and self._plan_after_poll and self.scheduler is not None:
-                self._plan_after_poll = False
-                self._add_first_plan(self.scheduler)
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
+        except STORE_ERRORS as e:
+            self.outage.failed(f"recording {job_id}", e)
+        logs.event("job.finished", level=40 if error else 20, job=job_id, outcome=outcome, error=error, **counts)
 
     def _wait_idle(self, timeout: float) -> None:
         with self._idle:
