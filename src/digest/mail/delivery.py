@@ -124,13 +124,26 @@ def _dead_local_holders(session: Session) -> list[str]:
         name, _, pid = (holder or "").rpartition(":")
         if name != host or not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not process_alive(int(pid)):
             dead.append(holder or "")
-        except PermissionError:
-            pass  # alive, someone else's
     return dead
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process of this host with this pid still runs. A zombie (dead, not yet reaped by its parent:
+    a sender killed while `digest send` plans) does not: it will never finish what it holds."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (command) state ...": the state follows the last parenthesis (a command may hold any).
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc here: signal 0 is all there is to go by
 
 
 def _due(now: datetime, policy: DeliveryPolicy, dead: list[str]) -> ColumnElement[bool]:
