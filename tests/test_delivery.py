@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import select as io_select
 import socket
 import threading
@@ -291,7 +292,9 @@ def test_resend_and_ledger(sessions: sessionmaker[Session], mail: Settings, faul
     body = first.message.get_body(("plain",))
     body_again = again.message.get_body(("plain",))
     assert body is not None and body_again is not None
-    assert body_again.get_content() == body.get_content()  # the original content, as frozen
+    # The original content, as frozen; its links are signed anew (a token carries the time it was made).
+    unsigned = re.compile(r"(/(?:unsubscribe|manage|digests)/)[\w.-]+")
+    assert unsigned.sub(r"\1T", body_again.get_content()) == unsigned.sub(r"\1T", body.get_content())
     assert again.message["Subject"] == first.message["Subject"]
     with sessions() as s:
         record = ledger(s, get_subscriber(s, ADA))

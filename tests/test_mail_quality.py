@@ -58,7 +58,8 @@ def test_html_stays_under_the_clipping_size_whatever_the_count(practices: int) -
     assert LINKS.unsubscribe in rendered.html and "1 Rue de la Paix" in rendered.html
     if practices == 2000:
         assert "see them all" in rendered.html and 'href="https://digest.test/themes/theme-0"' in rendered.html
-        assert rendered.subject.startswith("2000 new practices")  # the count is of all of them
+        # Counted past the cap too, each theme's count its own.
+        assert rendered.subject == "667 new practices in Theme 0 and 1333 more in 2 other themes"
     else:
         assert rendered.html.count("Read more") == 15
     # A table layout no wider than 640 px, styles inlined (no class left to a stylesheet mail clients drop).
@@ -90,8 +91,9 @@ def test_trimmed_summary_and_other_themes() -> None:
     ("sizes", "subject"),
     [
         ((1,), "1 new practice in Theme 0"),
-        ((3, 1), "4 new practices in Theme 0 and 1 more theme"),
-        ((1, 3, 2), "6 new practices in Theme 1 and 2 more themes"),
+        ((3, 1), "3 new practices in Theme 0 and 1 in Theme 1"),
+        ((1, 1), "1 new practice in Theme 0 and 1 in Theme 1"),
+        ((1, 3, 2), "3 new practices in Theme 1 and 3 more in 2 other themes"),
     ],
 )
 def test_subject_names_the_busiest_theme_and_counts_the_rest(sizes: tuple[int, ...], subject: str) -> None:
@@ -306,6 +308,35 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
 
     missing = run_cli("bounces", str(tmp_path / "nowhere"))
     assert missing.exit_code == 1 and "no such Maildir or mbox" in missing.output
+
+
+@pytest.mark.probe
+def test_a_replayed_bounce_counts_once_and_odd_mailboxes_are_read_or_named(
+    sessions: sessionmaker[Session], smtp_settings: Settings, tmp_path: Path, run_cli: Cli
+) -> None:
+    """The same report relayed again with one more Received: line is one bounce (two would suppress at 2); a
+    Maildir with only new/ is read; random bytes given as an mbox are named as not one, not read as empty."""
+    settings = replace(smtp_settings, bounce_address="bounces@digest.test", suppress_after_bounces=2)
+    a_week_of_news(sessions, settings, people=("ada@example.org",))
+    with sessions() as session:
+        digest_id, message_id = session.execute(select(Digest.id, Digest.message_id)).one()
+    report = dsn(return_path(settings, digest_id), "ada@example.org", "failed", "5.1.1", message_id, "550 no such user")
+    replayed = b"Received: from relay.example.net by mx.digest.test; Mon, 16 Nov 2026 09:06:00 +0000\n" + report
+    half_built = tmp_path / "half"
+    (half_built / "new").mkdir(parents=True)  # an MTA that has delivered once has made new/ only
+    (half_built / "new" / "1.eml").write_bytes(report)
+    (half_built / "new" / "2.eml").write_bytes(replayed)
+    now = at("2026-11-16T10:00:00Z")
+    got = read_bounces(sessions, settings, half_built, now)
+    assert (got.read, got.hard, got.already, got.suppressed) == (2, 1, 1, 0)
+    with sessions() as session:
+        assert session.scalar(select(Subscriber.status)) == "confirmed"
+        assert session.scalar(select(Subscriber.bounces)) == 1
+
+    noise = tmp_path / "noise.mbox"
+    noise.write_bytes(bytes(range(256)) * 4)
+    refused = run_cli("bounces", str(noise))
+    assert refused.exit_code == 1 and "not an mbox file" in refused.output and "Traceback" not in refused.output
 
 
 def test_a_dsn_parses_like_postfix_writes_it() -> None:

@@ -10,10 +10,12 @@ import random
 import secrets
 import string
 import zlib
+from datetime import UTC, datetime
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from digest import clock
 from digest.subscriptions.tokens import _SHORT, Purpose, _repeats, make_token, read_token, read_view_token
 
 SECRET = "token-test-secret-0123456789abcdef"
@@ -40,8 +42,10 @@ def payloads() -> list[tuple[str, str | None]]:
 
 @pytest.fixture
 def fixed_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both sides sign at the same second (else a second boundary between them would change the tokens)."""
+    """Both sides sign at the same second (else a second boundary between them would change the tokens): digest on
+    its own clock, stock itsdangerous on the system's."""
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_795_000_000)
+    clock.set_fixed_now(datetime.fromtimestamp(1_795_000_000, UTC))
 
 
 @pytest.mark.usefixtures("fixed_time")

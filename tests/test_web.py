@@ -5,112 +5,23 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import timedelta
-from email.message import EmailMessage
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
-from digest.config import DEFAULT_SECRET, Settings, SourceConfig
+from digest.config import DEFAULT_SECRET, SourceConfig
 from digest.errors import ConfigError
 from digest.ingest import ingest_sources
-from digest.mail.send import plan_and_send
 from digest.mail.transport import transport_for
 from digest.store.models import Digest, Erasure, Subscriber, Subscription
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.web import create_app
-from tests.conftest import RecordingHandler, at, fixture_path
-
-BASE = "http://digest.localhost"
-WATER = "water-and-sanitation"
-GOAL6 = "goal-6-clean-water-and-sanitation"
-
-
-@dataclass
-class Web:
-    app: Flask
-    settings: Settings
-    sessions: sessionmaker[Session]
-    mail: RecordingHandler
-
-    def client(self) -> FlaskClient:
-        return self.app.test_client()
-
-    def mails_to(self, address: str) -> list[EmailMessage]:
-        return [r.message for r in self.mail.to(address)]
-
-    def link(self, address: str, path: str) -> str:
-        """The path of the last link under BASE + path in the newest mail to ``address``."""
-        (*_, newest) = self.mails_to(address)
-        part = newest.get_body(("plain",))
-        assert part is not None
-        found = re.findall(re.escape(BASE + path) + r"[^\s>]+", part.get_content())
-        assert found, part.get_content()
-        return str(found[-1]).removeprefix(BASE)
-
-    def status(self, address: str) -> str | None:
-        with self.sessions() as session:
-            return session.scalar(select(Subscriber.status).where(Subscriber.email == address))
-
-    def key(self, address: str) -> str:
-        with self.sessions() as session:
-            return session.scalars(select(Subscriber.key).where(Subscriber.email == address)).one()
-
-    def themes(self, address: str) -> set[str]:
-        from digest.store import queries
-
-        with self.sessions() as session:
-            return set(queries.subscribers(session, email=address)[0].themes)
-
-    def send(self) -> None:
-        plan_and_send(self.sessions, self.settings, transport_for(self.settings))
-
-
-@pytest.fixture
-def web(
-    smtp_settings: Settings, sessions: sessionmaker[Session], smtp_server: tuple[RecordingHandler, str]
-) -> Iterator[Web]:
-    settings = replace(smtp_settings, base_url=BASE, subscribe_per_client_per_hour=1000)
-    at("2026-11-09T10:00:00Z")
-    reports = ingest_sources(sessions, [SourceConfig(fixture_path("listing-water.txt"))], clock.now())
-    reports += ingest_sources(sessions, [SourceConfig(fixture_path("listing-goal6.txt"))], clock.now())
-    assert all(r.ok for r in reports)
-    clock.set_fixed_now(None)
-    yield Web(create_app(settings), settings, sessions, smtp_server[0])
-
-
-def csrf(client: FlaskClient, path: str) -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on " + path
-    return match.group(1)
-
-
-def subscribe(client: FlaskClient, email: str, *themes: str) -> tuple[int, str]:
-    token = csrf(client, "/")
-    answer = client.post("/subscribe", data={"csrf_token": token, "email": email, "theme": list(themes)})
-    return answer.status_code, answer.headers.get("Location", "")
-
-
-def confirmed(web: Web, email: str, *themes: str) -> str:
-    """Subscribe and confirm through the pages; the path of their manage page."""
-    client = web.client()
-    assert subscribe(client, email, *themes)[0] == 303
-    confirm = web.link(email, "/confirm/")
-    assert client.post(confirm, data={"csrf_token": csrf(client, confirm)}).status_code == 200
-    assert web.status(email) == "confirmed"
-    return "/manage/" + make_token(web.settings.secret_key, Purpose.MANAGE, web.key(email))
-
+from tests.conftest import at, fixture_path
+from tests.webapp import BASE, GOAL6, WATER, Web, confirmed, csrf, subscribe
 
 # Double opt-in -----------------------------------------------------------------------------------------------
 
@@ -209,13 +120,17 @@ def test_tampered_wrong_purpose_foreign_and_expired_links_do_nothing(web: Web, m
     # A confirmation link older than confirm_hours: expired, says so, confirms nothing.
     assert subscribe(client, "late@example.org", WATER)[0] == 303
     late = web.key("late@example.org")
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) - 73 * 3600)
     old = make_token(web.settings.secret_key, Purpose.CONFIRM, late)
-    monkeypatch.undo()
+    # Links age on digest's clock (DIGEST_NOW), like everything else: 71 hours on, still good; 73, expired.
+    at(datetime.now(UTC).replace(microsecond=0).isoformat())
+    clock.set_fixed_now(clock.now() + timedelta(hours=71))
+    assert client.get(f"/confirm/{old}").status_code == 200
+    clock.set_fixed_now(clock.now() + timedelta(hours=2))
     page = client.get(f"/confirm/{old}")
     assert page.status_code == 410 and "expired" in page.text
     assert client.post(f"/confirm/{old}", data={"csrf_token": csrf(client, "/")}).status_code == 410
     assert web.status("late@example.org") == "pending"
+    clock.set_fixed_now(None)
     # The token reveals neither the id nor the address.
     payload = base64.urlsafe_b64decode(token.split(".")[0] + "==").decode("latin-1")
     assert "ada" not in payload and payload.strip('"') == key
@@ -279,8 +194,8 @@ def test_manage_changes_themes_schedule_pause_and_leave(web: Web) -> None:
     assert "is not an hour" in page
     assert "weekly on Friday at 18:00 America/New_York" in page
 
-    until = (clock.now() + timedelta(days=10)).date().isoformat()
-    assert f"Paused until {until}" in change(action="pause", until=until)
+    until = (clock.now() + timedelta(days=10)).date()
+    assert f"Paused until {until.strftime('%A %-d %B %Y')}" in change(action="pause", until=until.isoformat())
     assert "Resume now" in client.get(manage).text
     assert "Digests come again" in change(action="resume")
 

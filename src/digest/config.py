@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
@@ -12,7 +13,7 @@ from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
@@ -20,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from digest.errors import ConfigError
 from digest.schedules.cron import crontab_trigger
+from digest.schedules.zones import unknown_zone
 from digest.text.links import redact_url
 
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
@@ -286,8 +288,16 @@ def parse_smtp_url(url: str, origin: str = "smtp_url") -> SmtpSettings:
     )
 
 
-def _convert(key: str, raw: Any, where: str) -> Any:
+def _convert(key: str, raw: Any, where: str, typed: bool = False) -> Any:
+    """``raw`` as the key's type, in its range. ``typed``: it comes from a file, whose values carry their own type
+    (a quoted "500" for a number is a mistake there; every environment variable is text)."""
     kind = _SCALARS[key]
+    if typed and kind is not str and isinstance(raw, str):
+        example = {bool: "true", int: "500", float: "2.5"}[kind]
+        raise ConfigError(
+            f"{where}: {raw!r} is text, not a {'number' if kind is not bool else 'true or false'}",
+            f"write it without quotes, for example {key} = {example}",
+        )
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -366,16 +376,24 @@ def _subscribers(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
 
 
 def _creatable(folder: Path, where: str) -> None:
-    """The folder exists, or could be made: its nearest existing ancestor is a folder we may write in."""
+    """The folder exists, or could be made: its nearest existing ancestor is a folder where a file can be written.
+    Tried for real (a temporary file, removed at once): permission bits do not tell about root, read-only mounts
+    or pseudo file systems."""
     here = folder.absolute()
     while not here.exists():
         here = here.parent
     if not here.is_dir():
         raise ConfigError(f"{where}: {folder} cannot be created: {here} is a file, not a folder")
-    if here != folder.absolute() and not os.access(here, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where}: {folder} cannot be created: no permission to write in {here}")
-    if here == folder.absolute() and not os.access(here, os.W_OK | os.X_OK):
-        raise ConfigError(f"{where}: no permission to write in {folder}")
+    try:
+        with tempfile.TemporaryFile(dir=here):
+            pass
+    except OSError as e:
+        what = f"cannot write in {folder}"
+        if here != folder.absolute():
+            what = f"{folder} cannot be created: cannot write in {here}"
+        raise ConfigError(
+            f"{where}: {what} ({e.strerror or e})", "choose a folder this user can write in, or fix its permissions"
+        ) from e
 
 
 def _check_database(url_text: str, where: str) -> None:
@@ -426,12 +444,9 @@ def _address(value: str, where: str) -> str:
 def _validate(settings: Settings, where: _Origins) -> Settings:
     if settings.schedule_weekday.lower() not in WEEKDAYS:
         raise ConfigError(f"{where('schedule_weekday')}: {settings.schedule_weekday!r} is not a weekday name")
-    try:
-        ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(
-            f"{where('timezone')}: {settings.timezone!r} is not an IANA timezone such as Europe/Paris"
-        ) from e
+    problem = unknown_zone(settings.timezone)
+    if problem:
+        raise ConfigError(f"{where('timezone')}: {problem}")
     base = urlsplit(settings.base_url)
     if base.scheme not in ("https", "http") or not base.hostname or not settings.base_url.isascii():
         raise ConfigError(
@@ -560,7 +575,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             elif key == "subscribers":
                 values[key] = _subscribers(raw, origin)
             elif key in _SCALARS:
-                values[key] = _convert(key, raw, origins(key))
+                values[key] = _convert(key, raw, origins(key), typed=True)
             else:
                 raise ConfigError(f"{key} (from {origin}): unknown key", "see the README for the list of keys")
         values["config_path"] = origin

@@ -14,6 +14,7 @@ import email
 import hashlib
 import hmac
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,6 +70,14 @@ class Notification:
     # Addresses the notification was delivered to (where a VERP token is), and the returned Message-ID.
     addressed_to: tuple[str, ...]
     message_id: str | None
+
+
+def report_key(digest_id: int, note: Notification) -> str:
+    """What a report is about, as a key: the digest, the returned message, the recipient and the status. Two copies
+    of one report share it whatever their bytes; a report about a resend of the digest (another Message-ID), or
+    a later one with another status (delayed, then failed), does not."""
+    about = "\n".join((str(digest_id), note.message_id or "", note.recipient.lower(), note.status, note.kind))
+    return hashlib.sha256(about.encode()).hexdigest()
 
 
 def _fields(block: Message) -> dict[str, str]:
@@ -149,25 +158,45 @@ class BounceReport:
         }  # fmt: skip
 
 
+def _maildir(path: Path) -> Iterator[tuple[str, bytes]]:
+    """The messages of a Maildir's new/ and cur/, whichever of them exist (an MTA may have made only one so far)."""
+    folders = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
+    if not folders:
+        raise SourceError(f"{path}: not a Maildir (no new/ or cur/)", "give a Maildir folder or an mbox file")
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("."):
+                continue
+            try:
+                data = (folder / name).read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                continue  # gone meanwhile (another reader moved it)
+            yield f"{folder.name}/{name.split(':', 1)[0]}", data
+
+
 def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
     import mailbox  # here: a send run needs this module's VERP addresses, not its readers
 
     if path.is_dir():
-        if not (path / "cur").is_dir() and not (path / "new").is_dir():
-            raise SourceError(f"{path}: not a Maildir (no new/ or cur/)", "give a Maildir folder or an mbox file")
-        box: mailbox.Mailbox[mailbox.Message] = mailbox.Maildir(path, factory=None, create=False)
-    elif path.is_file():
-        box = mailbox.mbox(path, create=False)
-    else:
+        yield from _maildir(path)
+        return
+    if not path.is_file():
         raise SourceError(f"{path}: no such Maildir or mbox", "check the path (or bounce_maildir)")
+    with path.open("rb") as first:
+        start = first.read(5)
+    if start and start != b"From ":
+        raise SourceError(
+            f"{path}: not an mbox file (an mbox starts with a 'From ' line): nothing read",
+            "give a Maildir folder or an mbox file",
+        )
+    box = mailbox.mbox(path, create=False)
     try:
         for key in box.iterkeys():
             try:
-                handle = box.get_file(key)
-                with handle:
+                with box.get_file(key) as handle:
                     yield str(key), handle.read()
             except (OSError, KeyError):
-                continue  # gone meanwhile (another reader moved it)
+                continue  # gone meanwhile
     finally:
         box.close()
 
@@ -187,11 +216,12 @@ def _digest_for(session: Session, settings: Settings, note: Notification) -> Dig
 def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
     """Read every notification in a Maildir or mbox and record it once; see the module's docstring."""
     from email import policy
+
     location = Path(path)
     report = BounceReport(str(location))
     for key, data in _messages(location):
         report.read += 1
-        source = hashlib.sha256(data).hexdigest()
+        copy = hashlib.sha256(data).hexdigest()
         parsed = email.message_from_bytes(data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         try:
@@ -204,13 +234,16 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
             report.skipped.append((key, f"not a delivery failure report (subject {subject!r})"))
             continue
         with factory() as session, session.begin():
-            if session.scalar(select(Bounce.id).where(Bounce.source == source)) is not None:
-                report.already += 1
-                continue
             digest = _digest_for(session, settings, note)
             if digest is None:
                 whom = note.recipient or "someone"
                 report.skipped.append((key, f"a {note.kind} bounce for {whom} of no digest here"))
+                continue
+            # The same report again (re-read, replayed, relayed with another Received: line) counts once; rows
+            # recorded by earlier versions are keyed by their copy's bytes, which a re-read still matches.
+            source = report_key(digest.id, note)
+            if session.scalar(select(Bounce.id).where(Bounce.source.in_((source, copy)))) is not None:
+                report.already += 1
                 continue
             subscriber = session.get(Subscriber, digest.subscriber_id)
             assert subscriber is not None

@@ -39,3 +39,8 @@ def take(session: Session, bucket: str, limit: int, window: timedelta, now: date
     hits: int = session.execute(upsert).scalar_one()
     session.execute(delete(RateWindow).where(RateWindow.window_start < start - window))
     return hits <= limit
+
+
+def forget(session: Session, bucket: str) -> None:
+    """Delete every window of ``bucket`` (an erased address leaves no trace, not even a keyed hash)."""
+    session.execute(delete(RateWindow).where(RateWindow.bucket == bucket))

@@ -381,8 +381,8 @@ class RateWindow(Base):
 
 class Bounce(Base):
     """A delivery status notification read from the bounce mailbox: a hard (permanent) or soft (temporary)
-    failure for one subscriber's digest. ``source`` (a hash of the notification) keeps a re-read from counting
-    it twice."""
+    failure for one subscriber's digest. ``source`` (a hash of what the report is about: digest, Message-ID,
+    recipient, status; see digest.mail.bounces.report_key) keeps a re-read or a replay from counting it twice."""
 
     __tablename__ = "bounces"
     __table_args__ = (CheckConstraint("kind IN ('hard', 'soft')", name="kind"),)

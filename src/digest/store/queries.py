@@ -6,14 +6,24 @@ never writes and never commits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
-from digest.store.models import ContentPractice, Digest, Membership, Practice, Resend, Subscriber, Subscription, Theme
+from digest.store.models import (
+    Bounce,
+    ContentPractice,
+    Digest,
+    Membership,
+    Practice,
+    Resend,
+    Subscriber,
+    Subscription,
+    Theme,
+)
 from digest.text.clean import slugify
 
 
@@ -49,6 +59,7 @@ class PracticeSummary:
 class SubscriberSummary:
     email: str
     status: str
+    # Their themes' slugs, and the same themes' names (what people read), in the same order.
     themes: list[str]
     confirmed_at: str | None
     # Their schedule as chosen (None: the operator's default), when the next digest is due, a pause.
@@ -58,6 +69,7 @@ class SubscriberSummary:
     timezone: str | None = None
     next_due_at: str | None = None
     paused_until: str | None = None
+    theme_names: list[str] = field(default_factory=list)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -129,7 +141,8 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
         SubscriberSummary(
             email=s.email,
             status=str(s.status),
-            themes=sorted(sub.theme.slug for sub in s.subscriptions),
+            themes=[sub.theme.slug for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
+            theme_names=[sub.theme.name for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
             confirmed_at=_iso(s.confirmed_at),
             frequency=s.frequency,
             day=s.day,
@@ -169,6 +182,8 @@ class LedgerDigest:
     attempts: int
     next_attempt_at: str | None
     last_error: str | None
+    # When a sender last claimed it (the last attempt began).
+    claimed_at: str | None
     practices: list[LedgerPractice]
     resends: list[LedgerResend]
 
@@ -218,6 +233,7 @@ def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
                 attempts=d.attempts,
                 next_attempt_at=_iso(d.next_attempt_at),
                 last_error=d.last_error,
+                claimed_at=_iso(d.claimed_at),
                 practices=practices[d.id],
                 resends=resends[d.id],
             )
@@ -357,7 +373,10 @@ def archived_digest(session: Session, key: str, period: str) -> ArchivedDigest:
 
 
 def personal_data(session: Session, key: str) -> dict[str, object]:
-    """Everything stored about the subscriber with this key, for them to download (JSON-ready)."""
+    """Everything stored about the subscriber with this key, for them to download (JSON-ready): their row, their
+    subscriptions, every digest with its attempts, errors, practices and resends, and every bounce report. Left
+    out: row ids, the key their links are signed for, and positions in the store's order (bookkeeping, not
+    about them); tests/test_probe.py checks this against every table that names a subscriber."""
     subscriber = session.scalar(
         select(Subscriber)
         .where(Subscriber.key == key)
@@ -366,20 +385,26 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
     if subscriber is None:
         raise NotFoundError("this link belongs to no subscription any more")
     history = ledger(session, subscriber)
+    rows = session.execute(select(Digest.id, Digest.period).where(Digest.subscriber_id == subscriber.id))
+    periods = {digest_id: period for digest_id, period in rows}
+    bounces = session.scalars(select(Bounce).where(Bounce.subscriber_id == subscriber.id).order_by(Bounce.id))
     return {
         "email": subscriber.email,
         "status": str(subscriber.status),
         "created_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "suppressed_at": _iso(subscriber.suppressed_at),
         "schedule": {
             "frequency": subscriber.frequency,
             "day": subscriber.day,
             "hour": subscriber.hour,
             "timezone": subscriber.timezone,
             "paused_until": _iso(subscriber.paused_until),
+            "next_due_at": _iso(subscriber.next_due_at),
+            "last_period": subscriber.last_period,
         },
-        "bounces": subscriber.bounces,
+        "bounces_in_a_row": subscriber.bounces,
         "last_bounce": subscriber.last_bounce,
         "subscriptions": [
             {"theme": s.theme.name, "slug": s.theme.slug, "since": _iso(s.created_at)}
@@ -391,10 +416,27 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
                 "status": d.status,
                 "subject": d.subject,
                 "message_id": d.message_id,
+                "planned_at": d.planned_at,
                 "sent_at": d.sent_at,
-                "practices": [{"title": p.title, "url": p.url, "theme": p.theme} for p in d.practices],
-                "resent": [r.sent_at for r in d.resends],
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "next_attempt_at": d.next_attempt_at,
+                "claimed_at": d.claimed_at,
+                "practices": [
+                    {"title": p.title, "url": p.url, "theme": p.theme, "listed": not p.summarised} for p in d.practices
+                ],
+                "resent": [{"message_id": r.message_id, "sent_at": r.sent_at} for r in d.resends],
             }
             for d in history.digests
+        ],
+        "bounce_reports": [
+            {
+                "digest": periods.get(b.digest_id) if b.digest_id is not None else None,
+                "kind": b.kind,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+                "received_at": _iso(b.received_at),
+            }
+            for b in bounces
         ],
     }

@@ -158,20 +158,38 @@ def _apply(subscriber: Subscriber, choice: Choice) -> None:
 
 def set_schedule(session: Session, subscriber: Subscriber, choice: Choice, defaults: Defaults, now: datetime) -> None:
     """Change when digests come; from their next slot under the new schedule (or after a pause). Nothing new is
-    lost or sent twice: what a digest holds comes from the cursors and the ledger, not from the schedule."""
+    lost or sent twice: what a digest holds comes from the cursors and the ledger, not from the schedule. A pause
+    keeps the day they chose, in their new timezone."""
+    before = ZoneInfo(subscriber.timezone or defaults.timezone)
     _apply(subscriber, choice)
+    after = ZoneInfo(subscriber.timezone or defaults.timezone)
+    if subscriber.paused_until is not None and after != before:
+        day = subscriber.paused_until.astimezone(before).date()
+        subscriber.paused_until = datetime.combine(day, time(0), tzinfo=after).astimezone(UTC)
     if choice.frequency == "monthly" or subscriber.frequency == "monthly":
         if subscriber.day is None or not 1 <= subscriber.day <= 31:
             raise ScheduleError("a monthly digest needs a day of the month (1-31): give --day")
     _place(subscriber, defaults, now)
 
 
+# The longest pause: a year ahead (for longer, leaving and coming back is the honest choice). It also keeps the
+# first slot after the pause inside the calendar (a pause to 9999-12-31 would overflow it).
+LONGEST_PAUSE = timedelta(days=366)
+
+
 def pause(session: Session, subscriber: Subscriber, until: date, defaults: Defaults, now: datetime) -> None:
     """Send nothing before ``until`` (their local date); the first digest after carries what came meanwhile."""
     zone = ZoneInfo(subscriber.timezone or defaults.timezone)
-    resume_at = datetime.combine(until, time(0), tzinfo=zone).astimezone(UTC)
-    if resume_at <= now:
+    today = now.astimezone(zone).date()
+    if until <= today:
         raise ScheduleError(f"pause until {until.isoformat()}: that day has begun already", "give a later date")
+    latest = today + LONGEST_PAUSE
+    if until > latest:
+        raise ScheduleError(
+            f"pause until {until.isoformat()}: a pause lasts a year at most (until {latest.isoformat()})",
+            "give an earlier date, or unsubscribe and subscribe again later",
+        )
+    resume_at = datetime.combine(until, time(0), tzinfo=zone).astimezone(UTC)
     subscriber.paused_until = resume_at
     _place(subscriber, defaults, now)
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
+from digest import clock
 from digest.errors import DigestError
 
 
@@ -48,12 +49,22 @@ def _repeats(data: bytes) -> bool:
     return len(triples) < len(data) - 2
 
 
+class _ClockSigner(TimestampSigner):
+    """itsdangerous's signer on digest's clock: DIGEST_NOW moves a link's age (and so its expiry) like every other
+    time, so expiry can be tried and replayed like the rest."""
+
+    def get_timestamp(self) -> int:
+        return int(clock.now().timestamp())
+
+
 @lru_cache(maxsize=32)
 def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
     """One per secret and purpose. Its key is derived here, once (HMAC-SHA256 of the purpose under the secret),
     rather than by itsdangerous on every signature."""
     return URLSafeTimedSerializer(
-        _key(secret, purpose), signer_kwargs={"key_derivation": "none", "digest_method": hashlib.sha256}
+        _key(secret, purpose),
+        signer=_ClockSigner,
+        signer_kwargs={"key_derivation": "none", "digest_method": hashlib.sha256},
     )
 
 

@@ -25,3 +25,8 @@ def allow(session: Session, settings: Settings, kind: str, value: str, now: date
     """Count one request by ``kind`` ("address" or "client"); False once the hour's limit is passed."""
     limit = settings.subscribe_per_address_per_hour if kind == "address" else settings.subscribe_per_client_per_hour
     return counters.take(session, bucket(settings, kind, value), limit, HOUR, now)
+
+
+def forget(session: Session, settings: Settings, kind: str, value: str) -> None:
+    """Drop what is counted for ``value`` (an erased address)."""
+    counters.forget(session, bucket(settings, kind, value))
