@@ -96,6 +96,28 @@ def serious_violations(browser: object, url: str) -> list[str]:
         context.close()
 
 
+def assert_aligned(page: object) -> None:
+    """At desktop width: the theme checkboxes' columns start level, and every field of a form is as tall and as
+    wide as the others (a dropdown beside a text field, the timezone list beside the rest)."""
+    layout = page.evaluate(  # type: ignore[attr-defined]
+        """() => {
+        const tops = {};
+        for (const li of document.querySelectorAll('ul.choices li')) {
+            const box = li.getBoundingClientRect();
+            const column = Math.round(box.left);
+            tops[column] = Math.min(tops[column] ?? Infinity, box.top);
+        }
+        const fields = [...document.querySelectorAll('select, input[type=email], input[type=date], input[type=number]')]
+            .map(f => { const b = f.getBoundingClientRect(); return [f.id || f.name, b.height, b.width]; });
+        return {tops: Object.values(tops), fields};
+    }"""
+    )
+    tops, fields = layout["tops"], layout["fields"]
+    assert len(tops) == 2 and abs(tops[0] - tops[1]) < 0.5, tops
+    assert max(h for _, h, _ in fields) - min(h for _, h, _ in fields) < 0.5, fields
+    assert max(w for _, _, w in fields) - min(w for _, _, w in fields) < 0.5, fields
+
+
 def test_subscribe_confirm_receive_and_leave_in_one_click(
     browser: object, tmp_path: Path, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
@@ -160,6 +182,10 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         manage_url = link(handler, address, base, "/manage/")
         page.goto(manage_url)
         assert page.get_by_role("heading", name="Your digest settings").is_visible()
+        assert_aligned(page)
+        page.goto(base + "/")
+        assert_aligned(page)
+        page.goto(manage_url)
         assert serious_violations(browser, manage_url) == []
         if os.environ.get("DIGEST_SCREENSHOTS"):
             page.screenshot(path=str(DOCS / "manage.png"), full_page=False)

@@ -11,7 +11,7 @@ from digest.clock import now
 from digest.config import SourceConfig
 from digest.ingest import ingest_sources
 from digest.store.models import Membership, Practice, Theme
-from tests.conftest import SHARED_SAMPLES, fixture_path
+from tests.conftest import SAMPLES_ABSENT, SHARED_SAMPLES, fixture_path
 
 
 def count(sessions: sessionmaker[Session], model: type) -> int:
@@ -113,7 +113,7 @@ def test_real_samples_give_fifteen_practices(sessions: sessionmaker[Session]) ->
     import pytest
 
     if not SHARED_SAMPLES.is_dir():
-        pytest.skip("../shared/samples is not beside this clone")
+        pytest.skip(SAMPLES_ABSENT)
     sources = [SourceConfig(str(p)) for p in sorted(SHARED_SAMPLES.glob("*.txt"))]
     ingest_sources(sessions, sources, now())
     assert count(sessions, Practice) == 15

@@ -9,7 +9,7 @@ import pytest
 from digest.errors import SourceError
 from digest.ingest import read_source
 from digest.ingest.listing import parse_listing
-from tests.conftest import FIXTURES, SHARED_SAMPLES, fixture_path
+from tests.conftest import FIXTURES, SAMPLES_ABSENT, SHARED_SAMPLES, fixture_path
 
 
 def test_parses_titles_submitters_paragraphs_and_theme() -> None:
@@ -92,7 +92,7 @@ def test_unknown_kind_is_an_error_with_a_hint(tmp_path: Path) -> None:
     assert "--format" in info.value.hint
 
 
-@pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="../shared/samples is not beside this clone")
+@pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason=SAMPLES_ABSENT)
 def test_real_samples_parse_without_mojibake() -> None:
     items = [i for p in sorted(SHARED_SAMPLES.glob("*.txt")) for i in read_source(str(p)).items]
     assert len(items) == 16  # 15 practices, Terrassa listed twice

@@ -56,4 +56,5 @@ def test_rendered_digest_matches_golden(part: str) -> None:
     if os.environ.get("DIGEST_UPDATE_GOLDEN"):
         path.write_text(body, encoding="utf-8")
     assert body == path.read_text(encoding="utf-8")
-    assert rendered.subject == "2 new practices in Goal 6: Clean water and sanitation and 1 more theme"
+    # Each number is that of the section it names (the lead theme has one practice, not two).
+    assert rendered.subject == "1 new practice in Goal 6: Clean water and sanitation and 1 in Water & <Sanitation>"

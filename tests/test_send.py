@@ -130,7 +130,8 @@ def test_each_subscriber_gets_their_themes_once(
     (carol,) = handler.to("carol@example.org")
     # The kiosk once, though it is new in both her themes; under the theme it joined first.
     assert sorted(titles(carol.message)) == sorted(WATER_TITLES | GOAL6_ONLY | {DHAKA})
-    assert carol.message["Subject"] == "7 new practices in Water and Sanitation and 1 more theme"
+    subject = "5 new practices in Water and Sanitation and 2 in Goal 6: Clean water and sanitation"
+    assert carol.message["Subject"] == subject  # each number that of the section it names
     assert handler.to("dave@example.org") == []  # not confirmed
 
 

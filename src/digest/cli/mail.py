@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest import clock
-from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
@@ -37,6 +37,8 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
     )
     for error in report.errors:
         click.secho(f"  {error}", fg="yellow", err=True)
+    if report.sent and where.startswith("outbox "):
+        click.echo(f"  each message is a file in {where.removeprefix('outbox ')}/new/: open one with any mail client")
     if report.rate_limited:
         click.secho("  the hourly rate limit is reached (rate_per_hour): the rest waits for the next run", err=True)
     if report.error:
@@ -56,7 +58,6 @@ def print_feed_errors(results: list[FeedResult]) -> None:
               help="Sender processes side by side, each with its own SMTP connection.")  # fmt: skip
 @json_option
 @pass_app
-@handle_errors
 def send(app: App, processes: int, as_json: bool) -> None:
     """Plan a digest for every subscriber who is due (once per slot) and send every digest that is due.
 
@@ -84,7 +85,6 @@ def send(app: App, processes: int, as_json: bool) -> None:
 @click.argument("path", type=click.Path())
 @json_option
 @pass_app
-@handle_errors
 def bounces_command(app: App, path: str, as_json: bool) -> None:
     """Read delivery status notifications (RFC 3464) from a Maildir or mbox: a permanent failure counts a hard
     bounce for the subscriber whose digest it was (suppressed at suppress_after_bounces), a temporary one is
@@ -108,7 +108,6 @@ def bounces_command(app: App, path: str, as_json: bool) -> None:
 @click.argument("email")
 @click.option("--period", help="The period of the digest (default: the newest one sent); see `digest ledger`.")
 @pass_app
-@handle_errors
 def resend_command(app: App, email: str, period: str | None) -> None:
     """Send a recorded digest again, with its original content, under a new Message-ID.
 
@@ -123,7 +122,6 @@ def resend_command(app: App, email: str, period: str | None) -> None:
 @click.argument("email")
 @json_option
 @pass_app
-@handle_errors
 def ledger_command(app: App, email: str, as_json: bool) -> None:
     """Show what a subscriber was sent and when: every digest, its state, its practices, and resends.
 
@@ -153,7 +151,6 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
 @click.option("--text", "part", flag_value="text", default=True, help="Print the text body (default).")
 @click.option("--eml", "part", flag_value="eml", help="Print the whole message.")
 @pass_app
-@handle_errors
 def preview(app: App, email: str, part: str) -> None:
     """Print a subscriber's next digest without sending or recording anything.
 
@@ -178,7 +175,6 @@ def preview(app: App, email: str, part: str) -> None:
 @cli.command()
 @json_option
 @pass_app
-@handle_errors
 def feeds(app: App, as_json: bool) -> None:
     """Write the Atom feed of every theme and of all practices into the feeds folder.
 
@@ -202,7 +198,6 @@ def feeds(app: App, as_json: bool) -> None:
 @click.option("--once", is_flag=True, required=True, help="Run one full cycle and exit.")
 @json_option
 @pass_app
-@handle_errors
 def run(app: App, once: bool, as_json: bool) -> None:
     """One full cycle: ingest the configured sources, send what is due, rebuild the feeds.
 

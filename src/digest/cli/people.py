@@ -10,11 +10,23 @@ from typing import Any, TypeVar
 import click
 
 from digest import clock
-from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.cli.app import App, cli, emit, json_option, pass_app
+from digest.errors import SubscriberError
+from digest.mail.notices import send_confirmation
+from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
 from digest.store import db, queries
-from digest.subscriptions.subscribers import get_subscriber, import_csv, pause, set_schedule, subscribe, unsubscribe
+from digest.store.states import SubscriberStatus
+from digest.subscriptions.subscribers import (
+    confirm,
+    get_subscriber,
+    import_csv,
+    pause,
+    set_schedule,
+    subscribe,
+    unsubscribe,
+)
 from digest.subscriptions.subscribers import resume as resume_subscriber
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,13 +47,24 @@ def schedule_options(func: F) -> F:
 
 
 def _choice(frequency: str | None, day: str | None, hour: str | None, timezone: str | None) -> Choice:
-    return parse_choice(frequency, day, hour, timezone)  # a ScheduleError names the field; see handle_errors
+    return parse_choice(frequency, day, hour, timezone)  # a ScheduleError names the field
 
 
 def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
-    schedule = schedule_of(choice_of(summary), defaults).describe()
-    paused = f", paused until {summary.paused_until}" if summary.paused_until else ""
-    return f"{schedule}; next {summary.next_due_at or 'at the next run'}{paused}"
+    """Their schedule and what comes next, in their own timezone (a pause reads back as the day they chose)."""
+    schedule = schedule_of(choice_of(summary), defaults)
+    if summary.status == SubscriberStatus.PENDING:
+        return f"{schedule.describe()}; awaiting confirmation"
+    if summary.status != SubscriberStatus.CONFIRMED:
+        return f"{schedule.describe()}; nothing is sent ({summary.status})"
+    zone = schedule.zone
+    paused = ""
+    if summary.paused_until:
+        paused = f", paused until {datetime.fromisoformat(summary.paused_until).astimezone(zone).date().isoformat()}"
+    nxt = "at the next run"
+    if summary.next_due_at:
+        nxt = datetime.fromisoformat(summary.next_due_at).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return f"{schedule.describe()}; next {nxt}{paused}"
 
 
 @cli.command("subscribe")
@@ -50,12 +73,12 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
 @schedule_options
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation mail (the address is known to be theirs).")
 @pass_app
-@handle_errors
 def subscribe_cmd(
     app: App, email: str, themes_: tuple[str, ...], frequency: str | None, day: str | None, hour: str | None,
     timezone: str | None, confirmed: bool,
 ) -> None:  # fmt: skip
-    """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one).
+    """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one). Unless
+    --confirmed, the address gets the confirmation mail the web form sends, and nothing else until it is confirmed.
 
     Example: digest subscribe ada@example.org --theme goal-5-gender-equality --frequency daily --hour 7
     --timezone Asia/Tokyo --confirmed
@@ -63,14 +86,24 @@ def subscribe_cmd(
     choice = _choice(frequency, day, hour, timezone)
     with db.transaction(app.sessions) as session:
         sub = subscribe(session, email, themes_, clock.now(), confirmed, app.settings.welcome_backfill_days, choice)
-        click.echo(f"{sub.email}: {sub.status}, {len(sub.subscriptions)} theme(s)")
+        address, status, key = sub.email, sub.status, sub.key
+        names = sorted(s.theme.name for s in sub.subscriptions)
+    click.echo(f"{address}: {status}, {len(names)} theme(s)")
+    if status == SubscriberStatus.PENDING:
+        _send_confirmation(app, address, key, names)
+
+
+def _send_confirmation(app: App, address: str, key: str, themes: list[str]) -> None:
+    transport = transport_for(app.settings)
+    where = transport.describe()
+    send_confirmation(app.settings, transport, address, key, themes)
+    click.echo(f"{address}: confirmation mail sent to {where}; nothing else goes there until it is confirmed")
 
 
 @cli.command("unsubscribe")
 @click.argument("email")
 @click.option("--theme", help="Leave only this theme (default: leave everything).")
 @pass_app
-@handle_errors
 def unsubscribe_cmd(app: App, email: str, theme: str | None) -> None:
     """Unsubscribe an address from one theme or from everything; takes effect at once.
 
@@ -83,7 +116,44 @@ def unsubscribe_cmd(app: App, email: str, theme: str | None) -> None:
 
 @cli.group("subscribers")
 def subscribers_group() -> None:
-    """List and import subscribers."""
+    """List, import, confirm and change subscribers."""
+
+
+@subscribers_group.command("confirm")
+@click.argument("email")
+@pass_app
+def subscribers_confirm(app: App, email: str) -> None:
+    """Confirm an address by hand (it is known to be theirs): from now on new practices count for them.
+
+    Example: digest subscribers confirm ada@example.org
+    """
+    with db.transaction(app.sessions) as session:
+        subscriber = get_subscriber(session, email)
+        if subscriber.status == SubscriberStatus.CONFIRMED:
+            click.echo(f"{subscriber.email}: confirmed already")
+            return
+        confirm(session, subscriber, clock.now(), app.settings.welcome_backfill_days)
+        click.echo(f"{subscriber.email}: confirmed, {len(subscriber.subscriptions)} theme(s)")
+
+
+@subscribers_group.command("resend-confirmation")
+@click.argument("email")
+@pass_app
+def subscribers_resend_confirmation(app: App, email: str) -> None:
+    """Send the confirmation mail again to an address awaiting confirmation (a new link, valid confirm_hours).
+
+    Example: digest subscribers resend-confirmation ada@example.org
+    """
+    with app.sessions() as session:
+        subscriber = get_subscriber(session, email)
+        if subscriber.status != SubscriberStatus.PENDING:
+            raise SubscriberError(
+                f"{subscriber.email} is {subscriber.status}, not awaiting confirmation",
+                "only a pending address gets a confirmation mail; see `digest subscribers list`",
+            )
+        address, key = subscriber.email, subscriber.key
+        names = sorted(s.theme.name for s in subscriber.subscriptions)
+    _send_confirmation(app, address, key, names)
 
 
 @subscribers_group.command("import")
@@ -91,7 +161,6 @@ def subscribers_group() -> None:
 @click.option("--confirmed", is_flag=True, help="Import as confirmed (they opted in elsewhere).")
 @json_option
 @pass_app
-@handle_errors
 def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) -> None:
     """Import subscribers from CSV with columns email,themes (themes separated by `;`).
 
@@ -112,7 +181,6 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
 @click.option("--pause-until", type=click.DateTime(["%Y-%m-%d"]), help="Send nothing before this local date.")
 @click.option("--resume", is_flag=True, help="End a pause now.")
 @pass_app
-@handle_errors
 def subscribers_set(
     app: App, email: str, frequency: str | None, day: str | None, hour: str | None, timezone: str | None,
     pause_until: datetime | None, resume: bool,
@@ -143,7 +211,6 @@ def subscribers_set(
 @subscribers_group.command("list")
 @json_option
 @pass_app
-@handle_errors
 def subscribers_list(app: App, as_json: bool) -> None:
     """List subscribers with status, themes, schedule and next due time.
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest import clock
-from digest.cli.app import App, cli, emit, handle_errors, json_option, pass_app
+from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.config import SOURCE_FORMATS, SourceConfig
 from digest.errors import ConfigError
 from digest.store import queries
@@ -63,11 +63,24 @@ def terminal_progress(source: str, total: int) -> AbstractContextManager[Callabl
 
 
 def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> list[IngestReport]:
+    """Ingest, and say in each failure's hint what happens next: a configured source is read again by every run;
+    one named on the command line only is not."""
     from digest.ingest import ingest_sources, policy_from
+    from digest.text.links import redact_url
 
-    return ingest_sources(
+    reports = ingest_sources(
         app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
     )
+    configured = {redact_url(s.location) for s in app.settings.sources if s.enabled}
+    for report in reports:
+        if report.error is None or report.gone:
+            continue
+        if report.source in configured:
+            again = "it is read again by the next run (digest run --once, or the worker's next poll)"
+        else:
+            again = "it is not a configured source, so nothing retries it: run this again, or add it to [[sources]]"
+        report.hint = f"{report.hint}; {again}" if report.hint else again
+    return reports
 
 
 @cli.command()
@@ -76,7 +89,6 @@ def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> li
 @click.option("--format", "fmt", type=click.Choice(SOURCE_FORMATS), help="Kind of source (default: detected).")
 @json_option
 @pass_app
-@handle_errors
 def ingest(app: App, sources: tuple[str, ...], theme: str | None, fmt: str | None, as_json: bool) -> None:
     """Ingest files and http(s) URLs (default: the configured sources); a failing one stops no other.
 
@@ -106,7 +118,6 @@ def ingest(app: App, sources: tuple[str, ...], theme: str | None, fmt: str | Non
 @cli.command("sources")
 @json_option
 @pass_app
-@handle_errors
 def sources_command(app: App, as_json: bool) -> None:
     """List the configured sources and every source ever ingested, with the last fetch, status and error.
 
@@ -131,7 +142,6 @@ def sources_command(app: App, as_json: bool) -> None:
 @cli.command()
 @json_option
 @pass_app
-@handle_errors
 def themes(app: App, as_json: bool) -> None:
     """List themes with their practice and subscriber counts.
 
@@ -150,7 +160,6 @@ def themes(app: App, as_json: bool) -> None:
 @click.option("--theme", help="Only practices in this theme (slug or name).")
 @json_option
 @pass_app
-@handle_errors
 def practices(app: App, theme: str | None, as_json: bool) -> None:
     """List practices, newest first, with their themes.
 

@@ -196,6 +196,7 @@ def ingest_one(
                 source=name,
                 error=f"{name}: gone (HTTP 410 on {state.last_fetch_at:%Y-%m-%d}); not fetched",
                 hint="remove it from [[sources]] or set enabled = false; `digest ingest URL` tries it anyway",
+                gone=True,
             )
     try:
         if is_url(location):
@@ -232,10 +233,10 @@ def ingest_one(
     except DigestError as e:
         error, hint = _scrubbed(str(e), location), e.hint
         if isinstance(e, FetchStopped):  # not the source's fault: nothing to record against it
-            return IngestReport(source=name, error=error, hint="the next run reads it")
+            return IngestReport(source=name, error=error, hint="nothing of it was stored")
         events("source.failed", logging.WARNING, source=name, error=error)
         _record_failure(factory, location, error, isinstance(e, SourceGone), now)
-        return IngestReport(source=name, error=error, hint=hint)
+        return IngestReport(source=name, error=error, hint=hint, gone=isinstance(e, SourceGone))
     except Exception as e:  # anything else one source raises is still only that source's failure
         error = _scrubbed(f"{name}: {type(e).__name__} while reading this source: {e}", location)
         events("source.crashed", logging.ERROR, exc_info=True, source=name, error=error)

@@ -71,9 +71,9 @@ def _title(entry: Any, fix: Callable[[str], str]) -> str:
 _ROOT_END = re.compile(rb"</\s*(?:[\w.-]+:)?(rss|feed|RDF)\s*>\s*$")
 
 
-def _check_wellformed(parsed: Any, data: bytes, source: str) -> Problem | None:
+def _check_wellformed(parsed: Any, data: bytes, source: str) -> str | None:
     """A truncated document fails as a whole; a complete one with an XML fault (an HTML entity such as &nbsp;,
-    a stray `&`) is read leniently, as feed readers do, and reported."""
+    a stray `&`) is read leniently, as feed readers do: the fault, to report (None when there is none)."""
     if not parsed.get("bozo"):
         return None
     error = parsed.get("bozo_exception")
@@ -83,7 +83,7 @@ def _check_wellformed(parsed: Any, data: bytes, source: str) -> Problem | None:
     if isinstance(error, xml.sax.SAXParseException):
         where = f" at line {error.getLineNumber()}, column {error.getColumnNumber()}"
     if _ROOT_END.search(data[-200:]) and parsed.get("version"):
-        return Problem("feed", "", f"not well-formed XML{where} ({error}); read leniently, check the entries")
+        return f"not well-formed XML{where} ({error})"
     raise SourceError(
         f"{source}: the feed is not well-formed XML{where} ({error}); it may be truncated",
         "nothing from this feed was stored; open the feed URL to check it, or try again later",
@@ -123,7 +123,7 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
     feed_title = fix(clean_line(parsed.feed.get("title") or "")) or None
     feed_link = _absolute(parsed.feed.get("link"), base) or (base if base and safe_link(base) else None)
     items: list[ParsedItem] = []
-    problems: list[Problem] = [lenient] if lenient else []
+    problems: list[Problem] = [Problem("feed", "", f"{lenient}; read leniently, check the entries")] if lenient else []
     rejected: list[Problem] = []
     for n, entry in enumerate(parsed.entries, 1):
         where = f"entry {n}"
@@ -156,6 +156,12 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
         if not guid and not link:
             problems.append(Problem(where, item.title, "no guid and no link; identified by its text"))
         items.append(item)
+    if lenient and not items:
+        # Read leniently and nothing came of it: the source is broken, not empty (a cron job must notice).
+        raise SourceError(
+            f"{source}: the feed is {lenient}, and no entry could be read from it",
+            "nothing from this feed was stored; the feed must be fixed where it is published",
+        )
     if not items and not rejected:
         problems.append(Problem("feed", feed_title or "", "the feed has no entries"))
     return ParsedSource(theme=feed_title, items=items, problems=problems, rejected=rejected)

@@ -125,7 +125,7 @@ def _attempt(
             if status >= 400:
                 raise SourceError(
                     f"{name}: HTTP {status} {response.reason_phrase}",
-                    "check the URL; it is tried again on the next run",
+                    "check the URL",
                 )
             body = _read_limited(response, name, policy.max_bytes, abandoned)
             return Fetched(
@@ -220,7 +220,7 @@ def fetch(
                         tried += f", stopped by the {policy.deadline:g} s deadline (http_deadline)"
                     raise SourceError(
                         f"{name}: {e} ({tried})",
-                        "the server may be down or too slow; nothing stored was touched and the next run tries again",
+                        "the server may be down or too slow; nothing stored was touched",
                     ) from e
                 if stop.wait(wait):
                     raise FetchStopped(f"{name}: the fetch was stopped (the process is shutting down)") from e

@@ -37,6 +37,8 @@ class IngestReport:
     not_modified: bool = False
     error: str | None = None
     hint: str = ""
+    # The source is gone for good (HTTP 410): no run fetches it again.
+    gone: bool = False
 
     @property
     def ok(self) -> bool:

@@ -68,12 +68,19 @@ class DigestContent:
 
     @property
     def subject(self) -> str:
-        """"3 new practices in Connectivity and Migration and 1 more theme": the theme with most news first."""
-        noun = "practice" if self.count == 1 else "practices"
-        lead = max(self.sections, key=lambda s: (len(s.practices) + s.more, -self.sections.index(s)))
-        others = len(self.sections) - 1
-        rest = "" if not others else f" and {others} more theme{'' if others == 1 else 's'}"
-        return header_safe(f"{self.count} new {noun} in {lead.name}{rest}")
+        """The theme with most news first, with its own count, then the rest: "3 new practices in Connectivity and
+        Migration", "2 new practices in Decent Work and 1 in Urban Resilience", "2 new practices in Decent Work and
+        4 more in 3 other themes". Every number is that of the sections it names."""
+        counts = [len(s.practices) + s.more for s in self.sections]
+        lead = max(range(len(self.sections)), key=lambda i: (counts[i], -i))
+        noun = "practice" if counts[lead] == 1 else "practices"
+        subject = f"{counts[lead]} new {noun} in {self.sections[lead].name}"
+        others = [i for i in range(len(self.sections)) if i != lead]
+        if len(others) == 1:
+            subject += f" and {counts[others[0]]} in {self.sections[others[0]].name}"
+        elif others:
+            subject += f" and {sum(counts[i] for i in others)} more in {len(others)} other themes"
+        return header_safe(subject)
 
     @property
     def preheader(self) -> str:

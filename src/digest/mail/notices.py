@@ -14,6 +14,7 @@ from digest.config import Settings
 from digest.mail.message import Envelope, build_message, sender_address
 from digest.mail.render import render_notice
 from digest.mail.transport import Transport
+from digest.subscriptions.tokens import Purpose, make_token
 from digest.text.clean import header_safe
 
 CONFIRM = "confirm"
@@ -45,3 +46,21 @@ def send_notice(
         transport.send(sender_address(settings.mail_from), to, message)
     finally:
         transport.close()
+
+
+def send_confirmation(settings: Settings, transport: Transport, to: str, key: str, themes: list[str]) -> None:
+    """The double opt-in mail: the themes asked for (their names) and the link that confirms them."""
+    token = make_token(settings.secret_key, Purpose.CONFIRM, key)
+    context: dict[str, object] = {
+        "confirm_url": f"{settings.base_url}/confirm/{token}",
+        "themes": themes,
+        "hours": f"{settings.confirm_hours:g}",
+    }
+    send_notice(settings, transport, CONFIRM, to, "Confirm your practice digest subscription", context)
+
+
+def send_manage_link(settings: Settings, transport: Transport, to: str, key: str) -> None:
+    """To an address confirmed already that was typed in again: a link to change things, and nothing changed."""
+    token = make_token(settings.secret_key, Purpose.MANAGE, key)
+    context: dict[str, object] = {"manage_url": f"{settings.base_url}/manage/{token}"}
+    send_notice(settings, transport, ALREADY_SUBSCRIBED, to, "You are subscribed already", context)

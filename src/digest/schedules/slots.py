@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from digest.errors import DigestError
+from digest.schedules.zones import unknown_zone
 
 FREQUENCIES = ("daily", "weekly", "monthly")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -139,10 +140,9 @@ def parse_choice(
     zone: str | None = None
     if timezone is not None and timezone.strip():
         zone = timezone.strip()
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ScheduleError(f"timezone {timezone!r} is not an IANA timezone such as Europe/Paris") from e
+        problem = unknown_zone(zone)
+        if problem:
+            raise ScheduleError(f"timezone {problem}")
     day_value: int | None = None
     if day is not None and str(day).strip() != "":
         text = str(day).strip().lower()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from importlib import resources
+
+from flask import Blueprint, Response, abort, render_template, request
 from sqlalchemy import text
 
 from digest.errors import NotFoundError
@@ -50,3 +52,32 @@ def health() -> tuple[str, int, dict[str, str]]:
     with site().sessions() as session:
         session.execute(text("SELECT 1"))
     return "ok\n", 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+
+
+# Pages reached by signed links are nobody's business but their holder's: kept out of every crawler's index (each
+# also says noindex itself, for the crawlers that fetch them anyway).
+ROBOTS = """User-agent: *
+Disallow: /confirm/
+Disallow: /manage/
+Disallow: /unsubscribe/
+Disallow: /digests/
+Disallow: /feeds/me/
+Disallow: /subscribe
+"""
+
+
+@blueprint.get("/robots.txt")
+def robots() -> Response:
+    response = Response(ROBOTS, content_type="text/plain; charset=utf-8")
+    response.cache_control.public, response.cache_control.max_age = True, 86400
+    return response
+
+
+FAVICON = resources.files("digest.web").joinpath("static", "favicon.ico").read_bytes()
+
+
+@blueprint.get("/favicon.ico")
+def favicon() -> Response:
+    response = Response(FAVICON, content_type="image/vnd.microsoft.icon")
+    response.cache_control.public, response.cache_control.max_age = True, 7 * 86400
+    return response

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import available_timezones
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -19,38 +18,65 @@ from werkzeug.wrappers import Response as BaseResponse
 from digest import clock, logs
 from digest.errors import DigestError, NotFoundError, SubscriberError, TransportError
 from digest.mail.compose import DigestContent
-from digest.mail.notices import ALREADY_SUBSCRIBED, CONFIRM, send_notice
+from digest.mail.notices import send_confirmation, send_manage_link
 from digest.mail.send import links_for, render_for
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
+from digest.schedules.zones import aliases, zone_groups
 from digest.store import queries
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, TokenError, make_token, read_token, read_view_token
 from digest.web import limits
-from digest.web.app import error_page, site
+from digest.web.app import error_page, route, site
 
 blueprint = Blueprint("people", __name__)
 events = logs.EventLog("digest.web")
-TIMEZONES = sorted(available_timezones())
 # What every private page says to caches and robots.
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 
 
+INVALID_LINK = (
+    "This link does not work here. It may be from an older mail, or only part of it reached this page. The links in "
+    "your newest digest work; or subscribe again on the home page."
+)
+
+
 def _key(token: str, purpose: Purpose, max_age: float | None = None) -> str:
-    """The subscriber key of a link for ``purpose``; an error page (and no action) when it is not one."""
+    """The subscriber key of a link for ``purpose``; an error page (and no action) when it is not one. Each refusal
+    is logged with its reason and the route, never the token."""
+    secret = site().settings.secret_key
     try:
-        return read_token(site().settings.secret_key, token, purpose, max_age)
+        return read_token(secret, token, purpose, max_age)
     except TokenError as e:
         if e.expired:
+            _refused("expired")
             abort(410, "This link has expired. Subscribe again on the home page to get a new one.")
-        abort(404, "This link is not valid: it may have been cut short or changed. Copy the whole link from the mail.")
+        _refused(_why(secret, token, purpose))
+        abort(404, INVALID_LINK)
 
 
-def _url(endpoint: str, purpose: Purpose, key: str) -> str:
-    """An absolute link under base_url, as mails carry them."""
-    token = make_token(site().settings.secret_key, purpose, key)
-    return site().settings.base_url + url_for(endpoint, token=token)
+def _why(secret: str, token: str, expected: Purpose) -> str:
+    """Why a link that is not one for ``expected`` was refused (for the log)."""
+    other = next((p for p in Purpose if p != expected and _reads(secret, token, p)), None)
+    if other is not None:
+        return f"a link for another page ({other.value})"
+    return "bad signature: altered, cut short, or signed with another secret_key"
+
+
+def _reads(secret: str, token: str, purpose: Purpose) -> bool:
+    try:
+        if purpose == Purpose.VIEW:
+            read_view_token(secret, token)
+        else:
+            read_token(secret, token, purpose)
+    except TokenError:
+        return False
+    return True
+
+
+def _refused(reason: str) -> None:
+    events("web.link_refused", logging.WARNING, route=route(), reason=reason)
 
 
 # Subscribe and confirm ---------------------------------------------------------------------------------------
@@ -88,16 +114,9 @@ def subscribe() -> Any:
         return _form_again(email, chosen, [str(e)])
     try:
         if answer.mail == "confirm":
-            send_notice(
-                settings, transport_for(settings), CONFIRM, address, "Confirm your practice digest subscription",
-                {"confirm_url": _url("people.confirm_page", Purpose.CONFIRM, answer.key), "themes": answer.themes,
-                 "hours": f"{settings.confirm_hours:g}"},
-            )  # fmt: skip
+            send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes)
         else:
-            send_notice(
-                settings, transport_for(settings), ALREADY_SUBSCRIBED, address, "You are subscribed already",
-                {"manage_url": _url("people.manage", Purpose.MANAGE, answer.key)},
-            )  # fmt: skip
+            send_manage_link(settings, transport_for(settings), address, answer.key)
     except TransportError as e:
         events("web.notice.failed", logging.ERROR, error=str(e))
         return error_page(503, "The mail could not be sent", "Please try again in a few minutes.")
@@ -164,6 +183,11 @@ def manage(token: str) -> Any:
         themes = queries.themes(session)
     subscriber = found[0]
     schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
+    zone = schedule.zone
+    today = clock.now().astimezone(zone).date()
+    # Every date and time in the reader's own timezone; a pause reads back as the day they chose.
+    next_due = datetime.fromisoformat(subscriber.next_due_at).astimezone(zone) if subscriber.next_due_at else None
+    paused = datetime.fromisoformat(subscriber.paused_until).astimezone(zone) if subscriber.paused_until else None
     return (
         render_template(
             "manage.html",
@@ -172,8 +196,12 @@ def manage(token: str) -> Any:
             themes=themes,
             schedule=schedule,
             weekdays=WEEKDAYS,
-            timezones=TIMEZONES,
-            today=clock.now().date().isoformat(),
+            zone_groups=zone_groups(),
+            current_zone=aliases().get(zone.key, zone.key),
+            next_due=next_due,
+            paused_until=paused.date() if paused else None,
+            tomorrow=today + timedelta(days=1),
+            latest=today + people.LONGEST_PAUSE,
         ),
         200,
         PRIVATE,
@@ -209,7 +237,7 @@ def manage_change(token: str) -> BaseResponse:
             elif action == "pause":
                 until = _date(request.form.get("until", ""))
                 people.pause(session, subscriber, until, defaults, now)
-                message = f"Paused until {until.isoformat()}."
+                message = f"Paused until {until.strftime('%A %-d %B %Y')}."
             elif action == "resume":
                 people.resume(session, subscriber, defaults, now)
                 message = "Digests come again from your next scheduled time."
@@ -257,21 +285,35 @@ def erase(token: str) -> Any:
             subscriber = people.subscriber_by_key(session, key)
         except NotFoundError:
             abort(404, "This link belongs to no subscription any more.")
+        limits.forget(session, site().settings, "address", subscriber.email)
         people.erase(session, subscriber, clock.now())
     events("web.erased")
-    return error_page(
-        200, "Erased", "Your address and everything about you are deleted. Links in mails you were sent no longer work."
-    )
+    message = "Your address and everything about you are deleted. Links in mails you were sent no longer work."
+    return render_template("message.html", title="Erased", message=message), 200, PRIVATE
 
 
 # Leave in one click (RFC 8058) -------------------------------------------------------------------------------
 
 
+def masked(address: str) -> str:
+    """An address as a page shows it to whoever holds the link: enough to tell which, not enough to harvest
+    (`b…@example.net`)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+def _unsubscribe_form(token: str, key: str, status: int = 200, problem: str = "") -> Any:
+    with site().sessions() as session:
+        found = queries.subscribers(session, key=key)
+    address = masked(found[0].email) if found else None
+    page = render_template("unsubscribe.html", token=token, address=address, problem=problem)
+    return page, status, PRIVATE
+
+
 @blueprint.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> Any:
     """A page with a button: opening the link changes nothing."""
-    _key(token, Purpose.UNSUBSCRIBE)
-    return render_template("unsubscribe.html", token=token), 200, PRIVATE
+    return _unsubscribe_form(token, _key(token, Purpose.UNSUBSCRIBE))
 
 
 @blueprint.post("/unsubscribe/<token>")
@@ -279,7 +321,8 @@ def one_click(token: str) -> Any:
     """RFC 8058 one-click: the body is List-Unsubscribe=One-Click; no cookie, no CSRF token, no redirect."""
     key = _key(token, Purpose.UNSUBSCRIBE)
     if request.form.get("List-Unsubscribe") != "One-Click":
-        abort(400, "An unsubscribe request carries List-Unsubscribe=One-Click; use the button on this page.")
+        problem = "Nothing was changed: the request did not say List-Unsubscribe=One-Click. Press the button to leave."
+        return _unsubscribe_form(token, key, 400, problem)
     with site().sessions.begin() as session:
         try:
             subscriber = people.subscriber_by_key(session, key)
@@ -302,7 +345,8 @@ def view(token: str) -> Any:
     try:
         key, period = read_view_token(settings.secret_key, token)
     except TokenError:
-        abort(404, "This link is not valid: it may have been cut short or changed.")
+        _refused(_why(settings.secret_key, token, Purpose.VIEW))
+        abort(404, INVALID_LINK)
     with site().sessions() as session:
         try:
             archived = queries.archived_digest(session, key, period)

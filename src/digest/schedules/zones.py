@@ -1,0 +1,71 @@
+"""The timezones a subscriber may choose: canonical IANA zones only, grouped by region, the common ones first.
+
+Read from the tz database that the `tzdata` package ships: `zone.tab` lists the zones people live in (one or more
+per country), `tzdata.zi` the old names that link to them (`US/Eastern` -> `America/New_York`). Neither
+`localtime` (the server's own zone), `Factory` nor a deprecated alias is offered or accepted; an alias is refused
+with the zone it stands for.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+# Easy to find at the top of the list: where most readers are, by population and by the network's members.
+COMMON = (
+    "UTC", "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Madrid", "Africa/Lagos", "Africa/Nairobi",
+    "Africa/Johannesburg", "Asia/Kolkata", "Asia/Shanghai", "Asia/Tokyo", "Australia/Sydney", "America/New_York",
+    "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Mexico_City", "America/Bogota",
+    "America/Sao_Paulo",
+)  # fmt: skip
+
+
+def _read(name: str) -> str:
+    return resources.files("tzdata").joinpath("zoneinfo", name).read_text(encoding="utf-8")
+
+
+@cache
+def canonical_zones() -> frozenset[str]:
+    """Every zone a person may choose: those of zone.tab, and UTC."""
+    zones = {"UTC"}
+    for line in _read("zone.tab").splitlines():
+        if line and not line.startswith("#"):
+            zones.add(line.split("\t")[2])
+    return frozenset(zones)
+
+
+@cache
+def aliases() -> dict[str, str]:
+    """Old and other names of the canonical zones (tzdata.zi's links), each to the zone it stands for."""
+    links: dict[str, str] = {}
+    for line in _read("tzdata.zi").splitlines():
+        if line.startswith("L "):
+            _, target, alias = line.split()
+            links[alias] = target
+    # UTC's other names (Etc/UTC, GMT, Zulu ...) all stand for the UTC offered.
+    links.update({"Etc/UTC": "UTC", "Etc/GMT": "UTC"})
+    zones = canonical_zones()
+    resolved = {}
+    for alias, target in links.items():
+        while target in links and target not in zones:
+            target = links[target]  # a link to a link
+        if target in zones:
+            resolved[alias] = target
+    return resolved
+
+
+def zone_groups() -> list[tuple[str, list[str]]]:
+    """The zones to offer: "Common" first, then each region (the name's first part) in order, zones sorted."""
+    regions: dict[str, list[str]] = {}
+    for zone in sorted(canonical_zones() - {"UTC"}):
+        regions.setdefault(zone.split("/", 1)[0], []).append(zone)
+    return [("Common", list(COMMON)), *sorted(regions.items())]
+
+
+def unknown_zone(name: str) -> str:
+    """Why ``name`` is not a zone to choose (naming the zone an alias stands for), or "" when it is one."""
+    if name in canonical_zones():
+        return ""
+    if name in aliases():
+        return f"{name!r} is another name of {aliases()[name]}: use {aliases()[name]}"
+    return f"{name!r} is not an IANA timezone such as Europe/Paris"
