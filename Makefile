@@ -42,9 +42,10 @@ test: $(STAMP)
 probe: $(STAMP) system-packages
 	$(BIN)/pytest -m probe
 
-## lint: ruff, mypy --strict and the import contracts
+## lint: ruff (check and format), mypy --strict and the import contracts
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -44,9 +44,18 @@ def run(subscribers: int, due: int) -> tuple[float, int]:
             for i in range(subscribers):
                 # The due ones were due this morning; the others later this week (their own weekdays).
                 when = NOW - timedelta(hours=2) if i < due else NOW + timedelta(days=1 + i % 6, hours=i % 24)
-                rows.append({"email": f"u{i}@example.org", "status": "confirmed", "created_at": clock.now(),
-                             "confirmed_at": clock.now(), "frequency": "weekly", "day": 0, "hour": 8,
-                             "next_due_at": when})  # fmt: skip
+                rows.append(
+                    {
+                        "email": f"u{i}@example.org",
+                        "status": "confirmed",
+                        "created_at": clock.now(),
+                        "confirmed_at": clock.now(),
+                        "frequency": "weekly",
+                        "day": 0,
+                        "hour": 8,
+                        "next_due_at": when,
+                    }
+                )
             for start in range(0, len(rows), 20_000):
                 s.execute(insert(Subscriber), rows[start : start + 20_000])
             ids = list(s.scalars(select(Subscriber.id)))

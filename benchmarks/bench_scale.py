@@ -44,8 +44,17 @@ def child(database: str, smtp_url: str) -> None:
     # counts the parent's own size at the fork, which grows with the subscribers it prepared.
     with open("/proc/self/status") as status:
         peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"planned": plan.planned, "sent": report.sent, "plan_s": planned - started,
-                      "send_s": done - planned, "rss_mb": peak_kb / 1024}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "planned": plan.planned,
+                "sent": report.sent,
+                "plan_s": planned - started,
+                "send_s": done - planned,
+                "rss_mb": peak_kb / 1024,
+            }
+        )
+    )
 
 
 def digest_bytes(path: Path) -> dict[str, float]:
@@ -81,26 +90,36 @@ def main() -> None:
     # The same 10k with five times the practices (50 per theme; past the cap of 50 a digest counts the rest):
     # what a digest row costs must not change.
     big = measure(10_000, per_theme=50)
-    print("subscribers   planned      sent   plan s   send s  peak RSS MB   "
-          "bytes/digest: row+indexes  ledger (content_practices)  contents")  # fmt: skip
+    print(
+        "subscribers   planned      sent   plan s   send s  peak RSS MB   "
+        "bytes/digest: row+indexes  ledger (content_practices)  contents"
+    )
     results = {}
     for n in sizes:
         r = results[n] = measure(n)
-        print(f"{n:>11,} {r['planned']:>9,.0f} {r['sent']:>9,.0f} {r['plan_s']:8.1f} {r['send_s']:8.1f} "
-              f"{r['rss_mb']:12.1f}   {r['digests_b']:26.0f} {r['content_practices_b']:29.1f} "
-              f"{r['contents_b']:9.1f}")  # fmt: skip
-    print(f"{'10,000 (5x practices)':>21} {big['sent']:>9,.0f} {big['plan_s']:8.1f} {big['send_s']:8.1f} "
-          f"{big['rss_mb']:12.1f}   {big['digests_b']:26.0f} {big['content_practices_b']:29.1f} "
-          f"{big['contents_b']:9.1f}")  # fmt: skip
+        print(
+            f"{n:>11,} {r['planned']:>9,.0f} {r['sent']:>9,.0f} {r['plan_s']:8.1f} {r['send_s']:8.1f} "
+            f"{r['rss_mb']:12.1f}   {r['digests_b']:26.0f} {r['content_practices_b']:29.1f} "
+            f"{r['contents_b']:9.1f}"
+        )
+    print(
+        f"{'10,000 (5x practices)':>21} {big['sent']:>9,.0f} {big['plan_s']:8.1f} {big['send_s']:8.1f} "
+        f"{big['rss_mb']:12.1f}   {big['digests_b']:26.0f} {big['content_practices_b']:29.1f} "
+        f"{big['contents_b']:9.1f}"
+    )
     base = results[sizes[0]]
     for n in sizes[1:]:
         r = results[n]
         rss, row = r["rss_mb"] / base["rss_mb"], r["digests_b"] / base["digests_b"]
-        print(f"ratio {n // 1000}k/{sizes[0] // 1000}k: peak RSS {rss:.2f}x (target <= 1.3), "
-              f"planning {r['plan_s'] / base['plan_s']:.1f}x and sending {r['send_s'] / base['send_s']:.1f}x for "
-              f"{n // sizes[0]}x the subscribers, bytes per digest row {row:.2f}x")  # fmt: skip
-    print(f"5x the practices at 10k: bytes per digest row {big['digests_b'] / base['digests_b']:.2f}x, "
-          f"all of a digest's share {total(big) / total(base):.2f}x ({total(base):.0f} -> {total(big):.0f} bytes)")
+        print(
+            f"ratio {n // 1000}k/{sizes[0] // 1000}k: peak RSS {rss:.2f}x (target <= 1.3), "
+            f"planning {r['plan_s'] / base['plan_s']:.1f}x and sending {r['send_s'] / base['send_s']:.1f}x for "
+            f"{n // sizes[0]}x the subscribers, bytes per digest row {row:.2f}x"
+        )
+    print(
+        f"5x the practices at 10k: bytes per digest row {big['digests_b'] / base['digests_b']:.2f}x, "
+        f"all of a digest's share {total(big) / total(base):.2f}x ({total(base):.0f} -> {total(big):.0f} bytes)"
+    )
 
 
 def total(r: dict[str, float]) -> float:

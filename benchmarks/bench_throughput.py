@@ -34,8 +34,10 @@ from digest.store.models import Subscriber, Subscription, Theme
 
 SERVER = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 THEMES = ["Water and Sanitation", "Urban Resilience", "Decent Work"]
-WORDS = ("Community water kiosks sell clean water at a fair price and train local women to run them, "
-         "with the city paying for the pipes and the utility for the meters. ")  # fmt: skip
+WORDS = (
+    "Community water kiosks sell clean water at a fair price and train local women to run them, "
+    "with the city paying for the pipes and the utility for the meters. "
+)
 
 
 def free_port() -> int:
@@ -48,17 +50,21 @@ def export(path: Path, per_theme: int = 10) -> None:
     """``per_theme`` practices per theme, each with a summary of about 800 characters: with ten, digests of
     ~20-25 KB."""
     practices = [
-        {"id": f"p-{t}-{i}", "title": f"Practice {i} of {theme}: neighbourhood committees that get things done",
-         "summary": (WORDS * 5)[:800], "url": f"https://practices.example.org/p/{t}/{i}", "themes": [theme],
-         "submitted_by": "Ms. Jana NOVÁKOVÁ"}
-        for t, theme in enumerate(THEMES) for i in range(per_theme)
-    ]  # fmt: skip
+        {
+            "id": f"p-{t}-{i}",
+            "title": f"Practice {i} of {theme}: neighbourhood committees that get things done",
+            "summary": (WORDS * 5)[:800],
+            "url": f"https://practices.example.org/p/{t}/{i}",
+            "themes": [theme],
+            "submitted_by": "Ms. Jana NOVÁKOVÁ",
+        }
+        for t, theme in enumerate(THEMES)
+        for i in range(per_theme)
+    ]
     path.write_text(json.dumps({"practices": practices}), encoding="utf-8")
 
 
-def prepare(
-    workdir: Path, database_url: str, smtp_url: str, subscribers: int, per_theme: int = 10
-) -> dict[str, str]:
+def prepare(workdir: Path, database_url: str, smtp_url: str, subscribers: int, per_theme: int = 10) -> dict[str, str]:
     config = workdir / "digest.toml"
     config.write_text(
         f'database_url = "{database_url}"\nsmtp_url = "{smtp_url}"\nsecret_key = "bench-secret-0123456789abcdef"\n'
@@ -77,21 +83,31 @@ def prepare(
     with sessions() as s, s.begin():
         themes = list(s.scalars(select(Theme.id).order_by(Theme.id)))
         for start in range(0, subscribers, 5000):
-            s.execute(insert(Subscriber), [
-                {"email": f"reader{i}@example.org", "status": "confirmed", "created_at": now, "confirmed_at": now}
-                for i in range(start, min(subscribers, start + 5000))
-            ])  # fmt: skip
+            s.execute(
+                insert(Subscriber),
+                [
+                    {"email": f"reader{i}@example.org", "status": "confirmed", "created_at": now, "confirmed_at": now}
+                    for i in range(start, min(subscribers, start + 5000))
+                ],
+            )
         ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
         # Seven different theme choices, so seven different digests.
         choices = [[0], [1], [2], [0, 1], [1, 2], [0, 2], [0, 1, 2]]
-        rows = [{"subscriber_id": sid, "theme_id": themes[t], "created_at": now, "cursor": 0}
-                for n, sid in enumerate(ids) for t in choices[n % 7]]  # fmt: skip
+        rows = [
+            {"subscriber_id": sid, "theme_id": themes[t], "created_at": now, "cursor": 0}
+            for n, sid in enumerate(ids)
+            for t in choices[n % 7]
+        ]
         for start in range(0, len(rows), 10_000):
             s.execute(insert(Subscription), rows[start : start + 10_000])
     engine.dispose()
     export(workdir / "export.json", per_theme)
-    subprocess.run([sys.executable, "-m", "digest", "ingest", str(workdir / "export.json")], env=env | {
-        "DIGEST_NOW": "2026-11-12T10:00:00Z"}, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "digest", "ingest", str(workdir / "export.json")],
+        env=env | {"DIGEST_NOW": "2026-11-12T10:00:00Z"},
+        check=True,
+        capture_output=True,
+    )
     return env
 
 
@@ -100,8 +116,9 @@ def message_size(env: dict[str, str]) -> int:
     sizes = []
     for n in range(7):
         command = [sys.executable, "-m", "digest", "preview", f"reader{n}@example.org", "--eml"]
-        eml = subprocess.run(command, env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"}, check=True,
-                             capture_output=True).stdout  # fmt: skip
+        eml = subprocess.run(
+            command, env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"}, check=True, capture_output=True
+        ).stdout
         sizes.append(len(eml))
     return sum(sizes) // len(sizes)
 
@@ -129,8 +146,12 @@ class Sink:
 def digest_send(env: dict[str, str], processes: int) -> tuple[float, int]:
     started = time.perf_counter()
     extra = ["--processes", str(processes)] if processes > 1 else []
-    done = subprocess.run([sys.executable, "-m", "digest", "send", "--json", *extra],
-                          env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"}, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "send", "--json", *extra],
+        env=env | {"DIGEST_NOW": "2026-11-16T09:00:00Z"},
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
@@ -139,8 +160,24 @@ def digest_send(env: dict[str, str], processes: int) -> tuple[float, int]:
 
 def smtp_source(port: int, count: int, size: int) -> float:
     started = time.perf_counter()
-    subprocess.run(["/usr/sbin/smtp-source", "-s", "1", "-m", str(count), "-l", str(size), "-f", "bench@example.org",
-                    "-t", "reader@example.org", f"127.0.0.1:{port}"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "/usr/sbin/smtp-source",
+            "-s",
+            "1",
+            "-m",
+            str(count),
+            "-l",
+            str(size),
+            "-f",
+            "bench@example.org",
+            "-t",
+            "reader@example.org",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
@@ -174,12 +211,16 @@ def run(label: str, database_url: str, subscribers: int, processes: int, restore
             reference = smtp_source(sink.port, sent, size)
             rounds.append((sent / elapsed / (sent / reference), elapsed, reference, sent))
     for n, (ratio, elapsed, reference, sent) in enumerate(rounds, 1):
-        print(f"  round {n}: digest send {sent / elapsed:6.0f}/s ({elapsed:5.1f} s), smtp-source "
-              f"{sent / reference:6.0f}/s ({reference:5.1f} s): {ratio:4.2f}")  # fmt: skip
+        print(
+            f"  round {n}: digest send {sent / elapsed:6.0f}/s ({elapsed:5.1f} s), smtp-source "
+            f"{sent / reference:6.0f}/s ({reference:5.1f} s): {ratio:4.2f}"
+        )
     ratio, elapsed, reference, sent = sorted(rounds)[len(rounds) // 2]
     ours, theirs = sent / elapsed, sent / reference
-    print(f"{label:34} {sent:>7} msgs of {size / 1024:5.1f} KB   digest send {ours:7.0f}/s ({elapsed:6.1f} s)   "
-          f"smtp-source {theirs:7.0f}/s ({reference:5.1f} s)   ratio {ratio:4.2f} (median of {ROUNDS})")  # fmt: skip
+    print(
+        f"{label:34} {sent:>7} msgs of {size / 1024:5.1f} KB   digest send {ours:7.0f}/s ({elapsed:6.1f} s)   "
+        f"smtp-source {theirs:7.0f}/s ({reference:5.1f} s)   ratio {ratio:4.2f} (median of {ROUNDS})"
+    )
 
 
 def main() -> None:

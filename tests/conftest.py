@@ -49,6 +49,7 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
+
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 # Why the tests of the real sample pages skip in a clone elsewhere (CI's has them beside it; a fork's may not).
 SAMPLES_ABSENT = (

@@ -76,8 +76,12 @@ def test_lone_surrogates_and_controls_are_cleaned(sessions: sessionmaker[Session
 
 def test_fields_of_the_wrong_type_leave_the_record_out(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     at("2026-11-10T10:00:00Z")
-    records = [GOOD, {"title": {"en": "Seeds"}, "themes": ["Food"]}, {"title": "Seeds", "url": 12, "themes": ["Food"]},
-               {"id": 42, "title": "Numbered", "themes": ["Food"]}]  # fmt: skip
+    records = [
+        GOOD,
+        {"title": {"en": "Seeds"}, "themes": ["Food"]},
+        {"title": "Seeds", "url": 12, "themes": ["Food"]},
+        {"id": 42, "title": "Numbered", "themes": ["Food"]},
+    ]
     (report,) = ingest_sources(sessions, [SourceConfig(write_json(tmp_path, "types.json", records))], clock.now())
     assert [(p.where, p.reason) for p in report.rejected] == [
         ("object 2", "title must be text, found an object; left out"),
@@ -100,8 +104,9 @@ def test_fields_longer_than_their_columns_are_cut_alike(
     at("2026-11-10T10:00:00Z")
     long = dict(GOOD, submitted_by="Ministry " * 200, title="Seed " * 200)
     later = write_json(tmp_path, "later.json", [dict(GOOD, id="g2", title="Water Kiosks")])
-    reports = ingest_sources(sessions, [SourceConfig(write_json(tmp_path, "long.json", [long])), SourceConfig(later)],
-                             clock.now())  # fmt: skip
+    reports = ingest_sources(
+        sessions, [SourceConfig(write_json(tmp_path, "long.json", [long])), SourceConfig(later)], clock.now()
+    )
     assert all(r.ok for r in reports), [r.error for r in reports]
     reasons = [p.reason for p in reports[0].problems]
     assert "title longer than 500 characters; cut" in reasons
@@ -141,8 +146,17 @@ def test_an_unexpected_exception_is_that_sources_failure(
     assert state.status == "failed" and state.last_error == bad_report.error
 
 
-@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<script>alert(1)</script>", "/node/12",
-                                  "vbscript:msgbox", "file:///etc/passwd", "https://ok.example/a b"])  # fmt: skip
+@pytest.mark.parametrize(
+    "link",
+    [
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "/node/12",
+        "vbscript:msgbox",
+        "file:///etc/passwd",
+        "https://ok.example/a b",
+    ],
+)
 def test_links_that_are_not_absolute_http_are_dropped_and_reported(
     sessions: sessionmaker[Session], tmp_path: Path, link: str
 ) -> None:
@@ -180,9 +194,18 @@ def test_frozen_and_stored_unsafe_links_never_reach_a_mail_or_a_feed(
     with db.transaction(sessions) as s:
         theme_id = s.execute(insert(Theme).values(name="Food", slug="food", created_at=now)).inserted_primary_key[0]
         practice_id = s.execute(
-            insert(Practice).values(uid="u1", identity="guid:1", title="Seeds\uffff\x01 in XML", summary="Keep\x0b.",
-                                    url="javascript:alert(1)", first_seen_at=now, updated_at=now, content_hash="x",
-                                    title_derived=False, submitted_by="A\x00B")  # fmt: skip
+            insert(Practice).values(
+                uid="u1",
+                identity="guid:1",
+                title="Seeds\uffff\x01 in XML",
+                summary="Keep\x0b.",
+                url="javascript:alert(1)",
+                first_seen_at=now,
+                updated_at=now,
+                content_hash="x",
+                title_derived=False,
+                submitted_by="A\x00B",
+            )
         ).inserted_primary_key[0]
         s.execute(insert(Membership).values(practice_id=practice_id, theme_id=theme_id, added_at=now))
     with sessions() as s:
@@ -217,7 +240,8 @@ def test_credentials_in_a_source_url_are_never_printed(run_cli: Cli, feed_server
         assert "s3cret-pw" not in result.output + result.stderr
     assert ingested.exit_code == 1 and "HTTP 404" in ingested.stderr and "***@127.0.0.1" in ingested.stderr
     assert {row["location"] for row in json.loads(listed.stdout)} == {
-        secret_url.replace("reader:s3cret-pw@", "***@"), missing_url.replace("reader:s3cret-pw@", "***@")
+        secret_url.replace("reader:s3cret-pw@", "***@"),
+        missing_url.replace("reader:s3cret-pw@", "***@"),
     }
 
 

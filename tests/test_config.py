@@ -135,19 +135,29 @@ def test_worker_unit_runs_the_worker_and_restarts_on_failure() -> None:
         ({"DIGEST_MAIL_FROM": "Digest <digest@localhost>"}, r"mail_from .* is not a valid address"),
         ({"DIGEST_LIST_ID": "my list"}, r"list_id \(from DIGEST_LIST_ID\): 'my list' is not a list id"),
         ({"DIGEST_ID_DOMAIN": "exa mple.org"}, r"id_domain \(from DIGEST_ID_DOMAIN\)"),
-        ({"DIGEST_DATABASE_URL": "mysql://app:pw@db/digest"},
-         r"database_url .*: digest runs on SQLite and PostgreSQL, not mysql"),
-        ({"DIGEST_DATABASE_URL": "postgresql+psycopg2://app@db/digest"},
-         r"database_url .*: the database driver for postgresql\+psycopg2 is not installed"),
-        ({"DIGEST_DATABASE_URL": "sqlite://"},
-         r"database_url \(from DIGEST_DATABASE_URL\): an in-memory SQLite database is gone when the process ends"),
+        (
+            {"DIGEST_DATABASE_URL": "mysql://app:pw@db/digest"},
+            r"database_url .*: digest runs on SQLite and PostgreSQL, not mysql",
+        ),
+        (
+            {"DIGEST_DATABASE_URL": "postgresql+psycopg2://app@db/digest"},
+            r"database_url .*: the database driver for postgresql\+psycopg2 is not installed",
+        ),
+        (
+            {"DIGEST_DATABASE_URL": "sqlite://"},
+            r"database_url \(from DIGEST_DATABASE_URL\): an in-memory SQLite database is gone when the process ends",
+        ),
         ({"DIGEST_DATABASE_URL": "sqlite:///:memory:"}, r"database_url .*: an in-memory SQLite database"),
-        ({"DIGEST_DATABASE_URL": "not a url"},
-         r"database_url \(from DIGEST_DATABASE_URL\): 'not a url' is not a database URL"),
-        ({"DIGEST_TEMPLATES_DIR": "/nonexistent/templates"},
-         r"templates_dir .*: /nonexistent/templates has no digest.txt"),
+        (
+            {"DIGEST_DATABASE_URL": "not a url"},
+            r"database_url \(from DIGEST_DATABASE_URL\): 'not a url' is not a database URL",
+        ),
+        (
+            {"DIGEST_TEMPLATES_DIR": "/nonexistent/templates"},
+            r"templates_dir .*: /nonexistent/templates has no digest.txt",
+        ),
     ],
-)  # fmt: skip
+)
 def test_values_that_would_crash_later_are_refused_at_load(
     env: dict[str, str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,8 +33,23 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(source)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("digest-*.whl")
 
     env_dir = tmp_path / "venv"
@@ -42,11 +57,18 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
     python = env_dir / "bin" / "python"
     # The dependencies come from the test environment's site-packages, appended after the venv's own (the
     # editable digest there is not on that path: its .pth is not processed from an appended folder).
-    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())  # fmt: skip
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -54,18 +76,26 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
 
     def digest(*args: str, now: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(env_dir / "bin" / "digest"), *args], cwd=empty, env=env | {"DIGEST_NOW": now},
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            [str(env_dir / "bin" / "digest"), *args],
+            cwd=empty,
+            env=env | {"DIGEST_NOW": now},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         return result
 
-    where = subprocess.check_output([python, "-c", "import digest.mail.render as r; print(r.default_templates())"],
-                                    cwd=empty, env=env, text=True).strip()  # fmt: skip
+    where = subprocess.check_output(
+        [python, "-c", "import digest.mail.render as r; print(r.default_templates())"], cwd=empty, env=env, text=True
+    ).strip()
     assert where.startswith(str(site)), where
     digest("ingest", fixture_path("listing-water.txt"), "--theme", "Water and Sanitation", now="2026-11-09T10:00:00Z")
     digest("subscribe", "ada@example.org", "--theme", "water-and-sanitation", "--confirmed", now="2026-11-10T10:00:00Z")
-    digest("ingest", fixture_path("listing-water-week2.txt"), "--theme", "Water and Sanitation",
-           now="2026-11-12T10:00:00Z")  # fmt: skip
+    digest(
+        "ingest", fixture_path("listing-water-week2.txt"), "--theme", "Water and Sanitation", now="2026-11-12T10:00:00Z"
+    )
     preview = digest("preview", "ada@example.org", "--html", now="2026-11-16T09:00:00Z")
     assert "<html" in preview.stdout.lower() and "unsubscribe" in preview.stdout.lower()
     sent = digest("send", now="2026-11-16T09:00:00Z")
@@ -73,13 +103,21 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
     assert len(list((empty / "outbox" / "new").iterdir())) == 1
     # The web app's pages and stylesheet are in the wheel too.
     pages = subprocess.run(
-        [python, "-c", "from dataclasses import replace; from digest.config import load_settings; "
-         "from digest.web import create_app; "
-         "c = create_app(replace(load_settings(), environment='development')).test_client(); "
-         "print(c.get('/').status_code, c.get('/static/style.css').status_code, c.get('/themes/water-and-sanitation')"
-         ".status_code)"],
-        cwd=empty, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            python,
+            "-c",
+            "from dataclasses import replace; from digest.config import load_settings; "
+            "from digest.web import create_app; "
+            "c = create_app(replace(load_settings(), environment='development')).test_client(); "
+            "print(c.get('/').status_code, c.get('/static/style.css').status_code, "
+            "c.get('/themes/water-and-sanitation').status_code)",
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pages.stdout.split() == ["200", "200", "200"], pages.stderr
 
 
@@ -89,8 +127,9 @@ def _start_at_once(database_url: str, tmp_path: Path) -> list[subprocess.Complet
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
     commands = [["themes", "--json"], ["subscribers", "list", "--json"], ["sources", "--json"], ["db", "upgrade"]]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "digest", *c], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for c in commands
     ]
     results = []
@@ -110,11 +149,14 @@ def test_four_processes_start_at_once_on_a_fresh_sqlite_database(tmp_path: Path)
         assert result.returncode == 0 and "Traceback" not in result.stderr, (result.args, result.stderr)
 
 
-@pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None,
-                    reason="import-linter is not installed in this environment")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None,
+    reason="import-linter is not installed in this environment",
+)
 def test_import_contracts_hold() -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -122,8 +164,12 @@ def test_a_send_imports_only_what_sending_needs(tmp_path: Path) -> None:
     """Each command is a process, and every message of a send waits for its start-up: `digest send` (planning,
     sending, over SMTP, no DKIM key, the schema current) must not import the ingest stack, the feed writer, the
     bounce reader's parsers, DKIM or alembic."""
-    config = _config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", smtp_url="smtp://127.0.0.1:9",
-                     secret_key="house-test-secret-0123456789abcdef")  # fmt: skip
+    config = _config(
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        smtp_url="smtp://127.0.0.1:9",
+        secret_key="house-test-secret-0123456789abcdef",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
     subprocess.run([sys.executable, "-m", "digest", "send"], env=env, check=True, capture_output=True)  # upgrades
     probe = (

@@ -26,8 +26,12 @@ from digest.store.models import Bounce, Digest, Subscriber
 from tests.conftest import Cli, RecordingHandler, at
 from tests.test_send import GOAL6, WATER, add, ingest, send
 
-LINKS = Links("https://digest.test", "https://digest.test/unsubscribe/T", "https://digest.test/manage/M",
-              "https://digest.test/digests/V")  # fmt: skip
+LINKS = Links(
+    "https://digest.test",
+    "https://digest.test/unsubscribe/T",
+    "https://digest.test/manage/M",
+    "https://digest.test/digests/V",
+)
 WORDS = "Community water kiosks sell clean water at a fair price and train local women to run them well. "
 
 
@@ -36,11 +40,19 @@ def content(practices: int, themes: int = 3, summary_words: int = 150) -> Digest
     sections = []
     for t in range(themes):
         entries = tuple(
-            PracticeEntry(t * per + i, f"uid{t}-{i}", f"Practice {i} of theme {t}: a rather long title about water",
-                          (WORDS * (summary_words // 18 + 1))[: summary_words * 6], f"https://x.test/p/{t}/{i}",
-                          "Submitted by someone", "2026-11-16T08:00:00+00:00", None, (f"Theme {t}", "Other theme"))
+            PracticeEntry(
+                t * per + i,
+                f"uid{t}-{i}",
+                f"Practice {i} of theme {t}: a rather long title about water",
+                (WORDS * (summary_words // 18 + 1))[: summary_words * 6],
+                f"https://x.test/p/{t}/{i}",
+                "Submitted by someone",
+                "2026-11-16T08:00:00+00:00",
+                None,
+                (f"Theme {t}", "Other theme"),
+            )
             for i in range(min(per, practices - t * per))
-        )  # fmt: skip
+        )
         sections.append(ThemeSection(f"Theme {t}", f"theme-{t}", entries))
     return DigestContent("2026-11-16T0800Z", tuple(sections))
 
@@ -98,10 +110,13 @@ def test_trimmed_summary_and_other_themes() -> None:
 )
 def test_subject_names_the_busiest_theme_and_counts_the_rest(sizes: tuple[int, ...], subject: str) -> None:
     sections = tuple(
-        ThemeSection(f"Theme {t}", f"t{t}", tuple(
-            PracticeEntry(i, f"u{t}{i}", "T", "", None, None, "2026-11-16") for i in range(n)))
+        ThemeSection(
+            f"Theme {t}",
+            f"t{t}",
+            tuple(PracticeEntry(i, f"u{t}{i}", "T", "", None, None, "2026-11-16") for i in range(n)),
+        )
         for t, n in enumerate(sizes)
-    )  # fmt: skip
+    )
     assert DigestContent("p", sections).subject == subject
 
 
@@ -109,8 +124,11 @@ def test_subject_names_the_busiest_theme_and_counts_the_rest(sizes: tuple[int, .
 
 
 def a_week_of_news(
-    sessions: sessionmaker[Session], settings: Settings, people: tuple[str, ...] = ("ada@example.org",),
-    themes: tuple[str, ...] = (WATER,), first: tuple[str, ...] = ("listing-water.txt",),
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    people: tuple[str, ...] = ("ada@example.org",),
+    themes: tuple[str, ...] = (WATER,),
+    first: tuple[str, ...] = ("listing-water.txt",),
     then: tuple[str, ...] = ("listing-water-week2.txt",),
 ) -> None:
     """Subscribers of ``themes`` who get one digest on Monday 16 Nov with what ``then`` added."""
@@ -132,8 +150,9 @@ def _received(handler: RecordingHandler, address: str) -> tuple[bytes, EmailMess
 def test_reply_to_non_ascii_sender_name_and_no_header_injection(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    settings = replace(smtp_settings, mail_from="Équipe Pratiques <digest@digest.test>",
-                       reply_to="Help <help@digest.test>")  # fmt: skip
+    settings = replace(
+        smtp_settings, mail_from="Équipe Pratiques <digest@digest.test>", reply_to="Help <help@digest.test>"
+    )
     a_week_of_news(sessions, settings)
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("ascii")
@@ -152,8 +171,9 @@ def dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
         pytest.skip("openssl is needed to make a test key")
     key = tmp_path / "dkim.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True, timeout=120)
-    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
-                            capture_output=True, timeout=60).stdout  # fmt: skip
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True, timeout=60
+    ).stdout
     import base64
 
     return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
@@ -168,8 +188,13 @@ def test_dkim_signature_verifies_against_the_public_key(
     import dkim
 
     key, record = dkim_key
-    settings = replace(smtp_settings, dkim_private_key=str(key), dkim_selector="mail2026", dkim_domain="digest.test",
-                       reply_to="help@digest.test")  # fmt: skip
+    settings = replace(
+        smtp_settings,
+        dkim_private_key=str(key),
+        dkim_selector="mail2026",
+        dkim_domain="digest.test",
+        reply_to="help@digest.test",
+    )
     a_week_of_news(sessions, settings)
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     asked: list[bytes] = []
@@ -182,8 +207,17 @@ def test_dkim_signature_verifies_against_the_public_key(
     assert asked == [b"mail2026._domainkey.digest.test."]
     signature = str(message["DKIM-Signature"]).replace("\r", "").replace("\n", "").replace(" ", "").replace("\t", "")
     signed = {h.lower() for h in re.search(r"h=([^;]+)", signature).group(1).split(":")}  # type: ignore[union-attr]
-    assert {"from", "subject", "date", "message-id", "list-id", "list-unsubscribe", "list-unsubscribe-post",
-            "reply-to", "to"} <= signed  # fmt: skip
+    assert {
+        "from",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "reply-to",
+        "to",
+    } <= signed
     tampered = raw.replace(b"Subject: ", b"Subject: Re: ", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
 
@@ -195,13 +229,19 @@ def test_dkim_signature_verifies_against_the_public_key(
 def test_spamassassin_scores_a_digest_of_every_theme_at_most_half_a_point(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    a_week_of_news(sessions, replace(smtp_settings, postal_address="1 Rue de la Paix, 75002 Paris, France"),
-                   themes=(WATER, GOAL6), first=("listing-water.txt", "listing-goal6.txt"),
-                   then=("listing-water-week2.txt", "listing-hostile.txt"))  # fmt: skip
+    a_week_of_news(
+        sessions,
+        replace(smtp_settings, postal_address="1 Rue de la Paix, 75002 Paris, France"),
+        themes=(WATER, GOAL6),
+        first=("listing-water.txt", "listing-goal6.txt"),
+        then=("listing-water-week2.txt", "listing-hostile.txt"),
+    )
     raw, message, _ = _received(smtp_server[0], "ada@example.org")
     # As the receiving MTA would: one Received header, from a routable address, at the message's own Date.
-    received = (f"Received: from mail.digest.test (mail.digest.test [93.184.216.34])\n\tby mx.example.org "
-                f"(Postfix) with ESMTPS id 4XyZ1\n\tfor <ada@example.org>; {message['Date']}\n").encode()  # fmt: skip
+    received = (
+        f"Received: from mail.digest.test (mail.digest.test [93.184.216.34])\n\tby mx.example.org "
+        f"(Postfix) with ESMTPS id 4XyZ1\n\tfor <ada@example.org>; {message['Date']}\n"
+    ).encode()
     scored = subprocess.run(["spamassassin", "-L", "-t"], input=received + raw, capture_output=True, timeout=300)
     report = scored.stdout.decode("utf-8", "replace")
     score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report).group(1))  # type: ignore[union-attr]
@@ -252,9 +292,12 @@ Subject: 3 new practices
 
 
 def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
-    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str],
-    tmp_path: Path, run_cli: Cli,
-) -> None:  # fmt: skip
+    sessions: sessionmaker[Session],
+    smtp_settings: Settings,
+    smtp_server: tuple[RecordingHandler, str],
+    tmp_path: Path,
+    run_cli: Cli,
+) -> None:
     handler = smtp_server[0]
     settings = replace(smtp_settings, bounce_address="bounces@digest.test")
     a_week_of_news(sessions, settings, people=tuple(f"{who}@example.org" for who in ("ada", "bob", "carol", "dan")))
@@ -272,15 +315,39 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
     assert digest_of(settings, "bounces+1-000000000000@digest.test") is None
 
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    box.add(dsn(return_path(settings, digests["ada@example.org"][0]), "ada@example.org", "failed", "5.1.1",
-                digests["ada@example.org"][1], "550 5.1.1 <ada@example.org>: Recipient address rejected"))  # fmt: skip
-    box.add(dsn(return_path(settings, digests["bob@example.org"][0]), "bob@example.org", "delayed", "4.4.1",
-                digests["bob@example.org"][1], "451 4.4.1 mailbox busy, will retry"))  # fmt: skip
+    box.add(
+        dsn(
+            return_path(settings, digests["ada@example.org"][0]),
+            "ada@example.org",
+            "failed",
+            "5.1.1",
+            digests["ada@example.org"][1],
+            "550 5.1.1 <ada@example.org>: Recipient address rejected",
+        )
+    )
+    box.add(
+        dsn(
+            return_path(settings, digests["bob@example.org"][0]),
+            "bob@example.org",
+            "delayed",
+            "4.4.1",
+            digests["bob@example.org"][1],
+            "451 4.4.1 mailbox busy, will retry",
+        )
+    )
     box.add(b"From: friend@example.org\nTo: bounces@digest.test\nSubject: Thanks for the digest!\n\nLovely.\n")
     box.add(dsn("bounces@digest.test", "zed@example.org", "failed", "5.1.1", "<elsewhere@x.test>", "550 no such user"))
     # A forged token: a DSN to a made-up VERP address, naming dan's digest id, is not believed on the token.
-    box.add(dsn(f"bounces+{digests['dan@example.org'][0]:x}-abcdefabcdef@digest.test", "dan@example.org", "failed",
-                "5.1.1", "<not-a-digest@x.test>", "550 forged"))  # fmt: skip
+    box.add(
+        dsn(
+            f"bounces+{digests['dan@example.org'][0]:x}-abcdefabcdef@digest.test",
+            "dan@example.org",
+            "failed",
+            "5.1.1",
+            "<not-a-digest@x.test>",
+            "550 forged",
+        )
+    )
     box.close()
 
     now = at("2026-11-16T10:00:00Z")
@@ -289,8 +356,12 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
     assert len(report.skipped) == 3 and any("not a delivery failure report" in why for _, why in report.skipped)
     with sessions() as session:
         status = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
-        assert status == {"ada@example.org": "suppressed", "bob@example.org": "confirmed",
-                          "carol@example.org": "confirmed", "dan@example.org": "confirmed"}  # fmt: skip
+        assert status == {
+            "ada@example.org": "suppressed",
+            "bob@example.org": "confirmed",
+            "carol@example.org": "confirmed",
+            "dan@example.org": "confirmed",
+        }
         kinds = sorted((b.kind, b.status) for b in session.scalars(select(Bounce)))
         assert kinds == [("hard", "5.1.1"), ("soft", "4.4.1")]
 
@@ -299,8 +370,16 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
 
     # An mbox, and a notification whose recipient was rewritten: matched by the returned Message-ID.
     mbox = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
-    mbox.add(dsn("postmaster@digest.test", "carol@example.org", "failed", "5.2.1", digests["carol@example.org"][1],
-                 "550 5.2.1 mailbox disabled"))  # fmt: skip
+    mbox.add(
+        dsn(
+            "postmaster@digest.test",
+            "carol@example.org",
+            "failed",
+            "5.2.1",
+            digests["carol@example.org"][1],
+            "550 5.2.1 mailbox disabled",
+        )
+    )
     mbox.close()
     clock.set_fixed_now(None)
     out = read_bounces(sessions, settings, tmp_path / "bounces.mbox", now)
@@ -418,8 +497,11 @@ def test_a_shared_encoded_body_decodes_to_each_recipients_text() -> None:
         # Links (printable ASCII, encoded as themselves and cut by soft breaks), and values that need encoding:
         # "=", a space at the end, a tab, non-ASCII.
         anything = "".join(rng.choice(printable) for _ in range(rng.randint(0, 180))) + rng.choice(["", " ", "\t"])
-        values = {"unsubscribe": "https://d.test/unsubscribe/" + "A" * rng.randint(0, 200),
-                  "manage": "https://d.test/m/B=C é", "view": anything}  # fmt: skip
+        values = {
+            "unsubscribe": "https://d.test/unsubscribe/" + "A" * rng.randint(0, 200),
+            "manage": "https://d.test/m/B=C é",
+            "view": anything,
+        }
         encoded = EncodedBody(text, slots).fill(values)
         assert max(len(line) for line in encoded.split(b"\n")) <= 76
         expected = text.replace("@@u@@", values["unsubscribe"]).replace("@@m@@", values["manage"])

@@ -129,8 +129,12 @@ def _abandoned_claim(sessions: sessionmaker[Session], email: str, attempts: int)
         s.execute(
             update(Digest)
             .where(Digest.subscriber_id == sid)
-            .values(status=DigestStatus.SENDING, claimed_by=f"{os.uname().nodename}:999999999",
-                    claimed_at=clock.now(), attempts=attempts)  # fmt: skip
+            .values(
+                status=DigestStatus.SENDING,
+                claimed_by=f"{os.uname().nodename}:999999999",
+                claimed_at=clock.now(),
+                attempts=attempts,
+            )
         )
 
 
@@ -179,8 +183,13 @@ smtp_url = "{url}"
     env = dict(os.environ, DIGEST_CONFIG=path)
 
     def digest(*args: str, now: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "digest", *args], env=dict(env, DIGEST_NOW=now),
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "digest", *args],
+            env=dict(env, DIGEST_NOW=now),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     sessions = db.session_factory(db.make_engine(settings.database_url))
     db.upgrade(sessions.kw["bind"])

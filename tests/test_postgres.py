@@ -145,20 +145,45 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
     people = [f"reader{n}@example.org" for n in range(300)]
     with sessions() as s, s.begin():
         (theme_id,) = s.scalars(select(Theme.id)).all()
-        s.execute(insert(Subscriber), [{"email": e, "status": "confirmed", "created_at": at("2026-11-10T10:00:00Z"),
-                                         "confirmed_at": at("2026-11-10T10:00:00Z")} for e in people])  # fmt: skip
+        s.execute(
+            insert(Subscriber),
+            [
+                {
+                    "email": e,
+                    "status": "confirmed",
+                    "created_at": at("2026-11-10T10:00:00Z"),
+                    "confirmed_at": at("2026-11-10T10:00:00Z"),
+                }
+                for e in people
+            ],
+        )
         ids = list(s.scalars(select(Subscriber.id)))
-        s.execute(insert(Subscription), [{"subscriber_id": i, "theme_id": theme_id, "cursor": 0,
-                                           "created_at": at("2026-11-10T10:00:00Z")} for i in ids])  # fmt: skip
+        s.execute(
+            insert(Subscription),
+            [
+                {"subscriber_id": i, "theme_id": theme_id, "cursor": 0, "created_at": at("2026-11-10T10:00:00Z")}
+                for i in ids
+            ],
+        )
     config = tmp_path / "digest.toml"
-    config.write_text(f'database_url = "{pg_url}"\nsmtp_url = "{url}"\nbase_url = "https://digest.test"\n'
-                      'secret_key = "test-secret-0123456789abcdef"\n'
-                      'id_domain = "digest.test"\ntimezone = "Europe/Paris"\nbatch_size = 20\n',
-                      encoding="utf-8")  # fmt: skip
+    config.write_text(
+        f'database_url = "{pg_url}"\nsmtp_url = "{url}"\nbase_url = "https://digest.test"\n'
+        'secret_key = "test-secret-0123456789abcdef"\n'
+        'id_domain = "digest.test"\ntimezone = "Europe/Paris"\nbatch_size = 20\n',
+        encoding="utf-8",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env |= {"DIGEST_CONFIG": str(config), "DIGEST_NOW": "2026-11-16T09:00:00Z"}
-    procs = [subprocess.Popen([sys.executable, "-m", "digest", "send", "--json"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "send", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outcomes = [(*p.communicate(timeout=300), p.returncode) for p in procs]
     for _, err, code in outcomes:
         assert code == 0 and "Traceback" not in err, err

@@ -127,15 +127,24 @@ def _rows_about(session: Session, subscriber_id: int) -> dict[str, list[dict[str
 def test_the_download_holds_every_stored_fact_about_a_suppressed_person(web: Web, tmp_path: Path) -> None:
     manage = confirmed(web, "ada@example.org", WATER)
     at("2026-11-16T09:00:00Z")
-    assert all(r.ok for r in ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))],
-                                            clock.now()))  # fmt: skip
+    assert all(
+        r.ok for r in ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    )
     web.send()
     resend(web.sessions, web.settings, transport_for(web.settings), "ada@example.org", None)
     with web.sessions() as session:
         digest_id, message_id = session.execute(select(Digest.id, Digest.message_id)).one()
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    box.add(dsn(return_path(web.settings, digest_id), "ada@example.org", "failed", "5.1.1", message_id,
-                "550 5.1.1 mailbox gone"))  # fmt: skip
+    box.add(
+        dsn(
+            return_path(web.settings, digest_id),
+            "ada@example.org",
+            "failed",
+            "5.1.1",
+            message_id,
+            "550 5.1.1 mailbox gone",
+        )
+    )
     box.close()
     read_bounces(web.sessions, web.settings, tmp_path / "bounces", clock.now())
     clock.set_fixed_now(None)

@@ -45,8 +45,7 @@ def test_a_pause_reads_back_as_the_day_chosen_east_of_utc(run_cli: Cli) -> None:
 def test_the_manage_page_says_every_date_in_the_readers_timezone(web: Web) -> None:
     manage = confirmed(web, "bob@example.net", WATER)
     client = web.client()
-    schedule = {"action": "schedule", "frequency": "weekly", "weekday": "monday", "hour": "8",
-                "timezone": "Asia/Tokyo"}  # fmt: skip
+    schedule = {"action": "schedule", "frequency": "weekly", "weekday": "monday", "hour": "8", "timezone": "Asia/Tokyo"}
     assert client.post(manage, data={"csrf_token": csrf(client, manage), **schedule}).status_code == 303
     page = client.get(manage).text
     assert re.search(r"Next one due Monday \d+ \w+ 20\d\d at 08:00 \(Asia/Tokyo\)", page), page
@@ -78,8 +77,13 @@ def test_only_canonical_timezones_are_offered_and_accepted(web: Web, run_cli: Cl
     assert not {"localtime", "Factory", "US/Eastern", "Asia/Calcutta", "posixrules"} & set(offered)
     assert '<optgroup label="Common">' in page and '<optgroup label="Europe">' in page
     # A zone posted by hand that is not one to choose is refused, not stored.
-    form = {"csrf_token": csrf(client, manage), "action": "schedule", "frequency": "daily", "hour": "7",
-            "timezone": "localtime"}  # fmt: skip
+    form = {
+        "csrf_token": csrf(client, manage),
+        "action": "schedule",
+        "frequency": "daily",
+        "hour": "7",
+        "timezone": "localtime",
+    }
     assert client.post(manage, data=form).status_code == 303
     assert "not an IANA timezone" in client.get(manage).text
     with web.sessions() as session:
@@ -148,10 +152,15 @@ def test_a_failed_url_says_whether_anything_tries_it_again(run_cli: Cli, feed_se
 @pytest.mark.parametrize(
     ("document", "fault"),
     [
-        ('<rss version="2.0"><channel><title>Water &nbsp;</title><link>https://x.test/</link></channel></rss>',
-         "undefined entity"),
-        ('<feed xmlns="http://www.w3.org/2005/Atom"><title>W</title><x:entry><title>T</title>'
-         '<link href="https://x.test/1"/></x:entry></feed>', "unbound prefix"),
+        (
+            '<rss version="2.0"><channel><title>Water &nbsp;</title><link>https://x.test/</link></channel></rss>',
+            "undefined entity",
+        ),
+        (
+            '<feed xmlns="http://www.w3.org/2005/Atom"><title>W</title><x:entry><title>T</title>'
+            '<link href="https://x.test/1"/></x:entry></feed>',
+            "unbound prefix",
+        ),
         ('<rss version="2.0"><channel><title>W</title><itm><title>T</title></item></channel></rss>', "mismatched tag"),
     ],
     ids=["undefined entity", "unbound prefix", "mismatched tag"],
@@ -168,8 +177,11 @@ def test_a_broken_feed_that_gives_nothing_fails(run_cli: Cli, tmp_path: Path, do
 
 def test_a_broken_feed_that_still_gives_entries_is_read_leniently(run_cli: Cli, tmp_path: Path) -> None:
     feed = tmp_path / "lenient.xml"
-    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>W</title><item><title>A &bogus; B'
-                    '</title><link>https://x.test/1</link></item></channel></rss>\n', encoding="utf-8")  # fmt: skip
+    feed.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title><item><title>A &bogus; B'
+        "</title><link>https://x.test/1</link></item></channel></rss>\n",
+        encoding="utf-8",
+    )
     done = run_cli("ingest", str(feed), now=NOW)
     assert done.exit_code == 0 and "1 new" in done.output and "read leniently" in done.output, done.output
 

@@ -106,11 +106,20 @@ def test_behind_a_reverse_proxy_each_client_is_itself(
     handler, smtp_url = smtp_server
     app_port, proxy_port = free_port(), free_port()
     config = write_config(
-        tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", f"http://127.0.0.1:{proxy_port}", smtp_url,
-        trusted_proxies=1, subscribe_per_client_per_hour=2,
-    )  # fmt: skip
-    ingested = subprocess.run([sys.executable, "-m", "digest", "ingest", fixture_path("listing-water.txt")],
-                              env=environment(config), capture_output=True, text=True, timeout=120)  # fmt: skip
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        f"http://127.0.0.1:{proxy_port}",
+        smtp_url,
+        trusted_proxies=1,
+        subscribe_per_client_per_hour=2,
+    )
+    ingested = subprocess.run(
+        [sys.executable, "-m", "digest", "ingest", fixture_path("listing-water.txt")],
+        env=environment(config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ingested.returncode == 0, ingested.stderr
     with serving(config, app_port) as app, nginx(tmp_path / "nginx", proxy_port, app) as proxy:
         # 25 people, each from an address of their own: every one is answered and mailed (with one bucket for
@@ -126,8 +135,9 @@ def test_behind_a_reverse_proxy_each_client_is_itself(
         with from_address(proxy, "127.0.0.99") as client:
             assert client.get("/").headers.get("Strict-Transport-Security") == "max-age=31536000"
             # A client cannot leave its bucket by making up X-Forwarded-For: the proxy's own hop is the one believed.
-            made_up = [subscribe(client, f"liar{n}@example.org", forwarded=f"203.0.113.{n}").status_code
-                       for n in range(3)]  # fmt: skip
+            made_up = [
+                subscribe(client, f"liar{n}@example.org", forwarded=f"203.0.113.{n}").status_code for n in range(3)
+            ]
         assert made_up == [303, 303, 429]
 
 
@@ -135,8 +145,13 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     config = write_config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", "https://x.test", "")
     with serving(config, free_port()) as url:
         port = url.rsplit(":", 1)[1]
-        taken = subprocess.run([sys.executable, "-m", "digest", "serve", "--port", port], env=environment(config),
-                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        taken = subprocess.run(
+            [sys.executable, "-m", "digest", "serve", "--port", port],
+            env=environment(config),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert taken.returncode == 1
     assert taken.stderr.splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: the port is in use",

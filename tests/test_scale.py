@@ -65,36 +65,58 @@ def populate(url: str, count: int) -> tuple[sessionmaker[Session], list[str]]:
     db.upgrade(engine)
     sessions = db.session_factory(engine)
     when = datetime(2026, 11, 10, 10, tzinfo=UTC)
-    reports = ingest_sources(sessions, [SourceConfig(fixture_path("listing-water.txt")),
-                                        SourceConfig(fixture_path("listing-goal6.txt"))], when)  # fmt: skip
+    reports = ingest_sources(
+        sessions,
+        [SourceConfig(fixture_path("listing-water.txt")), SourceConfig(fixture_path("listing-goal6.txt"))],
+        when,
+    )
     assert all(r.ok for r in reports)
     people = [f"reader{n}@example.org" for n in range(count)]
     with sessions() as s, s.begin():
         themes = list(s.scalars(select(Theme.id).order_by(Theme.id)))
-        s.execute(insert(Subscriber), [{"email": e, "status": "confirmed", "created_at": when, "confirmed_at": when}
-                                       for e in people])  # fmt: skip
+        s.execute(
+            insert(Subscriber),
+            [{"email": e, "status": "confirmed", "created_at": when, "confirmed_at": when} for e in people],
+        )
         ids = list(s.scalars(select(Subscriber.id).order_by(Subscriber.id)))
         # A third follow both themes, the rest one or the other: three distinct digests.
         chosen = [themes if n % 3 == 0 else themes[n % 2 : n % 2 + 1] for n in range(len(ids))]
-        rows = [{"subscriber_id": sid, "theme_id": t, "cursor": 0, "created_at": when}
-                for sid, mine in zip(ids, chosen, strict=True) for t in mine]  # fmt: skip
+        rows = [
+            {"subscriber_id": sid, "theme_id": t, "cursor": 0, "created_at": when}
+            for sid, mine in zip(ids, chosen, strict=True)
+            for t in mine
+        ]
         s.execute(insert(Subscription), rows)
     return sessions, people
 
 
 def config(tmp_path: Path, database: str, smtp: str, **extra: object) -> dict[str, str]:
     path = tmp_path / "digest.toml"
-    lines = [f'database_url = "{database}"', f'smtp_url = "{smtp}"', 'base_url = "https://digest.test"',
-             'secret_key = "test-secret-0123456789abcdef"', 'id_domain = "digest.test"', 'timezone = "Europe/Paris"',
-             *(f"{k} = {v}" for k, v in extra.items())]  # fmt: skip
+    lines = [
+        f'database_url = "{database}"',
+        f'smtp_url = "{smtp}"',
+        'base_url = "https://digest.test"',
+        'secret_key = "test-secret-0123456789abcdef"',
+        'id_domain = "digest.test"',
+        'timezone = "Europe/Paris"',
+        *(f"{k} = {v}" for k, v in extra.items()),
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     return env | {"DIGEST_CONFIG": str(path), "DIGEST_NOW": NOW}
 
 
 def senders(env: dict[str, str], count: int) -> list[subprocess.Popen[str]]:
-    return [subprocess.Popen([sys.executable, "-m", "digest", "send", "--json"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(count)]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "send", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
 
 
 def test_four_senders_deliver_each_digest_exactly_once_and_share_the_work(
@@ -136,8 +158,7 @@ def test_a_sender_killed_mid_run_leaves_only_its_unrecorded_group(
         if len(handler.received) >= 200:
             with sessions() as s:
                 holders = set(s.scalars(select(Digest.claimed_by).where(Digest.status == "sending")))
-            victim = next((p for p in procs if p.poll() is None and f"{socket.gethostname()}:{p.pid}" in holders),
-                          None)  # fmt: skip
+            victim = next((p for p in procs if p.poll() is None and f"{socket.gethostname()}:{p.pid}" in holders), None)
         time.sleep(0.01)
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=30)
@@ -223,18 +244,27 @@ def test_migration_moves_frozen_content_into_contents_once(tmp_path: Path) -> No
     db.upgrade(engine, "0009")
     with engine.begin() as conn:
         for n in range(5):
-            conn.execute(text("INSERT INTO subscribers (email, status, bounces, created_at, key) "
-                              "VALUES (:e, 'confirmed', 0, '2026-11-01 10:00:00', :k)"),
-                         {"e": f"r{n}@example.org", "k": f"key{n}"})  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (email, status, bounces, created_at, key) "
+                    "VALUES (:e, 'confirmed', 0, '2026-11-01 10:00:00', :k)"
+                ),
+                {"e": f"r{n}@example.org", "k": f"key{n}"},
+            )
             body = '{"period":"p","sections":[]}' if n < 4 else "{}"
-            conn.execute(text("INSERT INTO digests (subscriber_id, period, status, message_id, subject, content, "
-                              "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', :c, '2026-11-01 10:00:00', 1)"),
-                         {"s": n + 1, "m": f"<m{n}@d.test>", "c": body})  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO digests (subscriber_id, period, status, message_id, subject, content, "
+                    "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', :c, '2026-11-01 10:00:00', 1)"
+                ),
+                {"s": n + 1, "m": f"<m{n}@d.test>", "c": body},
+            )
     db.upgrade(engine)
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM contents")) == 2
-        bodies = conn.execute(text("SELECT d.id, c.body FROM digests d JOIN contents c ON c.hash = d.content_hash "
-                                   "ORDER BY d.id")).all()  # fmt: skip
+        bodies = conn.execute(
+            text("SELECT d.id, c.body FROM digests d JOIN contents c ON c.hash = d.content_hash ORDER BY d.id")
+        ).all()
     assert [b for _, b in bodies] == ['{"period":"p","sections":[]}'] * 4 + ["{}"]
 
 
@@ -254,29 +284,50 @@ def test_migration_moves_the_ledger_into_what_each_content_gives(tmp_path: Path)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO themes (name, slug, created_at) VALUES ('Water', 'water', :w)"), {"w": when})
         for n in range(1, 4):
-            conn.execute(text("INSERT INTO practices (uid, identity, title, title_derived, summary, first_seen_at, "
-                              "updated_at, content_hash) VALUES (:u, :u, :t, 0, 's', :w, :w, 'h')"),
-                         {"u": f"p{n}", "t": f"Practice {n}", "w": when})  # fmt: skip
-        conn.execute(text("INSERT INTO contents (hash, body, created_at) VALUES ('old', :b, :w)"),
-                     {"b": body, "w": when})  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO practices (uid, identity, title, title_derived, summary, first_seen_at, "
+                    "updated_at, content_hash) VALUES (:u, :u, :t, 0, 's', :w, :w, 'h')"
+                ),
+                {"u": f"p{n}", "t": f"Practice {n}", "w": when},
+            )
+        conn.execute(
+            text("INSERT INTO contents (hash, body, created_at) VALUES ('old', :b, :w)"), {"b": body, "w": when}
+        )
         # Four digests of one stored content: three gave practices 1 (listed) and 2 (counted), one gave 1 and 3.
         for n, counted in enumerate([2, 2, 2, 3]):
-            conn.execute(text("INSERT INTO subscribers (email, status, bounces, created_at, key) "
-                              "VALUES (:e, 'confirmed', 0, :w, :k)"),
-                         {"e": f"r{n}@example.org", "w": when, "k": f"k{n}"})  # fmt: skip
-            conn.execute(text("INSERT INTO digests (subscriber_id, period, status, message_id, subject, content_hash, "
-                              "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', 'old', :w, 1)"),
-                         {"s": n + 1, "m": f"<m{n}@d.test>", "w": when})  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (email, status, bounces, created_at, key) "
+                    "VALUES (:e, 'confirmed', 0, :w, :k)"
+                ),
+                {"e": f"r{n}@example.org", "w": when, "k": f"k{n}"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO digests (subscriber_id, period, status, message_id, subject, content_hash, "
+                    "planned_at, attempts) VALUES (:s, 'p', 'sent', :m, 'x', 'old', :w, 1)"
+                ),
+                {"s": n + 1, "m": f"<m{n}@d.test>", "w": when},
+            )
             for practice, summarised in ((1, 0), (counted, 1)):
-                conn.execute(text("INSERT INTO ledger (subscriber_id, practice_id, digest_id, theme_id, summarised) "
-                                  "VALUES (:s, :p, :s, 1, :m)"),
-                             {"s": n + 1, "p": practice, "m": summarised})  # fmt: skip
+                conn.execute(
+                    text(
+                        "INSERT INTO ledger (subscriber_id, practice_id, digest_id, theme_id, summarised) "
+                        "VALUES (:s, :p, :s, 1, :m)"
+                    ),
+                    {"s": n + 1, "p": practice, "m": summarised},
+                )
     db.upgrade(engine)
     with engine.connect() as conn:
         tables = set(conn.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")))
         contents = conn.execute(text("SELECT hash, body FROM contents ORDER BY hash")).all()
-        given = conn.execute(text("SELECT content_hash, position, practice_id, summarised FROM content_practices "
-                                  "ORDER BY content_hash, position")).all()  # fmt: skip
+        given = conn.execute(
+            text(
+                "SELECT content_hash, position, practice_id, summarised FROM content_practices "
+                "ORDER BY content_hash, position"
+            )
+        ).all()
         carried = conn.execute(text("SELECT content_hash, count(*) FROM digests GROUP BY content_hash")).all()
     assert "ledger" not in tables
     assert len(contents) == 2 and {b for _, b in contents} == {body} and "old" not in {h for h, _ in contents}
@@ -285,8 +336,10 @@ def test_migration_moves_the_ledger_into_what_each_content_gives(tmp_path: Path)
     with db.session_factory(engine)() as session:
         for n, counted in enumerate([2, 2, 2, 3]):
             record = ledger(session, get_subscriber(session, f"r{n}@example.org"))
-            assert [(p.uid, p.summarised) for d in record.digests for p in d.practices] == [("p1", False),
-                                                                                             (f"p{counted}", True)]
+            assert [(p.uid, p.summarised) for d in record.digests for p in d.practices] == [
+                ("p1", False),
+                (f"p{counted}", True),
+            ]
 
 
 def test_the_waiting_index_holds_exactly_the_waiting_states() -> None:
@@ -342,7 +395,9 @@ def test_a_send_never_scans_the_digests(
         for statement, parameters in seen:
             plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
             assert not [step for step in plan if step.startswith("SCAN digests") and "INDEX" not in step], (
-                statement, plan)  # fmt: skip
+                statement,
+                plan,
+            )
 
 
 def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transaction(store: str) -> None:
@@ -360,8 +415,20 @@ def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transactio
         s.add(Content(hash="c" * 64, body="{}", created_at=now))
         s.flush()
         for sid in ids:
-            s.add(Digest(subscriber_id=sid, period="p", status="sending", message_id=f"<{sid}@d.test>", subject="s",
-                         content_hash="c" * 64, planned_at=now, attempts=1, claimed_by="me", claimed_at=now))
+            s.add(
+                Digest(
+                    subscriber_id=sid,
+                    period="p",
+                    status="sending",
+                    message_id=f"<{sid}@d.test>",
+                    subject="s",
+                    content_hash="c" * 64,
+                    planned_at=now,
+                    attempts=1,
+                    claimed_by="me",
+                    claimed_at=now,
+                )
+            )
         s.execute(update(Subscriber).where(Subscriber.id == ids[1]).values(bounces=2))
     with sessions() as s:
         digests = {d.subscriber_id: d.id for d in s.scalars(select(Digest))}
@@ -371,8 +438,14 @@ def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transactio
 
     def stored() -> list[tuple[str, str | None, int]]:
         with sessions() as s:
-            return [(r.status, r.claimed_by, r.bounces) for r in s.execute(
-                select(Digest.status, Digest.claimed_by, Subscriber.bounces).join(Subscriber).order_by(Subscriber.id))]
+            return [
+                (r.status, r.claimed_by, r.bounces)
+                for r in s.execute(
+                    select(Digest.status, Digest.claimed_by, Subscriber.bounces)
+                    .join(Subscriber)
+                    .order_by(Subscriber.id)
+                )
+            ]
 
     sending, sent = ("sending", "me"), ("sent", None)
     recorder = SentRecorder(sessions.kw["bind"], "me", group=3, max_age=3600)

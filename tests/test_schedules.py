@@ -99,9 +99,11 @@ def _add_practices(sessions: sessionmaker[Session], tmp: Path, theme: str, names
 
 
 def test_past_the_cap_the_newest_are_listed_and_the_rest_counted_once(
-    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str],
+    sessions: sessionmaker[Session],
+    smtp_settings: Settings,
+    smtp_server: tuple[RecordingHandler, str],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     handler = smtp_server[0]
     settings = replace(smtp_settings, max_practices_per_digest=3)
     at("2026-11-10T10:00:00Z")
@@ -146,9 +148,11 @@ PEOPLE = {
 
 
 def test_five_weeks_every_practice_once_at_each_local_hour(
-    sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str],
+    sessions: sessionmaker[Session],
+    smtp_settings: Settings,
+    smtp_server: tuple[RecordingHandler, str],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """12 October to 16 November 2026: the October change in Paris (25th) and the November one in New York
     (1st). A practice a day, alternating themes; the worker's check every hour; one switch, one pause."""
     handler = smtp_server[0]
@@ -218,8 +222,11 @@ def test_five_weeks_every_practice_once_at_each_local_hour(
     first_after = min(d for d in pauser if d >= date(2026, 10, 27))
     assert first_after == date(2026, 10, 27)
     paris = ZoneInfo("Europe/Paris")
-    resumed = [m for m in handler.to("pauser@example.org")
-               if parsedate_to_datetime(m.message["Date"]).astimezone(paris).date() == first_after]  # fmt: skip
+    resumed = [
+        m
+        for m in handler.to("pauser@example.org")
+        if parsedate_to_datetime(m.message["Date"]).astimezone(paris).date() == first_after
+    ]
     assert len(titles(resumed[0].message)) == 4  # the food practices of the paused week, in one digest
     tokyo = hours["tokyo@example.org"]
     assert len(tokyo) >= 17 and len(set(h.date() for h in tokyo)) == len(tokyo)  # daily, never twice a day
@@ -232,16 +239,29 @@ def test_subscribe_set_and_list_from_the_command_line(run_cli: Cli, tmp_path: Pa
     from tests.conftest import fixture_path
 
     assert run_cli("ingest", fixture_path("listing-water.txt"), now="2026-11-10T10:00:00Z").exit_code == 0
-    done = run_cli("subscribe", "ada@example.org", "--theme", "water-and-sanitation", "--frequency", "daily",
-                   "--hour", "7", "--timezone", "Asia/Tokyo", "--confirmed", now="2026-11-10T10:00:00Z")  # fmt: skip
+    done = run_cli(
+        "subscribe",
+        "ada@example.org",
+        "--theme",
+        "water-and-sanitation",
+        "--frequency",
+        "daily",
+        "--hour",
+        "7",
+        "--timezone",
+        "Asia/Tokyo",
+        "--confirmed",
+        now="2026-11-10T10:00:00Z",
+    )
     assert done.exit_code == 0, done.stderr
     assert run_cli("send", now="2026-11-10T10:00:00Z").exit_code == 0  # places her: next 07:00 in Tokyo
     rows = json.loads(run_cli("subscribers", "list", "--json").stdout)
     assert rows[0]["schedule"] == "daily at 07:00 Asia/Tokyo"
     assert rows[0]["next_due_at"] == "2026-11-10T22:00:00+00:00"
     assert rows[0]["chosen"] == {"frequency": "daily", "day": None, "hour": 7, "timezone": "Asia/Tokyo"}
-    monthly = run_cli("subscribers", "set", "ada@example.org", "--frequency", "monthly", "--day", "31",
-                      now="2026-11-10T10:00:00Z")  # fmt: skip
+    monthly = run_cli(
+        "subscribers", "set", "ada@example.org", "--frequency", "monthly", "--day", "31", now="2026-11-10T10:00:00Z"
+    )
     assert monthly.exit_code == 0 and "monthly on day 31 at 07:00 Asia/Tokyo" in monthly.stdout
     assert "next 2026-11-30 07:00" in monthly.stdout  # 30 November, the month's last day, in her Tokyo time
     paused = run_cli("subscribers", "set", "ada@example.org", "--pause-until", "2027-01-05", now="2026-11-10T10:00:00Z")

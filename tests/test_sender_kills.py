@@ -116,8 +116,9 @@ def test_senders_outlive_a_killed_parent_by_seconds_and_hand_their_claims_back(
     assert states["sending"] == 0 and states["sent"] < count, states  # handed back, not held, not all sent
     # The next run sends the rest; each message once (the orphans recorded what the server accepted).
     handler.pace = 0
-    done = subprocess.run([sys.executable, "-m", "digest", "send"], env=env, capture_output=True, text=True,
-                          timeout=DEADLINE)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "send"], env=env, capture_output=True, text=True, timeout=DEADLINE
+    )
     assert done.returncode == 0, done.stderr
     with sessions() as s:
         assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})

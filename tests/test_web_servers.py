@@ -31,13 +31,20 @@ def test_rate_limits_hold_across_two_server_processes(
     database = f"sqlite:///{tmp_path / 'digest.db'}" if store == "sqlite" else request.getfixturevalue("pg_url")
     ports = free_port(), free_port()
     config = write_config(
-        tmp_path / "digest.toml", database, f"http://127.0.0.1:{ports[0]}", smtp_url,
-        subscribe_per_address_per_hour=3, subscribe_per_client_per_hour=5,
-    )  # fmt: skip
+        tmp_path / "digest.toml",
+        database,
+        f"http://127.0.0.1:{ports[0]}",
+        smtp_url,
+        subscribe_per_address_per_hour=3,
+        subscribe_per_client_per_hour=5,
+    )
     ingested = subprocess.run(
         [sys.executable, "-m", "digest", "ingest", fixture_path("listing-water.txt")],
-        env=environment(config), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=environment(config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ingested.returncode == 0, ingested.stderr
     with serving(config, ports[0]) as one, serving(config, ports[1]) as two:
         clients = [httpx.Client(base_url=url, timeout=30) for url in (one, two)]
@@ -61,20 +68,29 @@ def test_serve_and_send_refuse_the_default_secret(tmp_path: Path, smtp_server: t
     env = environment(config)
     serve = subprocess.run(
         [sys.executable, "-m", "digest", "serve", "--port", str(free_port())],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert serve.returncode == 1
     assert "starting the web app refused: secret_key is the development default" in serve.stderr
     assert "DIGEST_SECRET_KEY" in serve.stderr
 
     send = subprocess.run(
-        [sys.executable, "-m", "digest", "send"], env=env | {"DIGEST_SMTP_URL": smtp_server[1]},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "digest", "send"],
+        env=env | {"DIGEST_SMTP_URL": smtp_server[1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert send.returncode == 1 and "sending over SMTP" in send.stderr and "refused" in send.stderr
     # The Maildir default (make run) sends with it.
     outbox = subprocess.run(
-        [sys.executable, "-m", "digest", "send"], env=env | {"DIGEST_OUTBOX_DIR": str(tmp_path / "outbox")},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "digest", "send"],
+        env=env | {"DIGEST_OUTBOX_DIR": str(tmp_path / "outbox")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert outbox.returncode == 0, outbox.stderr

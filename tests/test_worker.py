@@ -189,8 +189,13 @@ def test_kill_9_of_the_leader_hands_over(sessions: sessionmaker[Session], worker
 def _last_ok_poll_by(sessions: sessionmaker[Session], pid: int) -> bool:
     with sessions() as s:
         run = s.scalar(select(JobRun).where(JobRun.job_id == "poll-sources").order_by(JobRun.id.desc()))
-        return bool(run and run.holder.split(":")[1] == str(pid) and run.outcome == "ok" and run.counts
-                    and json.loads(run.counts)["new"] > 0)  # fmt: skip
+        return bool(
+            run
+            and run.holder.split(":")[1] == str(pid)
+            and run.outcome == "ok"
+            and run.counts
+            and json.loads(run.counts)["new"] > 0
+        )
 
 
 def test_sigterm_finishes_the_message_in_flight(
@@ -339,8 +344,15 @@ def test_the_store_dropped_under_a_running_worker(
         admin.dispose()
         # Lease renewals every 2/3 s, polls and retries every 1.2 s: a dozen failures a second before the fix.
         time.sleep(8)
-        code, _report = subprocess.run([sys.executable, "-m", "digest", "status"], capture_output=True, text=True,
-                                      env=dict(os.environ, DIGEST_CONFIG=str(workers.config()))).returncode, None
+        code, _report = (
+            subprocess.run(
+                [sys.executable, "-m", "digest", "status"],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, DIGEST_CONFIG=str(workers.config())),
+            ).returncode,
+            None,
+        )
         assert code == 1
     finally:
         code, took = stop(worker, limit=30)

@@ -545,7 +545,7 @@ def require_real_secret(settings: Settings, what: str) -> None:
     if problem:
         raise ConfigError(
             f"{what} refused: {problem}; anyone could forge unsubscribe and manage links",
-            'set DIGEST_SECRET_KEY (or secret_key in the config file) to a long random value, for example the '
+            "set DIGEST_SECRET_KEY (or secret_key in the config file) to a long random value, for example the "
             'output of: python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
         )
 

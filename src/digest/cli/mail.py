@@ -54,8 +54,13 @@ def print_feed_errors(results: list[FeedResult]) -> None:
 
 
 @cli.command()
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Sender processes side by side, each with its own SMTP connection.")  # fmt: skip
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Sender processes side by side, each with its own SMTP connection.",
+)
 @json_option
 @pass_app
 def send(app: App, processes: int, as_json: bool) -> None:
@@ -70,8 +75,11 @@ def send(app: App, processes: int, as_json: bool) -> None:
     transport = transport_for(app.settings)
     if processes > 1:
         if app.engine.dialect.name == "sqlite":
-            click.echo(f"note: on SQLite the {processes} senders take turns writing (one writer at a time); "
-                       "PostgreSQL lets them work side by side", err=True)  # fmt: skip
+            click.echo(
+                f"note: on SQLite the {processes} senders take turns writing (one writer at a time); "
+                "PostgreSQL lets them work side by side",
+                err=True,
+            )
         transport.close()
         report = send_in_processes(app.sessions, app.settings, processes)
     else:

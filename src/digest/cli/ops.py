@@ -39,8 +39,10 @@ def status(app: App, as_json: bool) -> None:
                 click.secho(f"    {last['error']}", fg="red")
         waiting = ", ".join(f"{n} {k}" for k, n in report["digests_waiting"].items() if n)
         day = report["last_day"]
-        click.echo(f"subscribers due now: {report['subscribers_due']}; last 24 h: {day['planned']} planned, "
-                   f"{day['sent']} sent; waiting: {waiting or 'none'}")  # fmt: skip
+        click.echo(
+            f"subscribers due now: {report['subscribers_due']}; last 24 h: {day['planned']} planned, "
+            f"{day['sent']} sent; waiting: {waiting or 'none'}"
+        )
         for source in report["failing_sources"]:
             click.secho(f"source {source['location']}: {source['status']}: {source['last_error']}", fg="yellow")
         for problem in report["problems"]:

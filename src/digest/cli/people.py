@@ -74,9 +74,15 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation mail (the address is known to be theirs).")
 @pass_app
 def subscribe_cmd(
-    app: App, email: str, themes_: tuple[str, ...], frequency: str | None, day: str | None, hour: str | None,
-    timezone: str | None, confirmed: bool,
-) -> None:  # fmt: skip
+    app: App,
+    email: str,
+    themes_: tuple[str, ...],
+    frequency: str | None,
+    day: str | None,
+    hour: str | None,
+    timezone: str | None,
+    confirmed: bool,
+) -> None:
     """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one). Unless
     --confirmed, the address gets the confirmation mail the web form sends, and nothing else until it is confirmed.
 
@@ -182,9 +188,15 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
 @click.option("--resume", is_flag=True, help="End a pause now.")
 @pass_app
 def subscribers_set(
-    app: App, email: str, frequency: str | None, day: str | None, hour: str | None, timezone: str | None,
-    pause_until: datetime | None, resume: bool,
-) -> None:  # fmt: skip
+    app: App,
+    email: str,
+    frequency: str | None,
+    day: str | None,
+    hour: str | None,
+    timezone: str | None,
+    pause_until: datetime | None,
+    resume: bool,
+) -> None:
     """Change a subscriber's schedule, or pause and resume; from their next slot, nothing lost or sent twice.
 
     Example: digest subscribers set ada@example.org --frequency monthly --day 1 --hour 9
@@ -224,11 +236,17 @@ def subscribers_list(app: App, as_json: bool) -> None:
         out = []
         for row in rows:
             schedule = schedule_of(choice_of(row), defaults)
-            out.append(asdict(row) | {
-                "chosen": {k: getattr(row, k) for k in ("frequency", "day", "hour", "timezone")},
-                "frequency": schedule.frequency, "day": schedule.day, "hour": schedule.hour,
-                "timezone": schedule.zone.key, "schedule": schedule.describe(),
-            })  # fmt: skip
+            out.append(
+                asdict(row)
+                | {
+                    "chosen": {k: getattr(row, k) for k in ("frequency", "day", "hour", "timezone")},
+                    "frequency": schedule.frequency,
+                    "day": schedule.day,
+                    "hour": schedule.hour,
+                    "timezone": schedule.zone.key,
+                    "schedule": schedule.describe(),
+                }
+            )
         emit(out)
     else:
         for row in rows:

@@ -186,8 +186,11 @@ def ingest_one(
     location = source.location
     name = redact_url(location)
     if len(location) > MAX_URL:
-        return IngestReport(source=name[:200] + "…", error=f"{name[:200]}…: the location is over {MAX_URL} characters",
-                            hint="shorten the URL or path")  # fmt: skip
+        return IngestReport(
+            source=name[:200] + "…",
+            error=f"{name[:200]}…: the location is over {MAX_URL} characters",
+            hint="shorten the URL or path",
+        )
     with factory() as session:
         state = session.scalar(select(SourceState).where(SourceState.location == location))
         etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
@@ -227,8 +230,16 @@ def ingest_one(
             )
             if fetched is not None:
                 state.etag, state.last_modified = fetched.etag, fetched.last_modified
-        events("source.ingested", source=name, new=report.new, updated=report.updated, joined=report.joined,
-               unchanged=report.unchanged, rejected=len(report.rejected), problems=len(report.problems))  # fmt: skip
+        events(
+            "source.ingested",
+            source=name,
+            new=report.new,
+            updated=report.updated,
+            joined=report.joined,
+            unchanged=report.unchanged,
+            rejected=len(report.rejected),
+            problems=len(report.problems),
+        )
         return report
     except DigestError as e:
         error, hint = _scrubbed(str(e), location), e.hint

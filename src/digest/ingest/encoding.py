@@ -37,11 +37,41 @@ _XML_SIGNATURES = (
 _DECLARATION = re.compile(rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.I)
 # Single-byte Latin code pages that a detector cannot tell apart on short text; the web means windows-1252.
-_LATIN = {"cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "iso8859_10", "iso8859_3", "iso8859_4",
-          "iso8859_9", "iso8859_13", "iso8859_14", "iso8859_16", "hp_roman8", "mac_roman", "mac_latin2",
-          "cp1257"}  # fmt: skip
-_CJK = {"big5", "big5hkscs", "gb2312", "gbk", "gb18030", "euc_jp", "shift_jis", "cp932", "euc_kr", "cp949", "johab",
-        "shift_jis_2004", "euc_jis_2004", "iso2022_jp", "hz"}  # fmt: skip
+_LATIN = {
+    "cp1252",
+    "latin_1",
+    "iso8859_15",
+    "cp1250",
+    "iso8859_2",
+    "iso8859_10",
+    "iso8859_3",
+    "iso8859_4",
+    "iso8859_9",
+    "iso8859_13",
+    "iso8859_14",
+    "iso8859_16",
+    "hp_roman8",
+    "mac_roman",
+    "mac_latin2",
+    "cp1257",
+}
+_CJK = {
+    "big5",
+    "big5hkscs",
+    "gb2312",
+    "gbk",
+    "gb18030",
+    "euc_jp",
+    "shift_jis",
+    "cp932",
+    "euc_kr",
+    "cp949",
+    "johab",
+    "shift_jis_2004",
+    "euc_jis_2004",
+    "iso2022_jp",
+    "hz",
+}
 UNICODE = {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
 
 
@@ -139,8 +169,10 @@ def decode(data: bytes, source: str, content_type: str | None = None, xml: bool 
         name, size = marked
         text = _strict(data[size:], name)
         if text is None:
-            raise SourceError(f"{source}: starts with a {name} byte order mark but is not {name}",
-                              "save the file again in one encoding (UTF-8)")  # fmt: skip
+            raise SourceError(
+                f"{source}: starts with a {name} byte order mark but is not {name}",
+                "save the file again in one encoding (UTF-8)",
+            )
         return Decoded(text, name, "BOM")
     declared: list[tuple[str, str]] = []
     label = http_charset(content_type)

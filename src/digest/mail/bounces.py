@@ -152,10 +152,14 @@ class BounceReport:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "source": self.source, "read": self.read, "hard": self.hard, "soft": self.soft,
-            "suppressed": self.suppressed, "already": self.already,
+            "source": self.source,
+            "read": self.read,
+            "hard": self.hard,
+            "soft": self.soft,
+            "suppressed": self.suppressed,
+            "already": self.already,
             "skipped": [{"key": k, "why": w} for k, w in self.skipped],
-        }  # fmt: skip
+        }
 
 
 def _maildir(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -247,18 +251,33 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
                 continue
             subscriber = session.get(Subscriber, digest.subscriber_id)
             assert subscriber is not None
-            session.add(Bounce(source=source, subscriber_id=subscriber.id, digest_id=digest.id, kind=note.kind,
-                               status=note.status, diagnostic=note.diagnostic, received_at=now))  # fmt: skip
+            session.add(
+                Bounce(
+                    source=source,
+                    subscriber_id=subscriber.id,
+                    digest_id=digest.id,
+                    kind=note.kind,
+                    status=note.status,
+                    diagnostic=note.diagnostic,
+                    received_at=now,
+                )
+            )
             error = f"late bounce {note.status}: {note.diagnostic or 'no diagnostic'}"
             if note.kind == "hard":
                 report.hard += 1
                 session.flush()
                 if subscriber.status == SubscriberStatus.CONFIRMED:
-                    if count_hard_bounce(session.connection(), subscriber.id, error, settings.suppress_after_bounces,
-                                         now):  # fmt: skip
+                    if count_hard_bounce(
+                        session.connection(), subscriber.id, error, settings.suppress_after_bounces, now
+                    ):
                         report.suppressed += 1
             else:
                 report.soft += 1
-        events(f"bounce.{'hard' if note.kind == 'hard' else 'soft'}", logging.WARNING, digest_id=digest.id,
-               status=note.status, diagnostic=note.diagnostic)  # fmt: skip
+        events(
+            f"bounce.{'hard' if note.kind == 'hard' else 'soft'}",
+            logging.WARNING,
+            digest_id=digest.id,
+            status=note.status,
+            diagnostic=note.diagnostic,
+        )
     return report

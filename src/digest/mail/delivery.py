@@ -522,11 +522,10 @@ class Deliverer:
         candidates = (
             select(Digest.id)
             .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
-            .where(waiting(), _due(now, self.policy, dead), confirmed,
-                   Digest.attempts < self.policy.max_attempts)
+            .where(waiting(), _due(now, self.policy, dead), confirmed, Digest.attempts < self.policy.max_attempts)
             .order_by(Digest.id)
             .limit(limit)
-        )  # fmt: skip
+        )
         postgres = self.engine.dialect.name == "postgresql"
         if postgres:
             candidates = candidates.with_for_update(skip_locked=True, of=Digest)
@@ -541,11 +540,19 @@ class Deliverer:
             claimed = conn.execute(
                 update(Digest)
                 .where(Digest.id.in_(candidates.scalar_subquery()))
-                .values(status=DigestStatus.SENDING, claimed_by=self.holder, claimed_at=now,
-                        attempts=Digest.attempts + 1)
-                .returning(Digest.id, Digest.subscriber_id, Digest.message_id, Digest.subject, Digest.period,
-                           Digest.content_hash, Digest.attempts)
-            ).all()  # fmt: skip
+                .values(
+                    status=DigestStatus.SENDING, claimed_by=self.holder, claimed_at=now, attempts=Digest.attempts + 1
+                )
+                .returning(
+                    Digest.id,
+                    Digest.subscriber_id,
+                    Digest.message_id,
+                    Digest.subject,
+                    Digest.period,
+                    Digest.content_hash,
+                    Digest.attempts,
+                )
+            ).all()
             if not claimed:
                 return []
             rows = conn.execute(
@@ -555,10 +562,22 @@ class Deliverer:
             )
             who = {sid: (email, key, bounces) for sid, email, key, bounces in rows}
         return sorted(
-            (Pending(row.id, row.subscriber_id, *who[row.subscriber_id][:2], row.message_id, row.subject, row.period,
-                     row.content_hash, row.attempts, who[row.subscriber_id][2]) for row in claimed),
+            (
+                Pending(
+                    row.id,
+                    row.subscriber_id,
+                    *who[row.subscriber_id][:2],
+                    row.message_id,
+                    row.subject,
+                    row.period,
+                    row.content_hash,
+                    row.attempts,
+                    who[row.subscriber_id][2],
+                )
+                for row in claimed
+            ),
             key=lambda p: p.id,
-        )  # fmt: skip
+        )
 
     def _message(self, pending: Pending) -> bytes:
         """The message of ``pending``: built ahead while the server took one before, else now. What building
@@ -671,8 +690,9 @@ class Deliverer:
         self._finish(pending.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
         self.report.errors.append(f"{pending.email}: deferred for {wait}: {error}")
-        events("digest.deferred", logging.WARNING, digest_id=pending.id, email=pending.email, wait=str(wait),
-               error=error)  # fmt: skip
+        events(
+            "digest.deferred", logging.WARNING, digest_id=pending.id, email=pending.email, wait=str(wait), error=error
+        )
 
     def _bounce(self, pending: Pending, error: str) -> None:
         """A hard bounce: the digest fails for good; at the limit the address is suppressed."""
@@ -686,8 +706,14 @@ class Deliverer:
             suppressed = count_hard_bounce(conn, pending.subscriber_id, error, self.policy.bounce_limit, now)
         self.report.bounced += 1
         self.report.suppressed += suppressed
-        events("digest.bounced", logging.WARNING, digest_id=pending.id, email=pending.email, error=error,
-               suppressed=bool(suppressed))  # fmt: skip
+        events(
+            "digest.bounced",
+            logging.WARNING,
+            digest_id=pending.id,
+            email=pending.email,
+            error=error,
+            suppressed=bool(suppressed),
+        )
         self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
 
     def _release(self, pending: list[Pending]) -> None:
@@ -701,9 +727,11 @@ class Deliverer:
                 update(Digest)
                 .where(self._held(pending))
                 .values(
-                    status=case((Digest.next_attempt_at.is_(None), DigestStatus.PLANNED.value),
-                                else_=DigestStatus.DEFERRED.value),
+                    status=case(
+                        (Digest.next_attempt_at.is_(None), DigestStatus.PLANNED.value),
+                        else_=DigestStatus.DEFERRED.value,
+                    ),
                     claimed_by=None,
                     attempts=Digest.attempts - 1,
                 )
-            )  # fmt: skip
+            )

@@ -60,9 +60,16 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
             names[practice_id].append(name)
         for p in session.scalars(select(Practice).where(Practice.id.in_(chunk))):
             out[p.id] = PracticeEntry(
-                p.id, p.uid, p.title, p.summary, safe_link(p.url), p.submitted_by, added[p.id].isoformat(),
-                p.summary_html, tuple(names[p.id]),
-            )  # fmt: skip
+                p.id,
+                p.uid,
+                p.title,
+                p.summary,
+                safe_link(p.url),
+                p.submitted_by,
+                added[p.id].isoformat(),
+                p.summary_html,
+                tuple(names[p.id]),
+            )
     return out
 
 
@@ -186,10 +193,19 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
         with factory() as session, session.begin():
             # From where the last batch ended: each batch reads its own rows, not again those placed before it.
             query = (
-                select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone,
-                       Subscriber.last_period)  # fmt: skip
-                .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None),
-                       Subscriber.id > last_id)  # fmt: skip
+                select(
+                    Subscriber.id,
+                    Subscriber.frequency,
+                    Subscriber.day,
+                    Subscriber.hour,
+                    Subscriber.timezone,
+                    Subscriber.last_period,
+                )
+                .where(
+                    Subscriber.status == SubscriberStatus.CONFIRMED,
+                    Subscriber.next_due_at.is_(None),
+                    Subscriber.id > last_id,
+                )
                 .order_by(Subscriber.id)
                 .limit(policy.batch_size)
             )

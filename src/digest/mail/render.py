@@ -150,8 +150,15 @@ def render_digest(
 def check_templates(templates_dir: str | Path | None = None) -> None:
     """Compile every mail template; a TemplateProblem naming the template and line for the first that fails."""
     folder = str(templates_dir or default_templates())
-    for name in ("digest.txt", "digest.html", "confirm.txt", "confirm.html", "already-subscribed.txt",
-                 "already-subscribed.html", "notice.html"):  # fmt: skip
+    for name in (
+        "digest.txt",
+        "digest.html",
+        "confirm.txt",
+        "confirm.html",
+        "already-subscribed.txt",
+        "already-subscribed.html",
+        "notice.html",
+    ):
         try:
             environment(folder).get_template(name)
         except TemplateError as e:

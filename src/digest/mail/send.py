@@ -143,8 +143,17 @@ def deliver_due(
     check_templates(settings.templates_dir or None)  # a broken template stops the run before any claim
     try:
         build = MessageFactory(settings).build
-        Deliverer(factory, transport, policy, build, partial(return_path, settings), report, settings.batch_size,
-                  should_stop, more_coming).run()  # fmt: skip
+        Deliverer(
+            factory,
+            transport,
+            policy,
+            build,
+            partial(return_path, settings),
+            report,
+            settings.batch_size,
+            should_stop,
+            more_coming,
+        ).run()
     finally:
         transport.close()
     return report
@@ -182,9 +191,14 @@ def _sender(settings: Settings, instant: str | None, parent: Engine | None, plan
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
     try:
-        report = deliver_due(db.session_factory(engine), settings, transport_for(settings), SendReport(),
-                             should_stop=orphaned,
-                             more_coming=lambda: not orphaned() and not planned.wait(0.05))  # fmt: skip
+        report = deliver_due(
+            db.session_factory(engine),
+            settings,
+            transport_for(settings),
+            SendReport(),
+            should_stop=orphaned,
+            more_coming=lambda: not orphaned() and not planned.wait(0.05),
+        )
         if orphaned():
             events("sender.orphaned", logging.WARNING, sent=report.sent)
         else:

@@ -15,9 +15,19 @@ from digest.errors import ConfigError
 from digest.mail.message import sender_address
 
 SIGNED = (
-    b"From", b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To", b"List-Id", b"List-Unsubscribe",
-    b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type",
-)  # fmt: skip
+    b"From",
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"Reply-To",
+    b"List-Id",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+    b"MIME-Version",
+    b"Content-Type",
+)
 
 
 @lru_cache(maxsize=4)
@@ -37,8 +47,15 @@ class Signer:
         present = {line.split(b":", 1)[0].lower() for line in wire.split(b"\r\n\r\n", 1)[0].split(b"\r\n")}
         headers = [h for h in SIGNED if h.lower() in present or h == b"From"]
         try:
-            signature = dkim.sign(wire, self.selector, self.domain, self.key, include_headers=headers,
-                                  canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n")  # fmt: skip
+            signature = dkim.sign(
+                wire,
+                self.selector,
+                self.domain,
+                self.key,
+                include_headers=headers,
+                canonicalize=(b"relaxed", b"relaxed"),
+                linesep=b"\r\n",
+            )
         except dkim.DKIMException as e:
             raise ConfigError(f"dkim_private_key: cannot sign with it: {e}", "give an RSA private key in PEM") from e
         return bytes(signature) + wire

@@ -190,8 +190,16 @@ class SmtpTransport:
                         "use a server that offers SMTPUTF8 (Postfix: smtputf8_enable = yes), or an ASCII address",
                     )
                 options = ["SMTPUTF8"]
-            _transaction(self._conn, sender, rcpt.address, wire, options, data_sent, opened is not None,
-                         ahead[0] if ahead is not None else b"")  # fmt: skip
+            _transaction(
+                self._conn,
+                sender,
+                rcpt.address,
+                wire,
+                options,
+                data_sent,
+                opened is not None,
+                ahead[0] if ahead is not None else b"",
+            )
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = e.recipients.get(rcpt.address, (550, b"refused"))
             text = f"{code} {_reply(reply)}"

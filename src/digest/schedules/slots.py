@@ -106,7 +106,6 @@ def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
     return None
 
 
-
 def slot_key(slot: datetime) -> str:
     """The digest key of a slot: its instant in UTC (`2026-11-16T0700Z`); unique per subscriber and slot, and
     fit for a Message-ID (no colon)."""
@@ -124,9 +123,11 @@ class Choice:
 
 
 def parse_choice(
-    frequency: str | None = None, day: str | int | None = None, hour: str | int | None = None,
+    frequency: str | None = None,
+    day: str | int | None = None,
+    hour: str | int | None = None,
     timezone: str | None = None,
-) -> Choice:  # fmt: skip
+) -> Choice:
     """A validated choice from text (CLI, CSV, web form); ScheduleError naming the field otherwise."""
     freq = frequency.strip().lower() if isinstance(frequency, str) and frequency.strip() else None
     if freq is not None and freq not in FREQUENCIES:

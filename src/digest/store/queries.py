@@ -363,9 +363,9 @@ class ArchivedDigest:
 def archived_digest(session: Session, key: str, period: str) -> ArchivedDigest:
     """The digest of this period of the subscriber with this key; NotFoundError when there is none."""
     digest = session.scalar(
-        select(Digest).join(Subscriber, Subscriber.id == Digest.subscriber_id).where(
-            Subscriber.key == key, Digest.period == period
-        )
+        select(Digest)
+        .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+        .where(Subscriber.key == key, Digest.period == period)
     )
     if digest is None:
         raise NotFoundError("this digest is not kept any more")

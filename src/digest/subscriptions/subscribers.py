@@ -400,10 +400,15 @@ def _import_batch(
         session.execute(
             insert(Subscriber),
             [
-                {"email": a, "status": status, "created_at": now, "confirmed_at": now if confirmed else None,
-                 **asdict(choices.get(a, Choice()))}
+                {
+                    "email": a,
+                    "status": status,
+                    "created_at": now,
+                    "confirmed_at": now if confirmed else None,
+                    **asdict(choices.get(a, Choice())),
+                }
                 for a in fresh
-            ],  # fmt: skip
+            ],
         )
         report.created += len(fresh)
     for address, subscriber in known.items():

@@ -199,8 +199,24 @@ def fingerprint(*parts: str) -> str:
 
 
 # Typographic variants that one site writes straight and another curly: not a difference between titles.
-_TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "′": "'", "“": '"', "”": '"', "„": '"', "«": '"',
-                              "»": '"', "–": "-", "—": "-", "‐": "-", "‑": "-", "…": "..."})  # fmt: skip
+_TYPOGRAPHIC = str.maketrans(
+    {
+        "‘": "'",
+        "’": "'",
+        "ʼ": "'",
+        "′": "'",
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "«": '"',
+        "»": '"',
+        "–": "-",
+        "—": "-",
+        "‐": "-",
+        "‑": "-",
+        "…": "...",
+    }
+)
 
 
 def title_form(title: str) -> str:

@@ -18,9 +18,26 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 _BLOCKS = {
-    "p", "div", "section", "article", "blockquote", "pre", "table", "ul", "ol", "dl",
-    "h1", "h2", "h3", "h4", "h5", "h6", "figure", "header", "footer",
-}  # fmt: skip
+    "p",
+    "div",
+    "section",
+    "article",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "figure",
+    "header",
+    "footer",
+}
 _LINES = {"li", "tr", "dt", "dd", "br"}
 _SKIPPED = {"script", "style", "template", "head", "title", "noscript"}
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")

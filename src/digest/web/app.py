@@ -23,8 +23,7 @@ events = logs.EventLog("digest.web")
 
 # Nothing but our own stylesheet, forms that post to us, and no framing: the pages need no script at all.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 

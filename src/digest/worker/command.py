@@ -14,8 +14,12 @@ from digest.worker.scheduler import Worker
 
 
 @click.command()
-@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
-              help="Log lines as JSON (default when stderr is not a terminal) or text.")  # fmt: skip
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "text"]),
+    default="auto",
+    help="Log lines as JSON (default when stderr is not a terminal) or text.",
+)
 @pass_app
 def worker(app: App, log_format: str) -> None:
     """Run the background worker: one leader schedules ingest, digests, retries and feeds; others stand by.

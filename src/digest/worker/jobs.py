@@ -42,8 +42,9 @@ def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     settings = worker.settings
     # Each source logs its own outcome (digest.ingest); a SIGTERM stops the poll within seconds, mid-fetch too.
     sources = [s for s in settings.sources if s.enabled]
-    reports = ingest_sources(worker.factory, sources, clock.now(), policy_from(settings), skip_gone=True,
-                             stop=worker.stop)  # fmt: skip
+    reports = ingest_sources(
+        worker.factory, sources, clock.now(), policy_from(settings), skip_gone=True, stop=worker.stop
+    )
     failed = [r for r in reports if not r.ok]
     changed = sum(r.new + r.updated + r.joined for r in reports)
     if changed:

@@ -46,8 +46,14 @@ class StoreOutage:
             elif now >= self._next_reminder:
                 self._reminder = min(self._reminder * 2, LONGEST_REMINDER)
                 self._next_reminder = now + self._reminder
-                logs.event("store.still_unavailable", logging.ERROR, doing=doing, error=reason,
-                           seconds=round(now - self.since), failures=self.failures)  # fmt: skip
+                logs.event(
+                    "store.still_unavailable",
+                    logging.ERROR,
+                    doing=doing,
+                    error=reason,
+                    seconds=round(now - self.since),
+                    failures=self.failures,
+                )
             return float(min(FIRST_RETRY * 2 ** min(self.failures - 1, 10), LONGEST_RETRY))
 
     def ok(self) -> None:

@@ -112,8 +112,13 @@ class Worker:
                 if not has_due(session, clock.now(), DeliveryPolicy.from_settings(self.settings)):
                     return
             until = time.monotonic() + self.ttl.total_seconds() / 3
-            report = deliver_due(self.factory, self.settings, transport_for(self.settings), SendReport(),
-                                 lambda: self.stop.is_set() or time.monotonic() > until)  # fmt: skip
+            report = deliver_due(
+                self.factory,
+                self.settings,
+                transport_for(self.settings),
+                SendReport(),
+                lambda: self.stop.is_set() or time.monotonic() > until,
+            )
             if report.sent or report.error:
                 logs.event("standby.sent", sent=report.sent, failed=report.failed, error=report.error)
         except STORE_ERRORS as e:
@@ -139,18 +144,40 @@ class Worker:
             },
         )
         now = wall_now()
-        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.due_minutes, timezone=zone),
-                          args=[PLAN_SEND], id=PLAN_SEND, replace_existing=True)  # fmt: skip
-        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.poll_minutes, timezone=zone),
-                          args=[POLL], id=POLL, replace_existing=True, next_run_time=now)  # fmt: skip
-        scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
-                          args=[RETRY], id=RETRY, replace_existing=True)  # fmt: skip
+        scheduler.add_job(
+            self._job,
+            IntervalTrigger(minutes=self.settings.due_minutes, timezone=zone),
+            args=[PLAN_SEND],
+            id=PLAN_SEND,
+            replace_existing=True,
+        )
+        scheduler.add_job(
+            self._job,
+            IntervalTrigger(minutes=self.settings.poll_minutes, timezone=zone),
+            args=[POLL],
+            id=POLL,
+            replace_existing=True,
+            next_run_time=now,
+        )
+        scheduler.add_job(
+            self._job,
+            IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
+            args=[RETRY],
+            id=RETRY,
+            replace_existing=True,
+        )
         if self.settings.bounce_maildir:
-            scheduler.add_job(self._job, IntervalTrigger(minutes=self.settings.bounce_minutes, timezone=zone),
-                              args=[BOUNCES], id=BOUNCES, replace_existing=True)  # fmt: skip
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(minutes=self.settings.bounce_minutes, timezone=zone),
+                args=[BOUNCES],
+                id=BOUNCES,
+                replace_existing=True,
+            )
         renew_every = self.ttl.total_seconds() / 3
-        scheduler.add_job(self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease",
-                          replace_existing=True)  # fmt: skip
+        scheduler.add_job(
+            self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease", replace_existing=True
+        )
         if any(s.enabled for s in self.settings.sources):
             self._plan_after_poll = True  # added by _job once the first poll has finished
         else:
@@ -169,8 +196,13 @@ class Worker:
 
     def _add_first_plan(self, scheduler: BlockingScheduler) -> None:
         """Plan for whoever is due now (after downtime: everyone whose slot passed), once, reason "start"."""
-        scheduler.add_job(self._job, DateTrigger(wall_now(), timezone=self.settings.zone), args=[PLAN_SEND, START],
-                          id=FIRST_PLAN, replace_existing=True)  # fmt: skip
+        scheduler.add_job(
+            self._job,
+            DateTrigger(wall_now(), timezone=self.settings.zone),
+            args=[PLAN_SEND, START],
+            id=FIRST_PLAN,
+            replace_existing=True,
+        )
 
     def _on_job_event(self, event: Any) -> None:
         if getattr(event, "job_id", None) != "renew-lease":
@@ -248,8 +280,14 @@ class Worker:
     def _run_job(self, job_id: str, reason: str) -> None:
         try:
             with self.factory() as session, session.begin():
-                row = JobRun(job_id=job_id, run_id=logs.run_id.get(), holder=self.holder, reason=reason,
-                             started_at=wall_now(), outcome=JobOutcome.RUNNING)  # fmt: skip
+                row = JobRun(
+                    job_id=job_id,
+                    run_id=logs.run_id.get(),
+                    holder=self.holder,
+                    reason=reason,
+                    started_at=wall_now(),
+                    outcome=JobOutcome.RUNNING,
+                )
                 session.add(row)
                 session.flush()
                 row_id = row.id

@@ -83,17 +83,11 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
     due = session.scalar(select(func.count()).select_from(Subscriber).where(due_now(now))) or 0
     planned_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.planned_at >= day_ago)) or 0
     sent_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= day_ago)) or 0
-    in_wait = dict(
-        session.execute(
-            select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)
-        ).all()
-    )
+    in_wait = dict(session.execute(select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)).all())
     failing = [
         {"location": s.location, "status": s.status, "last_fetch_at": _iso(s.last_fetch_at), "last_error": s.last_error}
         for s in session.scalars(
-            select(SourceState)
-            .where(SourceState.status.in_(FAILING))
-            .order_by(SourceState.location)
+            select(SourceState).where(SourceState.status.in_(FAILING)).order_by(SourceState.location)
         )
     ]
     return {

@@ -29,9 +29,7 @@ def upgrade() -> None:
     for (table, column), values in CHECKS.items():
         # Batch mode: SQLite cannot add a constraint to a table in place, so the table is copied.
         with op.batch_alter_table(table) as batch:
-            batch.create_check_constraint(
-                f"ck_{table}_{column}", f"{column} IN ({', '.join(repr(v) for v in values)})"
-            )
+            batch.create_check_constraint(f"ck_{table}_{column}", f"{column} IN ({', '.join(repr(v) for v in values)})")
 
 
 def downgrade() -> None:

@@ -63,10 +63,11 @@ def upgrade() -> None:
             return
         last = rows[-1].id
         wanted = {
-            _key("text:" + _new_fingerprint("" if row.title_derived else row.title, row.summary.split("\n\n", 1)[0])):
-            row.id
+            _key(
+                "text:" + _new_fingerprint("" if row.title_derived else row.title, row.summary.split("\n\n", 1)[0])
+            ): row.id
             for row in rows
-        }  # fmt: skip
+        }
         taken = set(conn.scalars(sa.select(keys.c.key).where(keys.c.key.in_(list(wanted)))))
         fresh = [{"key": k, "practice_id": pid} for k, pid in wanted.items() if k not in taken]
         if fresh:

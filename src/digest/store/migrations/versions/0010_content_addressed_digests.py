@@ -33,10 +33,15 @@ def upgrade() -> None:
     with op.batch_alter_table("digests") as batch:
         batch.add_column(sa.Column("content_hash", sa.String(length=64), nullable=True))
     bind = op.get_bind()
-    digests = sa.table("digests", sa.column("id", sa.Integer), sa.column("content", sa.Text),
-                       sa.column("content_hash", sa.String))  # fmt: skip
-    contents = sa.table("contents", sa.column("hash", sa.String), sa.column("body", sa.Text),
-                        sa.column("created_at", sa.DateTime(timezone=True)))  # fmt: skip
+    digests = sa.table(
+        "digests", sa.column("id", sa.Integer), sa.column("content", sa.Text), sa.column("content_hash", sa.String)
+    )
+    contents = sa.table(
+        "contents",
+        sa.column("hash", sa.String),
+        sa.column("body", sa.Text),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
     now = datetime.now(UTC) if bind.dialect.name == "postgresql" else datetime.now(UTC).replace(tzinfo=None)
     known: set[str] = set(bind.execute(sa.select(contents.c.hash)).scalars())
     last = 0

@@ -42,25 +42,42 @@ def upgrade() -> None:
         sa.Column("practice_id", sa.Integer(), nullable=False),
         sa.Column("theme_id", sa.Integer(), nullable=False),
         sa.Column("summarised", sa.Boolean(), server_default=sa.false(), nullable=False),
-        sa.ForeignKeyConstraint(["content_hash"], ["contents.hash"], name="fk_content_practices_content_hash_contents",
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["practice_id"], ["practices.id"], name="fk_content_practices_practice_id_practices",
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["theme_id"], ["themes.id"], name="fk_content_practices_theme_id_themes",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["content_hash"], ["contents.hash"], name="fk_content_practices_content_hash_contents", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["practice_id"], ["practices.id"], name="fk_content_practices_practice_id_practices", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["theme_id"], ["themes.id"], name="fk_content_practices_theme_id_themes", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("content_hash", "position", name="pk_content_practices"),
-    )  # fmt: skip
+    )
     op.create_index("ix_content_practices_practice_id", "content_practices", ["practice_id"])
     bind = op.get_bind()
     digests = sa.table("digests", sa.column("id", sa.Integer), sa.column("content_hash", sa.String))
-    contents = sa.table("contents", sa.column("hash", sa.String), sa.column("body", sa.Text),
-                        sa.column("created_at", sa.DateTime(timezone=True)))  # fmt: skip
-    ledger = sa.table("ledger", sa.column("id", sa.Integer), sa.column("digest_id", sa.Integer),
-                      sa.column("practice_id", sa.Integer), sa.column("theme_id", sa.Integer),
-                      sa.column("summarised", sa.Boolean))  # fmt: skip
-    given = sa.table("content_practices", sa.column("content_hash", sa.String), sa.column("position", sa.Integer),
-                     sa.column("practice_id", sa.Integer), sa.column("theme_id", sa.Integer),
-                     sa.column("summarised", sa.Boolean))  # fmt: skip
+    contents = sa.table(
+        "contents",
+        sa.column("hash", sa.String),
+        sa.column("body", sa.Text),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    ledger = sa.table(
+        "ledger",
+        sa.column("id", sa.Integer),
+        sa.column("digest_id", sa.Integer),
+        sa.column("practice_id", sa.Integer),
+        sa.column("theme_id", sa.Integer),
+        sa.column("summarised", sa.Boolean),
+    )
+    given = sa.table(
+        "content_practices",
+        sa.column("content_hash", sa.String),
+        sa.column("position", sa.Integer),
+        sa.column("practice_id", sa.Integer),
+        sa.column("theme_id", sa.Integer),
+        sa.column("summarised", sa.Boolean),
+    )
     now = datetime.now(UTC) if bind.dialect.name == "postgresql" else datetime.now(UTC).replace(tzinfo=None)
     old_keys: set[str] = set(bind.execute(sa.select(contents.c.hash)).scalars())
     known: set[str] = set()
@@ -68,9 +85,11 @@ def upgrade() -> None:
     last = 0
     while True:
         batch = bind.execute(
-            sa.select(digests.c.id, digests.c.content_hash).where(digests.c.id > last).order_by(digests.c.id)
+            sa.select(digests.c.id, digests.c.content_hash)
+            .where(digests.c.id > last)
+            .order_by(digests.c.id)
             .limit(1000)
-        ).all()  # fmt: skip
+        ).all()
         if not batch:
             break
         rows: dict[int, list[tuple[int, int, bool]]] = defaultdict(list)
@@ -91,10 +110,13 @@ def upgrade() -> None:
                 if key not in old_keys:
                     bind.execute(contents.insert().values(hash=key, body=bodies[old], created_at=now))
                 if rows[digest_id]:
-                    bind.execute(given.insert(), [
-                        {"content_hash": key, "position": n, "practice_id": p, "theme_id": t, "summarised": s}
-                        for n, (p, t, s) in enumerate(rows[digest_id])
-                    ])  # fmt: skip
+                    bind.execute(
+                        given.insert(),
+                        [
+                            {"content_hash": key, "position": n, "practice_id": p, "theme_id": t, "summarised": s}
+                            for n, (p, t, s) in enumerate(rows[digest_id])
+                        ],
+                    )
                 known.add(key)
             moves.append({"row_id": digest_id, "key": key})
         bind.execute(
@@ -119,14 +141,16 @@ def downgrade() -> None:
         sa.Column("theme_id", sa.Integer(), nullable=False),
         sa.Column("summarised", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(["digest_id"], ["digests.id"], name="fk_ledger_digest_id_digests", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["practice_id"], ["practices.id"], name="fk_ledger_practice_id_practices",
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["subscriber_id"], ["subscribers.id"], name="fk_ledger_subscriber_id_subscribers",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["practice_id"], ["practices.id"], name="fk_ledger_practice_id_practices", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscriber_id"], ["subscribers.id"], name="fk_ledger_subscriber_id_subscribers", ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(["theme_id"], ["themes.id"], name="fk_ledger_theme_id_themes", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_ledger"),
         sa.UniqueConstraint("subscriber_id", "practice_id", name="uq_ledger_subscriber_id"),
-    )  # fmt: skip
+    )
     op.create_index("ix_ledger_digest_id", "ledger", ["digest_id"])
     op.execute(
         "INSERT INTO ledger (subscriber_id, practice_id, digest_id, theme_id, summarised) "

@@ -23,8 +23,9 @@ WAITING = "status IN ('deferred', 'planned', 'sending')"
 
 
 def upgrade() -> None:
-    op.create_index("ix_digests_waiting", "digests", ["id"], sqlite_where=sa.text(WAITING),
-                    postgresql_where=sa.text(WAITING))  # fmt: skip
+    op.create_index(
+        "ix_digests_waiting", "digests", ["id"], sqlite_where=sa.text(WAITING), postgresql_where=sa.text(WAITING)
+    )
     op.create_index("ix_digests_sent_at", "digests", ["sent_at"])
 
 

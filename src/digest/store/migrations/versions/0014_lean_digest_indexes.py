@@ -27,8 +27,9 @@ SENT = "sent_at IS NOT NULL"
 def upgrade() -> None:
     op.drop_index("ix_digests_content_hash", table_name="digests")
     op.drop_index("ix_digests_sent_at", table_name="digests")
-    op.create_index("ix_digests_sent_at", "digests", ["sent_at"], sqlite_where=sa.text(SENT),
-                    postgresql_where=sa.text(SENT))  # fmt: skip
+    op.create_index(
+        "ix_digests_sent_at", "digests", ["sent_at"], sqlite_where=sa.text(SENT), postgresql_where=sa.text(SENT)
+    )
 
 
 def downgrade() -> None:
