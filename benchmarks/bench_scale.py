@@ -28,7 +28,7 @@ def child(database: str, smtp_url: str) -> None:
     from digest.config import load_settings
     from digest.mail.delivery import SendReport
     from digest.mail.plan import PlanPolicy, plan_due
-    from digest.mail.send import deliver_due
+    from digest.mail.runs import deliver_due
     from digest.mail.transport import transport_for
     from digest.store import db
 

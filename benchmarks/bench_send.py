@@ -29,8 +29,9 @@ from digest.ingest import ingest_sources
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import SendReport
 from digest.mail.message import Envelope, build_message
+from digest.mail.messages import links_for, render_for
 from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.send import deliver_due, links_for, render_for
+from digest.mail.runs import deliver_due
 from digest.mail.transport import MaildirTransport, transport_for
 from digest.store import db
 from digest.store.models import Subscriber, Subscription, Theme

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.delivery import DeliveryPolicy, SendReport, has_due
-from digest.mail.ledger import resend
+from digest.mail.delivery import DeliveryPolicy, SendReport, any_ready
 from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.send import deliver_due, plan_and_send
+from digest.mail.resend import resend
+from digest.mail.runs import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
 from digest.store.models import Digest, Subscriber
 from digest.store.queries import ledger
@@ -105,7 +105,7 @@ class SlowLink(FaultyHandler):
         answer = await super().handle_DATA(server, session, envelope)
         clock.set_fixed_now(clock.now() + self.step)
         with self.sessions() as s:
-            self.abandoned.append(has_due(s, clock.now(), self.policy))
+            self.abandoned.append(any_ready(s, clock.now(), self.policy))
         return answer
 
 

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.bounces import digest_of, read_bounces, return_path
+from digest.mail.bounces import read_bounces
 from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
 from digest.mail.render import HTML_BUDGET, Links, render_digest
+from digest.mail.verp import digest_of, return_path
 from digest.store.models import Bounce, Digest, Subscriber
 from tests.conftest import Cli, RecordingHandler, at
 from tests.test_send import GOAL6, WATER, add, ingest, send

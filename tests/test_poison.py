@@ -18,7 +18,7 @@ from digest import clock
 from digest.config import Settings
 from digest.mail.delivery import SendReport
 from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.send import plan_and_send
+from digest.mail.runs import plan_and_send
 from digest.mail.transport import transport_for
 from digest.store import db
 from digest.store.models import Content, Digest, Subscriber

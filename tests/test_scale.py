@@ -211,13 +211,13 @@ def test_a_sender_process_that_dies_is_named_and_the_others_finish(
     from dataclasses import replace as with_values
 
     from digest.config import load_settings
-    from digest.mail import send as sending
+    from digest.mail import senders
 
     handler, url = server
     sessions, people = populate(f"sqlite:///{tmp_path / 'digest.db'}", 200)
     env = config(tmp_path, f"sqlite:///{tmp_path / 'digest.db'}", url)
     settings = with_values(load_settings(env["DIGEST_CONFIG"], environ={}), smtp_url=url)
-    real = sending.deliver_due
+    real = senders.deliver_due
 
     def dies_once(*args: object, **kwargs: object) -> object:
         try:  # the first sender to get here (creating the file is atomic) dies; the others send
@@ -228,8 +228,8 @@ def test_a_sender_process_that_dies_is_named_and_the_others_finish(
             os._exit(3)
         raise RuntimeError("the sender broke")
 
-    monkeypatch.setattr(sending, "deliver_due", dies_once)  # the senders are forked: they run this one
-    report = sending.send_in_processes(sessions, settings, 3)
+    monkeypatch.setattr(senders, "deliver_due", dies_once)  # the senders are forked: they run this one
+    report = senders.send_in_processes(sessions, settings, 3)
     expected = "RuntimeError: the sender broke (exit code 1)" if how == "raises" else "without a report (exit code 3)"
     assert report.error is not None and "of 3 failed: " in report.error and expected in report.error, report.error
     assert report.sent == 200
@@ -363,7 +363,7 @@ def test_a_send_never_scans_the_digests(
 
     from digest import clock
     from digest.config import Settings
-    from digest.mail.send import plan_and_send
+    from digest.mail.runs import plan_and_send
     from digest.mail.transport import transport_for
 
     handler, url = server
@@ -406,7 +406,7 @@ def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transactio
     store still says `sending`; a subscriber's hard-bounce count is cleared in the same transaction; on both
     databases."""
     from digest import clock
-    from digest.mail.delivery import Pending, SentRecorder
+    from digest.store.digests import Claimed, SentRecorder
 
     sessions, _ = populate(store, 6)
     now = clock.now()
@@ -433,8 +433,8 @@ def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transactio
     with sessions() as s:
         digests = {d.subscriber_id: d.id for d in s.scalars(select(Digest))}
 
-    def pending(sid: int, bounces: int = 0) -> Pending:
-        return Pending(digests[sid], sid, "x@example.org", "k", "<m>", "s", "p", "c" * 64, 1, bounces)
+    def pending(sid: int, bounces: int = 0) -> Claimed:
+        return Claimed(digests[sid], sid, "x@example.org", "k", "<m>", "s", "p", "c" * 64, 1, bounces)
 
     def stored() -> list[tuple[str, str | None, int]]:
         with sessions() as s:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.send import plan_and_send
+from digest.mail.runs import plan_and_send
 from digest.mail.transport import transport_for
 from digest.schedules.slots import Choice, Defaults, ScheduleError, parse_choice, schedule_of
 from digest.store import db

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
-from digest.mail.send import plan_and_send
+from digest.mail.runs import plan_and_send
 from digest.mail.transport import transport_for
 from digest.store.models import Subscriber
 from digest.subscriptions.tokens import Purpose, make_token

@@ -13,10 +13,12 @@ from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
-from digest.mail.ledger import resend
+from digest.mail.messages import Addressed, digest_message
 from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.render import check_templates
-from digest.mail.send import Addressed, digest_message, plan_and_send, send_in_processes
+from digest.mail.resend import resend
+from digest.mail.runs import plan_and_send
+from digest.mail.senders import send_in_processes
 from digest.mail.transport import transport_for
 from digest.store import db, queries
 from digest.store.states import DigestStatus

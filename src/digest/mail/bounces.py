@@ -1,8 +1,7 @@
-"""Late bounces: a VERP return path per digest, and delivery status notifications (RFC 3464) read back.
+"""Late bounces: delivery status notifications (RFC 3464) read back from a Maildir or mbox.
 
-Every digest leaves with an envelope sender of its own, ``local+<token>@domain`` (the token is the digest's id
-and an HMAC of it under ``secret_key``, lower-case so that an MTA that folds case keeps it). A notification
-that comes back to that address names the digest, hence the subscriber; one whose recipient was rewritten is
+Every digest leaves with an envelope sender of its own (digest.mail.verp). A notification that comes back to that
+address names the digest, hence the subscriber; one whose recipient was rewritten is
 matched by the returned message's Message-ID instead. A permanent failure (Action: failed, Status 5.x.x)
 counts a hard bounce (the address is suppressed at ``suppress_after_bounces``, as for a 5xx during the SMTP
 transaction); a temporary one (delayed, 4.x.x) is recorded. Anything else in the mailbox is skipped and named.
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import email
 import hashlib
-import hmac
 import logging
 import os
 import re
@@ -28,35 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import logs
 from digest.config import Settings
 from digest.errors import SourceError
-from digest.mail.delivery import count_hard_bounce
-from digest.mail.message import sender_address
+from digest.mail.verp import digest_of
+from digest.store.bounces import count_hard_bounce
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import SubscriberStatus
 from digest.text.clean import header_safe
 
 events = logs.EventLog(__name__)
-_TOKEN = re.compile(r"\+([0-9a-f]{1,12})-([0-9a-f]{12})@", re.IGNORECASE)
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
-
-
-def _mac(settings: Settings, digest_id: int) -> str:
-    return hmac.new(settings.secret_key.encode(), f"verp:{digest_id}".encode(), hashlib.sha256).hexdigest()[:12]
-
-
-def return_path(settings: Settings, digest_id: int) -> str:
-    """The envelope sender of one digest: bounce_address (else mail_from) with +<id>-<mac> after its local part."""
-    base = settings.bounce_address or sender_address(settings.mail_from)
-    local, _, domain = base.rpartition("@")
-    return f"{local}+{digest_id:x}-{_mac(settings, digest_id)}@{domain}"
-
-
-def digest_of(settings: Settings, address: str) -> int | None:
-    """The digest id a VERP address names, when its HMAC is ours."""
-    match = _TOKEN.search(address)
-    if not match:
-        return None
-    digest_id = int(match.group(1), 16)
-    return digest_id if hmac.compare_digest(match.group(2).lower(), _mac(settings, digest_id)) else None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from digest import clock, logs
 from digest.errors import DigestError, NotFoundError, SubscriberError, TransportError
 from digest.mail.compose import DigestContent
+from digest.mail.messages import links_for, render_for
 from digest.mail.notices import send_confirmation, send_manage_link
-from digest.mail.send import links_for, render_for
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of

@@ -10,7 +10,7 @@ from digest.feeds.atom import build_feeds
 from digest.ingest import ingest_sources, policy_from
 from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
-from digest.mail.send import deliver_due, plan_and_send
+from digest.mail.runs import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
 
 if TYPE_CHECKING:

@@ -38,8 +38,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
-from digest.mail.delivery import DeliveryPolicy, SendReport, has_due, holder_id
-from digest.mail.send import deliver_due
+from digest.mail.delivery import DeliveryPolicy, SendReport, any_ready
+from digest.mail.holders import holder_id
+from digest.mail.runs import deliver_due
 from digest.mail.transport import transport_for
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
@@ -109,7 +110,7 @@ class Worker:
         third of a lease at a time (then it looks at the lease again, ready to take over)."""
         try:
             with self.factory() as session:
-                if not has_due(session, clock.now(), DeliveryPolicy.from_settings(self.settings)):
+                if not any_ready(session, clock.now(), DeliveryPolicy.from_settings(self.settings)):
                     return
             until = time.monotonic() + self.ttl.total_seconds() / 3
             report = deliver_due(

@@ -1,0 +1,142 @@
+"""`digest send --processes N`: sender processes side by side, forked while this one plans, reaped as they die;
+their reports added up."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from typing import Any, cast
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import clock, logs
+from digest.config import Settings
+from digest.mail.delivery import SendReport
+from digest.mail.plan import PlanPolicy, plan_due
+from digest.mail.render import check_templates
+from digest.mail.runs import deliver_due
+from digest.mail.transport import transport_for
+
+events = logs.EventLog(__name__)
+
+
+def _sender(settings: Settings, instant: str | None, parent: Engine | None, planned: Any, out: Any) -> None:
+    """One sender process of `digest send --processes N`, with its own engine and SMTP connection. It sends while
+    the parent plans (what each planning batch commits is due at once) and stops once planning is over and
+    nothing due is left; its report goes back through ``out``. If the parent dies (kill -9), the sender finishes
+    the message in flight, hands the rest of its claims back and exits: nothing waits for a parent that is gone."""
+    import os
+
+    from digest.store import db
+
+    parent_pid = os.getppid()
+
+    def orphaned() -> bool:
+        return os.getppid() != parent_pid  # re-parented: the command that forked this sender is gone
+
+    if parent is not None:
+        parent.dispose(close=False)  # forked: the parent's pooled connections stay the parent's, untouched
+    if instant:
+        clock.set_fixed_now(clock.parse_instant(instant))
+    engine = db.make_engine(settings.database_url)
+    try:
+        report = deliver_due(
+            db.session_factory(engine),
+            settings,
+            transport_for(settings),
+            SendReport(),
+            should_stop=orphaned,
+            more_coming=lambda: not orphaned() and not planned.wait(0.05),
+        )
+        if orphaned():
+            events("sender.orphaned", logging.WARNING, sent=report.sent)
+        else:
+            out.send(report.as_dict())
+    except Exception as e:  # logged with its traceback, named in the parent's report; the other senders go on
+        events("sender.crashed", logging.ERROR, exc_info=True, error=f"{type(e).__name__}: {e}")
+        try:
+            out.send({"crashed": f"{type(e).__name__}: {e}"})
+        except OSError:
+            pass  # the parent is gone: the log line above is all there is to say
+        raise SystemExit(1) from e
+    finally:
+        engine.dispose()
+        out.close()
+
+
+def send_in_processes(factory: sessionmaker[Session], settings: Settings, processes: int) -> SendReport:
+    """Plan, and deliver with ``processes`` sender processes side by side, which start sending what planning has
+    committed while it goes on (each claims its own batches; a digest is sent by one of them only); their
+    reports added up.
+
+    A sender that dies is reaped as soon as it does (whatever its place among the others), so the others see its
+    claims as abandoned and take them over; if none is left to, this process sends them before it returns.
+    The senders are forked where the platform can (they start at once, with everything imported: no new
+    interpreter each), and started afresh elsewhere."""
+    from multiprocessing.connection import wait
+
+    check_templates(settings.templates_dir or None)  # a broken template stops the run before any sender starts
+    fixed = clock.fixed_now()
+    instant = fixed.isoformat() if fixed else None
+    forked = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
+    parent = factory.kw.get("bind") if forked else None
+    planned = context.Event()
+    senders: dict[int, tuple[Any, Any]] = {}
+    for n in range(1, processes + 1):
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_sender, args=(settings, instant, parent, planned, send), daemon=True)
+        process.start()
+        send.close()
+        senders[n] = (process, receive)
+    try:
+        plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
+    finally:
+        planned.set()
+    total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
+    reports: dict[int, dict[str, Any]] = {}
+    crashed = False
+    while senders:
+        # A report (read at once: a long one must not fill the pipe while its sender waits to exit) or an exit.
+        waiting = [r for n, (_, r) in senders.items() if n not in reports]
+        ready = wait(waiting + [p.sentinel for p, _ in senders.values()])
+        for n, (process, receive) in list(senders.items()):
+            if receive in ready and n not in reports:
+                reports[n] = _report(receive)
+            if process.sentinel in ready:
+                process.join()
+                if n not in reports:
+                    reports[n] = _report(receive) if receive.poll() else {"crashed": "it ended without a report"}
+                del senders[n]
+                part = reports[n]
+                if "crashed" in part:
+                    crashed = True
+                    error = f"sender {n} of {processes} failed: {part['crashed']} (exit code {process.exitcode})"
+                    events("sender.lost", logging.ERROR, sender=n, exit_code=process.exitcode, error=error)
+                    reports[n] = cast(dict[str, Any], SendReport(error=error).as_dict())
+    for n in sorted(reports):
+        _add(total, reports[n])
+    if crashed:
+        # Whatever a dead sender held and no other sender took over (they had all finished) goes now.
+        _add(total, deliver_due(factory, settings, transport_for(settings), SendReport()).as_dict())
+    return total
+
+
+def _report(receive: Any) -> dict[str, Any]:
+    """What a sender said through its pipe, or that it said nothing (killed, or died before it could)."""
+    try:
+        said: dict[str, Any] = receive.recv()
+    except EOFError:
+        return {"crashed": "it ended without a report"}
+    return said
+
+
+def _add(total: SendReport, part: dict[str, Any]) -> None:
+    """Add one sender's report to the run's."""
+    for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):
+        setattr(total, name, getattr(total, name) + int(part[name]))
+    total.rate_limited = total.rate_limited or bool(part["rate_limited"])
+    total.errors += list(part["errors"])
+    if part["error"] and total.error is None:
+        total.error, total.hint = str(part["error"]), str(part["hint"])

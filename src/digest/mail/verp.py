@@ -1,0 +1,34 @@
+"""VERP: every digest leaves with an envelope sender of its own, ``local+<token>@domain`` (the token is the
+digest's id and an HMAC of it under ``secret_key``, lower-case so that an MTA that folds case keeps it), so a
+bounce names the digest it is about, and only with our HMAC."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from digest.config import Settings
+from digest.mail.message import sender_address
+
+_TOKEN = re.compile(r"\+([0-9a-f]{1,12})-([0-9a-f]{12})@", re.IGNORECASE)
+
+
+def _mac(settings: Settings, digest_id: int) -> str:
+    return hmac.new(settings.secret_key.encode(), f"verp:{digest_id}".encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def return_path(settings: Settings, digest_id: int) -> str:
+    """The envelope sender of one digest: bounce_address (else mail_from) with +<id>-<mac> after its local part."""
+    base = settings.bounce_address or sender_address(settings.mail_from)
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{digest_id:x}-{_mac(settings, digest_id)}@{domain}"
+
+
+def digest_of(settings: Settings, address: str) -> int | None:
+    """The digest id a VERP address names, when its HMAC is ours."""
+    match = _TOKEN.search(address)
+    if not match:
+        return None
+    digest_id = int(match.group(1), 16)
+    return digest_id if hmac.compare_digest(match.group(2).lower(), _mac(settings, digest_id)) else None

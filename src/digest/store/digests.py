@@ -1,0 +1,342 @@
+"""Every change of a digest's state after planning, in one place: claims, outcomes, hand-back, renewal, the sweep
+before a run, and the recorder's grouped "sent" statements. Senders (digest.mail.delivery) decide; this module
+writes, each change in the transaction its docstring names.
+
+A digest is `sending` only between its claim and its outcome, held by one process (`claimed_by`); every outcome
+is written only while the claim is still that process's own (an unsubscribe may have cancelled it meanwhile).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from digest.store.models import Digest, Resend, Subscriber, UTCDateTime, waiting
+from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
+
+# pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
+RATE_LOCK = 0x64696765_7376
+
+
+class Claimed(NamedTuple):
+    """A digest a sender has claimed, with what building its message needs (its content comes by hash). A tuple:
+    a claim makes a hundred at once."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    # The subscriber's key, which their links are signed for.
+    key: str
+    message_id: str
+    subject: str
+    period: str
+    content_hash: str
+    # Attempts so far, this claim included.
+    attempts: int
+    # The subscriber's hard bounces in a row (an accepted message clears them).
+    bounces: int = 0
+
+
+def claimable(now: datetime, claim_timeout: timedelta, dead: Sequence[str]) -> ColumnElement[bool]:
+    """Waiting and ready to send now: planned; deferred and its time has come; sending, but its claim was
+    abandoned (older than ``claim_timeout``, or held by one of the ``dead`` processes)."""
+    stale = Digest.claimed_at < now - claim_timeout
+    return or_(
+        Digest.status == DigestStatus.PLANNED,
+        and_(
+            Digest.status == DigestStatus.DEFERRED,
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        and_(Digest.status == DigestStatus.SENDING, or_(stale, Digest.claimed_by.in_(dead)) if dead else stale),
+    )
+
+
+def any_claimable(session: Session, now: datetime, claim_timeout: timedelta) -> bool:
+    """Whether any digest is ready to send now (cheap: stops at the first)."""
+    found = session.scalar(select(Digest.id).where(waiting(), claimable(now, claim_timeout, [])).limit(1))
+    return found is not None
+
+
+def claim_holders(session: Session) -> list[str]:
+    """Who holds `sending` claims ("host:pid"), each once."""
+    holders = (
+        select(Digest.claimed_by)
+        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
+        .where(waiting(), Digest.status == DigestStatus.SENDING)
+        .distinct()
+    )
+    return [holder for holder in session.scalars(holders) if holder]
+
+
+def sent_since(session: Session, since: datetime) -> int:
+    """Messages that went out since ``since``: digests and resends."""
+    digests = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= since)) or 0
+    resends = session.scalar(select(func.count()).select_from(Resend).where(Resend.sent_at >= since)) or 0
+    return digests + resends
+
+
+def hour_budget(session: Session, per_hour: int, now: datetime) -> int:
+    """How many more may be claimed this hour: ``per_hour`` less what went out in the last hour and what is in
+    flight."""
+    in_flight = session.scalar(
+        select(func.count()).select_from(Digest).where(waiting(), Digest.status == DigestStatus.SENDING)
+    )
+    return per_hour - sent_since(session, now - timedelta(hours=1)) - (in_flight or 0)
+
+
+def _confirmed() -> ColumnElement[bool]:
+    # Correlated: each candidate looks its subscriber up by primary key, so the plan stays a walk down the
+    # digests' ids however stale the table statistics are right after a big planning run.
+    return (
+        select(Subscriber.id)
+        .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED)
+        .exists()
+    )
+
+
+def sweep(
+    engine: Engine, now: datetime, claim_timeout: timedelta, dead: Sequence[str], max_attempts: int
+) -> tuple[int, list[int]]:
+    """Before a run, in one transaction: ready digests of subscribers no longer confirmed are cancelled, and those
+    out of attempts (a process died with each of them in hand) failed, never claimed again. The number cancelled,
+    and the ids failed."""
+    ready = and_(waiting(), claimable(now, claim_timeout, dead))
+    with engine.begin() as conn:
+        cancelled = conn.execute(
+            update(Digest).where(ready, ~_confirmed()).values(status=DigestStatus.CANCELLED, claimed_by=None)
+        ).rowcount
+        exhausted = conn.execute(
+            update(Digest)
+            .where(ready, _confirmed(), Digest.attempts >= max_attempts)
+            .values(
+                status=DigestStatus.FAILED,
+                claimed_by=None,
+                last_error=func.coalesce(Digest.last_error, "")
+                + f" (gave up: {max_attempts} attempts, the last never finished)",
+            )
+            .returning(Digest.id)
+        ).all()
+    return cancelled, [digest_id for (digest_id,) in exhausted]
+
+
+def claim(
+    engine: Engine,
+    holder: str,
+    now: datetime,
+    limit: int,
+    claim_timeout: timedelta,
+    dead: Sequence[str],
+    max_attempts: int,
+    per_hour: int = 0,
+) -> list[Claimed]:
+    """Mark up to ``limit`` ready digests of confirmed subscribers `sending` by ``holder``, in one committed UPDATE,
+    and return them in id order; other senders skip the rows this one is claiming (PostgreSQL) or wait their turn
+    (SQLite). With ``per_hour``, never past the hour's budget, on every host at once."""
+    # A walk down ix_digests_waiting (its predicate, word for word, lets the database use it; SQLite is told).
+    candidates = (
+        select(Digest.id)
+        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
+        .where(waiting(), claimable(now, claim_timeout, dead), _confirmed(), Digest.attempts < max_attempts)
+        .order_by(Digest.id)
+        .limit(limit)
+    )
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        candidates = candidates.with_for_update(skip_locked=True, of=Digest)
+    with engine.begin() as conn:
+        if postgres and per_hour > 0:
+            # The hour's budget is read and spent by one sender at a time, on every host: never over it.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RATE_LOCK})
+            with Session(conn) as session:
+                budget = hour_budget(session, per_hour, now)
+            if budget <= 0:
+                return []
+            candidates = candidates.limit(min(limit, budget))
+        claimed = conn.execute(
+            update(Digest)
+            .where(Digest.id.in_(candidates.scalar_subquery()))
+            .values(status=DigestStatus.SENDING, claimed_by=holder, claimed_at=now, attempts=Digest.attempts + 1)
+            .returning(
+                Digest.id,
+                Digest.subscriber_id,
+                Digest.message_id,
+                Digest.subject,
+                Digest.period,
+                Digest.content_hash,
+                Digest.attempts,
+            )
+        ).all()
+        if not claimed:
+            return []
+        rows = conn.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.key, Subscriber.bounces).where(
+                Subscriber.id.in_({row.subscriber_id for row in claimed})
+            )
+        )
+        who = {sid: (email, key, bounces) for sid, email, key, bounces in rows}
+    return sorted(
+        (
+            Claimed(
+                row.id,
+                row.subscriber_id,
+                *who[row.subscriber_id][:2],
+                row.message_id,
+                row.subject,
+                row.period,
+                row.content_hash,
+                row.attempts,
+                who[row.subscriber_id][2],
+            )
+            for row in claimed
+        ),
+        key=lambda c: c.id,
+    )
+
+
+def held(ids: Sequence[int], holder: str) -> ColumnElement[bool]:
+    """These digests, where ``holder`` still holds them (an unsubscribe may have cancelled one meanwhile)."""
+    return and_(Digest.id.in_(list(ids)), Digest.status == DigestStatus.SENDING, Digest.claimed_by == holder)
+
+
+def finish(engine: Engine, digest_id: int, holder: str, status: DigestStatus, **values: object) -> None:
+    """Record an outcome other than sent (deferred, failed), in a transaction of its own, if the claim is still
+    ``holder``'s."""
+    with engine.begin() as conn:
+        conn.execute(update(Digest).where(held([digest_id], holder)).values(status=status, claimed_by=None, **values))
+
+
+def fail_refused(conn: Connection, digest_id: int, holder: str, error: str) -> None:
+    """The recipient was refused (a hard bounce): failed for good, on ``conn``'s transaction (the bounce is counted
+    in the same one)."""
+    conn.execute(
+        update(Digest)
+        .where(Digest.id == digest_id, Digest.claimed_by == holder)
+        .values(status=DigestStatus.FAILED, claimed_by=None, last_error=error)
+    )
+
+
+def renew(engine: Engine, ids: Sequence[int], holder: str, now: datetime) -> None:
+    """Renew ``holder``'s claim on these digests (a batch on a slow link must not look abandoned)."""
+    with engine.begin() as conn:
+        conn.execute(update(Digest).where(held(ids, holder)).values(claimed_at=now))
+
+
+def hand_back(engine: Engine, ids: Sequence[int], holder: str) -> None:
+    """Hand claimed digests back untouched (the run stops for a reason that is not theirs): planned, or deferred
+    when they were, and the claim's attempt not counted."""
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(Digest)
+            .where(held(ids, holder))
+            .values(
+                status=case(
+                    (Digest.next_attempt_at.is_(None), DigestStatus.PLANNED.value), else_=DigestStatus.DEFERRED.value
+                ),
+                claimed_by=None,
+                attempts=Digest.attempts - 1,
+            )
+        )
+
+
+def cancel_unsent(session: Session, subscriber_id: int) -> None:
+    """Everything of this subscriber not sent yet is cancelled, a `sending` leftover too (a sender with it in flight
+    still records it sent: the recorder goes by id and holder)."""
+    session.execute(
+        update(Digest)
+        .where(Digest.subscriber_id == subscriber_id, Digest.status.in_(CANCELLABLE))
+        .values(status=DigestStatus.CANCELLED)
+    )
+
+
+class SentRecorder:
+    """Records accepted messages as sent, in groups: one short transaction for up to ``group`` of them, on a driver
+    connection kept for the run (no ORM, no statement compiled per message; on PostgreSQL the group's statements go
+    in one round trip, under `synchronous_commit off`). A group is written once it is full, once its first
+    message is ``max_age`` seconds old (checked before each message is sent: see `due`), and whenever the sender
+    claims, hands back, waits or stops.
+
+    What a kill -9 may cause is bounded by the group: up to ``group`` messages the server had accepted are still
+    `sending` and are sent again by whoever takes the claim over, with their original Message-ID (1 records each
+    message at once: only the one in flight). Never a message the server had not accepted, never a lost one. A
+    crash of the database itself may forget the last few milliseconds of outcomes in the same way. By id and
+    holder, not state: an unsubscribe that cancelled a digest in flight does not hide a sent message."""
+
+    def __init__(self, engine: Engine, holder: str, group: int = 1, max_age: float = 1.0) -> None:
+        dialect = engine.dialect
+        self.holder = holder
+        self.group = max(1, group)
+        self.max_age = max_age
+        # The driver's form of a time, as the ORM would bind it (SQLite: naive UTC text).
+        self._when: Callable[[datetime], Any] = UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (
+            lambda value: value
+        )
+        mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+        self._sent = (
+            f"UPDATE digests SET status = '{DigestStatus.SENT.value}', sent_at = {mark}, claimed_by = NULL, "
+            f"last_error = NULL, next_attempt_at = NULL WHERE id = {mark} AND claimed_by = {mark}"
+        )
+        self._clear_bounces = f"UPDATE subscribers SET bounces = 0 WHERE id = {mark}"
+        raw = engine.raw_connection()
+        driver: Any = raw.driver_connection
+        raw.detach()  # its settings are this run's own: closed at the end, never pooled again
+        self._raw = raw
+        if dialect.name == "postgresql":
+            driver.autocommit = True
+        else:
+            driver.isolation_level = None  # sqlite3: autocommit; a group is one BEGIN ... COMMIT
+        self._cursor = raw.cursor()
+        if dialect.name == "postgresql":
+            self._cursor.execute("SET synchronous_commit TO OFF")
+        self._rows: list[tuple[Any, int, str]] = []
+        # Subscribers whose run of hard bounces an accepted message ends (in the same transaction).
+        self._cleared: list[tuple[int]] = []
+        self._since = 0.0
+
+    @property
+    def waiting(self) -> int:
+        """Accepted messages not yet written."""
+        return len(self._rows)
+
+    def sent(self, claimed: Claimed, now: datetime) -> None:
+        if not self._rows:
+            self._since = time.monotonic()
+        self._rows.append((self._when(now), claimed.id, self.holder))
+        if claimed.bounces:
+            self._cleared.append((claimed.subscriber_id,))
+        if len(self._rows) >= self.group:
+            self.flush()
+
+    def due(self) -> None:
+        """Write the group if its first message has waited ``max_age`` (a slow link never holds outcomes long)."""
+        if self._rows and time.monotonic() - self._since >= self.max_age:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting, in one transaction. If that fails, it is kept (and raised): a later flush writes
+        it, or the claims run out and the messages are sent again with their Message-IDs."""
+        if not self._rows:
+            return
+        if len(self._rows) == 1 and not self._cleared:
+            self._cursor.execute(self._sent, self._rows[0])  # one autocommitted statement
+        else:
+            self._cursor.execute("BEGIN")
+            try:
+                self._cursor.executemany(self._sent, self._rows)
+                if self._cleared:
+                    self._cursor.executemany(self._clear_bounces, self._cleared)
+            except BaseException:
+                self._cursor.execute("ROLLBACK")
+                raise
+            self._cursor.execute("COMMIT")
+        self._rows.clear()
+        self._cleared.clear()
+
+    def close(self) -> None:
+        self._raw.close()
