@@ -184,3 +184,39 @@ def test_a_send_imports_only_what_sending_needs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and '"sent": 0' in done.stdout, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "", done.stdout.splitlines()[-1]  # none of them
+
+
+def _state_literals() -> list[str]:
+    """Comparisons of a state or choice (status, frequency, kind, outcome) with a word typed out as a string."""
+    import ast
+    from enum import StrEnum
+
+    from digest.store import states
+
+    words = {m.value for e in vars(states).values() if isinstance(e, type) and issubclass(e, StrEnum) for m in e}
+    words.discard("ok")  # also an HTTP word; JobOutcome.OK compared by name is checked through "outcome" below
+    fields = {"status", "frequency", "freq", "kind", "outcome"}
+
+    def named(node: ast.AST) -> str:
+        return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+    def literal(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in words
+        return isinstance(node, ast.Tuple | ast.Set | ast.List) and any(literal(e) for e in node.elts)
+
+    found = []
+    for path in sorted((ROOT / "src" / "digest").rglob("*.py")):
+        if path.name == "states.py" or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(named(side) in fields for side in sides) and any(literal(side) for side in sides):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_no_state_is_typed_out_outside_the_states_module() -> None:
+    """States and choices are enums (digest.store.states), in the columns (EnumText) and in every comparison."""
+    assert _state_literals() == []

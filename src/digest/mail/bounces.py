@@ -29,7 +29,7 @@ from digest.errors import SourceError
 from digest.mail.verp import digest_of
 from digest.store.bounces import count_hard_bounce
 from digest.store.models import Bounce, Digest, Subscriber
-from digest.store.states import SubscriberStatus
+from digest.store.states import BounceKind, SubscriberStatus
 from digest.text.clean import header_safe
 
 events = logs.EventLog(__name__)
@@ -40,7 +40,7 @@ _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 class Notification:
     """What one delivery status notification says about the (first failed) recipient."""
 
-    kind: str  # "hard" or "soft"
+    kind: BounceKind
     status: str
     diagnostic: str
     recipient: str
@@ -104,7 +104,7 @@ def read_notification(message: EmailMessage) -> Notification | None:
         str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
     )
     return Notification(
-        kind="hard" if permanent else "soft",
+        kind=BounceKind.HARD if permanent else BounceKind.SOFT,
         status=code.group(0) if code else chosen.get("status", "")[:20],
         diagnostic=header_safe(chosen.get("diagnostic-code", ""), limit=1000),
         recipient=recipient,
@@ -240,7 +240,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
                 )
             )
             error = f"late bounce {note.status}: {note.diagnostic or 'no diagnostic'}"
-            if note.kind == "hard":
+            if note.kind == BounceKind.HARD:
                 report.hard += 1
                 session.flush()
                 if subscriber.status == SubscriberStatus.CONFIRMED:
@@ -251,7 +251,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
             else:
                 report.soft += 1
         events(
-            f"bounce.{'hard' if note.kind == 'hard' else 'soft'}",
+            f"bounce.{note.kind.value}",
             logging.WARNING,
             digest_id=digest.id,
             status=note.status,

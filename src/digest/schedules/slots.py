@@ -19,8 +19,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest.errors import DigestError
 from digest.schedules.zones import unknown_zone
+from digest.store.states import Frequency
 
-FREQUENCIES = ("daily", "weekly", "monthly")
+FREQUENCIES = tuple(f.value for f in Frequency)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # How far the slot search looks (a monthly day 31 recurs within two months).
 _HORIZON = 400
@@ -44,9 +45,9 @@ class Schedule:
     cron: CronTrigger | None = None
 
     def _slot_on(self, day: date) -> datetime | None:
-        if self.frequency == "weekly" and day.weekday() != self.day:
+        if self.frequency == Frequency.WEEKLY and day.weekday() != self.day:
             return None
-        if self.frequency == "monthly":
+        if self.frequency == Frequency.MONTHLY:
             assert self.day is not None
             if day.day != min(self.day, calendar.monthrange(day.year, day.month)[1]):
                 return None
@@ -83,10 +84,10 @@ class Schedule:
         when = f"{self.hour:02d}:00 {self.zone.key}"
         if self.cron is not None:
             return f"on the operator's schedule ({self.cron})"
-        if self.frequency == "weekly":
+        if self.frequency == Frequency.WEEKLY:
             assert self.day is not None
             return f"weekly on {WEEKDAYS[self.day].capitalize()} at {when}"
-        if self.frequency == "monthly":
+        if self.frequency == Frequency.MONTHLY:
             return f"monthly on day {self.day} at {when}"
         return f"daily at {when}"
 
@@ -147,23 +148,24 @@ def parse_choice(
     day_value: int | None = None
     if day is not None and str(day).strip() != "":
         text = str(day).strip().lower()
-        if freq in (None, "weekly") and not text.isdigit():
+        if freq in (None, Frequency.WEEKLY) and not text.isdigit():
             names = [w for w in WEEKDAYS if w.startswith(text[:3])] if len(text) >= 3 else []
             if not names:
                 raise ScheduleError(f"day {day!r} is not a weekday name (monday ... sunday)")
             day_value = WEEKDAYS.index(names[0])
-            freq = freq or "weekly"
-        elif freq == "monthly" and text.isdigit():
+            freq = freq or Frequency.WEEKLY
+        elif freq == Frequency.MONTHLY and text.isdigit():
             if not 1 <= int(text) <= 31:
                 raise ScheduleError(f"day {day!r} is not a day of the month from 1 to 31")
             day_value = int(text)
-        elif freq == "daily":
+        elif freq == Frequency.DAILY:
             raise ScheduleError(f"day {day!r}: a daily digest has no day")
         else:
             raise ScheduleError(
-                f"day {day!r} does not fit frequency {freq or 'weekly'}: a weekday name for weekly, 1-31 for monthly"
+                f"day {day!r} does not fit frequency {freq or Frequency.WEEKLY}: "
+                "a weekday name for weekly, 1-31 for monthly"
             )
-    if freq == "monthly" and day_value is None:
+    if freq == Frequency.MONTHLY and day_value is None:
         raise ScheduleError("a monthly digest needs a day of the month (1-31)")
     return Choice(freq, day_value, hour_value, zone)
 
@@ -197,10 +199,10 @@ def schedule_of(choice: Choice, defaults: Defaults) -> Schedule:
     if choice.frequency is None and choice.day is None and choice.hour is None and choice.timezone is None:
         if defaults.cron is not None:
             return Schedule("cron", None, hour, zone, defaults.cron)
-    frequency = choice.frequency if choice.frequency in FREQUENCIES else "weekly"
+    frequency = choice.frequency if choice.frequency in FREQUENCIES else Frequency.WEEKLY
     day = choice.day
-    if frequency == "weekly" and (day is None or not 0 <= day <= 6):
+    if frequency == Frequency.WEEKLY and (day is None or not 0 <= day <= 6):
         day = defaults.weekday
-    if frequency == "monthly" and (day is None or not 1 <= day <= 31):
+    if frequency == Frequency.MONTHLY and (day is None or not 1 <= day <= 31):
         day = 1
-    return Schedule(frequency, day if frequency != "daily" else None, hour, zone)
+    return Schedule(frequency, day if frequency != Frequency.DAILY else None, hour, zone)

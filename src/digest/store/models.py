@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -24,7 +25,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import TextClause, false, text
 
-from digest.store.states import DigestStatus, JobOutcome, SourceStatus, SubscriberStatus, check
+from digest.store.states import (
+    WAITING,
+    BounceKind,
+    DigestStatus,
+    Frequency,
+    JobOutcome,
+    SourceStatus,
+    SubscriberStatus,
+    among,
+    check,
+)
 
 # Constraint names fixed by convention, so migrations name them the same on SQLite and PostgreSQL.
 NAMING = {
@@ -55,6 +66,27 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A state or a choice stored as its word (with a CHECK constraint beside it) and read back as its enum: a value
+    that is not one of the enum's is refused before it reaches the database."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 20) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -134,7 +166,7 @@ class Subscriber(Base):
     __tablename__ = "subscribers"
     __table_args__ = (
         CheckConstraint(check("status", SubscriberStatus), name="status"),
-        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency"),
+        CheckConstraint(check("frequency", Frequency), name="frequency"),
         CheckConstraint("hour BETWEEN 0 AND 23", name="hour"),
         CheckConstraint("day BETWEEN 0 AND 31", name="day"),
     )
@@ -144,8 +176,9 @@ class Subscriber(Base):
     # Random and opaque; signed links (confirm, manage, unsubscribe, view) name this. Erasing the subscriber
     # erases it, so every link they were ever sent stops working.
     key: Mapped[str] = mapped_column(String(43), unique=True, default=new_key)
-    # A SubscriberStatus.
-    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING, index=True)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        EnumText(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
+    )
     # Hard bounces (5xx for the address) since the last accepted message.
     bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_bounce: Mapped[str | None] = mapped_column(Text)
@@ -156,7 +189,7 @@ class Subscriber(Base):
     # Before per-subscriber schedules: the last weekly period planned (read once to place next_due_at).
     last_period: Mapped[str | None] = mapped_column(String(32))
     # Their schedule (digest.schedules.slots); None is "as the operator's default".
-    frequency: Mapped[str | None] = mapped_column(String(10))
+    frequency: Mapped[Frequency | None] = mapped_column(EnumText(Frequency, 10))
     day: Mapped[int | None] = mapped_column(Integer)
     hour: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str | None] = mapped_column(String(64))
@@ -185,7 +218,7 @@ class Subscription(Base):
 
 
 # The predicate of ix_digests_waiting, written out: a query uses that index only when its WHERE has this very term.
-WAITING_SQL = "status IN ('deferred', 'planned', 'sending')"
+WAITING_SQL = among("status", WAITING)
 # The predicate of ix_digests_sent_at (a comparison with sent_at implies it, in both databases).
 SENT_SQL = "sent_at IS NOT NULL"
 
@@ -217,8 +250,8 @@ class Digest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     period: Mapped[str] = mapped_column(String(32))
-    # A DigestStatus (not indexed: see waiting()).
-    status: Mapped[str] = mapped_column(String(20), default=DigestStatus.PLANNED)
+    # Not indexed: see waiting().
+    status: Mapped[DigestStatus] = mapped_column(EnumText(DigestStatus), default=DigestStatus.PLANNED)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
     # The frozen content (JSON of digest.mail.compose.DigestContent), stored once per distinct content: every
@@ -295,8 +328,7 @@ class SourceState(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # The path or URL, as configured or given to `digest ingest`.
     location: Mapped[str] = mapped_column(String(2000), unique=True)
-    # A SourceStatus.
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[SourceStatus] = mapped_column(EnumText(SourceStatus))
     last_fetch_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -349,8 +381,7 @@ class JobRun(Base):
     reason: Mapped[str] = mapped_column(String(20), default="scheduled")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # A JobOutcome.
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[JobOutcome] = mapped_column(EnumText(JobOutcome))
     # JSON of what it did (sent, planned, new practices...).
     counts: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
@@ -385,13 +416,13 @@ class Bounce(Base):
     recipient, status; see digest.mail.bounces.report_key) keeps a re-read or a replay from counting it twice."""
 
     __tablename__ = "bounces"
-    __table_args__ = (CheckConstraint("kind IN ('hard', 'soft')", name="kind"),)
+    __table_args__ = (CheckConstraint(check("kind", BounceKind), name="kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(64), unique=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(4))
+    kind: Mapped[BounceKind] = mapped_column(EnumText(BounceKind, 4))
     # The RFC 3463 status (5.1.1) and the remote server's words.
     status: Mapped[str] = mapped_column(String(20))
     diagnostic: Mapped[str] = mapped_column(Text, default="")

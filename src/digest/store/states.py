@@ -1,7 +1,8 @@
-"""Every state a digest, a subscriber, a source or a job run can be in, and the named sets the code asks about.
+"""Every state a digest, a subscriber, a source or a job run can be in, the choices stored as words (frequency,
+bounce kind), and the named sets the code asks about.
 
-Stored as their values (lower-case strings) with a CHECK constraint (migration 0005); compared as enums. A
-state is typed out here and nowhere else.
+Stored as their values (lower-case strings) with a CHECK constraint (migration 0005), read back as these enums
+(models.EnumText), compared as enums. A state is typed out here and nowhere else (tests/test_house.py checks).
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ class JobOutcome(StrEnum):
     FAILED = "failed"
 
 
+class Frequency(StrEnum):
+    """How often a subscriber chose to get digests (None in the store: the operator's default)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class BounceKind(StrEnum):
+    HARD = "hard"  # permanent: counts toward suppression
+    SOFT = "soft"  # temporary: recorded
+
+
 def check(column: str, states: type[StrEnum]) -> str:
     """The SQL of a CHECK constraint that keeps ``column`` to the values of ``states``."""
     return f"{column} IN ({', '.join(repr(s.value) for s in states)})"
+
+
+def among(column: str, states: frozenset[DigestStatus]) -> str:
+    """``column IN (...)`` for a named set, its values sorted (a partial index's predicate is matched word for
+    word, so it is always written the same)."""
+    return f"{column} IN ({', '.join(repr(s.value) for s in sorted(states, key=str))})"

@@ -26,7 +26,7 @@ from digest.store.models import (
     Subscription,
     Theme,
 )
-from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
+from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
 from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
 
@@ -150,9 +150,14 @@ def _apply(subscriber: Subscriber, choice: Choice) -> None:
         value = getattr(choice, name)
         if value is not None:
             setattr(subscriber, name, value)
-    if choice.frequency == "daily":
+    if choice.frequency == Frequency.DAILY:
         subscriber.day = None
-    elif choice.frequency == "weekly" and choice.day is None and subscriber.day is not None and subscriber.day > 6:
+    elif (
+        choice.frequency == Frequency.WEEKLY
+        and choice.day is None
+        and subscriber.day is not None
+        and subscriber.day > 6
+    ):
         subscriber.day = None  # a monthly day is no weekday: back to the default weekday
 
 
@@ -166,7 +171,7 @@ def set_schedule(session: Session, subscriber: Subscriber, choice: Choice, defau
     if subscriber.paused_until is not None and after != before:
         day = subscriber.paused_until.astimezone(before).date()
         subscriber.paused_until = datetime.combine(day, time(0), tzinfo=after).astimezone(UTC)
-    if choice.frequency == "monthly" or subscriber.frequency == "monthly":
+    if choice.frequency == Frequency.MONTHLY or subscriber.frequency == Frequency.MONTHLY:
         if subscriber.day is None or not 1 <= subscriber.day <= 31:
             raise ScheduleError("a monthly digest needs a day of the month (1-31): give --day")
     _place(subscriber, defaults, now)

@@ -25,6 +25,7 @@ from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import aliases, zone_groups
 from digest.store import queries
+from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, TokenError, make_token, read_token, read_view_token
 from digest.web import limits
@@ -163,7 +164,7 @@ def confirm(token: str) -> Any:
             subscriber = people.subscriber_by_key(session, key)
         except NotFoundError:
             abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
-        if subscriber.status != "confirmed":
+        if subscriber.status != SubscriberStatus.CONFIRMED:
             people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
     return render_template("confirmed.html", manage_url=manage_url), 200, PRIVATE
@@ -221,7 +222,7 @@ def manage_change(token: str) -> BaseResponse:
                 subscriber = people.subscriber_by_key(session, key)
             except NotFoundError:
                 abort(404, "This link belongs to no subscription any more.")
-            if subscriber.status == "unsubscribed" and action != "leave":
+            if subscriber.status == SubscriberStatus.UNSUBSCRIBED and action != "leave":
                 raise SubscriberError("You have left: subscribe again on the home page to come back.")
             defaults = defaults_from(settings)
             if action == "themes":
@@ -229,8 +230,8 @@ def manage_change(token: str) -> BaseResponse:
                 message = "Your themes are saved."
             elif action == "schedule":
                 frequency = request.form.get("frequency", "")
-                day = request.form.get("monthday") if frequency == "monthly" else request.form.get("weekday")
-                day = None if frequency == "daily" else day
+                day = request.form.get("monthday") if frequency == Frequency.MONTHLY else request.form.get("weekday")
+                day = None if frequency == Frequency.DAILY else day
                 choice = parse_choice(frequency, day, request.form.get("hour"), request.form.get("timezone"))
                 people.set_schedule(session, subscriber, choice, defaults, now)
                 message = "Your schedule is saved."
@@ -329,7 +330,7 @@ def one_click(token: str) -> Any:
         except NotFoundError:
             # Erased already: there is nobody left to mail, which is what was asked.
             return error_page(200, "Unsubscribed", "This address gets no more digests.")
-        if subscriber.status != "unsubscribed":
+        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
             people.unsubscribe_subscriber(session, subscriber, clock.now())
     events("web.unsubscribed")
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
