@@ -458,10 +458,10 @@ def test_recording_sent_goes_in_groups_and_clears_bounces_in_the_same_transactio
         assert recorder.waiting == 0
         assert stored() == [(*sent, 0), (*sent, 0), (*sent, 0), *[(*sending, 0)] * 3]
         recorder.sent(pending(ids[3]), now)
-        recorder.due()  # younger than max_age: kept
+        recorder.flush_if_old()  # younger than max_age: kept
         assert stored()[3][:2] == sending
         recorder.max_age = 0
-        recorder.due()  # now old enough: written alone
+        recorder.flush_if_old()  # now old enough: written alone
         assert stored()[3][:2] == sent
         recorder.sent(pending(ids[4]), now)
         recorder.flush()  # a sender that claims, waits or stops writes what it holds

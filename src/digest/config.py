@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from digest.errors import ConfigError
 from digest.schedules.cron import crontab_trigger
+from digest.schedules.slots import WEEKDAYS
 from digest.schedules.zones import unknown_zone
 from digest.text.links import redact_url
 
@@ -30,7 +31,6 @@ ENVIRONMENTS = ("production", "development")
 MIN_SECRET_LENGTH = 16
 # Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.
 SOURCE_FORMATS = ("listing", "rss", "atom", "json", "csv")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True)

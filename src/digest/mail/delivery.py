@@ -294,7 +294,7 @@ class Deliverer:
         the transaction to begin next (see SmtpTransport); the one after it is built while the server takes
         this one."""
         assert self._recorder is not None
-        self._recorder.due()
+        self._recorder.flush_if_old()
         message = self._message(claimed)
         begin: Following | None = None
         if following is not None:

@@ -14,12 +14,12 @@ import hashlib
 import json
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -186,50 +186,53 @@ def first_due(schedule: Schedule, last_period: str | None, now: datetime) -> dat
     return last
 
 
-def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
-    """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
-    placed = last_id = 0
+def subscriber_batches(
+    factory: sessionmaker[Session], columns: Sequence[Any], condition: ColumnElement[bool], size: int
+) -> Iterator[tuple[Session, Sequence[Row[Any]]]]:
+    """Subscribers matching ``condition``, in id order, a batch per transaction (committed when the caller asks for
+    the next). Each batch reads on from where the last ended, never again what was done before it; on PostgreSQL
+    it holds its rows FOR UPDATE SKIP LOCKED, so several planners (senders starting together, on several hosts)
+    share the work and no two update the same subscribers (in different orders: a deadlock)."""
+    last_id = 0
     while True:
         with factory() as session, session.begin():
-            # From where the last batch ended: each batch reads its own rows, not again those placed before it.
-            query = (
-                select(
-                    Subscriber.id,
-                    Subscriber.frequency,
-                    Subscriber.day,
-                    Subscriber.hour,
-                    Subscriber.timezone,
-                    Subscriber.last_period,
-                )
-                .where(
-                    Subscriber.status == SubscriberStatus.CONFIRMED,
-                    Subscriber.next_due_at.is_(None),
-                    Subscriber.id > last_id,
-                )
-                .order_by(Subscriber.id)
-                .limit(policy.batch_size)
-            )
+            query = select(*columns).where(condition, Subscriber.id > last_id).order_by(Subscriber.id).limit(size)
             if session.get_bind().dialect.name == "postgresql":
-                # Several placers (senders starting together) share the work: each holds its batch, the others
-                # pass over it, so no two update the same subscribers (in different orders: a deadlock).
                 query = query.with_for_update(skip_locked=True, of=Subscriber)
             rows = session.execute(query).all()
             if not rows:
-                return placed
-            # Most subscribers share a few choices: each first due time is worked out once.
-            firsts: dict[tuple[Choice, str | None], datetime] = {}
-            due_at = {}
-            for r in rows:
-                choice = choice_of(r)
-                first = firsts.get((choice, r.last_period))
-                if first is None:
-                    first = firsts[choice, r.last_period] = first_due(
-                        schedule_of(choice, policy.defaults), r.last_period, now
-                    )
-                due_at[r.id] = first
-            _set_next_due(session, due_at)
-            placed += len(rows)
+                return
+            yield session, rows
             last_id = rows[-1].id
+
+
+def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
+    """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
+    placed = 0
+    columns = (
+        Subscriber.id,
+        Subscriber.frequency,
+        Subscriber.day,
+        Subscriber.hour,
+        Subscriber.timezone,
+        Subscriber.last_period,
+    )
+    unplaced = and_(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None))
+    for session, rows in subscriber_batches(factory, columns, unplaced, policy.batch_size):
+        # Most subscribers share a few choices: each first due time is worked out once.
+        firsts: dict[tuple[Choice, str | None], datetime] = {}
+        due_at = {}
+        for r in rows:
+            choice = choice_of(r)
+            first = firsts.get((choice, r.last_period))
+            if first is None:
+                first = firsts[choice, r.last_period] = first_due(
+                    schedule_of(choice, policy.defaults), r.last_period, now
+                )
+            due_at[r.id] = first
+        _set_next_due(session, due_at)
+        placed += len(rows)
+    return placed
 
 
 class PlanningContext:
@@ -316,25 +319,11 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
         if not report.due:
             return report
         context = PlanningContext.for_run(session, due)
-    last_id = 0
-    while True:
-        with factory() as session, session.begin():
-            query = (
-                select(Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
-                .where(due, Subscriber.id > last_id)
-                .order_by(Subscriber.id)
-                .limit(policy.batch_size)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                # Several planners (senders on several hosts) share the work: each batch holds its rows, the
-                # others pass over them; a row planned meanwhile is no longer due when it is read again.
-                query = query.with_for_update(skip_locked=True, of=Subscriber)
-            rows = session.execute(query).all()
-            if not rows:
-                _refresh_statistics(factory, report)
-                return report
-            _plan_batch(session, rows, context, policy, now, report)
-            last_id = rows[-1].id
+    columns = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
+    for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
+        _plan_batch(session, rows, context, policy, now, report)
+    _refresh_statistics(factory, report)
+    return report
 
 
 def _plan_batch(

@@ -259,7 +259,7 @@ class SentRecorder:
     """Records accepted messages as sent, in groups: one short transaction for up to ``group`` of them, on a driver
     connection kept for the run (no ORM, no statement compiled per message; on PostgreSQL the group's statements go
     in one round trip, under `synchronous_commit off`). A group is written once it is full, once its first
-    message is ``max_age`` seconds old (checked before each message is sent: see `due`), and whenever the sender
+    message is ``max_age`` seconds old (checked before each message is sent: see `flush_if_old`), and whenever the sender
     claims, hands back, waits or stops.
 
     What a kill -9 may cause is bounded by the group: up to ``group`` messages the server had accepted are still
@@ -313,7 +313,7 @@ class SentRecorder:
         if len(self._rows) >= self.group:
             self.flush()
 
-    def due(self) -> None:
+    def flush_if_old(self) -> None:
         """Write the group if its first message has waited ``max_age`` (a slow link never holds outcomes long)."""
         if self._rows and time.monotonic() - self._since >= self.max_age:
             self.flush()

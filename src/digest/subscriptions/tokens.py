@@ -31,11 +31,13 @@ class Purpose(StrEnum):
 
 
 class TokenError(DigestError):
-    """A link that is not ours for this purpose (cut, changed, for another page) or has expired."""
+    """A link that is not ours for this purpose (cut, changed, for another page) or has expired. ``reason`` says
+    which, for the log (never the token itself)."""
 
-    def __init__(self, message: str, hint: str = "", expired: bool = False) -> None:
+    def __init__(self, message: str, hint: str = "", expired: bool = False, reason: str = "") -> None:
         super().__init__(message, hint)
         self.expired = expired
+        self.reason = reason or ("expired" if expired else message)
 
 
 # Up to this length, deflate's cheapest coding of bytes that repeat nothing (literals, a fixed or stored block:
@@ -109,14 +111,25 @@ def _payload(secret: str, token: str, purpose: Purpose, max_age: float | None) -
     except SignatureExpired as e:
         raise TokenError("this link has expired", "ask for a new one", expired=True) from e
     except BadSignature as e:
-        raise TokenError("this link is not valid (it may have been cut or changed)") from e
+        raise TokenError("this link is not valid (it may have been cut or changed)", reason=_why(secret, token)) from e
+
+
+def _why(secret: str, token: str) -> str:
+    """Why a token did not verify for the purpose asked: made for another page, or not signed by us as it is."""
+    for other in Purpose:
+        try:
+            _serializer(secret, other).loads(token)
+        except BadSignature:
+            continue
+        return f"a link for another page ({other.value})"
+    return "bad signature: altered, cut short, or signed with another secret_key"
 
 
 def read_token(secret: str, token: str, purpose: Purpose, max_age: float | None = None) -> str:
     """The subscriber key in a token made for ``purpose``, at most ``max_age`` seconds old; TokenError if not."""
     value = _payload(secret, token, purpose, max_age)
     if not isinstance(value, str):
-        raise TokenError("this link is not valid")
+        raise TokenError("this link is not valid", reason="a link for another page (view)")
     return value
 
 
@@ -124,5 +137,5 @@ def read_view_token(secret: str, token: str) -> tuple[str, str]:
     """The subscriber key and the digest period in a view token; TokenError if it is not one."""
     value = _payload(secret, token, Purpose.VIEW, None)
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-        raise TokenError("this link is not valid")
+        raise TokenError("this link is not valid", reason="not a digest's link")
     return value[0], value[1]

@@ -1,23 +1,21 @@
-"""The application factory: settings, the store, CSRF, security headers and error pages."""
+"""The application factory: settings, the store, CSRF, security headers, the blueprints and the error handlers.
+Nobody imports this module but digest.web's __init__ (what the blueprints share is in digest.web.site)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, render_template, request
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask import Flask, Response, request
+from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
-from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest import __version__, logs
 from digest.config import Settings, load_settings, require_real_secret
-from digest.errors import DigestError
 from digest.store import db
 from digest.text.markup import sanitize_html
+from digest.web.site import Site, route
 
 events = logs.EventLog("digest.web")
 
@@ -25,26 +23,6 @@ events = logs.EventLog("digest.web")
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-@dataclass(frozen=True)
-class Site:
-    """What every view needs: the settings and the store's sessions."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-
-
-def site() -> Site:
-    found = current_app.extensions["digest"]
-    assert isinstance(found, Site)
-    return found
-
-
-def route() -> str:
-    """The route a request matched (`/manage/<token>`), never its path: paths carry tokens."""
-    rule = request.url_rule
-    return rule.rule if rule is not None else logs.redact(request.path)
 
 
 class DigestFlask(Flask):
@@ -81,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
 
-    from digest.web import feeds, pages, people
+    from digest.web import errors, feeds, pages, people
 
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(feeds.blueprint)
@@ -90,9 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.exempt(people.one_click)
 
     app.after_request(_security_headers)
-    app.register_error_handler(CSRFError, _csrf_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(DigestError, _digest_error)
+    errors.register(app)
     app.context_processor(lambda: {"version": __version__})
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
@@ -110,24 +86,3 @@ def _security_headers(response: Response) -> Response:
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
-
-
-def error_page(status: int, title: str, message: str, **extra: Any) -> tuple[str, int]:
-    return render_template("message.html", title=title, message=message, **extra), status
-
-
-def _csrf_error(error: CSRFError) -> tuple[str, int]:
-    return error_page(400, "This form has expired", "Reload the page and send the form again.")
-
-
-def _http_error(error: HTTPException) -> Any:
-    if error.code is None or error.code < 400:
-        return error
-    if error.code >= 500:
-        events("web.error", logging.ERROR, status=error.code, route=route())
-    return error_page(error.code, error.name, error.description or "")
-
-
-def _digest_error(error: DigestError) -> tuple[str, int]:
-    events("web.refused", logging.WARNING, error=str(error))
-    return error_page(400, "That did not work", str(error), hint=error.hint)

@@ -7,7 +7,7 @@ import hashlib
 from flask import Blueprint, Response, abort, request
 
 from digest.feeds.atom import feed_by_filename
-from digest.web.app import site
+from digest.web.site import site
 
 blueprint = Blueprint("feeds", __name__)
 

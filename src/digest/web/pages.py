@@ -7,9 +7,8 @@ from importlib import resources
 from flask import Blueprint, Response, abort, render_template, request
 from sqlalchemy import text
 
-from digest.errors import NotFoundError
 from digest.store import queries
-from digest.web.app import site
+from digest.web.site import site
 
 blueprint = Blueprint("pages", __name__)
 
@@ -27,10 +26,7 @@ def theme(slug: str) -> str:
     if not page.isdigit() or int(page) < 1:
         abort(404)
     with site().sessions() as session:
-        try:
-            found = queries.theme_page(session, slug, int(page), site().settings.page_size)
-        except NotFoundError:
-            abort(404, "There is no theme by that name.")
+        found = queries.theme_page(session, slug, int(page), site().settings.page_size)
     if found.page > found.pages:
         abort(404, f"{found.theme.name} has {found.pages} page(s).")
     return render_template("theme.html", page=found, size=site().settings.page_size)
@@ -39,10 +35,7 @@ def theme(slug: str) -> str:
 @blueprint.get("/practices/<uid>")
 def practice(uid: str) -> str:
     with site().sessions() as session:
-        try:
-            found = queries.practice_detail(session, uid)
-        except NotFoundError:
-            abort(404, "There is no practice with that address.")
+        found = queries.practice_detail(session, uid)
     return render_template("practice.html", practice=found)
 
 

@@ -8,7 +8,6 @@ on GET: link scanners and prefetchers open links, people press buttons.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from werkzeug.wrappers import Response as BaseResponse
 
 from digest import clock, logs
-from digest.errors import DigestError, NotFoundError, SubscriberError, TransportError
+from digest.errors import NotFoundError, SubscriberError
 from digest.mail.compose import DigestContent
 from digest.mail.messages import links_for, render_for
 from digest.mail.notices import send_confirmation, send_manage_link
@@ -27,57 +26,18 @@ from digest.schedules.zones import aliases, zone_groups
 from digest.store import queries
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
-from digest.subscriptions.tokens import Purpose, TokenError, make_token, read_token, read_view_token
+from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
 from digest.web import limits
-from digest.web.app import error_page, route, site
+from digest.web.site import PRIVATE, message_page, site
 
 blueprint = Blueprint("people", __name__)
 events = logs.EventLog("digest.web")
-# What every private page says to caches and robots.
-PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
-
-
-INVALID_LINK = (
-    "This link does not work here. It may be from an older mail, or only part of it reached this page. The links in "
-    "your newest digest work; or subscribe again on the home page."
-)
 
 
 def _key(token: str, purpose: Purpose, max_age: float | None = None) -> str:
-    """The subscriber key of a link for ``purpose``; an error page (and no action) when it is not one. Each refusal
-    is logged with its reason and the route, never the token."""
-    secret = site().settings.secret_key
-    try:
-        return read_token(secret, token, purpose, max_age)
-    except TokenError as e:
-        if e.expired:
-            _refused("expired")
-            abort(410, "This link has expired. Subscribe again on the home page to get a new one.")
-        _refused(_why(secret, token, purpose))
-        abort(404, INVALID_LINK)
-
-
-def _why(secret: str, token: str, expected: Purpose) -> str:
-    """Why a link that is not one for ``expected`` was refused (for the log)."""
-    other = next((p for p in Purpose if p != expected and _reads(secret, token, p)), None)
-    if other is not None:
-        return f"a link for another page ({other.value})"
-    return "bad signature: altered, cut short, or signed with another secret_key"
-
-
-def _reads(secret: str, token: str, purpose: Purpose) -> bool:
-    try:
-        if purpose == Purpose.VIEW:
-            read_view_token(secret, token)
-        else:
-            read_token(secret, token, purpose)
-    except TokenError:
-        return False
-    return True
-
-
-def _refused(reason: str) -> None:
-    events("web.link_refused", logging.WARNING, route=route(), reason=reason)
+    """The subscriber key of a link for ``purpose``; a refusal (TokenError: 404 or 410, logged with its reason by
+    digest.web.errors) when it is not one. Nothing is done for a refused link."""
+    return read_token(site().settings.secret_key, token, purpose, max_age)
 
 
 # Subscribe and confirm ---------------------------------------------------------------------------------------
@@ -104,7 +64,7 @@ def subscribe() -> Any:
         client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
         address_ok = limits.allow(session, settings, "address", address, now)
     if not client_ok:
-        return error_page(429, "Too many requests", "This connection has sent many requests. Try again in an hour.")
+        return message_page(429, "Too many requests", "This connection has sent many requests. Try again in an hour.")
     if not address_ok:
         events("web.subscribe.limited")
         return redirect(url_for("people.check_inbox"), 303)
@@ -113,14 +73,11 @@ def subscribe() -> Any:
             answer = people.request_subscription(session, address, chosen, now)
     except SubscriberError as e:
         return _form_again(email, chosen, [str(e)])
-    try:
-        if answer.mail == "confirm":
-            send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes)
-        else:
-            send_manage_link(settings, transport_for(settings), address, answer.key)
-    except TransportError as e:
-        events("web.notice.failed", logging.ERROR, error=str(e))
-        return error_page(503, "The mail could not be sent", "Please try again in a few minutes.")
+    # A mail server out of reach: 503 with Retry-After (digest.web.errors); the request stands, asking again works.
+    if answer.mail == "confirm":
+        send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes)
+    else:
+        send_manage_link(settings, transport_for(settings), address, answer.key)
     return redirect(url_for("people.check_inbox"), 303)
 
 
@@ -160,10 +117,7 @@ def confirm(token: str) -> Any:
     key = _confirm_key(token)
     now = clock.now()
     with site().sessions.begin() as session:
-        try:
-            subscriber = people.subscriber_by_key(session, key)
-        except NotFoundError:
-            abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+        subscriber = people.subscriber_by_key(session, key)
         if subscriber.status != SubscriberStatus.CONFIRMED:
             people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
@@ -218,10 +172,7 @@ def manage_change(token: str) -> BaseResponse:
     now = clock.now()
     try:
         with site().sessions.begin() as session:
-            try:
-                subscriber = people.subscriber_by_key(session, key)
-            except NotFoundError:
-                abort(404, "This link belongs to no subscription any more.")
+            subscriber = people.subscriber_by_key(session, key)
             if subscriber.status == SubscriberStatus.UNSUBSCRIBED and action != "leave":
                 raise SubscriberError("You have left: subscribe again on the home page to come back.")
             defaults = defaults_from(settings)
@@ -265,10 +216,7 @@ def _date(text: str) -> date:
 def export(token: str) -> Response:
     key = _key(token, Purpose.MANAGE)
     with site().sessions() as session:
-        try:
-            data = queries.personal_data(session, key)
-        except NotFoundError:
-            abort(404, "This link belongs to no subscription any more.")
+        data = queries.personal_data(session, key)
     body = json.dumps(data, indent=2, ensure_ascii=False)
     response = Response(body, mimetype="application/json", headers=PRIVATE)
     response.headers["Content-Disposition"] = 'attachment; filename="my-digest-data.json"'
@@ -282,10 +230,7 @@ def erase(token: str) -> Any:
         flash("Tick the box to confirm that everything about you should be erased.", "error")
         return redirect(url_for("people.manage", token=token), 303)
     with site().sessions.begin() as session:
-        try:
-            subscriber = people.subscriber_by_key(session, key)
-        except NotFoundError:
-            abort(404, "This link belongs to no subscription any more.")
+        subscriber = people.subscriber_by_key(session, key)
         limits.forget(session, site().settings, "address", subscriber.email)
         people.erase(session, subscriber, clock.now())
     events("web.erased")
@@ -329,7 +274,7 @@ def one_click(token: str) -> Any:
             subscriber = people.subscriber_by_key(session, key)
         except NotFoundError:
             # Erased already: there is nobody left to mail, which is what was asked.
-            return error_page(200, "Unsubscribed", "This address gets no more digests.")
+            return message_page(200, "Unsubscribed", "This address gets no more digests.")
         if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
             people.unsubscribe_subscriber(session, subscriber, clock.now())
     events("web.unsubscribed")
@@ -343,22 +288,12 @@ def one_click(token: str) -> Any:
 @blueprint.get("/digests/<token>")
 def view(token: str) -> Any:
     settings = site().settings
-    try:
-        key, period = read_view_token(settings.secret_key, token)
-    except TokenError:
-        _refused(_why(settings.secret_key, token, Purpose.VIEW))
-        abort(404, INVALID_LINK)
+    key, period = read_view_token(settings.secret_key, token)
     with site().sessions() as session:
-        try:
-            archived = queries.archived_digest(session, key, period)
-        except NotFoundError:
-            abort(404, "This digest is not kept any more.")
-    try:
-        content = DigestContent.from_json(archived.content)
-        html = render_for(settings, content, links_for(settings, key, period), archived.subject).html
-    except (DigestError, ValueError, KeyError) as e:
-        events("web.view.failed", logging.ERROR, error=str(e))
-        abort(500, "This digest cannot be shown.")
+        archived = queries.archived_digest(session, key, period)
+    # Content that cannot be read back is a bug: a 500, logged with its traceback by the route (DigestFlask).
+    content = DigestContent.from_json(archived.content)
+    html = render_for(settings, content, links_for(settings, key, period), archived.subject).html
     headers = dict(PRIVATE)
     # The mail's HTML carries inline styles (mail clients need them) and nothing else to run.
     headers["Content-Security-Policy"] = (

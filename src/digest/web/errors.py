@@ -1,0 +1,90 @@
+"""Every error a view raises, answered in one place (views do not catch errors to choose an answer):
+
+- an HTTP error (abort, an unknown route) -> its status, on the site's page;
+- an expired form -> 400; a thing that is not there (NotFoundError) -> 404;
+- a refused link (TokenError) -> 410 when it expired, else 404, its reason logged, the token never;
+- the store or the mail server out of reach -> 503 with Retry-After (nothing was done; trying again later works);
+- any other refusal (a bad address, an unknown theme, a schedule that cannot be) -> 400 with what to fix.
+Each is logged with the route, never the path (paths carry tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+
+from digest import logs
+from digest.errors import DigestError, NotFoundError, TransportError
+from digest.subscriptions.tokens import TokenError
+from digest.web.site import message_page, route
+
+events = logs.EventLog("digest.web")
+
+# Seconds a client is asked to wait before trying again when the store or the mail server is out of reach.
+RETRY_AFTER = {"store": 30, "mail": 120}
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _expired_form)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(NotFoundError, _not_found)
+    app.register_error_handler(TokenError, _refused_link)
+    app.register_error_handler(TransportError, _mail_unavailable)
+    app.register_error_handler(DBAPIError, _store_unavailable)
+    app.register_error_handler(DigestError, _refused)
+
+
+def _expired_form(error: CSRFError) -> Any:
+    return message_page(400, "This form has expired", "Reload the page and send the form again.")
+
+
+def _http_error(error: HTTPException) -> Any:
+    if error.code is None or error.code < 400:
+        return error
+    if error.code >= 500:
+        events("web.error", logging.ERROR, status=error.code, route=route())
+    return message_page(error.code, error.name, error.description or "")
+
+
+def _not_found(error: NotFoundError) -> Any:
+    message = str(error)
+    return message_page(404, "Not found", message[:1].upper() + message[1:] + ".", hint=error.hint)
+
+
+INVALID_LINK = (
+    "This link does not work here. It may be from an older mail, or only part of it reached this page. The links in "
+    "your newest digest work; or subscribe again on the home page."
+)
+
+
+def _refused_link(error: TokenError) -> Any:
+    events("web.link_refused", logging.WARNING, route=route(), reason=error.reason)
+    if error.expired:
+        return message_page(410, "This link has expired", "Subscribe again on the home page to get a new one.")
+    return message_page(404, "This link does not work", INVALID_LINK)
+
+
+def _mail_unavailable(error: TransportError) -> Any:
+    events("web.mail_unavailable", logging.ERROR, route=route(), error=str(error))
+    body, status, headers = message_page(
+        503, "The mail could not be sent", "Nothing was changed. Please try again in a few minutes."
+    )
+    return body, status, headers | {"Retry-After": str(RETRY_AFTER["mail"])}
+
+
+def _store_unavailable(error: DBAPIError) -> Any:
+    events("web.store_unavailable", logging.ERROR, route=route(), error=" ".join(str(error.orig).split())[:300])
+    body, status, headers = message_page(
+        503, "Temporarily unavailable", "The service cannot answer right now. Please try again in a minute."
+    )
+    return body, status, headers | {"Retry-After": str(RETRY_AFTER["store"])}
+
+
+def _refused(error: DigestError) -> Any:
+    events("web.refused", logging.WARNING, route=route(), error=str(error))
+    return message_page(400, "That did not work", str(error), hint=error.hint)
