@@ -259,8 +259,8 @@ class SentRecorder:
     """Records accepted messages as sent, in groups: one short transaction for up to ``group`` of them, on a driver
     connection kept for the run (no ORM, no statement compiled per message; on PostgreSQL the group's statements go
     in one round trip, under `synchronous_commit off`). A group is written once it is full, once its first
-    message is ``max_age`` seconds old (checked before each message is sent: see `flush_if_old`), and whenever the sender
-    claims, hands back, waits or stops.
+    message is ``max_age`` seconds old (checked before each message is sent: see `flush_if_old`), and whenever the
+    sender claims, hands back, waits or stops.
 
     What a kill -9 may cause is bounded by the group: up to ``group`` messages the server had accepted are still
     `sending` and are sent again by whoever takes the claim over, with their original Message-ID (1 records each
