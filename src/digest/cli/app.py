@@ -116,7 +116,7 @@ class DigestGroup(LazyGroup):
             sys.exit(1)
 
 
-@click.group(cls=DigestGroup, lazy={"worker": "digest.worker.command.worker"})
+@click.group(cls=DigestGroup, lazy={"worker": "digest.cli.worker.worker"})
 @click.option(
     "--config",
     "config_path",

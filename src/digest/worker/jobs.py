@@ -1,11 +1,16 @@
-"""The worker's jobs: each takes the worker and returns (counts, error); the scheduler records and logs the run."""
+"""The worker's jobs: each takes what a job may use of the worker (JobContext) and returns (counts, error); the
+scheduler records and logs the run."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
+from digest.config import Settings
 from digest.feeds.atom import build_feeds
 from digest.ingest import ingest_sources, policy_from
 from digest.mail.bounces import read_bounces
@@ -13,13 +18,22 @@ from digest.mail.delivery import SendReport
 from digest.mail.runs import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
 
-if TYPE_CHECKING:
-    from digest.worker.scheduler import Worker
-
 PLAN_SEND, POLL, RETRY, FEEDS = "plan-send", "poll-sources", "retry-deliveries", "build-feeds"
 BOUNCES = "read-bounces"
 # The leader's first planning run (after its first poll) is a one-off job of this id, run for this reason.
 FIRST_PLAN, START = "plan-send-start", "start"
+
+
+class JobContext(Protocol):
+    """What a job may use of the worker that runs it."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    # Set when the worker is stopping: a job finishes what it holds and returns.
+    stop: threading.Event
+
+    def after_ingest(self) -> None:
+        """Rebuild the feeds soon (an ingest changed something)."""
 
 
 def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
@@ -27,18 +41,18 @@ def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
     return counts, report.error
 
 
-def plan_send_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+def plan_send_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     report = plan_and_send(worker.factory, worker.settings, transport_for(worker.settings), worker.stop.is_set)
     return _send_counts(report)
 
 
-def retry_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+def retry_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     report = SendReport()
     deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
     return _send_counts(report)
 
 
-def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+def poll_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     settings = worker.settings
     # Each source logs its own outcome (digest.ingest); a SIGTERM stops the poll within seconds, mid-fetch too.
     sources = [s for s in settings.sources if s.enabled]
@@ -53,13 +67,13 @@ def poll_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
 
 
-def bounces_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+def bounces_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     report = read_bounces(worker.factory, worker.settings, worker.settings.bounce_maildir, clock.now())
     counts = {k: v for k, v in report.as_dict().items() if k not in ("source", "skipped")}
     return counts | {"skipped": len(report.skipped)}, None
 
 
-def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
+def feeds_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     with worker.factory() as session:
         results = build_feeds(session, worker.settings)
     failed = [r.error for r in results if r.error]
@@ -68,7 +82,7 @@ def feeds_job(worker: Worker) -> tuple[dict[str, Any], str | None]:
     )
 
 
-JOBS: dict[str, Callable[[Worker], tuple[dict[str, Any], str | None]]] = {
+JOBS: dict[str, Callable[[JobContext], tuple[dict[str, Any], str | None]]] = {
     PLAN_SEND: plan_send_job,
     RETRY: retry_job,
     POLL: poll_job,

@@ -1,6 +1,6 @@
-"""`digest worker`: the worker's own command. The CLI group loads it by name when it is invoked, so no other
-command imports the scheduler (or pays for APScheduler's import).
-"""
+"""`digest worker`: the worker's command. The CLI group loads this module by name when the command is invoked,
+so no other command imports the scheduler (or pays for APScheduler's import); the import contracts hold the rest
+of the CLI to that."""
 
 from __future__ import annotations
 
