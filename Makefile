@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/digest run --once
 
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
-## nginx: the reverse-proxy test)
-SYSTEM_PACKAGES := chromium spamassassin openssl nginx
+## nginx: the reverse-proxy test; postfix: smtp-sink, a real MTA's SMTP server for the delivery test)
+SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix
 system-packages:
 	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
 
@@ -53,6 +53,7 @@ lint: $(STAMP)
 bench: $(STAMP) bench-packages
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
+	$(BIN)/python benchmarks/bench_tokens.py
 	$(BIN)/python benchmarks/bench_feed.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_throughput.py

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import re
 import select as io_select
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,9 +45,13 @@ def faulty() -> Iterator[tuple[FaultyHandler, str]]:
         yield handler, url
 
 
-@pytest.fixture
-def mail(settings: Settings, faulty: tuple[FaultyHandler, str]) -> Settings:
-    return replace(settings, smtp_url=faulty[1], smtp_timeout=0.5, send_tries=3, send_backoff=0.01)
+@pytest.fixture(params=["auto", "off"])
+def mail(settings: Settings, faulty: tuple[FaultyHandler, str], request: pytest.FixtureRequest) -> Settings:
+    """Every test of delivery runs both ways: pipelined (smtp_pipelining = auto, the server offers PIPELINING)
+    and with smtplib's own sendmail (off)."""
+    return replace(
+        settings, smtp_url=faulty[1], smtp_timeout=0.5, send_tries=3, send_backoff=0.01, smtp_pipelining=request.param
+    )
 
 
 def week_with_news(sessions: sessionmaker[Session], *emails: str) -> None:
@@ -405,7 +413,10 @@ def test_the_next_transaction_goes_with_the_end_of_a_message(sessions: sessionma
     report = send(sessions, replace(mail, smtp_url=f"smtp://127.0.0.1:{server.port}", smtp_timeout=10))
     server.thread.join(10)
     assert report.sent == 4 and sorted(server.recipients) == people
-    assert server.next_came_first == [True, True, True, False]
+    if mail.smtp_pipelining == "auto":
+        assert server.next_came_first == [True, True, True, False]
+    else:  # one command at a time: nothing is written before the server has answered
+        assert server.next_came_first == [False] * 4
 
 
 def test_a_run_that_stops_leaves_the_transaction_begun_ahead_undelivered(
@@ -425,3 +436,46 @@ def test_a_run_that_stops_leaves_the_transaction_begun_ahead_undelivered(
         assert sorted(s.scalars(select(Digest.status))) == ["planned"] * 3 + ["sent"] * 2
     assert retry(sessions, mail).sent == 3
     assert counts(handler, *people) == [1] * 5
+
+
+SMTP_SINK = Path("/usr/sbin/smtp-sink")
+
+
+@pytest.mark.skipif(not SMTP_SINK.exists(), reason="Postfix's smtp-sink is not installed (make system-packages)")
+@pytest.mark.parametrize("pipelining", ["auto", "off"])
+def test_postfix_smtp_sink_takes_every_message_both_ways(
+    sessions: sessionmaker[Session], settings: Settings, pipelining: str
+) -> None:
+    """A real MTA's SMTP server (Postfix's smtp-sink, which offers PIPELINING) rather than aiosmtpd: every digest
+    arrives once, to its recipient, with its Message-ID, whichever way the commands go."""
+    people = [f"reader{n}@example.org" for n in range(30)]
+    week_with_news(sessions, *people)
+    dump = Path(tempfile.mkdtemp(prefix="digest-sink-"))
+    dump.chmod(0o777)  # smtp-sink writes as nobody
+    port = free_port()
+    sink = subprocess.Popen([str(SMTP_SINK), "-u", "nobody", "-d", f"{dump}/%M.", f"127.0.0.1:{port}", "100"])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "smtp-sink did not start"
+                time.sleep(0.05)
+        chosen = replace(settings, smtp_url=f"smtp://127.0.0.1:{port}", smtp_pipelining=pipelining)
+        report = send(sessions, chosen)
+        assert report.sent == len(people) and report.ok, report
+        deadline = time.monotonic() + 30
+        while len(list(dump.iterdir())) < len(people) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the sink writes each file as it takes the message
+        messages = [f.read_text(encoding="utf-8", errors="replace") for f in dump.iterdir()]
+    finally:
+        sink.terminate()
+        sink.wait(30)
+        shutil.rmtree(dump, ignore_errors=True)
+    recipients = sorted(re.search(r"^X-Rcpt-Args: <([^>]+)>", m, re.M).group(1) for m in messages)  # type: ignore[union-attr]
+    assert recipients == sorted(people)
+    with sessions() as s:
+        ids = set(s.scalars(select(Digest.message_id)))
+    assert {re.search(r"^Message-ID: (.+)$", m, re.M | re.I).group(1).strip() for m in messages} == ids  # type: ignore[union-attr]

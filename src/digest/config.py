@@ -28,6 +28,7 @@ from digest.text.links import redact_url
 DEFAULT_CONFIG_PATH = Path("config/digest.toml")
 DEFAULT_SECRET = "dev-only-secret-change-me"
 ENVIRONMENTS = ("production", "development")
+PIPELINING = ("auto", "off")
 MIN_SECRET_LENGTH = 16
 # Kinds of source digest reads (digest.ingest parses each); here so settings can be checked at load.
 SOURCE_FORMATS = ("listing", "rss", "atom", "json", "csv")
@@ -80,6 +81,10 @@ class Settings:
     smtp_url: str = ""
     # Seconds to wait for the SMTP server before giving up on a command.
     smtp_timeout: float = 30.0
+    # "auto": with a server that offers PIPELINING (RFC 2920), a message's commands go in one write and the next
+    # message's with the end of this one's data (one wait for the server per message); "off": smtplib's own
+    # sendmail, one command at a time (the way back, should a server mishandle pipelining).
+    smtp_pipelining: str = "auto"
     # Maildir that receives digests when smtp_url is empty (make run, development).
     outbox_dir: str = "var/outbox"
     # The From header of every digest: one address, optionally with a display name.
@@ -455,6 +460,11 @@ def _validate(settings: Settings, where: _Origins) -> Settings:
         )
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url, where("smtp_url"))
+    if settings.smtp_pipelining not in PIPELINING:
+        raise ConfigError(
+            f"{where('smtp_pipelining')}: {settings.smtp_pipelining!r} is not one of {', '.join(PIPELINING)}",
+            "auto pipelines when the server offers it; off sends one command at a time",
+        )
     if settings.environment not in ENVIRONMENTS:
         raise ConfigError(f"{where('environment')}: {settings.environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if not settings.secret_key.strip():

@@ -118,9 +118,11 @@ class SmtpTransport:
     message) or stops, the connection is dropped, and a transaction without its final dot is never delivered.
     """
 
-    def __init__(self, server: SmtpSettings, timeout: float) -> None:
+    def __init__(self, server: SmtpSettings, timeout: float, pipelining: bool = True) -> None:
         self.server = server
         self.timeout = timeout
+        # False: smtplib's own sendmail, one command and one answer at a time (smtp_pipelining = "off").
+        self.pipelining = pipelining
         self._conn: smtplib.SMTP | None = None
         self._opened: _Opened | None = None
 
@@ -175,6 +177,11 @@ class SmtpTransport:
         options: list[str] = []
         try:
             self._conn.ehlo_or_helo_if_needed()
+            if not self.pipelining:
+                self._sendmail(sender, rcpt.address, wire, rcpt.needs_smtputf8)
+                if meanwhile is not None:
+                    meanwhile()
+                return
             ahead = self._ahead(following) if self._conn.has_extn("pipelining") else None
 
             def data_sent() -> None:
@@ -226,6 +233,18 @@ class SmtpTransport:
             raise TemporaryFailure(
                 f"lost the connection to {server} sending to {recipient}: {e or type(e).__name__}"
             ) from e
+
+    def _sendmail(self, sender: str, recipient: str, wire: bytes, smtputf8: bool) -> None:
+        """smtplib's sendmail, as it is: MAIL, RCPT, DATA one at a time (it adds SIZE and stuffs the dots)."""
+        assert self._conn is not None
+        if smtputf8 and not self._conn.has_extn("smtputf8"):
+            raise RecipientUnsupported(
+                f"{self.describe()} does not offer SMTPUTF8, which {recipient} needs (non-ASCII before the @)",
+                "use a server that offers SMTPUTF8 (Postfix: smtputf8_enable = yes), or an ASCII address",
+            )
+        refused = self._conn.sendmail(sender, [recipient], wire, mail_options=["SMTPUTF8"] if smtputf8 else [])
+        if refused:  # one recipient: sendmail raises when it is refused; kept for completeness
+            raise smtplib.SMTPRecipientsRefused(refused)
 
     def _ahead(self, following: Following | None) -> tuple[bytes, _Opened] | None:
         """The commands that begin ``following``'s transaction, and what is then open; None when it is not begun
@@ -371,4 +390,4 @@ def transport_for(settings: Settings) -> Transport:
     if server is None:
         return MaildirTransport(settings.outbox_dir)
     require_real_secret(settings, f"sending over SMTP ({server.display()})")
-    return SmtpTransport(server, settings.smtp_timeout)
+    return SmtpTransport(server, settings.smtp_timeout, pipelining=settings.smtp_pipelining == "auto")
