@@ -1,0 +1,268 @@
+"""The delivery state machine, model-checked: Hypothesis drives the store's own delivery operations (what senders
+do: claim, record an accepted message, defer a 4xx or a lost connection, fail a 5xx and count its bounce, hand
+back, renew), interleaved with kills (a sender gone with its unrecorded group and its claims), claims timing out,
+unsubscribes, erasures and new weeks planned, on a real store (SQLite and PostgreSQL).
+
+After every step: each digest is in exactly one state and consistent with it; no digest went out under a second
+Message-ID; nothing the server accepted is recorded as anything but sent (or cancelled after its person left);
+repeats stay within what killed senders had not yet recorded (`sent_per_commit`); nobody who left is claimed for.
+
+The "server" here is the test's record of what it accepted: the subject is the store's state machine, whose
+transactions are all real. `make soak` runs many more examples (DIGEST_SOAK=1).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings
+from digest.mail.plan import PlanPolicy, plan_due
+from digest.store import db, digests
+from digest.store.bounces import count_hard_bounce
+from digest.store.digests import Claimed, SentRecorder
+from digest.store.models import (
+    Base,
+    Digest,
+    Membership,
+    Practice,
+    Subscriber,
+    Theme,
+)
+from digest.store.states import DigestStatus, SubscriberStatus
+from digest.subscriptions import subscribers
+
+PEOPLE = ("ada@example.org", "bo@example.org", "cy@example.org")
+GROUP = 3  # sent_per_commit of every sender here
+CLAIM_TIMEOUT = timedelta(minutes=10)
+MAX_ATTEMPTS = 4
+SOAK = bool(os.environ.get("DIGEST_SOAK"))
+
+
+@dataclass
+class Sender:
+    holder: str
+    recorder: SentRecorder
+    held: list[Claimed] = field(default_factory=list)
+
+
+class DeliveryMachine(RuleBasedStateMachine):
+    url: str = ""
+    settings: Settings
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = db.make_engine(self.url)
+        self.factory: sessionmaker[Session] = db.session_factory(self.engine)
+        with self.factory() as session, session.begin():
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name != "alembic_version":
+                    session.execute(delete(table))
+        self.now = datetime(2026, 11, 10, 10, tzinfo=UTC)
+        self.week = 0
+        self.senders: list[Sender] = []
+        self.killed: list[str] = []
+        # What the server accepted, per digest: the Message-IDs (a repeat is the same one, if all is well).
+        self.accepted: dict[int, list[str]] = {}
+        # Accepted messages that killed senders had not recorded: the repeats they may cause.
+        self.repeat_budget = 0
+        self.gone: set[str] = set()
+        with self.factory() as session, session.begin():
+            session.add(Theme(name="Water", slug="water", created_at=self.now))
+            for email in PEOPLE:
+                subscribers.subscribe(session, email, ["water"], self.now, confirmed=True)
+        self.new_week()
+
+    def teardown(self) -> None:
+        for sender in self.senders:
+            sender.recorder.close()
+        self.engine.dispose()
+
+    # -- the world -------------------------------------------------------------------------------------------
+
+    @rule()
+    def new_week(self) -> None:
+        """A practice joins the theme, a week passes, planning runs: one new digest for everyone still here."""
+        self.week += 1
+        with self.factory() as session, session.begin():
+            theme = session.scalars(select(Theme)).one()
+            uid = secrets.token_hex(8)
+            practice = Practice(uid=uid, identity=f"text:{uid}", title=f"Practice {self.week}", summary="s",
+                                first_seen_at=self.now, updated_at=self.now, content_hash=uid)  # fmt: skip
+            session.add(practice)
+            session.flush()
+            session.add(Membership(practice_id=practice.id, theme_id=theme.id, added_at=self.now))
+        self.now += timedelta(days=7)
+        plan_due(self.factory, PlanPolicy.from_settings(self.settings), self.now)
+
+    @rule(minutes=st.sampled_from([1, 11, 30]))
+    def time_passes(self, minutes: int) -> None:
+        """Claims of dead senders time out after CLAIM_TIMEOUT; deferred digests come due again. A live sender
+        renews what it holds as it goes (at a third of the timeout), so its claims never look abandoned."""
+        self.now += timedelta(minutes=minutes)
+        for sender in self.senders:
+            digests.renew(self.engine, [c.id for c in sender.held], sender.holder, self.now)
+
+    @rule(who=st.sampled_from(PEOPLE))
+    def unsubscribe(self, who: str) -> None:
+        with self.factory() as session, session.begin():
+            found = session.scalar(select(Subscriber).where(Subscriber.email == who))
+            if found is not None and found.status != SubscriberStatus.UNSUBSCRIBED:
+                subscribers.unsubscribe_subscriber(session, found, self.now)
+        self.gone.add(who)
+
+    @rule(who=st.sampled_from(PEOPLE))
+    def erase(self, who: str) -> None:
+        with self.factory() as session, session.begin():
+            found = session.scalar(select(Subscriber).where(Subscriber.email == who))
+            if found is not None:
+                subscribers.erase(session, found, self.now)
+        self.gone.add(who)
+        self.accepted = {k: v for k, v in self.accepted.items() if self._exists(k)}
+
+    def _exists(self, digest_id: int) -> bool:
+        with self.factory() as session:
+            return session.get(Digest, digest_id) is not None
+
+    # -- senders ---------------------------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.senders) < 2)
+    @rule()
+    def start_sender(self) -> None:
+        holder = f"test-host:{10_000 + len(self.senders) + len(self.killed)}"
+        self.senders.append(Sender(holder, SentRecorder(self.engine, holder, GROUP, max_age=3600)))
+
+    @precondition(lambda self: bool(self.senders))
+    @rule(n=st.integers(0, 1))
+    def claim(self, n: int) -> None:
+        sender = self.senders[n % len(self.senders)]
+        sender.recorder.flush()  # as the Deliverer does before claiming
+        digests.sweep(self.engine, self.now, CLAIM_TIMEOUT, self.killed, MAX_ATTEMPTS)
+        got = digests.claim(self.engine, sender.holder, self.now, 2, CLAIM_TIMEOUT, self.killed, MAX_ATTEMPTS)
+        emails = {c.email for c in got}
+        assert not emails & self.gone, f"claimed for someone who left: {emails & self.gone}"
+        sender.held += got
+
+    @precondition(lambda self: any(s.held for s in self.senders))
+    @rule(n=st.integers(0, 1), outcome=st.sampled_from(["accepted", "accepted", "4xx", "5xx", "lost"]))
+    def send(self, n: int, outcome: str) -> None:
+        holding = [s for s in self.senders if s.held]
+        sender = holding[n % len(holding)]
+        claimed = sender.held.pop(0)
+        if outcome == "accepted":
+            self.accepted.setdefault(claimed.id, []).append(claimed.message_id)
+            sender.recorder.sent(claimed, self.now)
+        elif outcome in ("4xx", "lost"):
+            if claimed.attempts >= MAX_ATTEMPTS:
+                digests.finish(self.engine, claimed.id, sender.holder, DigestStatus.FAILED, last_error=outcome)
+            else:
+                digests.finish(self.engine, claimed.id, sender.holder, DigestStatus.DEFERRED, last_error=outcome,
+                               next_attempt_at=self.now + timedelta(minutes=15))  # fmt: skip
+        else:
+            with self.engine.begin() as conn:
+                digests.fail_refused(conn, claimed.id, sender.holder, "550 no such user")
+                count_hard_bounce(conn, claimed.subscriber_id, "550 no such user", 2, self.now)
+
+    @precondition(lambda self: bool(self.senders))
+    @rule(n=st.integers(0, 1))
+    def stop(self, n: int) -> None:
+        """A clean stop: the group recorded, the rest handed back."""
+        sender = self.senders.pop(n % len(self.senders))
+        sender.recorder.flush()
+        digests.hand_back(self.engine, [c.id for c in sender.held], sender.holder)
+        sender.recorder.close()
+
+    @precondition(lambda self: bool(self.senders))
+    @rule(n=st.integers(0, 1), seen_dead=st.booleans())
+    def kill(self, n: int, seen_dead: bool) -> None:
+        """kill -9: whatever the recorder had not written is gone, the claims stay with a dead holder: taken over at
+        once when it is seen dead (a process of this host), else once they time out (another host's)."""
+        sender = self.senders.pop(n % len(self.senders))
+        self.repeat_budget += sender.recorder.waiting
+        sender.recorder._rows.clear()  # never written: the process is gone
+        sender.recorder.close()
+        if seen_dead:
+            self.killed.append(sender.holder)
+
+    # -- invariants ------------------------------------------------------------------------------------------
+
+    @invariant()
+    def each_digest_in_one_consistent_state(self) -> None:
+        with self.factory() as session:
+            for d in session.scalars(select(Digest)):
+                assert isinstance(d.status, DigestStatus)
+                if d.status == DigestStatus.SENDING:
+                    assert d.claimed_by and d.claimed_at is not None, d.id
+                if d.status == DigestStatus.SENT:
+                    assert d.sent_at is not None and d.claimed_by is None, d.id
+                if d.status == DigestStatus.DEFERRED:
+                    assert d.next_attempt_at is not None, d.id
+
+    @invariant()
+    def one_message_id_per_digest_and_repeats_bounded(self) -> None:
+        with self.factory() as session:
+            ids = {
+                digest_id: message_id for digest_id, message_id in session.execute(select(Digest.id, Digest.message_id))
+            }
+        for digest_id, sent in self.accepted.items():
+            if digest_id not in ids:
+                continue  # erased with its person
+            assert set(sent) == {ids[digest_id]}, f"digest {digest_id} went out as {sent}"
+        repeats = sum(len(sent) - 1 for sent in self.accepted.values())
+        assert repeats <= self.repeat_budget, f"{repeats} repeats, but killed senders held {self.repeat_budget}"
+
+    @invariant()
+    def nothing_accepted_is_lost(self) -> None:
+        live = {id(s.recorder) for s in self.senders}
+        waiting = {row[1] for s in self.senders if id(s.recorder) in live for row in s.recorder._rows}
+        with self.factory() as session:
+            rows = session.execute(
+                select(Digest.id, Digest.status, Subscriber.status).join(
+                    Subscriber, Subscriber.id == Digest.subscriber_id
+                )
+            ).all()
+        for digest_id, status, person in rows:
+            if digest_id not in self.accepted or digest_id in waiting:
+                continue  # not accepted yet, or accepted and still in its sender's group (written at its next flush)
+            if status in (DigestStatus.SENT, DigestStatus.SENDING):
+                continue  # recorded; or its sender was killed and whoever takes the claim over sends it again
+            assert status == DigestStatus.CANCELLED and person != SubscriberStatus.CONFIRMED, (
+                f"digest {digest_id} was accepted but is {status}"
+            )
+
+
+def _run(url: str, settings_: Settings, examples: int) -> None:
+    DeliveryMachine.url = url
+    DeliveryMachine.settings = replace(settings_, database_url=url)
+    run_state_machine_as_test(
+        DeliveryMachine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=30,
+            deadline=None,
+            derandomize=not SOAK,  # CI: the same examples every run; a soak explores
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def test_delivery_state_machine_on_sqlite(settings: Settings, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'states.db'}"
+    db.upgrade(db.make_engine(url))
+    _run(url, settings, 2000 if SOAK else 200)
+
+
+def test_delivery_state_machine_on_postgresql(settings: Settings, pg_url: str) -> None:
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    engine.dispose()
+    _run(pg_url, settings, 500 if SOAK else 40)
