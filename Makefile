@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --quiet -e '.[test]'  # -qq: not setuptools' editable-install notice
 	touch $(STAMP)
 
 ## run: one full cycle on the embedded default (SQLite under var/, mail to the Maildir var/outbox)

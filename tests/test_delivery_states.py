@@ -53,6 +53,8 @@ GROUP = 3  # sent_per_commit of every sender here
 CLAIM_TIMEOUT = timedelta(minutes=10)
 MAX_ATTEMPTS = 4
 SOAK = bool(os.environ.get("DIGEST_SOAK"))
+# What the server answers a message: accepted (twice as likely), a 4xx, a 5xx, or the connection lost.
+OUTCOMES = st.sampled_from(["accepted", "accepted", "4xx", "5xx", "lost"])
 
 
 @dataclass
@@ -173,10 +175,12 @@ class DeliveryMachine(RuleBasedStateMachine):
         sender.held += got
 
     @precondition(lambda self: any(s.held for s in self.senders))
-    @rule(n=st.integers(0, 1), outcome=st.sampled_from(["accepted", "accepted", "4xx", "5xx", "lost"]))
+    @rule(n=st.integers(0, 1), outcome=OUTCOMES)
     def send(self, n: int, outcome: str) -> None:
         holding = [s for s in self.senders if s.held]
-        sender = holding[n % len(holding)]
+        self._send(holding[n % len(holding)], outcome)
+
+    def _send(self, sender: Sender, outcome: str) -> None:
         claimed = sender.held.pop(0)
         if outcome == "accepted":
             self.accepted.setdefault(claimed.id, []).append(claimed.message_id)
@@ -191,6 +195,17 @@ class DeliveryMachine(RuleBasedStateMachine):
             with self.engine.begin() as conn:
                 digests.fail_refused(conn, claimed.id, sender.holder, "550 no such user")
                 count_hard_bounce(conn, claimed.subscriber_id, "550 no such user", 2, self.now)
+
+    @precondition(lambda self: bool(self.senders))
+    @rule(n=st.integers(0, 1), outcomes=st.lists(OUTCOMES, min_size=1, max_size=4))
+    def work(self, n: int, outcomes: list[str]) -> None:
+        """A sender's run in one step: claim when it holds nothing, then send a few (deeper runs per example)."""
+        sender = self.senders[n % len(self.senders)]
+        if not sender.held:
+            self.claim(n % len(self.senders))
+        for outcome in outcomes:
+            if sender.held:
+                self._send(sender, outcome)
 
     @precondition(lambda self: bool(self.senders))
     @rule(n=st.integers(0, 1))
