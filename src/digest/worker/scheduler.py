@@ -145,35 +145,23 @@ class Worker:
             },
         )
         now = wall_now()
-        scheduler.add_job(
-            self._job,
-            IntervalTrigger(minutes=self.settings.due_minutes, timezone=zone),
-            args=[PLAN_SEND],
-            id=PLAN_SEND,
-            replace_existing=True,
-        )
-        scheduler.add_job(
-            self._job,
-            IntervalTrigger(minutes=self.settings.poll_minutes, timezone=zone),
-            args=[POLL],
-            id=POLL,
-            replace_existing=True,
-            next_run_time=now,
-        )
-        scheduler.add_job(
-            self._job,
-            IntervalTrigger(minutes=self.settings.retry_minutes, timezone=zone),
-            args=[RETRY],
-            id=RETRY,
-            replace_existing=True,
-        )
+        every = {
+            PLAN_SEND: self.settings.due_minutes,
+            POLL: self.settings.poll_minutes,
+            RETRY: self.settings.retry_minutes,
+        }
         if self.settings.bounce_maildir:
+            every[BOUNCES] = self.settings.bounce_minutes
+        for job_id, minutes in every.items():
+            # Polling starts at once; the others at their first interval.
+            first = {"next_run_time": now} if job_id == POLL else {}
             scheduler.add_job(
                 self._job,
-                IntervalTrigger(minutes=self.settings.bounce_minutes, timezone=zone),
-                args=[BOUNCES],
-                id=BOUNCES,
+                IntervalTrigger(minutes=minutes, timezone=zone),
+                args=[job_id],
+                id=job_id,
                 replace_existing=True,
+                **first,
             )
         renew_every = self.ttl.total_seconds() / 3
         scheduler.add_job(
