@@ -1,6 +1,6 @@
 """Signing a message's links: digest's short-payload path against stock itsdangerous, and what the difference is
-worth at the README's measured send rate (SQLite, one sender: 1,680 messages/s on 2026-12-01). A message carries three signed
-links (unsubscribe, manage, view), so the per-message cost is three signatures.
+worth at the README's measured send rate (SQLite, one sender: 1,680 messages/s on 2026-12-01). A message carries
+three signed links (unsubscribe, manage, view), so the per-message cost is three signatures.
 
     .venv/bin/python benchmarks/bench_tokens.py
 """
