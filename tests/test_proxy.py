@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import RecordingHandler, fixture_path, free_port
-from tests.webserver import START_DEADLINE, environment, serving, write_config
+from tests.webserver import START_DEADLINE, environment, ingest, serving, write_config
 
 WATER = "water-and-sanitation"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -113,14 +113,7 @@ def test_behind_a_reverse_proxy_each_client_is_itself(
         trusted_proxies=1,
         subscribe_per_client_per_hour=2,
     )
-    ingested = subprocess.run(
-        [sys.executable, "-m", "digest", "ingest", fixture_path("listing-water.txt")],
-        env=environment(config),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ingested.returncode == 0, ingested.stderr
+    ingest(config, fixture_path("listing-water.txt"))
     with serving(config, app_port) as app, nginx(tmp_path / "nginx", proxy_port, app) as proxy:
         # 25 people, each from an address of their own: every one is answered and mailed (with one bucket for
         # the whole site, the third would already be refused).

@@ -90,6 +90,15 @@ def populate(url: str, count: int) -> tuple[sessionmaker[Session], list[str]]:
     return sessions, people
 
 
+def repeats(handler: Any, people: list[str]) -> dict[str, list[str]]:
+    """Everyone got their digest; who got it more than once, with the Message-IDs they got."""
+    ids: dict[str, list[str]] = {}
+    for r in handler.received:
+        ids.setdefault(r.recipients[0], []).append(str(r.message["Message-ID"]))
+    assert set(ids) == set(people)
+    return {who: got for who, got in ids.items() if len(got) > 1}
+
+
 def config(tmp_path: Path, database: str, smtp: str, **extra: object) -> dict[str, str]:
     path = tmp_path / "digest.toml"
     lines = [
@@ -169,11 +178,7 @@ def test_a_sender_killed_mid_run_leaves_only_its_unrecorded_group(
     # The survivors took over what the dead sender had claimed: nothing left, nothing lost, no run needed.
     with sessions() as s:
         assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})
-    ids: dict[str, list[str]] = {}
-    for r in handler.received:
-        ids.setdefault(r.recipients[0], []).append(str(r.message["Message-ID"]))
-    assert set(ids) == set(people)
-    repeated = {who: got for who, got in ids.items() if len(got) > 1}
+    repeated = repeats(handler, people)
     assert len(repeated) <= group, repeated  # at most the group it had not yet recorded when it died
     assert all(len(set(got)) == 1 and len(got) == 2 for got in repeated.values())  # with its Message-ID
 

@@ -20,7 +20,7 @@ from digest.mail.holders import process_alive
 from digest.store.models import Digest
 from tests.conftest import smtp_controller
 from tests.smtpfaults import FaultyHandler
-from tests.test_scale import DEADLINE, config, populate
+from tests.test_scale import DEADLINE, config, populate, repeats
 
 HOST = socket.gethostname()
 pytestmark = pytest.mark.probe
@@ -82,11 +82,7 @@ def test_a_killed_sender_is_reaped_and_its_claims_taken_over_within_the_run(
     # Taken over within the run: nothing waits for another run, nothing is lost.
     with sessions() as s:
         assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})
-    ids: dict[str, list[str]] = {}
-    for r in handler.received:
-        ids.setdefault(r.recipients[0], []).append(str(r.message["Message-ID"]))
-    assert set(ids) == set(people)
-    repeated = {who: got for who, got in ids.items() if len(got) > 1}
+    repeated = repeats(handler, people)
     assert len(repeated) <= group and all(len(set(got)) == 1 for got in repeated.values()), repeated
 
 

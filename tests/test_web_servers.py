@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import RecordingHandler, fixture_path, free_port
-from tests.webserver import environment, serving, write_config
+from tests.webserver import environment, ingest, serving, write_config
 
 WATER = "water-and-sanitation"
 
@@ -38,14 +38,7 @@ def test_rate_limits_hold_across_two_server_processes(
         subscribe_per_address_per_hour=3,
         subscribe_per_client_per_hour=5,
     )
-    ingested = subprocess.run(
-        [sys.executable, "-m", "digest", "ingest", fixture_path("listing-water.txt")],
-        env=environment(config),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ingested.returncode == 0, ingested.stderr
+    ingest(config, fixture_path("listing-water.txt"))
     with serving(config, ports[0]) as one, serving(config, ports[1]) as two:
         clients = [httpx.Client(base_url=url, timeout=30) for url in (one, two)]
         # The same address, alternately through each server: three mails, then the same answer and no mail.

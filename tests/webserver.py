@@ -69,3 +69,15 @@ def serving(config: Path, port: int) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def ingest(config: Path, *sources: str) -> None:
+    """`digest ingest` of these sources into the store of ``config``, as a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "ingest", *sources],
+        env=environment(config),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
