@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test probe lint bench clean system-packages bench-packages apt-packages
+.PHONY: run test probe soak lint bench clean system-packages bench-packages apt-packages
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: $(STAMP)
 ## probe: the attacks and faults of the last probe (proxy, kills, replays, a store dropped, tokens in logs); in `make test` too
 probe: $(STAMP) system-packages
 	$(BIN)/pytest -m probe
+
+## soak: the long runs, not in make test: the delivery state machine with many more (unseeded) examples
+soak: $(STAMP)
+	DIGEST_SOAK=1 $(BIN)/pytest tests/test_delivery_states.py
 
 ## lint: ruff (check and format), mypy --strict and the import contracts
 lint: $(STAMP)
