@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,8 +34,12 @@ from hypothesis.stateful import (
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import clock
 from digest.config import Settings
+from digest.errors import DigestError
 from digest.mail.plan import PlanPolicy, plan_due
+from digest.mail.resend import resend
+from digest.mail.transport import MaildirTransport
 from digest.store import db, digests
 from digest.store.bounces import count_hard_bounce
 from digest.store.digests import Claimed, SentRecorder
@@ -42,6 +48,7 @@ from digest.store.models import (
     Digest,
     Membership,
     Practice,
+    Resend,
     Subscriber,
     Theme,
 )
@@ -87,6 +94,9 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.repeat_budget = 0
         self.gone: set[str] = set()
         self.unrecorded: set[int] = set()
+        # Resends, per digest: each under a Message-ID of its own, recorded.
+        self.resent: dict[int, list[str]] = {}
+        self.outbox = tempfile.mkdtemp(prefix="digest-states-outbox-")
         with self.factory() as session, session.begin():
             session.add(Theme(name="Water", slug="water", created_at=self.now))
             for email in PEOPLE:
@@ -97,6 +107,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         for sender in self.senders:
             sender.recorder.close()
         self.engine.dispose()
+        shutil.rmtree(self.outbox, ignore_errors=True)
 
     # -- the world -------------------------------------------------------------------------------------------
 
@@ -198,6 +209,24 @@ class DeliveryMachine(RuleBasedStateMachine):
                 digests.fail_refused(conn, claimed.id, sender.holder, "550 no such user")
                 count_hard_bounce(conn, claimed.subscriber_id, "550 no such user", 2, self.now)
 
+    @rule(who=st.sampled_from(PEOPLE))
+    def operator_resends(self, who: str) -> None:
+        """An operator resends a person's newest sent digest (digest.mail.resend, into a Maildir): a new
+        Message-ID, recorded as a resend; refused for anyone who left."""
+        clock.set_fixed_now(self.now)
+        try:
+            done = resend(self.factory, self.settings, MaildirTransport(Path(self.outbox) / "maildir"), who)
+        except DigestError:
+            return
+        finally:
+            clock.set_fixed_now(None)
+        assert who not in self.gone, f"resent to {who}, who left"
+        with self.factory() as session:
+            digest_id = session.scalars(
+                select(Digest.id).join(Subscriber).where(Subscriber.email == who, Digest.period == done.period)
+            ).one()
+        self.resent.setdefault(digest_id, []).append(done.message_id)
+
     @precondition(lambda self: bool(self.senders))
     @rule(n=st.integers(0, 1), outcomes=st.lists(OUTCOMES, min_size=1, max_size=4))
     def work(self, n: int, outcomes: list[str]) -> None:
@@ -257,6 +286,12 @@ class DeliveryMachine(RuleBasedStateMachine):
             if digest_id not in ids:
                 continue  # erased with its person
             assert set(sent) == {ids[digest_id]}, f"digest {digest_id} went out as {sent}"
+        with self.factory() as session:
+            recorded = {(d, m) for d, m in session.execute(select(Resend.digest_id, Resend.message_id))}
+        for digest_id, again in self.resent.items():
+            if digest_id in ids:
+                assert ids[digest_id] not in again and len(set(again)) == len(again), again
+                assert {(digest_id, m) for m in again} <= recorded, f"a resend of digest {digest_id} is not recorded"
         repeats = sum(len(sent) - 1 for sent in self.accepted.values())
         assert repeats <= self.repeat_budget, f"{repeats} repeats, but killed senders held {self.repeat_budget}"
 
