@@ -16,6 +16,7 @@ from digest.mail.notices import send_confirmation
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
+from digest.schedules.zones import local
 from digest.store import db, queries
 from digest.store.states import SubscriberStatus
 from digest.subscriptions.subscribers import (
@@ -57,13 +58,9 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
         return f"{schedule.describe()}; awaiting confirmation"
     if summary.status != SubscriberStatus.CONFIRMED:
         return f"{schedule.describe()}; nothing is sent ({summary.status})"
-    zone = schedule.zone
-    paused = ""
-    if summary.paused_until:
-        paused = f", paused until {datetime.fromisoformat(summary.paused_until).astimezone(zone).date().isoformat()}"
-    nxt = "at the next run"
-    if summary.next_due_at:
-        nxt = datetime.fromisoformat(summary.next_due_at).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    paused_until, next_due = local(summary.paused_until, schedule.zone), local(summary.next_due_at, schedule.zone)
+    paused = f", paused until {paused_until.date().isoformat()}" if paused_until else ""
+    nxt = next_due.strftime("%Y-%m-%d %H:%M") if next_due else "at the next run"
     return f"{schedule.describe()}; next {nxt}{paused}"
 
 

@@ -8,8 +8,10 @@ with the zone it stands for.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 # Easy to find at the top of the list: where most readers are, by population and by the network's members.
 COMMON = (
@@ -84,3 +86,9 @@ def unknown_zone(name: str) -> str:
     if name in aliases():
         return f"{name!r} is another name of {aliases()[name]}: use {aliases()[name]}"
     return f"{name!r} is not an IANA timezone such as Europe/Paris"
+
+
+def local(instant: str | None, zone: ZoneInfo) -> datetime | None:
+    """A stored instant (ISO 8601, as the store's reads give it) in the reader's zone: every date and time shown
+    to a subscriber is theirs (a pause reads back as the day they chose)."""
+    return datetime.fromisoformat(instant).astimezone(zone) if instant else None

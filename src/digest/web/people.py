@@ -8,7 +8,7 @@ on GET: link scanners and prefetchers open links, people press buttons.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -22,7 +22,7 @@ from digest.mail.notices import send_confirmation, send_manage_link
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
-from digest.schedules.zones import aliases, zone_groups
+from digest.schedules.zones import aliases, local, zone_groups
 from digest.store import queries
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
@@ -141,8 +141,7 @@ def manage(token: str) -> Any:
     zone = schedule.zone
     today = clock.now().astimezone(zone).date()
     # Every date and time in the reader's own timezone; a pause reads back as the day they chose.
-    next_due = datetime.fromisoformat(subscriber.next_due_at).astimezone(zone) if subscriber.next_due_at else None
-    paused = datetime.fromisoformat(subscriber.paused_until).astimezone(zone) if subscriber.paused_until else None
+    paused = local(subscriber.paused_until, zone)
     return (
         render_template(
             "manage.html",
@@ -153,7 +152,7 @@ def manage(token: str) -> Any:
             weekdays=WEEKDAYS,
             zone_groups=zone_groups(),
             current_zone=aliases().get(zone.key, zone.key),
-            next_due=next_due,
+            next_due=local(subscriber.next_due_at, zone),
             paused_until=paused.date() if paused else None,
             tomorrow=today + timedelta(days=1),
             latest=today + people.LONGEST_PAUSE,
