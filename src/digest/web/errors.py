@@ -70,19 +70,19 @@ def _refused_link(error: TokenError) -> Any:
 
 
 def _mail_unavailable(error: TransportError) -> Any:
-    events("web.mail_unavailable", logging.ERROR, route=route(), error=str(error))
-    body, status, headers = message_page(
-        503, "The mail could not be sent", "Nothing was changed. Please try again in a few minutes."
-    )
-    return body, status, headers | {"Retry-After": str(RETRY_AFTER["mail"])}
+    return _unavailable("mail", str(error), "The mail could not be sent", "Please try again in a few minutes.")
 
 
 def _store_unavailable(error: DBAPIError) -> Any:
-    events("web.store_unavailable", logging.ERROR, route=route(), error=" ".join(str(error.orig).split())[:300])
-    body, status, headers = message_page(
-        503, "Temporarily unavailable", "The service cannot answer right now. Please try again in a minute."
-    )
-    return body, status, headers | {"Retry-After": str(RETRY_AFTER["store"])}
+    reason = " ".join(str(error.orig).split())[:300]
+    return _unavailable("store", reason, "Temporarily unavailable", "The service cannot answer now. Try in a minute.")
+
+
+def _unavailable(what: str, reason: str, title: str, message: str) -> Any:
+    """503 with Retry-After: what was out of reach is logged, the person is asked to come back."""
+    events(f"web.{what}_unavailable", logging.ERROR, route=route(), error=reason)
+    body, status, headers = message_page(503, title, message)
+    return body, status, headers | {"Retry-After": str(RETRY_AFTER[what])}
 
 
 def _refused(error: DigestError) -> Any:
