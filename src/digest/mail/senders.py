@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from typing import Any, cast
 
 from sqlalchemy import Engine
@@ -26,8 +27,6 @@ def _sender(settings: Settings, instant: str | None, parent: Engine | None, plan
     the parent plans (what each planning batch commits is due at once) and stops once planning is over and
     nothing due is left; its report goes back through ``out``. If the parent dies (kill -9), the sender finishes
     the message in flight, hands the rest of its claims back and exits: nothing waits for a parent that is gone."""
-    import os
-
     from digest.store import db
 
     parent_pid = os.getppid()
@@ -107,7 +106,7 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
             if process.sentinel in ready:
                 process.join()
                 if n not in reports:
-                    reports[n] = _report(receive) if receive.poll() else {"crashed": "it ended without a report"}
+                    reports[n] = _report(receive)  # it has exited: a report, or at once EOF
                 del senders[n]
                 part = reports[n]
                 if "crashed" in part:
