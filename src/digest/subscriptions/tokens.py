@@ -111,12 +111,14 @@ def _payload(secret: str, token: str, purpose: Purpose, max_age: float | None) -
     except SignatureExpired as e:
         raise TokenError("this link has expired", "ask for a new one", expired=True) from e
     except BadSignature as e:
-        raise TokenError("this link is not valid (it may have been cut or changed)", reason=_why(secret, token)) from e
+        raise TokenError(
+            "this link is not valid (it may have been cut or changed)", reason=_why(secret, token, purpose)
+        ) from e
 
 
-def _why(secret: str, token: str) -> str:
+def _why(secret: str, token: str, asked: Purpose) -> str:
     """Why a token did not verify for the purpose asked: made for another page, or not signed by us as it is."""
-    for other in Purpose:
+    for other in (p for p in Purpose if p != asked):
         try:
             _serializer(secret, other).loads(token)
         except BadSignature:
