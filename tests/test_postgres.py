@@ -6,7 +6,6 @@ Each test creates its own database with a random name on 127.0.0.1:5432 and drop
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -129,8 +128,6 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
     """Four `digest send` processes started together on one PostgreSQL database: all exit 0, and each of 300
     subscribers gets exactly one digest (planning claims rows with SKIP LOCKED and ignores conflicts; sending
     claims each digest with a guarded UPDATE)."""
-    import subprocess
-    import sys
 
     from sqlalchemy import func, insert
 
@@ -165,25 +162,9 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
                 for i in ids
             ],
         )
-    config = tmp_path / "digest.toml"
-    config.write_text(
-        f'database_url = "{pg_url}"\nsmtp_url = "{url}"\nbase_url = "https://digest.test"\n'
-        'secret_key = "test-secret-0123456789abcdef"\n'
-        'id_domain = "digest.test"\ntimezone = "Europe/Paris"\nbatch_size = 20\n',
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env |= {"DIGEST_CONFIG": str(config), "DIGEST_NOW": "2026-11-16T09:00:00Z"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "digest", "send", "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    from tests.test_scale import config, senders  # the same settings and processes as the scale tests
+
+    procs = senders(config(tmp_path, pg_url, url, batch_size=20), 4)
     outcomes = [(*p.communicate(timeout=300), p.returncode) for p in procs]
     for _, err, code in outcomes:
         assert code == 0 and "Traceback" not in err, err
