@@ -17,14 +17,15 @@ run: $(STAMP)
 	$(BIN)/digest run --once
 
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
-## nginx: the reverse-proxy test; postfix: smtp-sink, a real MTA's SMTP server for the delivery test)
-SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix
+## nginx: the reverse-proxy test; postfix: smtp-sink, a real MTA's SMTP server for the delivery test; newsboat: a
+## real feed reader reads every feed)
+SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix newsboat
 system-packages:
 	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
 
-## bench-packages: what the benchmarks need from Debian (postfix: smtp-sink and smtp-source)
+## bench-packages: what the benchmarks need from Debian (postfix: smtp-sink and smtp-source; apache2-utils: ab)
 bench-packages:
-	@$(MAKE) --no-print-directory apt-packages PACKAGES="postfix"
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="postfix apache2-utils"
 
 apt-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

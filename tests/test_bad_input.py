@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings, SourceConfig
-from digest.feeds.atom import build_feeds
+from digest.feeds.files import build_feeds
 from digest.ingest import HttpPolicy, ingest_sources
 from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
 from digest.mail.render import Links, render_digest

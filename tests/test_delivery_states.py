@@ -98,7 +98,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.resent: dict[int, list[str]] = {}
         self.outbox = tempfile.mkdtemp(prefix="digest-states-outbox-")
         with self.factory() as session, session.begin():
-            session.add(Theme(name="Water", slug="water", created_at=self.now))
+            session.add(Theme(name="Water", slug="water", created_at=self.now, changed_at=self.now))
             for email in PEOPLE:
                 subscribers.subscribe(session, email, ["water"], self.now, confirmed=True)
         self.new_week()

@@ -9,7 +9,7 @@ import feedparser
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, SourceConfig
-from digest.feeds.atom import build_feeds
+from digest.feeds.files import build_feeds
 from digest.ingest import ingest_sources
 from tests.conftest import at, fixture_path
 

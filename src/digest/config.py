@@ -119,10 +119,17 @@ class Settings:
     templates_dir: str = ""
     # Folder the Atom feeds are written to.
     feeds_dir: str = "feeds"
-    # Newest entries kept in each feed.
+    # Entries in each feed: a theme's feed holds its newest practices, from this many up to twice as many less
+    # one; older ones are in archive documents of exactly this many (RFC 5005), each linked from the next.
     feed_max_entries: int = 50
     # Author named in every feed (Atom requires one).
     feed_author: str = "digest"
+    # WebSub hubs (W3C WebSub) every feed names as rel="hub", told of each changed feed after an ingest: their
+    # URLs, separated by spaces; empty = none.
+    websub_hubs: str = ""
+    # Seconds the hubs are given in all, per ingest, to take the news (tries included); a hub that fails is
+    # logged and told again at the next change.
+    websub_deadline: float = 10.0
     # Authority of the permanent tag: URIs (RFC 4151) used as feed and entry ids: a domain you own.
     id_domain: str = "digest.example.org"
     # Date of the tag: URIs; fixed forever once feeds are published.
@@ -199,6 +206,11 @@ class Settings:
         """The schedule weekday as Python counts it: Monday is 0."""
         return WEEKDAYS.index(self.schedule_weekday)
 
+    @property
+    def hubs(self) -> list[str]:
+        """The WebSub hubs, in the order configured (validated at load)."""
+        return self.websub_hubs.split()
+
     def smtp(self) -> SmtpSettings | None:
         """The SMTP server, or None when mail goes to the outbox."""
         return parse_smtp_url(self.smtp_url) if self.smtp_url else None
@@ -213,6 +225,7 @@ _SCALARS: dict[str, type] = {f.name: _TYPES[str(f.type)] for f in fields(Setting
 _RANGES: dict[str, tuple[float, float]] = {
     "smtp_timeout": (0.05, 3600),
     "feed_max_entries": (1, 10_000),
+    "websub_deadline": (0.1, 600),
     "max_practices_per_digest": (1, 10_000),
     "due_minutes": (0.01, 1440),
     "schedule_hour": (0, 23),

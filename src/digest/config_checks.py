@@ -113,6 +113,13 @@ def validate(settings: Settings, where: Origins) -> Settings:
             f"{where('base_url')}: {settings.base_url!r} must be an ASCII https:// URL (http:// for tests)",
             "write an international domain in its xn-- (punycode) form",
         )
+    for hub in settings.hubs:
+        parts = urlsplit(hub)
+        if parts.scheme not in ("https", "http") or not parts.hostname or not hub.isascii():
+            raise ConfigError(
+                f"{where('websub_hubs')}: {hub!r} is not an http(s) URL",
+                "list the hubs' URLs separated by spaces, for example https://pubsubhubbub.appspot.com/",
+            )
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url, where("smtp_url"))
     if settings.smtp_pipelining not in PIPELINING:

@@ -25,7 +25,7 @@ from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
 
 if TYPE_CHECKING:
-    from digest.feeds.atom import FeedResult
+    from digest.feeds.files import FeedResult
 
 
 def print_send(report: SendReport, where: str, as_json: bool) -> None:
@@ -191,7 +191,7 @@ def feeds(app: App, as_json: bool) -> None:
     Example: DIGEST_FEEDS_DIR=/srv/www/feeds digest feeds
     """
     with app.sessions() as session:
-        from digest.feeds.atom import build_feeds
+        from digest.feeds.files import build_feeds
 
         results = build_feeds(session, app.settings)
     if as_json:
@@ -222,7 +222,7 @@ def run(app: App, once: bool, as_json: bool) -> None:
     transport = transport_for(settings)
     send_report = plan_and_send(app.sessions, settings, transport)
     with app.sessions() as session:
-        from digest.feeds.atom import build_feeds
+        from digest.feeds.files import build_feeds
 
         feed_results = build_feeds(session, settings)
     if as_json:

@@ -65,12 +65,16 @@ def terminal_progress(source: str, total: int) -> AbstractContextManager[Callabl
 def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> list[IngestReport]:
     """Ingest, and say in each failure's hint what happens next: a configured source is read again by every run;
     one named on the command line only is not."""
+    from digest.feeds import websub
     from digest.ingest import ingest_sources, policy_from
     from digest.text.links import redact_url
 
+    before = websub.revisions(app.sessions)
     reports = ingest_sources(
         app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
     )
+    # The hubs hear of each feed this ingest changed; one that fails is logged and never fails the command.
+    websub.announce(app.sessions, app.settings, before)
     configured = {redact_url(s.location) for s in app.settings.sources if s.enabled}
     for report in reports:
         if report.error is None or report.gone:

@@ -13,7 +13,7 @@ from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.ingest.vet import vet
 from digest.store.models import Membership, Practice, PracticeKey
-from digest.store.themes import ThemeCache
+from digest.store.themes import ThemeCache, touch
 from digest.text.clean import fingerprint, sha, title_form
 
 CHUNK = 500
@@ -208,6 +208,7 @@ def store_parsed(
     seen: dict[int, str] = {}
     placed: list[tuple[Practice, ParsedItem, bool]] = []
     pending: dict[str, Practice] = {}
+    changed: set[int] = set()
     for identities, keys, item in keyed:
         names = item.themes or default_themes
         if not names:
@@ -237,6 +238,7 @@ def store_parsed(
             if (item.guid or item.url) and practice.identity.startswith("text:"):
                 practice.identity = identities[0]  # the feed found it: known by its guid from now on
             _update(practice, item, content_hash, now)
+            changed.add(practice.id)
             report.updated += 1
         else:
             report.unchanged += 1
@@ -251,6 +253,8 @@ def store_parsed(
     if pending:
         session.execute(insert(PracticeKey), [{"key": k, "practice_id": p.id} for k, p in pending.items()])
     added: list[dict[str, object]] = []
+    # The feeds of every theme a practice joined, and of every theme of a practice that changed, are new.
+    touched: set[int] = set()
     for n, (practice, item, created) in enumerate(placed, 1):
         joined_any = False
         for name in item.themes or default_themes:
@@ -259,6 +263,7 @@ def store_parsed(
                 report.themes.append(theme_row.name)
             if (practice.id, theme_row.id) not in memberships:
                 added.append({"practice_id": practice.id, "theme_id": theme_row.id, "added_at": now})
+                touched.add(theme_row.id)
                 memberships.add((practice.id, theme_row.id))
                 joined_any = True
         if joined_any and not created:
@@ -267,6 +272,11 @@ def store_parsed(
             advance(100)
     if added:
         session.execute(insert(Membership), added)
+    ordered = sorted(changed)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        touched.update(session.scalars(select(Membership.theme_id).where(Membership.practice_id.in_(chunk))))
+    touch(session, touched, now)
     if advance is not None:
         advance(len(placed) % 100)
     return report

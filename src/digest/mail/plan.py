@@ -162,10 +162,11 @@ def new_message_id(key: str, subscriber_id: int, domain: str) -> str:
 
 
 def due_now(now: datetime) -> ColumnElement[bool]:
-    """Confirmed, their next digest due at or before now, and not paused."""
+    """Confirmed, their next digest due at or before now, not paused, and not reading by feed only."""
     return and_(
         Subscriber.status == SubscriberStatus.CONFIRMED,
         Subscriber.next_due_at <= now,
+        Subscriber.feed_only.is_(False),
         or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
     )
 

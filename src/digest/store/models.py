@@ -100,6 +100,13 @@ class Theme(Base):
     name: Mapped[str] = mapped_column(String(300), unique=True)
     slug: Mapped[str] = mapped_column(String(300), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Goes up, and changed_at moves, whenever a practice joins the theme or one of its practices changes
+    # (digest.store.themes.touch): the theme's feeds are a function of these, so a conditional GET is answered
+    # from this row alone.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=lambda context: context.get_current_parameters()["created_at"]
+    )
 
 
 class Practice(Base):
@@ -198,6 +205,11 @@ class Subscriber(Base):
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     # Nothing is sent before this instant (the start of the local day they chose to resume).
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What their personal feed's link names: its own random key, so a new feed link revokes the old one without
+    # touching the links in their mails.
+    feed_key: Mapped[str] = mapped_column(String(43), unique=True, default=new_key)
+    # They follow their themes in a feed reader only: no digest is planned for them.
+    feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber", cascade="all, delete-orphan")
 

@@ -70,10 +70,17 @@ class SubscriberSummary:
     next_due_at: str | None = None
     paused_until: str | None = None
     theme_names: list[str] = field(default_factory=list)
+    # Reading their themes in a feed reader only: no digest is mailed.
+    feed_only: bool = False
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def feed_key(session: Session, key: str) -> str | None:
+    """The feed key of the subscriber with this key: what their personal feed's link names."""
+    return session.scalar(select(Subscriber.feed_key).where(Subscriber.key == key))
 
 
 def theme_by_name(session: Session, name: str) -> Theme:
@@ -150,6 +157,7 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
             timezone=s.timezone,
             next_due_at=_iso(s.next_due_at),
             paused_until=_iso(s.paused_until),
+            feed_only=s.feed_only,
         )
         for s in session.scalars(query)
     ]
@@ -401,6 +409,7 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
             "hour": subscriber.hour,
             "timezone": subscriber.timezone,
             "paused_until": _iso(subscriber.paused_until),
+            "feed_only": subscriber.feed_only,
             "next_due_at": _iso(subscriber.next_due_at),
             "last_period": subscriber.last_period,
         },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.errors import SourceError
@@ -33,8 +33,21 @@ class ThemeCache:
         if theme is None:
             theme = self.session.scalar(select(Theme).where(Theme.slug == slug))
             if theme is None:
-                theme = Theme(name=name, slug=slug, created_at=now)
+                theme = Theme(name=name, slug=slug, created_at=now, changed_at=now)
                 self.session.add(theme)
                 self.session.flush()
             self.by_slug[slug] = theme
         return theme
+
+
+def touch(session: Session, theme_ids: set[int], now: datetime) -> None:
+    """Record that these themes' feeds changed (a practice joined, or one of theirs changed): their revision goes
+    up and changed_at moves to ``now``. Called in the transaction that made the change."""
+    if not theme_ids:
+        return
+    session.execute(
+        update(Theme)
+        .where(Theme.id.in_(sorted(theme_ids)))
+        .values(revision=Theme.revision + 1, changed_at=now)
+        .execution_options(synchronize_session=False)
+    )

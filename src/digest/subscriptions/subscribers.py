@@ -25,6 +25,7 @@ from digest.store.models import (
     Subscriber,
     Subscription,
     Theme,
+    new_key,
 )
 from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
 from digest.store.themes import ThemeCache
@@ -212,6 +213,30 @@ def _place(subscriber: Subscriber, defaults: Defaults, now: datetime) -> None:
         subscriber.next_due_at = schedule.next_after(subscriber.paused_until - timedelta(microseconds=1))
     else:
         subscriber.next_due_at = schedule.next_after(now)
+
+
+def set_feed_only(session: Session, subscriber: Subscriber, feed_only: bool, defaults: Defaults, now: datetime) -> None:
+    """Follow the themes in a feed reader only (no mail: digests not yet sent are cancelled), or by mail again:
+    then the first digest holds only what is new from now (the feed showed them the rest)."""
+    if subscriber.feed_only == feed_only:
+        return
+    subscriber.feed_only = feed_only
+    if feed_only:
+        session.execute(
+            update(Digest)
+            .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(CANCELLABLE))
+            .values(status=DigestStatus.CANCELLED)
+        )
+        return
+    cursor = membership_cursor(session, now, 0)
+    for subscription in subscriber.subscriptions:
+        subscription.cursor = max(subscription.cursor, cursor)
+    _place(subscriber, defaults, now)
+
+
+def renew_feed_key(subscriber: Subscriber) -> None:
+    """A new personal feed link: the old one stops working (their other links are untouched)."""
+    subscriber.feed_key = new_key()
 
 
 def unsubscribe(session: Session, email: str, now: datetime, theme: str | None = None) -> Subscriber:

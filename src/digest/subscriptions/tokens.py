@@ -28,6 +28,8 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     # The web view of one digest: the key and the digest's period.
     VIEW = "view"
+    # A personal feed: the subscriber's feed key (not their key), so a new feed link revokes only the feed.
+    FEED = "feed"
 
 
 class TokenError(DigestError):

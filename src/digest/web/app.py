@@ -7,12 +7,14 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, request
+from flask_compress import Compress
 from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digest import __version__, logs
 from digest.config import Settings, load_settings, require_real_secret
+from digest.feeds.documents import feed_filename
 from digest.store import db
 from digest.text.markup import sanitize_html
 from digest.web.site import Site, route
@@ -52,6 +54,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=False,
         MAX_CONTENT_LENGTH=64 * 1024,
+        # Pages over 1 KB, brotli or gzip as the client prefers (the feeds compress and cache their own).
+        COMPRESS_REGISTER=False,
+        COMPRESS_MIN_SIZE=1024,
+        COMPRESS_ALGORITHM=["br", "gzip"],
+        COMPRESS_MIMETYPES=["text/html", "text/css", "text/plain", "application/json", "image/svg+xml"],
     )
     app.extensions["digest"] = Site(settings, db.session_factory(engine))
     if settings.trusted_proxies:
@@ -67,9 +74,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     # RFC 8058: a mail provider's one-click POST carries no cookie and no token but the link's own.
     csrf.exempt(people.one_click)
 
+    compress = Compress(app)
+
+    def compressed(response: Response) -> Response:
+        # BREACH: a page that could carry a secret beside text an attacker chose is sent as it is: an answer to
+        # a POST (it may echo the form, beside the CSRF token) and a private page (a signed link is in it).
+        if request.method not in ("GET", "HEAD") or "no-store" in response.headers.get("Cache-Control", ""):
+            return response
+        return compress.after_request(response)
+
+    app.after_request(compressed)
     app.after_request(_security_headers)
     errors.register(app)
     app.context_processor(lambda: {"version": __version__})
+    app.jinja_env.globals["feed_filename"] = feed_filename
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     return app

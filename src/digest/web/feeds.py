@@ -1,31 +1,107 @@
-"""The Atom feeds over HTTP, rendered from the store, with validators for conditional GET."""
+"""The Atom feeds over HTTP: each theme's, all practices', their RFC 5005 archives, and a subscriber's own.
+
+A request costs one indexed query when the reader has the document (304, answered from the validators before
+anything is rendered) and when this process rendered it already (200 from the in-process cache, gzipped when the
+client takes it); only a changed document is rendered. Every answer names the document's hubs and itself in
+``Link`` headers (WebSub)."""
 
 from __future__ import annotations
 
-import hashlib
-
 from flask import Blueprint, Response, abort, request
+from sqlalchemy.orm import Session
 
-from digest.feeds.atom import feed_by_filename
+from digest.feeds.documents import (
+    Document,
+    archive_document,
+    feed_url,
+    personal_document,
+    public_document,
+    render_document,
+)
+from digest.subscriptions.tokens import Purpose, read_token
 from digest.web.site import site
 
 blueprint = Blueprint("feeds", __name__)
 
+# Seconds a reader or a cache may keep a document without asking again: a current one changes with an ingest;
+# an archive practically never.
+FRESH = 300
+ARCHIVE_FRESH = 7 * 86400
+
 
 @blueprint.get("/feeds/<filename>")
 def feed(filename: str) -> Response:
-    """``<slug>.atom`` or ``all.atom``: 304 when If-None-Match or If-Modified-Since says the reader has it."""
-    if not filename.endswith(".atom"):
-        abort(404)
+    """``<slug>.atom`` or ``all.atom``."""
     with site().sessions() as session:
-        document = feed_by_filename(session, site().settings, filename)
-    if document is None:
-        abort(404, "There is no feed by that name.")
-    response = Response(document.data, content_type="application/atom+xml; charset=utf-8")
-    # Strong: the same bytes give the same tag, whichever server process renders them.
-    response.set_etag(hashlib.sha256(document.data).hexdigest()[:32])
-    response.last_modified = document.updated
-    response.cache_control.public = True
-    response.cache_control.max_age = 300
-    response.make_conditional(request)
+        document = public_document(session, site().settings, filename)
+        if document is None:
+            abort(404, "There is no feed by that name.")
+        return _answer(session, document, FRESH)
+
+
+@blueprint.get("/feeds/archives/<stem>/<int:number>.atom")
+def archive(stem: str, number: int) -> Response:
+    """Archive ``number`` (1: the oldest) of a feed (RFC 5005)."""
+    with site().sessions() as session:
+        document = archive_document(session, site().settings, stem, number)
+        if document is None:
+            abort(404, "There is no such archive of a feed.")
+        return _answer(session, document, ARCHIVE_FRESH)
+
+
+@blueprint.get("/feeds/me/<token>.atom")
+def personal(token: str) -> Response:
+    """A subscriber's own feed: the practices of their themes, each once. Its link is a secret: private to
+    caches, kept out of search engines; a link revoked, erased or for anything else -> 404."""
+    feed_key = read_token(site().settings.secret_key, token, Purpose.FEED)
+    with site().sessions() as session:
+        document = personal_document(session, site().settings, feed_key, token)
+        if document is None:
+            abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
+        response = _answer(session, document, FRESH, private=True)
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
+
+
+def _gzip_etag(etag: str) -> str:
+    # A strong validator names one representation: the gzipped bytes have their own.
+    return f"{etag}-gzip"
+
+
+def _answer(session: Session, document: Document, max_age: int, private: bool = False) -> Response:
+    settings = site().settings
+    gzip_ok = request.accept_encodings["gzip"] > 0
+    etag = _gzip_etag(document.etag) if gzip_ok else document.etag
+    if _reader_has(document):
+        response = Response(status=304)
+    else:
+        cache = site().feed_cache
+        cached = cache.get(document.path, document.etag)
+        if cached is None:
+            cached = cache.put(document.path, document.etag, render_document(session, settings, document).data)
+        response = Response(
+            cached.gzipped if gzip_ok else cached.data, content_type="application/atom+xml; charset=utf-8"
+        )
+        if gzip_ok:
+            response.headers["Content-Encoding"] = "gzip"
+    response.set_etag(etag)
+    response.last_modified = document.modified
+    response.cache_control.max_age = max_age
+    if private:
+        response.cache_control.private = True
+    else:
+        response.cache_control.public = True
+    response.vary.add("Accept-Encoding")
+    links = [f'<{hub}>; rel="hub"' for hub in settings.hubs if document.kind != "me"]
+    response.headers["Link"] = ", ".join([*links, f'<{feed_url(settings, document.path)}>; rel="self"'])
+    return response
+
+
+def _reader_has(document: Document) -> bool:
+    """Whether the request's validators say the reader holds this document (RFC 9110: If-None-Match, compared
+    weakly, and only without it If-Modified-Since)."""
+    tags = request.if_none_match
+    if tags:
+        return tags.star_tag or tags.contains_weak(document.etag) or tags.contains_weak(_gzip_etag(document.etag))
+    since = request.if_modified_since
+    return since is not None and document.modified.replace(microsecond=0) <= since

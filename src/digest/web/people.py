@@ -136,6 +136,7 @@ def manage(token: str) -> Any:
         if not found:
             abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
         themes = queries.themes(session)
+        feed_key = queries.feed_key(session, key)
     subscriber = found[0]
     schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
     zone = schedule.zone
@@ -156,10 +157,16 @@ def manage(token: str) -> Any:
             paused_until=paused.date() if paused else None,
             tomorrow=today + timedelta(days=1),
             latest=today + people.LONGEST_PAUSE,
+            feed_url=_feed_url(feed_key) if feed_key else None,
         ),
         200,
         PRIVATE,
     )
+
+
+def _feed_url(feed_key: str) -> str:
+    token = make_token(site().settings.secret_key, Purpose.FEED, feed_key)
+    return f"{site().settings.base_url}{url_for('feeds.personal', token=token)}"
 
 
 @blueprint.post("/manage/<token>")
@@ -192,6 +199,17 @@ def manage_change(token: str) -> BaseResponse:
             elif action == "resume":
                 people.resume(session, subscriber, defaults, now)
                 message = "Digests come again from your next scheduled time."
+            elif action == "delivery":
+                feed_only = request.form.get("delivery") == "feed"
+                people.set_feed_only(session, subscriber, feed_only, defaults, now)
+                message = (
+                    "No more mail: follow your themes with your feed link."
+                    if feed_only
+                    else "Digests come by mail again, from your next scheduled time."
+                )
+            elif action == "feed-link":
+                people.renew_feed_key(subscriber)
+                message = "Your feed has a new link; the old one no longer works. Give the new one to your reader."
             elif action == "leave":
                 people.unsubscribe_subscriber(session, subscriber, now)
                 message = "You have left: no more digests will be sent."

@@ -3,7 +3,7 @@ matched, and the page that says one thing (a notice, an answer, an error)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, render_template, request
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import logs
 from digest.config import Settings
+from digest.feeds.cache import FeedCache
 
 # What every private page says to caches and robots.
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
@@ -18,10 +19,11 @@ PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 
 @dataclass(frozen=True)
 class Site:
-    """What every view needs: the settings and the store's sessions."""
+    """What every view needs: the settings and the store's sessions (and the feeds, their rendered documents)."""
 
     settings: Settings
     sessions: sessionmaker[Session]
+    feed_cache: FeedCache = field(default_factory=FeedCache)
 
 
 def site() -> Site:

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.feeds.atom import build_feeds
+from digest.feeds import websub
+from digest.feeds.files import build_feeds
 from digest.ingest import ingest_sources, policy_from
 from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
@@ -56,14 +57,19 @@ def poll_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     settings = worker.settings
     # Each source logs its own outcome (digest.ingest); a SIGTERM stops the poll within seconds, mid-fetch too.
     sources = [s for s in settings.sources if s.enabled]
+    before = websub.revisions(worker.factory)
     reports = ingest_sources(
         worker.factory, sources, clock.now(), policy_from(settings), skip_gone=True, stop=worker.stop
     )
     failed = [r for r in reports if not r.ok]
     changed = sum(r.new + r.updated + r.joined for r in reports)
+    # A hub that fails is logged (websub.failed) and hears of the next change; it never fails the poll.
+    told = websub.announce(worker.factory, settings, before)
     if changed:
         worker.after_ingest()
     counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
+    if told.feeds:
+        counts |= {"feeds_published": len(told.feeds), "hubs_failed": len(told.failed)}
     return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
 
 

@@ -1,0 +1,230 @@
+"""Which feed documents exist, what each is made of, and its validators.
+
+A theme's feed, the feed of all practices and a subscriber's personal feed are each a function of a few figures
+in the store (the themes' revisions, digest.store.feeds) and of the settings that shape a document; their
+validators (ETag, Last-Modified) are made of those alone, so the web app answers a conditional GET with one
+indexed query and renders only on a miss. A theme's older practices are in archive documents (RFC 5005) of
+exactly ``feed_max_entries`` each, numbered from the oldest: archive k holds the (k-1)·N-th to the k·N-1-th
+practices to join, and never changes but for an edit of one of them. The current document holds the rest: from
+N up to 2N-1 practices once the theme has N, so a reader that follows prev-archive from it sees each practice
+exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest import __version__
+from digest.config import Settings
+from digest.feeds.atom import Page, newest_change, render
+from digest.store import feeds as store
+from digest.store.models import Theme
+
+ALL = "all"
+ARCHIVES = "archives"
+
+# The settings a document's bytes depend on (with digest's version): a change to any makes new validators.
+_SHAPING = ("base_url", "feed_max_entries", "feed_author", "id_domain", "id_date", "websub_hubs")
+
+
+@lru_cache(maxsize=8)
+def shape(settings: Settings) -> str:
+    values = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in _SHAPING}
+    return hashlib.sha256(repr((__version__, sorted(values.items()))).encode()).hexdigest()[:16]
+
+
+def feed_filename(slug: str) -> str:
+    # A theme slugged "all" must not overwrite the feed of all practices.
+    return f"{slug}.atom" if slug != ALL else "theme-all.atom"
+
+
+def feed_url(settings: Settings, filename: str) -> str:
+    return f"{settings.base_url}/feeds/{filename}"
+
+
+def archive_path(stem: str, number: int) -> str:
+    """An archive document's path under the feeds folder (and under /feeds/ on the web)."""
+    return f"{ARCHIVES}/{stem}/{number}.atom"
+
+
+def archives(total: int, size: int) -> int:
+    """How many full archive documents a feed of ``total`` entries has: all its entries but the newest N to 2N-1."""
+    return max(0, (total - size) // size)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One feed document that exists, with its validators; digest.feeds.documents.render_document renders it."""
+
+    # Under /feeds/ on the web and under feeds_dir on disk ("water.atom", "archives/water/3.atom"); a personal
+    # feed's is its link's.
+    path: str
+    etag: str
+    modified: datetime
+    kind: str  # "theme", "all" or "me"
+    # The theme's or the subscriber's id (none for the feed of all practices).
+    ident: int | None
+    # The archive's number (1: the oldest), or None for the feed's current document.
+    number: int | None
+    title: str
+    # The theme's slug; for a personal feed, its subscriber's key (what its permanent id is made from).
+    slug: str = ""
+
+    @property
+    def stem(self) -> str:
+        return feed_filename(self.slug).removesuffix(".atom") if self.kind == "theme" else self.kind
+
+
+def _etag(settings: Settings, *parts: object) -> str:
+    return hashlib.sha256(repr((shape(settings), parts)).encode()).hexdigest()[:32]
+
+
+def _epoch(settings: Settings) -> datetime:
+    return datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
+
+
+def _theme_document(settings: Settings, theme: Theme, number: int | None) -> Document:
+    filename = feed_filename(theme.slug)
+    path = filename if number is None else archive_path(filename.removesuffix(".atom"), number)
+    etag = _etag(settings, "theme", theme.id, theme.revision, theme.changed_at, number)
+    return Document(path, etag, theme.changed_at, "theme", theme.id, number, theme.name, theme.slug)
+
+
+def _all_document(settings: Settings, stamp: store.AllStamp, number: int | None) -> Document:
+    path = f"{ALL}.atom" if number is None else archive_path(ALL, number)
+    etag = _etag(settings, ALL, stamp.revisions, stamp.changed_at, stamp.themes, number)
+    return Document(path, etag, stamp.changed_at or _epoch(settings), ALL, None, number, "All practices")
+
+
+def public_document(session: Session, settings: Settings, filename: str, number: int | None = None) -> Document | None:
+    """The current document of the feed written to ``filename`` ("water.atom", "all.atom"), or its archive
+    ``number``; None when there is no such feed or archive. One indexed query for a current document (two for an
+    archive: it must exist)."""
+    if not filename.endswith(".atom"):
+        return None
+    if filename == f"{ALL}.atom":
+        stamp = store.all_stamp(session)
+        if number is not None and not 1 <= number <= archives(store.all_size(session), settings.feed_max_entries):
+            return None
+        return _all_document(settings, stamp, number)
+    slug = ALL if filename == feed_filename(ALL) else filename.removesuffix(".atom")
+    theme = store.theme_by_slug(session, slug)
+    if theme is None or feed_filename(theme.slug) != filename:
+        return None
+    if number is not None and not 1 <= number <= archives(
+        store.theme_size(session, theme.id), settings.feed_max_entries
+    ):
+        return None
+    return _theme_document(settings, theme, number)
+
+
+def archive_document(session: Session, settings: Settings, stem: str, number: int) -> Document | None:
+    """Archive ``number`` of the feed whose current document is ``stem``.atom."""
+    return public_document(session, settings, f"{stem}.atom", number)
+
+
+def personal_document(session: Session, settings: Settings, feed_key: str, token: str) -> Document | None:
+    """A subscriber's personal feed, reached by the link ``me/<token>.atom`` that names ``feed_key``; None when
+    the key is nobody's (revoked, erased) or its holder has not confirmed or has left."""
+    stamp = store.personal_stamp(session, feed_key)
+    if stamp is None or stamp.status not in store.FEED_READERS:
+        return None
+    path = f"me/{token}.atom"
+    etag = _etag(
+        settings, "me", stamp.subscriber_id, path, stamp.themes, stamp.newest_choice, stamp.revisions, stamp.changed_at
+    )
+    modified = max(d for d in (stamp.changed_at, stamp.newest_choice, stamp.created_at) if d is not None)
+    return Document(path, etag, modified, "me", stamp.subscriber_id, None, "Your practices", stamp.key)
+
+
+def all_documents(session: Session, settings: Settings) -> list[Document]:
+    """Every public document: each theme's feed and archives, then the feed of all practices and its archives."""
+    size = settings.feed_max_entries
+    found = []
+    for theme in session.scalars(select(Theme).order_by(Theme.slug)):
+        found.append(_theme_document(settings, theme, None))
+        found.extend(
+            _theme_document(settings, theme, k)
+            for k in range(1, archives(store.theme_size(session, theme.id), size) + 1)
+        )
+    stamp = store.all_stamp(session)
+    found.append(_all_document(settings, stamp, None))
+    found.extend(_all_document(settings, stamp, k) for k in range(1, archives(store.all_size(session), size) + 1))
+    return found
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    entries: int
+
+
+def render_document(session: Session, settings: Settings, document: Document) -> Rendered:
+    """The document, read from the store now: the same bytes for the same store, on disk or on the web."""
+    size = settings.feed_max_entries
+    base = settings.base_url
+    if document.kind == "me":
+        assert document.ident is not None
+        names, entries = store.personal_entries(session, document.ident, size)
+        title = "Your practices: " + ", ".join(names) if names else "Your practices"
+        page = Page(
+            # The subscriber's key, hashed: permanent (a new feed link keeps it) and telling nothing.
+            specific_id=f"me/{hashlib.sha256(document.slug.encode()).hexdigest()[:20]}",
+            title=title,
+            alternate=f"{base}/",
+            self_url=feed_url(settings, document.path),
+            updated=document.modified,
+            entries=entries,
+        )
+        return Rendered(render(settings, page), len(page.entries))
+    if document.kind == "theme":
+        assert document.ident is not None
+        theme_id = document.ident
+        total = store.theme_size(session, theme_id)
+        specific, alternate = f"theme/{document.slug}", f"{base}/themes/{document.slug}"
+
+        def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:
+            return store.theme_entries(session, theme_id, offset, limit)
+
+    else:
+        total = store.all_size(session)
+        specific, alternate = ALL, f"{base}/"
+
+        def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:
+            return store.all_entries(session, offset, limit)
+
+    current = feed_url(settings, f"{document.stem}.atom")
+    held = archives(total, size)
+    if document.number is None:
+        entries = entries_from(held * size, None)
+        page = Page(
+            specific_id=specific,
+            title=document.title,
+            alternate=alternate,
+            self_url=current,
+            updated=document.modified,
+            entries=entries,
+            prev_archive=feed_url(settings, archive_path(document.stem, held)) if held else None,
+            hubs=settings.hubs,
+        )
+        return Rendered(render(settings, page), len(page.entries))
+    number = document.number
+    entries = entries_from((number - 1) * size, size)
+    page = Page(
+        specific_id=specific,
+        title=document.title,
+        alternate=alternate,
+        self_url=feed_url(settings, document.path),
+        updated=newest_change(entries, _epoch(settings)),
+        entries=entries,
+        current=current,
+        prev_archive=feed_url(settings, archive_path(document.stem, number - 1)) if number > 1 else None,
+        archive=True,
+    )
+    return Rendered(render(settings, page), len(page.entries))

@@ -1,0 +1,123 @@
+"""WebSub (W3C Recommendation): tell each configured hub which feeds changed, so readers subscribed there hear of a
+new practice at once instead of at their next poll.
+
+Whatever changes the store's practices (`digest ingest`, `digest run --once`, the worker's poll) takes the themes'
+revisions before (``revisions``) and calls ``announce`` after: each feed whose theme's revision moved (and the
+feed of all practices, when any did) is published, once, to each hub (``hub.mode=publish``, ``hub.url=...``). The
+hubs are told in parallel, each with a few tries, all within ``websub_deadline`` seconds; a hub that fails or
+hangs is logged and is told again at the next change, and never stops the command, the job or another hub.
+Personal feeds are never published (their URLs are secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import __version__, logs
+from digest.config import Settings
+from digest.feeds.documents import ALL, feed_filename, feed_url
+from digest.store import feeds as store
+
+events = logs.EventLog("digest.websub")
+TRIES = 3
+
+
+@dataclass
+class HubReport:
+    hub: str
+    feeds: int
+    ok: bool = False
+    error: str = ""
+    tries: int = 0
+
+
+@dataclass
+class Announcement:
+    """What an ingest told the hubs: the feeds that changed and each hub's outcome."""
+
+    feeds: list[str] = field(default_factory=list)
+    hubs: list[HubReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[HubReport]:
+        return [h for h in self.hubs if not h.ok]
+
+
+def revisions(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        return store.revisions(session)
+
+
+def changed_feeds(settings: Settings, before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """The URLs of the feeds whose documents differ between the two sets of revisions."""
+    themes = sorted(slug for slug, revision in after.items() if before.get(slug) != revision)
+    if not themes:
+        return []
+    return [feed_url(settings, feed_filename(slug)) for slug in themes] + [feed_url(settings, f"{ALL}.atom")]
+
+
+def announce(sessions: sessionmaker[Session], settings: Settings, before: dict[str, int]) -> Announcement:
+    """Publish every feed changed since ``before`` to every hub; nothing when no hub is configured or nothing
+    changed."""
+    if not settings.hubs:
+        return Announcement()
+    urls = changed_feeds(settings, before, revisions(sessions))
+    if not urls:
+        return Announcement()
+    return publish(settings, urls)
+
+
+def publish(settings: Settings, urls: list[str]) -> Announcement:
+    """Tell every hub of these feeds, in parallel, within the deadline; each hub's outcome is logged."""
+    deadline = time.monotonic() + settings.websub_deadline
+    reports = [HubReport(hub, len(urls)) for hub in settings.hubs]
+    pool = ThreadPoolExecutor(max_workers=len(reports), thread_name_prefix="websub")
+    futures = [pool.submit(_tell, report, urls, deadline) for report in reports]
+    wait(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.5)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for report in reports:
+        if report.ok:
+            events("websub.published", hub=report.hub, feeds=len(urls), tries=report.tries)
+        else:
+            error = report.error or f"no answer within websub_deadline ({settings.websub_deadline:g} s)"
+            report.error = error
+            events("websub.failed", logging.WARNING, hub=report.hub, feeds=len(urls), tries=report.tries, error=error)
+    return Announcement(urls, reports)
+
+
+def _tell(report: HubReport, urls: list[str], deadline: float) -> None:
+    """POST the publish notice (one per feed, on one connection) to one hub, retrying a 5xx, a 429 or a network
+    error while the deadline allows."""
+    headers = {"User-Agent": f"digest/{__version__} (WebSub publisher)"}
+    pending = list(urls)
+    with httpx.Client(headers=headers, follow_redirects=False) as client:
+        while pending and report.tries < TRIES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            report.tries += 1
+            try:
+                while pending:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise httpx.TimeoutException("websub_deadline reached")
+                    answer = client.post(report.hub, data={"hub.mode": "publish", "hub.url": pending[0]}, timeout=left)
+                    if answer.status_code >= 300:
+                        report.error = f"HTTP {answer.status_code} for {pending[0]}"
+                        if answer.status_code < 500 and answer.status_code != 429:
+                            return  # the hub refuses the notice itself: trying again changes nothing
+                        break
+                    pending.pop(0)
+            except httpx.HTTPError as e:
+                report.error = f"{type(e).__name__}: {e}"
+            if pending:
+                time.sleep(min(0.5 * 2 ** (report.tries - 1), max(0.0, deadline - time.monotonic())))
+    report.ok = not pending
+    if report.ok:
+        report.error = ""

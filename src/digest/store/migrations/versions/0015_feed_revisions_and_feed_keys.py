@@ -1,0 +1,65 @@
+"""feeds: a revision per theme, a feed key per subscriber, feed-only subscribers
+
+A theme's revision goes up (and changed_at moves) whenever a practice joins it or one of its practices changes, so
+the web app answers a conditional GET of its feed from one indexed row, without rendering the feed. Existing
+themes start at revision 1, changed at their newest membership or practice change. A subscriber's feed key is
+what their personal feed's link names (its own key: a new feed link revokes the old one and nothing else);
+feed_only subscribers are mailed no digest.
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-01 17:30:00
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("themes") as batch:
+        batch.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="1"))
+        batch.add_column(sa.Column("changed_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        "UPDATE themes SET changed_at = (SELECT max(CASE WHEN p.updated_at > m.added_at THEN p.updated_at"
+        " ELSE m.added_at END) FROM memberships m JOIN practices p ON p.id = m.practice_id"
+        " WHERE m.theme_id = themes.id)"
+    )
+    op.execute("UPDATE themes SET changed_at = created_at WHERE changed_at IS NULL")
+    with op.batch_alter_table("themes") as batch:
+        batch.alter_column("changed_at", existing_type=sa.DateTime(timezone=True), nullable=False)
+
+    with op.batch_alter_table("subscribers") as batch:
+        batch.add_column(sa.Column("feed_key", sa.String(length=43), nullable=True))
+        batch.add_column(sa.Column("feed_only", sa.Boolean(), nullable=False, server_default=sa.false()))
+    bind = op.get_bind()
+    subscribers = sa.table("subscribers", sa.column("id", sa.Integer), sa.column("feed_key", sa.String))
+    ids = [row[0] for row in bind.execute(sa.select(subscribers.c.id))]
+    for start in range(0, len(ids), 1000):
+        bind.execute(
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("row_id"))
+            .values(feed_key=sa.bindparam("new_key")),
+            [{"row_id": i, "new_key": secrets.token_urlsafe(16)} for i in ids[start : start + 1000]],
+        )
+    with op.batch_alter_table("subscribers") as batch:
+        batch.alter_column("feed_key", existing_type=sa.String(length=43), nullable=False)
+        batch.create_unique_constraint("uq_subscribers_feed_key", ["feed_key"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("subscribers") as batch:
+        batch.drop_constraint("uq_subscribers_feed_key", type_="unique")
+        batch.drop_column("feed_only")
+        batch.drop_column("feed_key")
+    with op.batch_alter_table("themes") as batch:
+        batch.drop_column("changed_at")
+        batch.drop_column("revision")
