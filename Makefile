@@ -60,6 +60,7 @@ bench: $(STAMP) bench-packages
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_tokens.py
 	$(BIN)/python benchmarks/bench_feed.py
+	$(BIN)/python benchmarks/bench_feed_http.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py

@@ -27,7 +27,7 @@ from digest.ingest import ingest_sources
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.web import create_app
 from tests.conftest import at, fixture_path
-from tests.webapp import GOAL6, WATER, Web, confirmed, csrf
+from tests.webapp import GOAL6, WATER, Web, confirmed, csrf, subscribe
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 HISTORY = "{http://purl.org/syndication/history/1.0}"
@@ -478,3 +478,16 @@ def test_over_a_month_the_personal_feed_holds_what_the_digests_gave(web: Web, tm
     entries = feedparser.parse(web.client().get(path).data).entries
     in_feed = {e.title for e in entries if e.id not in before}
     assert len(mailed) == 12 and in_feed == mailed
+
+
+def test_the_home_page_is_kept_until_a_theme_changes_and_each_visitor_gets_a_token(web: Web, tmp_path: Path) -> None:
+    first, second = web.client(), web.client()
+    tokens = {csrf(first, "/"), csrf(second, "/")}
+    assert len(tokens) == 2  # kept page, fresh token per visitor
+    assert "Practice number 7" not in first.get("/").text
+    at("2026-11-20T10:00:00Z")
+    ingest(web.sessions, export(tmp_path / "a.json", 8, "Brand New Theme"))
+    page = first.get("/").text
+    assert "Brand New Theme" in page and "Practice number 7" in page
+    # The kept page's form still posts with the visitor's own token.
+    assert subscribe(second, "eve@example.org", "brand-new-theme")[0] == 303

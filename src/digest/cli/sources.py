@@ -73,8 +73,14 @@ def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> li
     reports = ingest_sources(
         app.sessions, sources, clock.now(), policy_from(app.settings), skip_gone=skip_gone, progress=terminal_progress
     )
-    # The hubs hear of each feed this ingest changed; one that fails is logged and never fails the command.
-    websub.announce(app.sessions, app.settings, before)
+    # The hubs hear of each feed this ingest changed; one that fails is said and never fails the command.
+    told = websub.announce(app.sessions, app.settings, before)
+    for hub in told.failed:
+        click.echo(
+            f"warning: WebSub hub {redact_url(hub.hub)} was not told of {len(told.feeds)} changed feed(s): "
+            f"{hub.error}; it is told at the next change (readers still get them at their next poll)",
+            err=True,
+        )
     configured = {redact_url(s.location) for s in app.settings.sources if s.enabled}
     for report in reports:
         if report.error is None or report.gone:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from digest import __version__
 from digest.config import Settings
 from digest.feeds.atom import Page, newest_change, render
 from digest.store import feeds as store
-from digest.store.models import Theme
 
 ALL = "all"
 ARCHIVES = "archives"
@@ -89,7 +88,7 @@ def _epoch(settings: Settings) -> datetime:
     return datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
 
 
-def _theme_document(settings: Settings, theme: Theme, number: int | None) -> Document:
+def _theme_document(settings: Settings, theme: store.ThemeStamp, number: int | None) -> Document:
     filename = feed_filename(theme.slug)
     path = filename if number is None else archive_path(filename.removesuffix(".atom"), number)
     etag = _etag(settings, "theme", theme.id, theme.revision, theme.changed_at, number)
@@ -102,37 +101,39 @@ def _all_document(settings: Settings, stamp: store.AllStamp, number: int | None)
     return Document(path, etag, stamp.changed_at or _epoch(settings), ALL, None, number, "All practices")
 
 
-def public_document(session: Session, settings: Settings, filename: str, number: int | None = None) -> Document | None:
+def public_document(
+    connection: Connection, settings: Settings, filename: str, number: int | None = None
+) -> Document | None:
     """The current document of the feed written to ``filename`` ("water.atom", "all.atom"), or its archive
     ``number``; None when there is no such feed or archive. One indexed query for a current document (two for an
     archive: it must exist)."""
     if not filename.endswith(".atom"):
         return None
     if filename == f"{ALL}.atom":
-        stamp = store.all_stamp(session)
-        if number is not None and not 1 <= number <= archives(store.all_size(session), settings.feed_max_entries):
+        stamp = store.all_stamp(connection)
+        if number is not None and not 1 <= number <= archives(store.all_size(connection), settings.feed_max_entries):
             return None
         return _all_document(settings, stamp, number)
     slug = ALL if filename == feed_filename(ALL) else filename.removesuffix(".atom")
-    theme = store.theme_by_slug(session, slug)
+    theme = store.theme_by_slug(connection, slug)
     if theme is None or feed_filename(theme.slug) != filename:
         return None
     if number is not None and not 1 <= number <= archives(
-        store.theme_size(session, theme.id), settings.feed_max_entries
+        store.theme_size(connection, theme.id), settings.feed_max_entries
     ):
         return None
     return _theme_document(settings, theme, number)
 
 
-def archive_document(session: Session, settings: Settings, stem: str, number: int) -> Document | None:
+def archive_document(connection: Connection, settings: Settings, stem: str, number: int) -> Document | None:
     """Archive ``number`` of the feed whose current document is ``stem``.atom."""
-    return public_document(session, settings, f"{stem}.atom", number)
+    return public_document(connection, settings, f"{stem}.atom", number)
 
 
-def personal_document(session: Session, settings: Settings, feed_key: str, token: str) -> Document | None:
+def personal_document(connection: Connection, settings: Settings, feed_key: str, token: str) -> Document | None:
     """A subscriber's personal feed, reached by the link ``me/<token>.atom`` that names ``feed_key``; None when
     the key is nobody's (revoked, erased) or its holder has not confirmed or has left."""
-    stamp = store.personal_stamp(session, feed_key)
+    stamp = store.personal_stamp(connection, feed_key)
     if stamp is None or stamp.status not in store.FEED_READERS:
         return None
     path = f"me/{token}.atom"
@@ -146,16 +147,17 @@ def personal_document(session: Session, settings: Settings, feed_key: str, token
 def all_documents(session: Session, settings: Settings) -> list[Document]:
     """Every public document: each theme's feed and archives, then the feed of all practices and its archives."""
     size = settings.feed_max_entries
+    connection = session.connection()
     found = []
-    for theme in session.scalars(select(Theme).order_by(Theme.slug)):
+    for theme in store.theme_stamps(connection):
         found.append(_theme_document(settings, theme, None))
         found.extend(
             _theme_document(settings, theme, k)
-            for k in range(1, archives(store.theme_size(session, theme.id), size) + 1)
+            for k in range(1, archives(store.theme_size(connection, theme.id), size) + 1)
         )
-    stamp = store.all_stamp(session)
+    stamp = store.all_stamp(connection)
     found.append(_all_document(settings, stamp, None))
-    found.extend(_all_document(settings, stamp, k) for k in range(1, archives(store.all_size(session), size) + 1))
+    found.extend(_all_document(settings, stamp, k) for k in range(1, archives(store.all_size(connection), size) + 1))
     return found
 
 
@@ -186,14 +188,14 @@ def render_document(session: Session, settings: Settings, document: Document) ->
     if document.kind == "theme":
         assert document.ident is not None
         theme_id = document.ident
-        total = store.theme_size(session, theme_id)
+        total = store.theme_size(session.connection(), theme_id)
         specific, alternate = f"theme/{document.slug}", f"{base}/themes/{document.slug}"
 
         def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:
             return store.theme_entries(session, theme_id, offset, limit)
 
     else:
-        total = store.all_size(session)
+        total = store.all_size(session.connection())
         specific, alternate = ALL, f"{base}/"
 
         def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:

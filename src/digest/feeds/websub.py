@@ -114,6 +114,8 @@ def _tell(report: HubReport, urls: list[str], deadline: float) -> None:
                             return  # the hub refuses the notice itself: trying again changes nothing
                         break
                     pending.pop(0)
+            except httpx.TimeoutException:
+                report.error = "no answer within websub_deadline"
             except httpx.HTTPError as e:
                 report.error = f"{type(e).__name__}: {e}"
             if pending:

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         COMPRESS_ALGORITHM=["br", "gzip"],
         COMPRESS_MIMETYPES=["text/html", "text/css", "text/plain", "application/json", "image/svg+xml"],
     )
-    app.extensions["digest"] = Site(settings, db.session_factory(engine))
+    app.extensions["digest"] = Site(settings, db.session_factory(engine), engine)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # BREACH: a page that could carry a secret beside text an attacker chose is sent as it is: an answer to
         # a POST (it may echo the form, beside the CSRF token) and a private page (a signed link is in it).
         if request.method not in ("GET", "HEAD") or "no-store" in response.headers.get("Cache-Control", ""):
+            return response
+        if request.blueprint == "feeds":  # gzipped once, cached with the document (digest.feeds.cache)
             return response
         return compress.after_request(response)
 

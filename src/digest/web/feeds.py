@@ -8,7 +8,7 @@ client takes it); only a changed document is rendered. Every answer names the do
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, request
-from sqlalchemy.orm import Session
+from werkzeug.http import http_date
 
 from digest.feeds.documents import (
     Document,
@@ -27,26 +27,27 @@ blueprint = Blueprint("feeds", __name__)
 # an archive practically never.
 FRESH = 300
 ARCHIVE_FRESH = 7 * 86400
+ATOM = "application/atom+xml; charset=utf-8"
 
 
 @blueprint.get("/feeds/<filename>")
 def feed(filename: str) -> Response:
     """``<slug>.atom`` or ``all.atom``."""
-    with site().sessions() as session:
-        document = public_document(session, site().settings, filename)
-        if document is None:
-            abort(404, "There is no feed by that name.")
-        return _answer(session, document, FRESH)
+    with site().engine.connect() as connection:
+        document = public_document(connection, site().settings, filename)
+    if document is None:
+        abort(404, "There is no feed by that name.")
+    return _answer(document, FRESH)
 
 
 @blueprint.get("/feeds/archives/<stem>/<int:number>.atom")
 def archive(stem: str, number: int) -> Response:
     """Archive ``number`` (1: the oldest) of a feed (RFC 5005)."""
-    with site().sessions() as session:
-        document = archive_document(session, site().settings, stem, number)
-        if document is None:
-            abort(404, "There is no such archive of a feed.")
-        return _answer(session, document, ARCHIVE_FRESH)
+    with site().engine.connect() as connection:
+        document = archive_document(connection, site().settings, stem, number)
+    if document is None:
+        abort(404, "There is no such archive of a feed.")
+    return _answer(document, ARCHIVE_FRESH)
 
 
 @blueprint.get("/feeds/me/<token>.atom")
@@ -54,11 +55,11 @@ def personal(token: str) -> Response:
     """A subscriber's own feed: the practices of their themes, each once. Its link is a secret: private to
     caches, kept out of search engines; a link revoked, erased or for anything else -> 404."""
     feed_key = read_token(site().settings.secret_key, token, Purpose.FEED)
-    with site().sessions() as session:
-        document = personal_document(session, site().settings, feed_key, token)
-        if document is None:
-            abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
-        response = _answer(session, document, FRESH, private=True)
+    with site().engine.connect() as connection:
+        document = personal_document(connection, site().settings, feed_key, token)
+    if document is None:
+        abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
+    response = _answer(document, FRESH, private=True)
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
@@ -68,33 +69,29 @@ def _gzip_etag(etag: str) -> str:
     return f"{etag}-gzip"
 
 
-def _answer(session: Session, document: Document, max_age: int, private: bool = False) -> Response:
+def _answer(document: Document, max_age: int, private: bool = False) -> Response:
     settings = site().settings
     gzip_ok = request.accept_encodings["gzip"] > 0
     etag = _gzip_etag(document.etag) if gzip_ok else document.etag
-    if _reader_has(document):
-        response = Response(status=304)
-    else:
-        cache = site().feed_cache
-        cached = cache.get(document.path, document.etag)
-        if cached is None:
-            cached = cache.put(document.path, document.etag, render_document(session, settings, document).data)
-        response = Response(
-            cached.gzipped if gzip_ok else cached.data, content_type="application/atom+xml; charset=utf-8"
-        )
-        if gzip_ok:
-            response.headers["Content-Encoding"] = "gzip"
-    response.set_etag(etag)
-    response.last_modified = document.modified
-    response.cache_control.max_age = max_age
-    if private:
-        response.cache_control.private = True
-    else:
-        response.cache_control.public = True
-    response.vary.add("Accept-Encoding")
+    # Headers written as text: this is the whole cost of a 304 beside its one query.
     links = [f'<{hub}>; rel="hub"' for hub in settings.hubs if document.kind != "me"]
-    response.headers["Link"] = ", ".join([*links, f'<{feed_url(settings, document.path)}>; rel="self"'])
-    return response
+    headers = {
+        "ETag": f'"{etag}"',
+        "Last-Modified": http_date(document.modified),
+        "Cache-Control": f"{'private' if private else 'public'}, max-age={max_age}",
+        "Vary": "Accept-Encoding",
+        "Link": ", ".join([*links, f'<{feed_url(settings, document.path)}>; rel="self"']),
+    }
+    if _reader_has(document):
+        return Response(status=304, headers=headers)
+    cache = site().feed_cache
+    cached = cache.get(document.path, document.etag)
+    if cached is None:
+        with site().sessions() as session:
+            cached = cache.put(document.path, document.etag, render_document(session, settings, document).data)
+    if gzip_ok:
+        headers["Content-Encoding"] = "gzip"
+    return Response(cached.gzipped if gzip_ok else cached.data, headers=headers, content_type=ATOM)
 
 
 def _reader_has(document: Document) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request, session
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import text
 
 from digest.store import queries
@@ -13,11 +14,44 @@ from digest.web.site import site
 blueprint = Blueprint("pages", __name__)
 
 
+# Where the home page's CSRF token goes in the page kept between changes (a token is URL-safe base64: no escaping).
+_CSRF_SLOT = "\x00csrf\x00"
+
+
 @blueprint.get("/")
 def home() -> str:
-    with site().sessions() as session:
-        themes = queries.theme_overview(session)
-    return render_template("home.html", themes=themes, chosen=set(), email="", errors=[])
+    """The themes and the subscribe form. The page is rendered once per change of the themes and kept (only the
+    form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their own."""
+    if session.get("_flashes"):
+        return render_template("home.html", themes=overview(), chosen=set(), email="", errors=[])
+    stamp = _themes_stamp()
+    page = site().home.get(stamp)
+    if page is None:
+        page = site().home.put(
+            stamp,
+            render_template(
+                "home.html", themes=overview(), chosen=set(), email="", errors=[], csrf_token=lambda: _CSRF_SLOT
+            ),
+        )
+    assert isinstance(page, str)
+    return page.replace(_CSRF_SLOT, generate_csrf())
+
+
+def _themes_stamp() -> tuple[int, object, int]:
+    with site().engine.connect() as connection:
+        return queries.themes_stamp(connection)
+
+
+def overview() -> list[queries.ThemeOverview]:
+    """Every theme with its count and newest practices, as the home page shows them: read again only when a theme
+    changed (one query of the themes table tells), else kept from the last time."""
+    stamp = _themes_stamp()
+    found = site().overview.get(stamp)
+    if found is None:
+        with site().sessions() as db_session:
+            found = site().overview.put(stamp, queries.theme_overview(db_session))
+    assert isinstance(found, list)
+    return found
 
 
 @blueprint.get("/themes/<slug>")

@@ -3,18 +3,40 @@ matched, and the page that says one thing (a notice, an answer, an error)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from flask import current_app, render_template, request
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import logs
 from digest.config import Settings
 from digest.feeds.cache import FeedCache
 
+T = TypeVar("T")
+
 # What every private page says to caches and robots.
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+
+
+class Kept(Generic[T]):
+    """One value kept with the stamp it was read under; a new stamp replaces it. Safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: object = None
+        self._value: T | None = None
+
+    def get(self, stamp: object) -> T | None:
+        with self._lock:
+            return self._value if stamp == self._stamp else None
+
+    def put(self, stamp: object, value: T) -> T:
+        with self._lock:
+            self._stamp, self._value = stamp, value
+        return value
 
 
 @dataclass(frozen=True)
@@ -23,7 +45,13 @@ class Site:
 
     settings: Settings
     sessions: sessionmaker[Session]
+    # For the one-query answers (a feed's validators): a connection, without an ORM session around it.
+    engine: Engine
     feed_cache: FeedCache = field(default_factory=FeedCache)
+    # The home page's overview of the themes, until a theme changes.
+    overview: Kept[Any] = field(default_factory=Kept)
+    # The home page as rendered for the themes as they are, with a slot for the form's CSRF token.
+    home: Kept[str] = field(default_factory=Kept)
 
 
 def site() -> Site:

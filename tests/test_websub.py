@@ -1,0 +1,155 @@
+"""WebSub: a real `digest serve`, real `digest ingest` processes and three local hubs (one that works and fetches the
+feed it is told of, one that answers 500, one that hangs): one publish per changed feed per ingest, none for an
+unchanged feed, and a failing hub delays nobody past the deadline nor fails the command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from tests.conftest import fixture_path, free_port
+from tests.webserver import environment, serving, write_config
+
+DEADLINE = 4.0
+
+
+@dataclass
+class Hub:
+    """A hub on loopback: records each publish (and, when it works, fetches the feed as a hub does)."""
+
+    behaviour: str  # "ok", "fail" or "hang"
+    publishes: list[tuple[float, str]] = field(default_factory=list)
+    fetched: list[tuple[str, int, str]] = field(default_factory=list)
+    url: str = ""
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                form = parse_qs(body)
+                assert form["hub.mode"] == ["publish"], form
+                assert self.headers["Content-Type"].startswith("application/x-www-form-urlencoded")
+                (topic,) = form["hub.url"]
+                hub.publishes.append((time.monotonic(), topic))
+                if hub.behaviour == "hang":
+                    time.sleep(DEADLINE * 4)
+                    return
+                if hub.behaviour == "fail":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                answer = httpx.get(topic, timeout=30)
+                hub.fetched.append((topic, answer.status_code, answer.headers.get("Link", "")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def hubs() -> Iterator[dict[str, Hub]]:
+    made = {name: Hub(name) for name in ("ok", "fail", "hang")}
+    servers = []
+    for hub in made.values():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+        server.daemon_threads = True
+        hub.url = f"http://127.0.0.1:{server.server_address[1]}/hub"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield made
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def ingest(config: Path, source: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "ingest", source],
+        env=environment(config),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return started, time.monotonic(), done
+
+
+def test_each_changed_feed_is_published_once_to_each_hub_and_a_bad_hub_stops_nothing(
+    tmp_path: Path, hubs: dict[str, Hub]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        base,
+        "",
+        environment="development",
+        websub_hubs=" ".join(hub.url for hub in (hubs["hang"], hubs["fail"], hubs["ok"])),
+        websub_deadline=DEADLINE,
+    )
+    water = f"{base}/feeds/water-and-sanitation.atom"
+    goal6 = f"{base}/feeds/goal-6-clean-water-and-sanitation.atom"
+    everything = f"{base}/feeds/all.atom"
+    with serving(config, port):
+        # Every feed names the hubs and itself, in the document and in Link headers.
+        started, ended, done = ingest(config, fixture_path("listing-water.txt"))
+        assert done.returncode == 0, done.stderr
+        assert sorted(topic for _, topic in hubs["ok"].publishes) == sorted([water, everything])
+        # The working hub heard within the deadline, however long the hanging one took.
+        assert all(at - started < DEADLINE for at, _ in hubs["ok"].publishes)
+        assert {(topic, status) for topic, status, _ in hubs["ok"].fetched} == {(water, 200), (everything, 200)}
+        assert all(f'<{hubs["ok"].url}>; rel="hub"' in link for _, _, link in hubs["ok"].fetched)
+        assert all(f'<{topic}>; rel="self"' in link for topic, _, link in hubs["ok"].fetched)
+        # The failing hub was tried again within the deadline; the hanging one was asked once and abandoned.
+        assert len(hubs["fail"].publishes) >= 2
+        assert len(hubs["hang"].publishes) == 1
+        failures = [line for line in done.stderr.splitlines() if line.startswith("warning: WebSub hub")]
+        assert len(failures) == 2, done.stderr
+        assert any(hubs["fail"].url in f and "HTTP 500" in f for f in failures), failures
+        assert any(hubs["hang"].url in f and "websub_deadline" in f for f in failures), failures
+        document = httpx.get(water).text
+        assert f'<link href="{hubs["ok"].url}" rel="hub"/>' in document
+        assert f'<link href="{water}" rel="self" type="application/atom+xml"/>' in document
+
+        # The same listing again changes no feed: no hub hears anything.
+        for hub in hubs.values():
+            hub.publishes.clear()
+        _, _, done = ingest(config, fixture_path("listing-water.txt"))
+        assert done.returncode == 0, done.stderr
+        assert [hub.publishes for hub in hubs.values()] == [[], [], []]
+
+        # Another theme: its feed and all.atom, not the water feed (the kiosk it shares is not new there).
+        _, _, done = ingest(config, fixture_path("listing-goal6.txt"))
+        assert done.returncode == 0, done.stderr
+        assert sorted(topic for _, topic in hubs["ok"].publishes) == sorted([goal6, everything])
+
+        # Bad paths over real HTTP: 404, never a traceback or a 5xx.
+        for path in (
+            "/feeds/nothing.atom",
+            "/feeds/..%2F..%2Fdigest.db",
+            "/feeds/%2e%2e/%2e%2e/etc/passwd",
+            "/feeds/archives/all/0.atom",
+            "/feeds/me/%2e%2e.atom",
+            "/feeds/" + "x" * 10_000 + ".atom",
+        ):
+            answer = httpx.get(base + path, timeout=30)
+            assert answer.status_code in (404, 414), (path[:60], answer.status_code)
+            assert "Traceback" not in answer.text
