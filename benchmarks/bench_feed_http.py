@@ -35,6 +35,7 @@ def free_port() -> int:
 
 def ab(url: str, requests: int, *headers: str) -> float:
     """Requests per second ab measured (-c 8, keep-alive), after a warm-up; every answer must be the expected one."""
+
     def command(count: int) -> list[str]:
         return ["ab", "-q", "-k", "-c", "8", "-n", str(count), *(f for h in headers for f in ("-H", h)), url]
 

@@ -65,7 +65,9 @@ class ThemeStamp:
 
 _THEMES = Theme.__table__.c
 # Core, not the ORM: the one query of a conditional GET, so it costs what a `SELECT 1` costs, near enough.
-_THEME_COLUMNS = select(_THEMES.id, _THEMES.slug, _THEMES.name, _THEMES.revision, _THEMES.changed_at)
+_THEME_COLUMNS = select(
+    _THEMES.id, _THEMES.slug, _THEMES.name, _THEMES.revision, func.coalesce(_THEMES.changed_at, _THEMES.created_at)
+)
 _THEME_STAMP = _THEME_COLUMNS.where(_THEMES.slug == bindparam("slug"))
 
 

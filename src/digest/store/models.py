@@ -104,7 +104,8 @@ class Theme(Base):
     # (digest.store.themes.touch): the theme's feeds are a function of these, so a conditional GET is answered
     # from this row alone.
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    changed_at: Mapped[datetime] = mapped_column(
+    # Nullable for SQLite's sake (migration 0015 added it in place); always set, read through coalesce with created_at.
+    changed_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), default=lambda context: context.get_current_parameters()["created_at"]
     )
 
@@ -176,6 +177,7 @@ class Subscriber(Base):
         CheckConstraint(check("frequency", Frequency), name="frequency"),
         CheckConstraint("hour BETWEEN 0 AND 23", name="hour"),
         CheckConstraint("day BETWEEN 0 AND 31", name="day"),
+        Index("uq_subscribers_feed_key", "feed_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -206,8 +208,9 @@ class Subscriber(Base):
     # Nothing is sent before this instant (the start of the local day they chose to resume).
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # What their personal feed's link names: its own random key, so a new feed link revokes the old one without
-    # touching the links in their mails.
-    feed_key: Mapped[str] = mapped_column(String(43), unique=True, default=new_key)
+    # touching the links in their mails. Unique (uq_subscribers_feed_key); nullable for SQLite's sake (added in place
+    # by migration 0015), always set.
+    feed_key: Mapped[str | None] = mapped_column(String(43), default=new_key)
     # They follow their themes in a feed reader only: no digest is planned for them.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

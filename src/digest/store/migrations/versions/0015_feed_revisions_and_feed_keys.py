@@ -25,21 +25,20 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("themes") as batch:
-        batch.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="1"))
-        batch.add_column(sa.Column("changed_at", sa.DateTime(timezone=True), nullable=True))
+    # No batch (copy-and-move) on SQLite here: dropping the old themes or subscribers table would delete, through
+    # the foreign keys' ON DELETE CASCADE, every membership, subscription and digest. Columns are added in
+    # place, nullable where SQLite cannot add a NOT NULL in place (the models always fill them), alike on both.
+    op.add_column("themes", sa.Column("revision", sa.Integer(), nullable=False, server_default="1"))
+    op.add_column("themes", sa.Column("changed_at", sa.DateTime(timezone=True), nullable=True))
     op.execute(
         "UPDATE themes SET changed_at = (SELECT max(CASE WHEN p.updated_at > m.added_at THEN p.updated_at"
         " ELSE m.added_at END) FROM memberships m JOIN practices p ON p.id = m.practice_id"
         " WHERE m.theme_id = themes.id)"
     )
     op.execute("UPDATE themes SET changed_at = created_at WHERE changed_at IS NULL")
-    with op.batch_alter_table("themes") as batch:
-        batch.alter_column("changed_at", existing_type=sa.DateTime(timezone=True), nullable=False)
 
-    with op.batch_alter_table("subscribers") as batch:
-        batch.add_column(sa.Column("feed_key", sa.String(length=43), nullable=True))
-        batch.add_column(sa.Column("feed_only", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("subscribers", sa.Column("feed_key", sa.String(length=43), nullable=True))
+    op.add_column("subscribers", sa.Column("feed_only", sa.Boolean(), nullable=False, server_default=sa.false()))
     bind = op.get_bind()
     subscribers = sa.table("subscribers", sa.column("id", sa.Integer), sa.column("feed_key", sa.String))
     ids = [row[0] for row in bind.execute(sa.select(subscribers.c.id))]
@@ -50,16 +49,12 @@ def upgrade() -> None:
             .values(feed_key=sa.bindparam("new_key")),
             [{"row_id": i, "new_key": secrets.token_urlsafe(16)} for i in ids[start : start + 1000]],
         )
-    with op.batch_alter_table("subscribers") as batch:
-        batch.alter_column("feed_key", existing_type=sa.String(length=43), nullable=False)
-        batch.create_unique_constraint("uq_subscribers_feed_key", ["feed_key"])
+    op.create_index("uq_subscribers_feed_key", "subscribers", ["feed_key"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("subscribers") as batch:
-        batch.drop_constraint("uq_subscribers_feed_key", type_="unique")
-        batch.drop_column("feed_only")
-        batch.drop_column("feed_key")
-    with op.batch_alter_table("themes") as batch:
-        batch.drop_column("changed_at")
-        batch.drop_column("revision")
+    op.drop_index("uq_subscribers_feed_key", table_name="subscribers")
+    op.drop_column("subscribers", "feed_only")
+    op.drop_column("subscribers", "feed_key")
+    op.drop_column("themes", "changed_at")
+    op.drop_column("themes", "revision")
