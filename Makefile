@@ -18,8 +18,8 @@ run: $(STAMP)
 
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
 ## nginx: the reverse-proxy test; postfix: smtp-sink, a real MTA's SMTP server for the delivery test; newsboat: a
-## real feed reader reads every feed)
-SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix newsboat
+## real feed reader reads every feed; prometheus: promtool checks the alert rules, and a real Prometheus scrapes)
+SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix newsboat prometheus
 system-packages:
 	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
 

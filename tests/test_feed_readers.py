@@ -491,3 +491,39 @@ def test_the_home_page_is_kept_until_a_theme_changes_and_each_visitor_gets_a_tok
     assert "Brand New Theme" in page and "Practice number 7" in page
     # The kept page's form still posts with the visitor's own token.
     assert subscribe(second, "eve@example.org", "brand-new-theme")[0] == 303
+
+
+def test_the_feeds_migration_keeps_every_row_and_dates_each_theme(tmp_path: Path) -> None:
+    """0015 adds columns in place: on SQLite a copy-and-move of themes or subscribers would cascade-delete their
+    memberships, subscriptions and digests."""
+    from sqlalchemy import text
+
+    from digest.store import db
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    db.upgrade(engine, "0014")
+    statements = [
+        "INSERT INTO themes (id, name, slug, created_at) VALUES (1, 'Water', 'water', '2026-11-01 10:00:00')",
+        "INSERT INTO practices (id, uid, identity, title, title_derived, summary, first_seen_at, updated_at,"
+        " content_hash) VALUES (1, 'u1', 'text:1', 'T', 0, 'S', '2026-11-02 10:00:00', '2026-11-05 10:00:00', 'h')",
+        "INSERT INTO memberships (id, practice_id, theme_id, added_at) VALUES (1, 1, 1, '2026-11-02 10:00:00')",
+        "INSERT INTO subscribers (id, email, key, status, bounces, created_at) VALUES"
+        " (1, 'a@example.org', 'k1', 'confirmed', 0, '2026-11-01 10:00:00')",
+        "INSERT INTO subscriptions (id, subscriber_id, theme_id, created_at, cursor) VALUES"
+        " (1, 1, 1, '2026-11-01 10:00:00', 0)",
+        "INSERT INTO contents (hash, body, created_at) VALUES ('c', '{}', '2026-11-02 10:00:00')",
+        "INSERT INTO digests (subscriber_id, period, status, message_id, subject, content_hash, planned_at, attempts)"
+        " VALUES (1, 'p', 'sent', '<m@d.test>', 's', 'c', '2026-11-02 10:00:00', 1)",
+    ]
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        counts = [conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in ("memberships", "subscriptions", "digests")]
+        theme = conn.execute(text("SELECT revision, changed_at FROM themes")).one()
+        feed_key = conn.scalar(text("SELECT feed_key FROM subscribers"))
+    engine.dispose()
+    assert counts == [1, 1, 1]
+    assert theme[0] == 1 and str(theme[1]).startswith("2026-11-05 10:00:00")  # the practice's change
+    assert feed_key and len(feed_key) >= 20

@@ -105,6 +105,16 @@ class Settings:
     secret_key: str = DEFAULT_SECRET
     # "production" or "development"; the web app starts with the default secret_key only in development.
     environment: str = "production"
+    # Prometheus: the token a scraper sends (Authorization: Bearer ...); empty = no metrics anywhere (/metrics and
+    # the worker's port answer 404). A secret: keep it in the environment (DIGEST_METRICS_TOKEN).
+    metrics_token: str = ""
+    # Worker: port of its own /metrics (for a host without the web app); 0 = none. Bound to metrics_host.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # The operator page (/operator/): an argon2 hash of its password (`digest operator password` makes one);
+    # empty = no operator page (404). Wrong passwords per client per hour before it answers 429.
+    operator_password_hash: str = ""
+    operator_tries_per_hour: int = 10
     # Hours a confirmation link stays valid.
     confirm_hours: float = 72.0
     # Web: subscribe requests per address per hour (a request over it sends nothing and says the same).
@@ -226,6 +236,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "smtp_timeout": (0.05, 3600),
     "feed_max_entries": (1, 10_000),
     "websub_deadline": (0.1, 600),
+    "metrics_port": (0, 65535),
+    "operator_tries_per_hour": (1, 10_000),
     "max_practices_per_digest": (1, 10_000),
     "due_minutes": (0.01, 1440),
     "schedule_hour": (0, 23),

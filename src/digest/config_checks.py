@@ -120,6 +120,16 @@ def validate(settings: Settings, where: Origins) -> Settings:
                 f"{where('websub_hubs')}: {hub!r} is not an http(s) URL",
                 "list the hubs' URLs separated by spaces, for example https://pubsubhubbub.appspot.com/",
             )
+    if settings.metrics_port and not settings.metrics_token:
+        raise ConfigError(
+            f"{where('metrics_port')}: {settings.metrics_port} is set but metrics_token is empty",
+            "set DIGEST_METRICS_TOKEN to a long random value: the scraper sends it as a Bearer token",
+        )
+    if settings.operator_password_hash and not settings.operator_password_hash.startswith("$argon2"):
+        raise ConfigError(
+            f"{where('operator_password_hash')}: not an argon2 hash",
+            "make one with `digest operator password` and paste the line it prints",
+        )
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url, where("smtp_url"))
     if settings.smtp_pipelining not in PIPELINING:

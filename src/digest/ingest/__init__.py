@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import logs
+from digest import logs, metrics
 from digest.config import SOURCE_FORMATS, Settings, SourceConfig
 from digest.errors import DigestError, SourceError
 from digest.ingest.encoding import as_utf8_xml, bom, decode, xml_encoding
@@ -274,8 +275,22 @@ def ingest_sources(
     for source in sources:
         if stop is not None and stop.is_set():
             break
-        reports.append(ingest_one(factory, source, now, policy, skip_gone, progress, stop))
+        started = time.perf_counter()
+        report = ingest_one(factory, source, now, policy, skip_gone, progress, stop)
+        _observe(report, time.perf_counter() - started)
+        reports.append(report)
     return reports
+
+
+def _observe(report: IngestReport, seconds: float) -> None:
+    """This process's metrics of one source's read (the source by its redacted name)."""
+    name = report.source
+    outcome = "failed" if report.error else "not_modified" if report.not_modified else "ok"
+    metrics.INGEST_RUNS.labels(name, outcome).inc()
+    metrics.INGEST_SECONDS.labels(name).observe(seconds)
+    for result, count in (("new", report.new), ("updated", report.updated), ("left_out", len(report.rejected))):
+        if count:
+            metrics.INGEST_ITEMS.labels(name, result).inc(count)
 
 
 def source_overview(session: Session, configured: Sequence[SourceConfig]) -> list[dict[str, object]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import logs
+from digest import logs, metrics
 from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.verp import digest_of
@@ -250,6 +250,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
                         report.suppressed += 1
             else:
                 report.soft += 1
+        metrics.BOUNCES.labels(note.kind.value, "dsn").inc()
         events(
             f"bounce.{note.kind.value}",
             logging.WARNING,

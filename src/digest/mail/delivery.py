@@ -27,7 +27,7 @@ from functools import partial
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import clock, logs
+from digest import clock, logs, metrics
 from digest.config import Settings
 from digest.mail.holders import dead_local_holders, holder_id
 from digest.mail.plan import PlanReport
@@ -108,6 +108,12 @@ class SendReport(PlanReport):
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__, ok=self.ok)
+
+
+def _answered(reply: str, started: float) -> None:
+    """One SMTP transaction's answer class and time, in this process's metrics."""
+    metrics.SMTP_REPLIES.labels(reply).inc()
+    metrics.SMTP_SECONDS.observe(time.perf_counter() - started)
 
 
 def any_ready(session: Session, now: datetime, policy: DeliveryPolicy) -> bool:
@@ -249,8 +255,10 @@ class Deliverer:
             self.engine, now, self.policy.claim_timeout, dead, self.policy.max_attempts
         )
         self.report.cancelled += cancelled
+        metrics.DELIVERIES.labels("cancelled").inc(cancelled)
         for digest_id in exhausted:
             self.report.failed += 1
+            metrics.DELIVERIES.labels("failed").inc()
             self.report.errors.append(f"digest {digest_id}: gave up after {self.policy.max_attempts} attempts")
             events("digest.failed", logging.ERROR, digest_id=digest_id, reason="out of attempts")
 
@@ -308,17 +316,22 @@ class Deliverer:
                 self._flush()  # nothing accepted waits on a backoff
                 time.sleep(self.policy.backoff * 2 ** (attempt - 2))
             self.limiter.wait()
+            started = time.perf_counter()
             try:
                 self.transport.send(self._paths[claimed.id], claimed.email, message, meanwhile, begin)
             except TemporaryFailure as e:
+                _answered("4xx", started)
                 last = e
                 continue
             except RecipientRefused as e:
+                _answered("5xx", started)
                 self._bounce(claimed, str(e))
                 return
             except MessageRejected as e:
+                _answered("5xx", started)
                 self._fail(claimed, str(e))
                 return
+            _answered("2xx", started)
             self._sent(claimed)
             return
         assert last is not None
@@ -331,6 +344,7 @@ class Deliverer:
     def _fail(self, claimed: Claimed, error: str) -> None:
         self._finish(claimed.id, DigestStatus.FAILED, last_error=error)
         self.report.failed += 1
+        metrics.DELIVERIES.labels("failed").inc()
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.failed", logging.ERROR, digest_id=claimed.id, email=claimed.email, error=error)
 
@@ -343,6 +357,7 @@ class Deliverer:
         assert self._recorder is not None
         self._recorder.sent(claimed, clock.now())
         self.report.sent += 1
+        metrics.DELIVERIES.labels("sent").inc()
 
     def _flush(self) -> None:
         """Write the accepted messages still waiting in the recorder's group."""
@@ -364,6 +379,7 @@ class Deliverer:
         wait = self.policy.retry_delay * 2 ** (attempts - 1)
         self._finish(claimed.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
+        metrics.DELIVERIES.labels("deferred").inc()
         self.report.errors.append(f"{claimed.email}: deferred for {wait}: {error}")
         events(
             "digest.deferred", logging.WARNING, digest_id=claimed.id, email=claimed.email, wait=str(wait), error=error
@@ -376,6 +392,8 @@ class Deliverer:
             digests.fail_refused(conn, claimed.id, self.holder, error)
             suppressed = count_hard_bounce(conn, claimed.subscriber_id, error, self.policy.bounce_limit, now)
         self.report.bounced += 1
+        metrics.DELIVERIES.labels("bounced").inc()
+        metrics.BOUNCES.labels("hard", "smtp").inc()
         self.report.suppressed += suppressed
         events(
             "digest.bounced",

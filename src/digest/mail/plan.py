@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import metrics
 from digest.config import Settings
 from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
 from digest.schedules.defaults import defaults_from
@@ -322,7 +323,8 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
         context = PlanningContext.for_run(session, due)
     columns = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
     for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
-        _plan_batch(session, rows, context, policy, now, report)
+        with metrics.PLAN_BATCH_SECONDS.time():
+            _plan_batch(session, rows, context, policy, now, report)
     _refresh_statistics(factory, report)
     return report
 
@@ -392,6 +394,7 @@ def _plan_batch(
             ).all()
         )
         report.planned += len(digest_ids)
+        metrics.PLANNED.inc(len(digest_ids))
     _set_next_due(session, next_due)
     session.execute(
         update(Subscription)

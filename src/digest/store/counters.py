@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.store.db import conflict_insert
@@ -39,6 +39,14 @@ def take(session: Session, bucket: str, limit: int, window: timedelta, now: date
     hits: int = session.execute(upsert).scalar_one()
     session.execute(delete(RateWindow).where(RateWindow.window_start < start - window))
     return hits <= limit
+
+
+def hits(session: Session, bucket: str, window: timedelta, now: datetime) -> int:
+    """The hits counted for ``bucket`` in the window ``now`` falls in (nothing counted)."""
+    found = session.scalar(
+        select(RateWindow.hits).where(RateWindow.bucket == bucket, RateWindow.window_start == window_start(now, window))
+    )
+    return found or 0
 
 
 def forget(session: Session, bucket: str) -> None:

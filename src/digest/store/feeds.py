@@ -138,6 +138,11 @@ def all_entries(session: Session, offset: int, limit: int | None) -> list[FeedEn
     return _with_themes(session, [(row[0], row[1]) for row in reversed(rows)])
 
 
+def feed_key(session: Session, key: str) -> str | None:
+    """The feed key of the subscriber with this key: what their personal feed's link names."""
+    return session.scalar(select(Subscriber.feed_key).where(Subscriber.key == key))
+
+
 def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | None:
     """The subscriber whose feed key this is, with what their feed is made of; None if nobody has it."""
     row = connection.execute(

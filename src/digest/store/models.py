@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import TextClause, false, text
 
 from digest.store.states import (
+    UNSENT,
     WAITING,
     BounceKind,
     DigestStatus,
@@ -236,6 +237,8 @@ class Subscription(Base):
 WAITING_SQL = among("status", WAITING)
 # The predicate of ix_digests_sent_at (a comparison with sent_at implies it, in both databases).
 SENT_SQL = "sent_at IS NOT NULL"
+# The predicate of ix_digests_unsent: failed or cancelled (what the operator's figures count besides sent and waiting).
+UNSENT_SQL = among("status", UNSENT)
 
 
 def waiting() -> TextClause:
@@ -260,6 +263,8 @@ class Digest(Base):
         # The hourly limit counts what went out in the last hour before each claim. Only digests sent are in
         # it: a digest planned or claimed (sent_at still empty) costs it nothing.
         Index("ix_digests_sent_at", "sent_at", sqlite_where=text(SENT_SQL), postgresql_where=text(SENT_SQL)),
+        # Failed and cancelled digests (few; a row enters once, when it ends so), counted for the operator.
+        Index("ix_digests_unsent", "id", sqlite_where=text(UNSENT_SQL), postgresql_where=text(UNSENT_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
@@ -77,11 +76,6 @@ class SubscriberSummary:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def feed_key(session: Session, key: str) -> str | None:
-    """The feed key of the subscriber with this key: what their personal feed's link names."""
-    return session.scalar(select(Subscriber.feed_key).where(Subscriber.key == key))
 
 
 def theme_by_name(session: Session, name: str) -> Theme:
@@ -309,15 +303,6 @@ def _cards(session: Session, theme_id: int, offset: int, limit: int) -> list[Pra
         .limit(limit)
     )
     return [PracticeCard(uid, title, summary, url, _iso(added)) for uid, title, summary, url, added in rows]
-
-
-def themes_stamp(connection: Connection) -> tuple[int, datetime | None, int]:
-    """What theme_overview is a function of (every theme's revision, the newest change, how many themes): read off
-    the themes alone, so a page can keep the overview until it changes."""
-    revisions, changed_at, count = connection.execute(
-        select(func.coalesce(func.sum(Theme.revision), 0), func.max(Theme.changed_at), func.count())
-    ).one()
-    return int(revisions), changed_at, int(count)
 
 
 def theme_overview(session: Session, newest: int = 3) -> list[ThemeOverview]:

@@ -30,6 +30,8 @@ class DigestStatus(StrEnum):
 WAITING = frozenset({DigestStatus.PLANNED, DigestStatus.DEFERRED, DigestStatus.SENDING})
 # Cancelled when the subscriber leaves: everything not yet sent. A sending one keeps its holder, so a message
 # already handed over is still recorded as sent.
+# Ended without being sent: few, so a partial index of them (ix_digests_unsent) costs little and counts them fast.
+UNSENT = frozenset({DigestStatus.FAILED, DigestStatus.CANCELLED})
 CANCELLABLE = frozenset({DigestStatus.PLANNED, DigestStatus.DEFERRED, DigestStatus.SENDING})
 
 

@@ -4,22 +4,27 @@ Nobody imports this module but digest.web's __init__ (what the blueprints share 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_compress import Compress
 from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digest import __version__, logs
+from digest import __version__, logs, metrics
 from digest.config import Settings, load_settings, require_real_secret
 from digest.feeds.documents import feed_filename
+from digest.metrics import registry_for
 from digest.store import db
+from digest.text.links import redact_url
 from digest.text.markup import sanitize_html
 from digest.web.site import Site, route
 
 events = logs.EventLog("digest.web")
+# One line per request (its own logger: `digest.web.access`, for those who route or silence it apart).
+access = logs.EventLog("digest.web.access")
 
 # Nothing but our own stylesheet, forms that post to us, and no framing: the pages need no script at all.
 CSP = (
@@ -60,15 +65,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         COMPRESS_ALGORITHM=["br", "gzip"],
         COMPRESS_MIMETYPES=["text/html", "text/css", "text/plain", "application/json", "image/svg+xml"],
     )
-    app.extensions["digest"] = Site(settings, db.session_factory(engine), engine)
+    app.extensions["digest"] = Site(settings, db.session_factory(engine), engine, registry_for(engine))
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
 
-    from digest.web import errors, feeds, pages, people
+    from digest.web import errors, feeds, operator, pages, people
 
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(operator.blueprint)
     app.register_blueprint(feeds.blueprint)
     app.register_blueprint(people.blueprint)
     # RFC 8058: a mail provider's one-click POST carries no cookie and no token but the link's own.
@@ -87,12 +93,38 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.after_request(compressed)
     app.after_request(_security_headers)
+    app.before_request(_started)
+    app.after_request(_observed)  # registered last, run first: sees the answer before compression
     errors.register(app)
     app.context_processor(lambda: {"version": __version__})
     app.jinja_env.globals["feed_filename"] = feed_filename
+    app.jinja_env.filters["redact_url"] = redact_url
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     return app
+
+
+def _started() -> None:
+    g.started = time.perf_counter()
+
+
+def _observed(response: Response) -> Response:
+    """The access log's line and this request's metrics, by route pattern: never a path (paths carry tokens)."""
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    rule = request.url_rule
+    # An unmatched path is not a label: anyone could make up as many as they like.
+    label = rule.rule if rule is not None else "<unmatched>"
+    metrics.WEB_REQUESTS.labels(label, str(response.status_code)).inc()
+    metrics.WEB_SECONDS.labels(label).observe(seconds)
+    access(
+        "web.request",
+        method=request.method,
+        route=route()[:200],
+        status=response.status_code,
+        ms=round(seconds * 1000, 2),
+        bytes=response.content_length,
+    )
+    return response
 
 
 def _security_headers(response: Response) -> Response:

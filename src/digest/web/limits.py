@@ -30,3 +30,13 @@ def allow(session: Session, settings: Settings, kind: str, value: str, now: date
 def forget(session: Session, settings: Settings, kind: str, value: str) -> None:
     """Drop what is counted for ``value`` (an erased address)."""
     counters.forget(session, bucket(settings, kind, value))
+
+
+def operator_refused(session: Session, settings: Settings, client: str, now: datetime) -> bool:
+    """Whether this client has spent its wrong operator passwords for the hour (checked before each try)."""
+    return counters.hits(session, bucket(settings, "operator", client), HOUR, now) >= settings.operator_tries_per_hour
+
+
+def operator_wrong(session: Session, settings: Settings, client: str, now: datetime) -> None:
+    """Count one wrong operator password from this client."""
+    counters.take(session, bucket(settings, "operator", client), settings.operator_tries_per_hour, HOUR, now)

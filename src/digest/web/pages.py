@@ -9,6 +9,7 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import text
 
 from digest.store import queries
+from digest.store.feeds import AllStamp, all_stamp
 from digest.web.site import site
 
 blueprint = Blueprint("pages", __name__)
@@ -37,9 +38,10 @@ def home() -> str:
     return page.replace(_CSRF_SLOT, generate_csrf())
 
 
-def _themes_stamp() -> tuple[int, object, int]:
+def _themes_stamp() -> AllStamp:
+    """What the overview is a function of: every theme's revision (what the feed of all practices is made of)."""
     with site().engine.connect() as connection:
-        return queries.themes_stamp(connection)
+        return all_stamp(connection)
 
 
 def overview() -> list[queries.ThemeOverview]:

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from digest import clock, logs
+from digest import clock, logs, metrics
 from digest.errors import NotFoundError, SubscriberError
 from digest.mail.compose import DigestContent
 from digest.mail.messages import links_for, render_for
@@ -23,7 +23,7 @@ from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import aliases, local, zone_groups
-from digest.store import queries
+from digest.store import feeds, queries
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
@@ -73,6 +73,7 @@ def subscribe() -> Any:
             answer = people.request_subscription(session, address, chosen, now)
     except SubscriberError as e:
         return _form_again(email, chosen, [str(e)])
+    metrics.SUBSCRIPTIONS.labels("web").inc()
     # A mail server out of reach: 503 with Retry-After (digest.web.errors); the request stands, asking again works.
     if answer.mail == "confirm":
         send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes)
@@ -120,6 +121,7 @@ def confirm(token: str) -> Any:
         subscriber = people.subscriber_by_key(session, key)
         if subscriber.status != SubscriberStatus.CONFIRMED:
             people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
+            metrics.CONFIRMATIONS.inc()
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
     return render_template("confirmed.html", manage_url=manage_url), 200, PRIVATE
 
@@ -136,7 +138,7 @@ def manage(token: str) -> Any:
         if not found:
             abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
         themes = queries.themes(session)
-        feed_key = queries.feed_key(session, key)
+        feed_key = feeds.feed_key(session, key)
     subscriber = found[0]
     schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
     zone = schedule.zone
@@ -212,6 +214,7 @@ def manage_change(token: str) -> BaseResponse:
                 message = "Your feed has a new link; the old one no longer works. Give the new one to your reader."
             elif action == "leave":
                 people.unsubscribe_subscriber(session, subscriber, now)
+                metrics.UNSUBSCRIBES.labels("page").inc()
                 message = "You have left: no more digests will be sent."
             else:
                 abort(400, "Unknown change.")
@@ -250,6 +253,7 @@ def erase(token: str) -> Any:
         subscriber = people.subscriber_by_key(session, key)
         limits.forget(session, site().settings, "address", subscriber.email)
         people.erase(session, subscriber, clock.now())
+    metrics.ERASURES.inc()
     events("web.erased")
     message = "Your address and everything about you are deleted. Links in mails you were sent no longer work."
     return render_template("message.html", title="Erased", message=message), 200, PRIVATE
@@ -294,6 +298,8 @@ def one_click(token: str) -> Any:
             return message_page(200, "Unsubscribed", "This address gets no more digests.")
         if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
             people.unsubscribe_subscriber(session, subscriber, clock.now())
+            # The page's button says so; a mail client's RFC 8058 POST carries List-Unsubscribe=One-Click only.
+            metrics.UNSUBSCRIBES.labels("page" if request.form.get("via") == "page" else "one_click").inc()
     events("web.unsubscribed")
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
     return render_template("unsubscribed.html", manage_url=manage_url), 200, PRIVATE

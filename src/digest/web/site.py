@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from flask import current_app, render_template, request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +48,8 @@ class Site:
     sessions: sessionmaker[Session]
     # For the one-query answers (a feed's validators): a connection, without an ORM session around it.
     engine: Engine
+    # This process's metrics and the store's figures, for /metrics.
+    metrics: CollectorRegistry
     feed_cache: FeedCache = field(default_factory=FeedCache)
     # The home page's overview of the themes, until a theme changes.
     overview: Kept[Any] = field(default_factory=Kept)

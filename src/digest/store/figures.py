@@ -1,0 +1,230 @@
+"""The figures an operator watches, read from the store whenever they are asked for (a Prometheus scrape, the
+operator page): the same answer from every host and process, and nothing lost when a short-lived `digest send`
+exits. Each is one query on an index or a small table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
+
+from digest.store.models import (
+    UNSENT_SQL,
+    Bounce,
+    Digest,
+    Erasure,
+    JobRun,
+    Lease,
+    ScheduledJob,
+    SourceState,
+    Subscriber,
+    waiting,
+)
+from digest.store.states import BounceKind, DigestStatus, JobOutcome, SubscriberStatus
+
+
+@dataclass(frozen=True)
+class JobFigures:
+    job: str
+    last_success: datetime | None
+    # Runs that failed since the last success (0: the last run went well).
+    failures_in_a_row: int
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    source: str
+    status: str
+    failures: int
+    last_ok: datetime | None
+
+
+@dataclass
+class Figures:
+    digests: dict[str, int] = field(default_factory=dict)
+    # Digests ever sent: those sent and kept, and those of subscribers since erased (so the count never falls).
+    sent_ever: int = 0
+    waiting: int = 0
+    oldest_waiting: datetime | None = None
+    subscribers: dict[str, int] = field(default_factory=dict)
+    due: int = 0
+    leader: str | None = None
+    lease_renewed: datetime | None = None
+    lease_expires: datetime | None = None
+    jobs: list[JobFigures] = field(default_factory=list)
+    sources: list[SourceFigures] = field(default_factory=list)
+
+
+def figures(connection: Connection, now: datetime) -> Figures:
+    found = Figures()
+    # Digests by state: the waiting ones off ix_digests_waiting, the sent ones off ix_digests_sent_at, the failed
+    # and cancelled ones off ix_digests_unsent: never a scan of every digest.
+    for status, count in connection.execute(
+        select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)
+    ):
+        found.digests[str(status)] = count
+    found.digests[DigestStatus.SENT] = (
+        connection.scalar(
+            select(func.count()).select_from(Digest).where(Digest.sent_at.is_not(None))  # set when, and only when, sent
+        )
+        or 0
+    )
+    for status, count in connection.execute(
+        select(Digest.status, func.count()).where(text(f"digests.{UNSENT_SQL}")).group_by(Digest.status)
+    ):
+        found.digests[str(status)] = count
+    for state in DigestStatus:
+        found.digests.setdefault(state.value, 0)
+    found.sent_ever = found.digests[DigestStatus.SENT] + (
+        connection.scalar(select(func.coalesce(func.sum(Erasure.digests_sent), 0))) or 0
+    )
+    row = connection.execute(select(func.count(), func.min(Digest.planned_at)).where(waiting())).one()
+    found.waiting, found.oldest_waiting = int(row[0]), row[1]
+    for who, count in connection.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)):
+        found.subscribers[str(who)] = count
+    for kind in SubscriberStatus:
+        found.subscribers.setdefault(kind.value, 0)
+    found.due = (
+        connection.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.CONFIRMED,
+                Subscriber.next_due_at <= now,
+                Subscriber.feed_only.is_(False),
+                (Subscriber.paused_until.is_(None)) | (Subscriber.paused_until <= now),
+            )
+        )
+        or 0
+    )
+    lease = connection.execute(select(Lease.holder, Lease.renewed_at, Lease.expires_at)).first()
+    if lease is not None and lease[2] > now:
+        found.leader, found.lease_renewed, found.lease_expires = lease[0], lease[1], lease[2]
+    found.jobs = job_figures(connection)
+    found.sources = [
+        SourceFigures(location, str(status), failures, last_ok)
+        for location, status, failures, last_ok in connection.execute(
+            select(SourceState.location, SourceState.status, SourceState.failures, SourceState.last_ok_at).order_by(
+                SourceState.location
+            )
+        )
+    ]
+    return found
+
+
+def job_figures(connection: Connection) -> list[JobFigures]:
+    """Each job's last success and the failures since (the newest runs of each job, off ix_job_runs_job_id_id)."""
+    out = []
+    for job in connection.scalars(select(JobRun.job_id).distinct().order_by(JobRun.job_id)):
+        last_ok = connection.execute(
+            select(JobRun.id, JobRun.finished_at)
+            .where(JobRun.job_id == job, JobRun.outcome == JobOutcome.OK)
+            .order_by(JobRun.id.desc())
+            .limit(1)
+        ).first()
+        failed = connection.scalar(
+            select(func.count())
+            .select_from(JobRun)
+            .where(
+                JobRun.job_id == job,
+                JobRun.outcome == JobOutcome.FAILED,
+                JobRun.id > (last_ok[0] if last_ok else 0),
+            )
+        )
+        out.append(JobFigures(job, last_ok[1] if last_ok else None, failed or 0))
+    return out
+
+
+# What the operator page draws: counts per hour or per day, grouped in the database (never a row per digest read).
+
+
+def _bucket(connection: Connection, column: Any, hourly: bool) -> Any:
+    """The column truncated to its UTC hour or day, as text ("2026-12-01 08" or "2026-12-01"), in either database."""
+    if connection.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24" if hourly else "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d %H" if hourly else "%Y-%m-%d", column)
+
+
+def per_bucket(connection: Connection, column: Any, since: datetime, hourly: bool, *where: Any) -> dict[str, int]:
+    """How many rows have ``column`` in each hour (or day) from ``since``, by its UTC hour (or day)."""
+    bucket = _bucket(connection, column, hourly).label("bucket")
+    rows = connection.execute(select(bucket, func.count()).where(column >= since, *where).group_by(bucket))
+    return {str(key): int(count) for key, count in rows}
+
+
+def sent_per_hour(connection: Connection, since: datetime) -> dict[str, int]:
+    return per_bucket(connection, Digest.sent_at, since, True)
+
+
+def bounces_per_day(connection: Connection, since: datetime) -> dict[str, dict[str, int]]:
+    """Bounce reports per day, by kind (hard, soft)."""
+    return {
+        kind.value: per_bucket(connection, Bounce.received_at, since, False, Bounce.kind == kind) for kind in BounceKind
+    }
+
+
+def failed_per_day(connection: Connection, since: datetime) -> dict[str, int]:
+    """Digests that failed for good, by the day they were planned."""
+    return per_bucket(
+        connection, Digest.planned_at, since, False, text(f"digests.{UNSENT_SQL}"), Digest.status == DigestStatus.FAILED
+    )
+
+
+def joins_and_leaves(connection: Connection, since: datetime) -> dict[str, dict[str, int]]:
+    """Per day: addresses confirmed, subscribers who left, and erasures."""
+    return {
+        "joined": per_bucket(connection, Subscriber.confirmed_at, since, False),
+        "left": per_bucket(connection, Subscriber.unsubscribed_at, since, False),
+        "erased": {
+            key: int(count)
+            for key, count in connection.execute(
+                select(_bucket(connection, Erasure.erased_on, False).label("b"), func.sum(1))
+                .where(Erasure.erased_on >= since)
+                .group_by(text("b"))
+            )
+        },
+    }
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job: str
+    last_started: datetime | None
+    outcome: str | None
+    error: str | None
+    next_run: datetime | None
+
+
+def job_table(connection: Connection) -> list[JobRow]:
+    """Each job's last run (the start-up planning run is plan-send's) and its next run."""
+    latest = {
+        job_id: (started, outcome, error)
+        for job_id, started, outcome, error in connection.execute(
+            select(JobRun.job_id, JobRun.started_at, JobRun.outcome, JobRun.error).where(
+                JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id))
+            )
+        )
+    }
+    upcoming = {
+        job_id: next_run for job_id, next_run in connection.execute(select(ScheduledJob.id, ScheduledJob.next_run_at))
+    }
+    rows = []
+    for job in sorted(set(latest) | {j for j in upcoming if not j.endswith("-start")}):
+        started, outcome, error = latest.get(job, (None, None, None))
+        rows.append(JobRow(job, started, str(outcome) if outcome else None, error, upcoming.get(job)))
+    return rows
+
+
+def sources_table(connection: Connection) -> list[tuple[str, str, datetime, str | None]]:
+    """Each source: where, status, last read, last error."""
+    return [
+        (location, str(status), fetched, error)
+        for location, status, fetched, error in connection.execute(
+            select(
+                SourceState.location, SourceState.status, SourceState.last_fetch_at, SourceState.last_error
+            ).order_by(SourceState.location)
+        )
+    ]
