@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from email.utils import make_msgid
 from typing import TYPE_CHECKING
 
 import click
@@ -12,7 +13,9 @@ from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.mail.bounces import read_bounces
+from digest.mail.compose import DigestContent
 from digest.mail.delivery import SendReport
+from digest.mail.message import sender_address
 from digest.mail.messages import Addressed, digest_message
 from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.render import check_templates
@@ -20,9 +23,9 @@ from digest.mail.resend import resend
 from digest.mail.runs import plan_and_send
 from digest.mail.senders import send_in_processes
 from digest.mail.transport import transport_for
-from digest.store import db, queries
+from digest.store import db, digests, queries
 from digest.store.states import DigestStatus
-from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber
+from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, normalize_email
 
 if TYPE_CHECKING:
     from digest.feeds.files import FeedResult
@@ -160,21 +163,56 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
 @click.option("--html", "part", flag_value="html", help="Print the HTML body.")
 @click.option("--text", "part", flag_value="text", default=True, help="Print the text body (default).")
 @click.option("--eml", "part", flag_value="eml", help="Print the whole message.")
+@click.option("--last", is_flag=True, help="The last digest sent to them, not the next one.")
+@click.option(
+    "--send-to",
+    metavar="ADDRESS",
+    help="Send it to ADDRESS (a test: '[Test]' in the subject, recorded and counted nowhere) instead of printing it.",
+)
 @pass_app
-def preview(app: App, email: str, part: str) -> None:
-    """Print a subscriber's next digest without sending or recording anything.
+def preview(app: App, email: str, part: str, last: bool, send_to: str | None) -> None:
+    """Print a subscriber's next digest (or, with --last, the last one sent), or send it to an address as a test,
+    without recording anything.
 
-    Example: digest preview ada@example.org --html > next.html
+    Example: digest preview ada@example.org --send-to me@example.org
     """
     check_templates(app.settings.templates_dir or None)  # a broken template is named even when nothing is new
     now = clock.now()
+    target = normalize_email(send_to) if send_to else None
+    subject = None
     with app.sessions() as session:
         subscriber = get_subscriber(session, email)
-        content = preview_content(session, subscriber, PlanPolicy.from_settings(app.settings), now)
-    if content is None:
-        click.echo(f"{subscriber.email}: nothing new since their last digest", err=True)
+        if last:
+            found = digests.last_sent(session, subscriber.id)
+            if found is None:
+                click.echo(f"{subscriber.email}: no digest sent to them yet", err=True)
+                return
+            subject, content = found[0], DigestContent.from_json(found[1])
+        else:
+            upcoming = preview_content(session, subscriber, PlanPolicy.from_settings(app.settings), now)
+            if upcoming is None:
+                click.echo(
+                    f"{subscriber.email}: nothing new since their last digest; --last previews the last one sent",
+                    err=True,
+                )
+                return
+            content = upcoming
+    if target is not None:
+        # Links signed for no subscriber: the tester's unsubscribe or manage click acts for nobody.
+        test_subject = f"[Test] {subject or content.subject}"
+        to = Addressed("test-send", target, make_msgid(domain=app.settings.id_domain), test_subject)
+        _, message = digest_message(app.settings, content, to, now)
+        transport = transport_for(app.settings)
+        try:
+            transport.send(sender_address(app.settings.mail_from), target, message)
+        finally:
+            transport.close()
+        click.echo(
+            f"sent a test of {subscriber.email}'s {'last' if last else 'next'} digest to {target} "
+            f"via {transport.describe()}"
+        )
         return
-    to = Addressed(subscriber.key, subscriber.email, "<preview@digest.invalid>")
+    to = Addressed(subscriber.key, subscriber.email, "<preview@digest.invalid>", subject)
     rendered, message = digest_message(app.settings, content, to, now)
     if part == "eml":
         sys.stdout.buffer.write(message)

@@ -26,6 +26,8 @@ def status(app: App, as_json: bool) -> None:
         emit(report)
     else:
         leader = report["leader"]
+        if report["state"] == "stopped":
+            click.echo("worker: stopped (no worker holds a live lease: nothing runs until one starts)")
         if leader:
             state = "alive" if leader["alive"] else "EXPIRED"
             click.echo(f"leader: {leader['host']} pid {leader['pid']} since {leader['since']} ({state})")
@@ -34,6 +36,8 @@ def status(app: App, as_json: bool) -> None:
         for job in report["jobs"]:
             last = job["last_run"]
             did = f"last {last['outcome']} at {last['started_at']} {last['counts']}" if last else "never run"
+            if last and last["reason"] != "scheduled":
+                did += f" ({last['reason']})"
             click.echo(f"  {job['id']:<17} next {job['next_run_at'] or '-'}; {did}")
             if last and last["error"]:
                 click.secho(f"    {last['error']}", fg="red")
@@ -49,3 +53,26 @@ def status(app: App, as_json: bool) -> None:
             click.secho(f"problem: {problem}", fg="red", err=True)
     if not report["healthy"]:
         sys.exit(1)
+
+
+@cli.group()
+def operator() -> None:
+    """The operator page (/operator/)."""
+
+
+@operator.command("password")
+def operator_password() -> None:
+    """Read a password from standard input (asked twice on a terminal) and print its argon2 hash, the value of
+    operator_password_hash. The password itself is never stored or printed.
+
+    Example: digest operator password < secret.txt
+    """
+    from argon2 import PasswordHasher
+
+    if sys.stdin.isatty():
+        password = click.prompt("Operator password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        raise click.ClickException("the password is shorter than 12 characters: choose a longer one")
+    click.echo(PasswordHasher().hash(password))

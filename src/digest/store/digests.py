@@ -340,3 +340,18 @@ class SentRecorder:
 
     def close(self) -> None:
         self._raw.close()
+
+
+def last_sent(session: Session, subscriber_id: int) -> tuple[str, str] | None:
+    """The subject and frozen content (JSON) of the last digest sent to this subscriber, if any."""
+    row = session.execute(
+        select(Digest.subject, Digest.content_hash)
+        .where(Digest.subscriber_id == subscriber_id, Digest.sent_at.is_not(None))
+        .order_by(Digest.sent_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    digest = session.scalar(select(Digest).where(Digest.content_hash == row[1]).limit(1))
+    assert digest is not None
+    return row[0], digest.content

@@ -10,10 +10,14 @@ Each is logged with the route, never the path (paths carry tokens).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
@@ -62,8 +66,62 @@ INVALID_LINK = (
 )
 
 
+@dataclass
+class _Seen:
+    count: int = 0
+    reasons: set[str] = field(default_factory=set)
+
+
+class Refusals:
+    """Refused links, logged per client and minute: the first at once (with its route and why), the rest of that
+    minute as one line with their count, when the minute is over. A scanner trying thousands of links writes two
+    lines a minute, not thousands; the client is named by a keyed hash, never its address or the token."""
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, _Seen] = {}
+
+    def refused(self, client: str, route: str, reason: str) -> None:
+        with self._lock:
+            seen = self._seen.get(client)
+            if seen is not None:
+                seen.count += 1
+                seen.reasons.add(reason)
+                return
+            self._seen[client] = _Seen()
+        events("web.link_refused", logging.WARNING, route=route, reason=reason, client=client)
+        timer = threading.Timer(self.WINDOW, self._flush, args=(client, route))
+        timer.daemon = True
+        timer.start()
+
+    def _flush(self, client: str, route: str) -> None:
+        with self._lock:
+            seen = self._seen.pop(client, _Seen())
+        if seen.count:
+            events(
+                "web.link_refused",
+                logging.WARNING,
+                route=route,
+                client=client,
+                count=seen.count,
+                reasons=sorted(seen.reasons),
+                within=f"{self.WINDOW:g} s after the first",
+            )
+
+
+REFUSALS = Refusals()
+
+
+def _client() -> str:
+    """The client as the log names it: a short keyed hash of its address (enough to group, nothing to trace)."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:12]
+
+
 def _refused_link(error: TokenError) -> Any:
-    events("web.link_refused", logging.WARNING, route=route(), reason=error.reason)
+    REFUSALS.refused(_client(), route(), error.reason)
     if error.expired:
         return message_page(410, "This link has expired", "Subscribe again on the home page to get a new one.")
     return message_page(404, "This link does not work", INVALID_LINK)

@@ -18,11 +18,9 @@ from digest.mail.bounces import read_bounces
 from digest.mail.delivery import SendReport
 from digest.mail.runs import deliver_due, plan_and_send
 from digest.mail.transport import transport_for
+from digest.worker.names import BOUNCES, FEEDS, FIRST_PLAN, PLAN_SEND, POLL, RETRY, START
 
-PLAN_SEND, POLL, RETRY, FEEDS = "plan-send", "poll-sources", "retry-deliveries", "build-feeds"
-BOUNCES = "read-bounces"
-# The leader's first planning run (after its first poll) is a one-off job of this id, run for this reason.
-FIRST_PLAN, START = "plan-send-start", "start"
+__all__ = ["BOUNCES", "FEEDS", "FIRST_PLAN", "JOBS", "PLAN_SEND", "POLL", "RETRY", "START", "JobContext"]
 
 
 class JobContext(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, case, delete, insert, update
+from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digest.store.models import Lease
@@ -62,3 +62,10 @@ def renew_lease(engine: Engine, holder: str, ttl: timedelta) -> bool:
 def release_lease(engine: Engine, holder: str) -> None:
     with engine.begin() as conn:
         conn.execute(delete(Lease).where(Lease.name == LEASE, Lease.holder == holder))
+
+
+def current_holder(engine: Engine) -> str | None:
+    """Who holds a live lease now ("host:pid:run"), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == LEASE)).first()
+    return row[0] if row is not None and row[1] >= wall_now() else None

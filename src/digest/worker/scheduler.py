@@ -45,8 +45,9 @@ from digest.mail.transport import transport_for
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
 from digest.worker.jobs import BOUNCES, FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
-from digest.worker.lease import acquire_lease, release_lease, renew_lease, wall_now
+from digest.worker.lease import acquire_lease, current_holder, release_lease, renew_lease, wall_now
 from digest.worker.outage import STORE_ERRORS, StoreOutage
+from digest.worker.service import Notifier, serve_metrics
 
 
 class Worker:
@@ -70,6 +71,8 @@ class Worker:
         self.outage = StoreOutage()
         # Until when the lease is surely ours (what the last renewal said), on the wall clock.
         self._lease_until = wall_now()
+        # When the loop or the lease renewal last went round (the watchdog's sign of life).
+        self._beat = time.monotonic()
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -79,22 +82,43 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
         logs.run_id.set(self.holder.rsplit(":", 1)[1])
         logs.event("worker.started", holder=self.holder, database=self.engine.url.render_as_string(hide_password=True))
+        metrics_server = serve_metrics(self.settings, self.engine)
+        notifier = Notifier()
+        notifier.ready(f"started as {self.holder}")
+        # Healthy: the loop (standing by) or the lease renewal (leading) went round lately, and the store answers: a
+        # worker stuck, or without its store for longer than WatchdogSec, is restarted by systemd.
+        notifier.feed_while(self._healthy)
+        standby_of: str | None = None
         try:
             while not self.stop.is_set():
+                self._beat = time.monotonic()
                 try:
                     leading = acquire_lease(self.engine, self.holder, self.ttl)
+                    leader = None if leading else current_holder(self.engine)
                 except STORE_ERRORS as e:
                     self.stop.wait(self.outage.failed("taking the lease", e))
                     continue
                 self.outage.ok()
                 if leading:
                     self._lease_until = wall_now() + self.ttl
+                    if standby_of is not None:
+                        logs.event("worker.promoted", holder=self.holder, after=standby_of)
+                        standby_of = None
                     logs.event("lease.acquired", holder=self.holder)
+                    notifier.status("leading")
                     self._lead()
                 else:
+                    if leader != standby_of and leader is not None:
+                        host, pid = (leader.split(":") + ["", ""])[:2]
+                        logs.event(
+                            "worker.standby", holder=self.holder, leader=leader, leader_host=host, leader_pid=pid
+                        )
+                        notifier.status(f"standing by for {leader}")
+                        standby_of = leader
                     self._help_send()
                     self.stop.wait(self.ttl.total_seconds() / 3)
         finally:
+            notifier.stopping()
             # A message in flight is finished and recorded; with the store away there is nothing to record it in.
             self._wait_idle(timeout=2.0 if self.outage.down else max(10.0, self.settings.smtp_timeout + 5))
             if not self.outage.down:
@@ -102,8 +126,14 @@ class Worker:
                     release_lease(self.engine, self.holder)
                 except STORE_ERRORS as e:
                     self.outage.failed("releasing the lease", e)  # it expires by itself
+            if metrics_server is not None:
+                metrics_server.close()
             logs.event("worker.stopped", holder=self.holder)
         return 0
+
+    def _healthy(self) -> bool:
+        lately = time.monotonic() - self._beat < max(60.0, 3 * self.ttl.total_seconds())
+        return lately and not self.outage.down and not self.stop.is_set()
 
     def _help_send(self) -> None:
         """A standby worker sends too: while digests are due, it claims batches like the leader's jobs do, for a
@@ -201,6 +231,7 @@ class Worker:
         """Renew the lease; a leader that cannot (another took it, or the store is away past the lease's end) stops
         scheduling and goes back to taking the lease like any worker."""
         now = wall_now()
+        self._beat = time.monotonic()
         try:
             renewed = renew_lease(self.engine, self.holder, self.ttl)
         except STORE_ERRORS as e:

@@ -16,6 +16,7 @@ from digest.mail.plan import due_now
 from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState, Subscriber, waiting
 from digest.store.states import FAILING, WAITING, JobOutcome
 from digest.worker.lease import LEASE, wall_now
+from digest.worker.names import FIRST_PLAN
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -28,6 +29,7 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
     problems: list[str] = []
     lease = session.get(Lease, LEASE)
     leader = None
+    alive = False
     if lease is not None:
         host, pid = (lease.holder.split(":") + ["", ""])[:2]
         alive = lease.expires_at >= now
@@ -53,7 +55,8 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
             select(JobRun).where(JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id)))
         )
     }
-    for job_id in sorted(set(scheduled) | set(latest)):
+    # The start-up planning run is plan-send's (its runs are recorded under plan-send, reason "start").
+    for job_id in sorted((set(scheduled) - {FIRST_PLAN}) | set(latest)):
         job, run = scheduled.get(job_id), latest.get(job_id)
         last = None
         if run is not None:
@@ -73,7 +76,8 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
             {
                 "id": job_id,
                 "trigger": job.trigger if job else None,
-                "next_run_at": _iso(job.next_run_at) if job else None,
+                # No worker leads: nothing is scheduled, whatever the last leader wrote.
+                "next_run_at": _iso(job.next_run_at) if job and alive else None,
                 "last_run": last,
             }
         )
@@ -93,6 +97,7 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
     return {
         "healthy": not problems,
         "problems": problems,
+        "state": "running" if alive else "stopped",
         "leader": leader,
         "jobs": jobs,
         "subscribers_due": due,
