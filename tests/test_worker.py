@@ -177,6 +177,10 @@ def test_kill_9_of_the_leader_hands_over(sessions: sessionmaker[Session], worker
         a.wait(5)
         took = wait_for(lambda: leader_pid(sessions) == b.pid, limit=10, what="b to take over")
         assert took < 2 + 1.5  # the lease (2 s) runs out, b's next try (every 2/3 s) takes it
+        # b said whom it stood by for, once, and that it took over.
+        wait_for(lambda: any(e["event"] == "worker.promoted" for e in workers.log("b")), what="worker.promoted")
+        standby = [e for e in workers.log("b") if e["event"] == "worker.standby"]
+        assert len(standby) == 1 and standby[0]["leader_pid"] == str(a.pid), standby
         missing.write_text(Path(fixture_path("listing-water-week2.txt")).read_text(encoding="utf-8"))
         # The next scheduled poll runs under b and ingests the new source.
         wait_for(lambda: _last_ok_poll_by(sessions, b.pid), what="a poll by b")

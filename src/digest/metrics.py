@@ -164,10 +164,10 @@ class StoreFigures(Collector):
             "digest_leader_lease_age_seconds", "Seconds since the leader last renewed its lease", value=renewed
         )
         success = GaugeMetricFamily(
-            "digest_job_last_success_timestamp_seconds", "When each job last ran well (0: never)", labels=["job"]
+            "digest_job_last_success_timestamp_seconds", "When each job last ran well (0: never)", labels=["job_id"]
         )
         failing = GaugeMetricFamily(
-            "digest_job_failures_in_a_row", "Runs of each job that failed since its last success", labels=["job"]
+            "digest_job_failures_in_a_row", "Runs of each job that failed since its last success", labels=["job_id"]
         )
         for job in found.jobs:
             success.add_metric([job.job], _timestamp(job.last_success))

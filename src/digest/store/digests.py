@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from digest.store.models import Digest, Resend, Subscriber, UTCDateTime, waiting
+from digest.store.models import Digest, Resend, Subscriber, waiting
 from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
+from digest.store.types import UTCDateTime
 
 # pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
 RATE_LOCK = 0x64696765_7376

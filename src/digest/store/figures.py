@@ -21,6 +21,7 @@ from digest.store.models import (
     ScheduledJob,
     SourceState,
     Subscriber,
+    Tally,
     waiting,
 )
 from digest.store.states import BounceKind, DigestStatus, JobOutcome, SubscriberStatus
@@ -60,31 +61,33 @@ class Figures:
 
 def figures(connection: Connection, now: datetime) -> Figures:
     found = Figures()
-    # Digests by state: the waiting ones off ix_digests_waiting, the sent ones off ix_digests_sent_at, the failed
-    # and cancelled ones off ix_digests_unsent: never a scan of every digest.
+    # Digests by state: the waiting ones off ix_digests_waiting, the failed and cancelled ones off
+    # ix_digests_unsent, the sent ones from the tally the triggers keep (every digest ever sent) less those of
+    # erased subscribers: nothing reads every digest.
     for status, count in connection.execute(
         select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)
     ):
         found.digests[str(status)] = count
-    found.digests[DigestStatus.SENT] = (
-        connection.scalar(
-            select(func.count()).select_from(Digest).where(Digest.sent_at.is_not(None))  # set when, and only when, sent
-        )
-        or 0
-    )
     for status, count in connection.execute(
         select(Digest.status, func.count()).where(text(f"digests.{UNSENT_SQL}")).group_by(Digest.status)
     ):
         found.digests[str(status)] = count
+    found.sent_ever = connection.scalar(select(Tally.n).where(Tally.name == "sent")) or 0
+    erased = connection.scalar(select(func.coalesce(func.sum(Erasure.digests_sent), 0))) or 0
+    found.digests[DigestStatus.SENT] = found.sent_ever - erased
     for state in DigestStatus:
         found.digests.setdefault(state.value, 0)
-    found.sent_ever = found.digests[DigestStatus.SENT] + (
-        connection.scalar(select(func.coalesce(func.sum(Erasure.digests_sent), 0))) or 0
-    )
     row = connection.execute(select(func.count(), func.min(Digest.planned_at)).where(waiting())).one()
     found.waiting, found.oldest_waiting = int(row[0]), row[1]
-    for who, count in connection.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)):
+    # Subscribers by status: each but the confirmed off ix_subscribers_status, the confirmed (most of them) as the
+    # rest of a bare count.
+    others = [s for s in SubscriberStatus if s != SubscriberStatus.CONFIRMED]
+    for who, count in connection.execute(
+        select(Subscriber.status, func.count()).where(Subscriber.status.in_(others)).group_by(Subscriber.status)
+    ):
         found.subscribers[str(who)] = count
+    everyone = connection.scalar(select(func.count()).select_from(Subscriber)) or 0
+    found.subscribers[SubscriberStatus.CONFIRMED] = everyone - sum(found.subscribers.values())
     for kind in SubscriberStatus:
         found.subscribers.setdefault(kind.value, 0)
     found.due = (

@@ -4,24 +4,20 @@ what each content gives (the ledger)."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, TypeVar
+from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import TextClause, false, text
 
@@ -37,6 +33,7 @@ from digest.store.states import (
     among,
     check,
 )
+from digest.store.types import EnumText, UTCDateTime
 
 # Constraint names fixed by convention, so migrations name them the same on SQLite and PostgreSQL.
 NAMING = {
@@ -46,48 +43,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no offset) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use digest.clock.now()")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-class EnumText(TypeDecorator[E]):
-    """A state or a choice stored as its word (with a CHECK constraint beside it) and read back as its enum: a value
-    that is not one of the enum's is refused before it reaches the database."""
-
-    impl = String
-    cache_ok = True
-
-    def __init__(self, enum: type[E], length: int = 20) -> None:
-        super().__init__(length)
-        self.enum = enum
-
-    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum(value).value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
-        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -417,6 +372,15 @@ class Erasure(Base):
     erased_on: Mapped[datetime] = mapped_column(UTCDateTime())
     digests_sent: Mapped[int] = mapped_column(Integer, default=0)
     themes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Tally(Base):
+    """A count kept by triggers (migration 0016): 'sent' is every digest ever sent, erased subscribers' included."""
+
+    __tablename__ = "tallies"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class RateWindow(Base):

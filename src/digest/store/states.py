@@ -2,7 +2,7 @@
 bounce kind), and the named sets the code asks about.
 
 Stored as their values (lower-case strings) with a CHECK constraint (migration 0005), read back as these enums
-(models.EnumText), compared as enums. A state is typed out here and nowhere else (tests/test_house.py checks).
+(types.EnumText), compared as enums. A state is typed out here and nowhere else (tests/test_house.py checks).
 """
 
 from __future__ import annotations
