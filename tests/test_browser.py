@@ -206,3 +206,50 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         assert answer.status_code == 200
         assert status(config, address)[0] == "unsubscribed"
         context.close()
+
+
+def test_the_operator_page_passes_axe_and_shows_its_charts(
+    browser: object, tmp_path: Path, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    from argon2 import PasswordHasher
+
+    handler, smtp_url = smtp_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        base,
+        smtp_url,
+        environment="development",
+        operator_password_hash=PasswordHasher().hash("operator password 123"),
+    )
+    digest(config, "ingest", fixture_path("listing-water.txt"), fixture_path("listing-goal6.txt"))
+    for n in range(3):
+        digest(config, "subscribe", f"r{n}@example.org", "--theme", "Water and Sanitation", "--confirmed")
+    digest(config, "ingest", fixture_path("listing-water-week2.txt"))
+    digest(config, "send")
+    with serving(config, port):
+        context = browser.new_context(  # type: ignore[attr-defined]
+            bypass_csp=True,
+            http_credentials={"username": "operator", "password": "operator password 123"},
+            viewport={"width": 1000, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            answer = page.goto(base + "/operator/")
+            assert answer is not None and answer.status == 200
+            assert page.locator("svg.chart").count() == 3
+            assert page.locator("#themes th[scope=row]").count() == 2
+            from axe_playwright_python.sync_playwright import Axe
+
+            violations = [
+                f"{v['id']} ({v['impact']}): {v['help']}"
+                for v in Axe().run(page).response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            assert not violations, violations
+            DOCS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS / "operator.png"), full_page=True)
+        finally:
+            context.close()

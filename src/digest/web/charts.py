@@ -73,7 +73,9 @@ def bar_chart(ident: str, title: str, keys: list[str], series: dict[str, dict[st
                         title=f"{key}: {value} {names[s]}",
                     )
                 )
-    ticks = [(round(TOP + plot_h - plot_h * f, 2), round(top * f)) for f in (0, 0.5, 1)]
+    # Whole numbers only: the top, nought, and the middle when it is one.
+    marks = [0, top // 2, top] if top % 2 == 0 and top > 2 else [0, top]
+    ticks = [(round(TOP + plot_h - plot_h * mark / top, 2), mark) for mark in marks]
     every = max(1, len(rows) // 6)
     labels = [(round(LEFT + n * slot, 2), key) for n, (key, _) in enumerate(rows) if n % every == 0]
     return Chart(ident, title, names, rows, bars, ticks, labels)
