@@ -386,3 +386,32 @@ def test_the_sent_count_never_falls_when_a_subscriber_is_erased(web: Web) -> Non
     assert value(body, "digest_digests_sent_total") == 2 and value(body, "digest_digests", state="sent") == 1
     with web.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Digest).where(Digest.status == "sent")) == 1
+
+
+def test_each_jobs_failures_in_a_row_count_from_its_last_success(sessions: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from digest.store.figures import job_figures
+    from digest.store.models import JobRun, ScheduledJob
+
+    start = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    history = {"poll-sources": ["ok", "failed", "ok", "failed", "failed"], "plan-send": ["failed", "ok"], "x": []}
+    with sessions.begin() as session:
+        for job, outcomes in history.items():
+            session.add(ScheduledJob(id=job, trigger="interval", next_run_at=None))
+            for n, outcome in enumerate(outcomes):
+                when = start + timedelta(minutes=n)
+                session.add(
+                    JobRun(
+                        job_id=job, run_id=f"{job}{n}", holder="h", started_at=when, finished_at=when, outcome=outcome
+                    )
+                )
+        session.add(ScheduledJob(id="plan-send-start", trigger="date", next_run_at=None))
+    with sessions() as session:
+        found = {f.job: f for f in job_figures(session.connection())}
+    assert set(found) == {"poll-sources", "plan-send", "x"}
+    assert found["poll-sources"].failures_in_a_row == 2 and found["poll-sources"].last_success == start + timedelta(
+        minutes=2
+    )
+    assert found["plan-send"].failures_in_a_row == 0 and found["plan-send"].last_success == start + timedelta(minutes=1)
+    assert found["x"].failures_in_a_row == 0 and found["x"].last_success is None

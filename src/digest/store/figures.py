@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, union_all
 from sqlalchemy.engine import Connection
 
 from digest.store.models import (
@@ -64,21 +64,25 @@ def figures(connection: Connection, now: datetime) -> Figures:
     # Digests by state: the waiting ones off ix_digests_waiting, the failed and cancelled ones off
     # ix_digests_unsent, the sent ones from the tally the triggers keep (every digest ever sent) less those of
     # erased subscribers: nothing reads every digest.
-    for status, count in connection.execute(
-        select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)
+    oldest: list[datetime] = []
+    for status, count, first in connection.execute(
+        select(Digest.status, func.count(), func.min(Digest.planned_at)).where(waiting()).group_by(Digest.status)
     ):
         found.digests[str(status)] = count
+        found.waiting += count
+        oldest.append(first)
+    found.oldest_waiting = min(oldest, default=None)
     for status, count in connection.execute(
         select(Digest.status, func.count()).where(text(f"digests.{UNSENT_SQL}")).group_by(Digest.status)
     ):
         found.digests[str(status)] = count
-    found.sent_ever = connection.scalar(select(Tally.n).where(Tally.name == "sent")) or 0
-    erased = connection.scalar(select(func.coalesce(func.sum(Erasure.digests_sent), 0))) or 0
+    tally = select(Tally.n).where(Tally.name == "sent").scalar_subquery()
+    erasures = select(func.coalesce(func.sum(Erasure.digests_sent), 0)).scalar_subquery()
+    sent_ever, erased = connection.execute(select(tally, erasures)).one()
+    found.sent_ever = int(sent_ever or 0)
     found.digests[DigestStatus.SENT] = found.sent_ever - erased
     for state in DigestStatus:
         found.digests.setdefault(state.value, 0)
-    row = connection.execute(select(func.count(), func.min(Digest.planned_at)).where(waiting())).one()
-    found.waiting, found.oldest_waiting = int(row[0]), row[1]
     # Subscribers by status: each but the confirmed off ix_subscribers_status, the confirmed (most of them) as the
     # rest of a bare count.
     others = [s for s in SubscriberStatus if s != SubscriberStatus.CONFIRMED]
@@ -118,26 +122,37 @@ def figures(connection: Connection, now: datetime) -> Figures:
     return found
 
 
+# Runs of each job read to find its last success (a job failing longer than this shows this many failures).
+RECENT_RUNS = 50
+
+
 def job_figures(connection: Connection) -> list[JobFigures]:
-    """Each job's last success and the failures since (the newest runs of each job, off ix_job_runs_job_id_id)."""
+    """Each scheduled job's last success and its failures since, from its newest runs (off ix_job_runs_job_id_id):
+    one query for them all."""
+    jobs = sorted(set(connection.scalars(select(ScheduledJob.id))) - {"plan-send-start"})
+    if not jobs:
+        return []
+    parts = [
+        select(JobRun.job_id, JobRun.id, JobRun.outcome, JobRun.finished_at)
+        .where(JobRun.job_id == job)
+        .order_by(JobRun.id.desc())
+        .limit(RECENT_RUNS)
+        .subquery(f"recent_{n}")
+        for n, job in enumerate(jobs)
+    ]
+    runs = union_all(*(select(part) for part in parts)).subquery("recent")
+    newest: dict[str, list[tuple[str, datetime | None]]] = {job: [] for job in jobs}
+    for job, _, outcome, finished in connection.execute(select(runs).order_by(runs.c.job_id, runs.c.id.desc())):
+        newest[job].append((str(outcome), finished))
     out = []
-    for job in connection.scalars(select(JobRun.job_id).distinct().order_by(JobRun.job_id)):
-        last_ok = connection.execute(
-            select(JobRun.id, JobRun.finished_at)
-            .where(JobRun.job_id == job, JobRun.outcome == JobOutcome.OK)
-            .order_by(JobRun.id.desc())
-            .limit(1)
-        ).first()
-        failed = connection.scalar(
-            select(func.count())
-            .select_from(JobRun)
-            .where(
-                JobRun.job_id == job,
-                JobRun.outcome == JobOutcome.FAILED,
-                JobRun.id > (last_ok[0] if last_ok else 0),
-            )
-        )
-        out.append(JobFigures(job, last_ok[1] if last_ok else None, failed or 0))
+    for job in jobs:
+        failures, last_success = 0, None
+        for outcome, finished in newest[job]:
+            if outcome == JobOutcome.OK:
+                last_success = finished
+                break
+            failures += outcome == JobOutcome.FAILED
+        out.append(JobFigures(job, last_success, failures))
     return out
 
 
