@@ -156,14 +156,19 @@ def _table(page: str, ident: str) -> dict[str, list[int]]:
     return rows
 
 
-def test_the_operator_pages_numbers_are_the_stores(web: Web) -> None:
-    for person in ("ada@example.org", "bob@example.org", "cy@example.org"):
-        confirmed(web, person, WATER)
+def a_week_sent(web: Web) -> None:
+    """New practices on the 20th, and the digests of the 23rd sent to whoever is confirmed."""
     at("2026-11-20T10:00:00Z")
     ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
     at("2026-11-23T09:00:00Z")
     plan_and_send(web.sessions, web.settings, transport_for(web.settings))
     clock.set_fixed_now(None)
+
+
+def test_the_operator_pages_numbers_are_the_stores(web: Web) -> None:
+    for person in ("ada@example.org", "bob@example.org", "cy@example.org"):
+        confirmed(web, person, WATER)
+    a_week_sent(web)
     client = create_app(replace(web.settings, operator_password_hash=HASH)).test_client()
     page = client.get("/operator/", headers=basic(PASSWORD)).text
     with web.sessions() as session:
@@ -364,11 +369,7 @@ def test_the_sent_count_never_falls_when_a_subscriber_is_erased(web: Web) -> Non
     """digest_digests_sent_total is a counter: an erasure removes digests from the store, never from the count."""
     manage = confirmed(web, "ada@example.org", WATER)
     confirmed(web, "bob@example.org", WATER)
-    at("2026-11-20T10:00:00Z")
-    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
-    at("2026-11-23T09:00:00Z")
-    plan_and_send(web.sessions, web.settings, transport_for(web.settings))
-    clock.set_fixed_now(None)
+    a_week_sent(web)
     app = create_app(replace(web.settings, metrics_token=TOKEN)).test_client()
 
     def scrape() -> str:
