@@ -299,9 +299,9 @@ def test_the_alert_rules_check_and_their_tests_pass(tmp_path: Path) -> None:
 def test_many_refused_links_from_one_client_are_one_line_with_a_count(
     web: Web, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.web.errors import REFUSALS
+    from digest.web.errors import Refusals
 
-    monkeypatch.setattr(REFUSALS, "WINDOW", 0.5)
+    monkeypatch.setattr(Refusals, "WINDOW", 0.5)
     client = web.client()
     caplog.set_level("WARNING", logger="digest.web")
     tokens = [f"not-a-token-{n}" for n in range(40)]

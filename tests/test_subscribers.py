@@ -52,6 +52,7 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
                 "next_due_at": None,
                 "paused_until": None,
                 "theme_names": ["Goal 6: Clean water and sanitation", "Water and Sanitation"],
+                "feed_only": False,
             }
         ]
 

@@ -34,6 +34,7 @@ RETRY_AFTER = {"store": 30, "mail": 120}
 
 
 def register(app: Flask) -> None:
+    app.extensions["digest.refusals"] = Refusals()
     app.register_error_handler(CSRFError, _expired_form)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(NotFoundError, _not_found)
@@ -111,9 +112,6 @@ class Refusals:
             )
 
 
-REFUSALS = Refusals()
-
-
 def _client() -> str:
     """The client as the log names it: a short keyed hash of its address (enough to group, nothing to trace)."""
     secret = current_app.config["SECRET_KEY"].encode()
@@ -121,7 +119,7 @@ def _client() -> str:
 
 
 def _refused_link(error: TokenError) -> Any:
-    REFUSALS.refused(_client(), route(), error.reason)
+    current_app.extensions["digest.refusals"].refused(_client(), route(), error.reason)
     if error.expired:
         return message_page(410, "This link has expired", "Subscribe again on the home page to get a new one.")
     return message_page(404, "This link does not work", INVALID_LINK)
