@@ -34,8 +34,8 @@ def fill(url: str) -> None:
         conn.execute(text("INSERT INTO contents (hash, body, created_at) VALUES ('c', '{}', :t)"), {"t": stamp})
         conn.execute(
             text(
-                "INSERT INTO subscribers (id, email, key, feed_key, feed_only, status, bounces, created_at, next_due_at)"
-                " VALUES (:id, :email, :key, :fk, false, :status, 0, :t, :due)"
+                "INSERT INTO subscribers (id, email, key, feed_key, feed_only, status, bounces, created_at,"
+                " next_due_at) VALUES (:id, :email, :key, :fk, false, :status, 0, :t, :due)"
             ),
             [
                 {
