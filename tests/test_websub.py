@@ -28,7 +28,7 @@ DEADLINE = 4.0
 class Hub:
     """A hub on loopback: records each publish (and, when it works, fetches the feed as a hub does)."""
 
-    behaviour: str  # "ok", "fail" or "hang"
+    behaviour: str  # "ok" (fetches the feed), "record" (only takes the news), "fail" or "hang"
     publishes: list[tuple[float, str]] = field(default_factory=list)
     fetched: list[tuple[str, int, str]] = field(default_factory=list)
     url: str = ""
@@ -47,8 +47,8 @@ class Hub:
                 if hub.behaviour == "hang":
                     time.sleep(DEADLINE * 4)
                     return
-                if hub.behaviour == "fail":
-                    self.send_response(500)
+                if hub.behaviour in ("fail", "record"):
+                    self.send_response(500 if hub.behaviour == "fail" else 202)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -153,3 +153,50 @@ def test_each_changed_feed_is_published_once_to_each_hub_and_a_bad_hub_stops_not
             answer = httpx.get(base + path, timeout=30)
             assert answer.status_code in (404, 414), (path[:60], answer.status_code)
             assert "Traceback" not in answer.text
+
+
+def test_the_workers_poll_publishes_what_it_changed_and_a_dead_hub_fails_nothing(
+    tmp_path: Path, hubs: dict[str, Hub], sessions: Any, settings: Any
+) -> None:
+    """The poll job, as the worker runs it: the changed feeds published to every hub; a hub that hangs costs the
+    deadline, not the job."""
+    import threading
+    from dataclasses import dataclass, replace
+
+    from digest.config import SourceConfig
+    from digest.worker.jobs import poll_job
+
+    hubs["ok"].behaviour = "record"  # no fetch back: no web app runs here
+    configured = replace(
+        settings,
+        sources=(SourceConfig(fixture_path("listing-water.txt")),),
+        websub_hubs=f"{hubs['hang'].url} {hubs['ok'].url}",
+        websub_deadline=2.0,
+    )
+
+    @dataclass
+    class Context:
+        settings: Any
+        factory: Any
+        stop: threading.Event
+        rebuilt: int = 0
+
+        def after_ingest(self) -> None:
+            self.rebuilt += 1
+
+    context = Context(configured, sessions, threading.Event())
+    started = time.monotonic()
+    counts, error = poll_job(context)
+    took = time.monotonic() - started
+    assert error is None and counts["new"] == 5 and counts["feeds_published"] == 2 and counts["hubs_failed"] == 1
+    base = configured.base_url
+    assert sorted(t for _, t in hubs["ok"].publishes) == [
+        f"{base}/feeds/all.atom",
+        f"{base}/feeds/water-and-sanitation.atom",
+    ]
+    assert took < 2.0 + 15  # the deadline, and the ingest itself on a busy machine
+    assert context.rebuilt == 1
+    # Nothing new: nothing published.
+    hubs["ok"].publishes.clear()
+    counts, error = poll_job(context)
+    assert error is None and "feeds_published" not in counts and hubs["ok"].publishes == []
