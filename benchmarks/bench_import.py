@@ -17,7 +17,8 @@ from pathlib import Path
 from digest import clock
 from digest.ingest.merge import ThemeCache
 from digest.store import db
-from digest.subscriptions.subscribers import import_csv, normalize_email
+from digest.subscriptions.imports import import_csv
+from digest.subscriptions.subscribers import normalize_email
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ from digest.ingest import ingest_sources
 from digest.store import db
 from digest.store.models import Subscriber
 from digest.store.queries import subscribers as list_subscribers
-from digest.subscriptions.subscribers import import_csv, subscribe, unsubscribe
+from digest.subscriptions.imports import import_csv
+from digest.subscriptions.subscribers import subscribe, unsubscribe
 from tests.conftest import at, fixture_path
 
 

@@ -32,6 +32,8 @@ class SourceConfig:
     theme: str | None = None
     format: str | None = None
     enabled: bool = True
+    # The language its items are written in when neither they nor the source say (a BCP 47 tag).
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -348,49 +350,6 @@ def _convert(key: str, raw: Any, where: str, typed: bool = False) -> Any:
     return value
 
 
-def _sources(raw: Any, origin: str) -> tuple[SourceConfig, ...]:
-    if not isinstance(raw, list):
-        raise ConfigError(f"sources (from {origin}): expected [[sources]] tables")
-    out = []
-    for i, item in enumerate(raw, 1):
-        where = f"sources #{i} (from {origin})"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where}: expected a table")
-        location = item.get("url") or item.get("path")
-        if not isinstance(location, str) or not location.strip():
-            raise ConfigError(f"{where}: needs a path or a url")
-        unknown = set(item) - {"url", "path", "theme", "format", "enabled"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        if item.get("format") not in (None, *SOURCE_FORMATS):
-            raise ConfigError(f"{where}: format {item['format']!r} is not one of {', '.join(SOURCE_FORMATS)}")
-        theme = item.get("theme")
-        if theme is not None and (not isinstance(theme, str) or not theme.strip()):
-            raise ConfigError(f"{where}: theme must be a non-empty string")
-        enabled = item.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"{where}: enabled must be true or false, not {enabled!r}")
-        if "url" in item and urlsplit(location).scheme not in ("http", "https"):
-            raise ConfigError(f"{where}: url {redact_url(location)!r} is not an http(s) URL", "use path for files")
-        out.append(SourceConfig(location=location.strip(), theme=theme, format=item.get("format"), enabled=enabled))
-    return tuple(out)
-
-
-def _subscribers(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
-    if not isinstance(raw, list):
-        raise ConfigError(f"subscribers (from {origin}): expected [[subscribers]] tables")
-    out = []
-    for i, item in enumerate(raw, 1):
-        email = item.get("email") if isinstance(item, dict) else None
-        themes = item.get("themes") if isinstance(item, dict) else None
-        if not isinstance(email, str) or not isinstance(themes, list) or not themes:
-            raise ConfigError(f"subscribers #{i} (from {origin}): needs email and a list of themes")
-        if not all(isinstance(t, str) and t.strip() for t in themes):
-            raise ConfigError(f"subscribers #{i} (from {origin}): themes must be a list of names")
-        out.append(SeedSubscriber(email=email, themes=tuple(themes)))
-    return tuple(out)
-
-
 def secret_problem(settings: Settings) -> str | None:
     """Why ``secret_key`` must not sign links that leave this machine, or None when it may."""
     if settings.secret_key == DEFAULT_SECRET:
@@ -417,6 +376,8 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     chosen = Path(path) if path else Path(env["DIGEST_CONFIG"]) if env.get("DIGEST_CONFIG") else None
     if chosen is None and DEFAULT_CONFIG_PATH.is_file():
         chosen = DEFAULT_CONFIG_PATH
+    from digest.config_checks import sources_from, subscribers_from, validate  # they read what this module defines
+
     values: dict[str, Any] = {}
     origins = Origins()
     if chosen is not None:
@@ -432,9 +393,9 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         for key, raw in data.items():
             origins.by_key[key] = origin
             if key == "sources":
-                values[key] = _sources(raw, origin)
+                values[key] = sources_from(raw, origin)
             elif key == "subscribers":
-                values[key] = _subscribers(raw, origin)
+                values[key] = subscribers_from(raw, origin)
             elif key in _SCALARS:
                 values[key] = _convert(key, raw, origins(key), typed=True)
             else:
@@ -445,6 +406,4 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         if var in env:
             origins.by_key[key] = var
             values[key] = _convert(key, env[var], origins(key))
-    from digest.config_checks import validate  # here: the checks read Settings, which this module defines
-
     return validate(Settings(**values), origins)

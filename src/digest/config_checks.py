@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date
 from email.utils import formataddr, parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -18,11 +18,20 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from digest.config import ENVIRONMENTS, PIPELINING, Settings, parse_smtp_url
+from digest.config import (
+    ENVIRONMENTS,
+    PIPELINING,
+    SOURCE_FORMATS,
+    SeedSubscriber,
+    Settings,
+    SourceConfig,
+    parse_smtp_url,
+)
 from digest.errors import ConfigError
 from digest.schedules.cron import crontab_trigger
 from digest.schedules.slots import WEEKDAYS
 from digest.schedules.zones import unknown_zone
+from digest.text.languages import language_tag
 from digest.text.links import redact_url
 
 if TYPE_CHECKING:
@@ -210,3 +219,59 @@ def validate(settings: Settings, where: Origins) -> Settings:
         reply_to=reply_to,
         bounce_address=bounce_address,
     )
+
+
+def sources_from(raw: Any, origin: str) -> tuple[SourceConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"sources (from {origin}): expected [[sources]] tables")
+    out = []
+    for i, item in enumerate(raw, 1):
+        where = f"sources #{i} (from {origin})"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        location = item.get("url") or item.get("path")
+        if not isinstance(location, str) or not location.strip():
+            raise ConfigError(f"{where}: needs a path or a url")
+        unknown = set(item) - {"url", "path", "theme", "format", "enabled", "language"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if item.get("format") not in (None, *SOURCE_FORMATS):
+            raise ConfigError(f"{where}: format {item['format']!r} is not one of {', '.join(SOURCE_FORMATS)}")
+        theme = item.get("theme")
+        if theme is not None and (not isinstance(theme, str) or not theme.strip()):
+            raise ConfigError(f"{where}: theme must be a non-empty string")
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}: enabled must be true or false, not {enabled!r}")
+        if "url" in item and urlsplit(location).scheme not in ("http", "https"):
+            raise ConfigError(f"{where}: url {redact_url(location)!r} is not an http(s) URL", "use path for files")
+        language = item.get("language")
+        if language is not None and language_tag(language) is None:
+            raise ConfigError(
+                f"{where}: language {language!r} is not a language tag", "use a BCP 47 tag such as es, fr or pt-BR"
+            )
+        out.append(
+            SourceConfig(
+                location=location.strip(),
+                theme=theme,
+                format=item.get("format"),
+                enabled=enabled,
+                language=language_tag(language),
+            )
+        )
+    return tuple(out)
+
+
+def subscribers_from(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"subscribers (from {origin}): expected [[subscribers]] tables")
+    out = []
+    for i, item in enumerate(raw, 1):
+        email = item.get("email") if isinstance(item, dict) else None
+        themes = item.get("themes") if isinstance(item, dict) else None
+        if not isinstance(email, str) or not isinstance(themes, list) or not themes:
+            raise ConfigError(f"subscribers #{i} (from {origin}): needs email and a list of themes")
+        if not all(isinstance(t, str) and t.strip() for t in themes):
+            raise ConfigError(f"subscribers #{i} (from {origin}): themes must be a list of names")
+        out.append(SeedSubscriber(email=email, themes=tuple(themes)))
+    return tuple(out)

@@ -19,10 +19,10 @@ from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, par
 from digest.schedules.zones import local
 from digest.store import db, queries
 from digest.store.states import SubscriberStatus
+from digest.subscriptions.imports import import_csv
 from digest.subscriptions.subscribers import (
     confirm,
     get_subscriber,
-    import_csv,
     pause,
     set_schedule,
     subscribe,

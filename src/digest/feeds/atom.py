@@ -71,8 +71,11 @@ class _EntryLinks(BaseEntryExtension):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self.links: list[dict[str, str]] = []
+        self.lang: str | None = None
 
     def extend_atom(self, entry: Any) -> Any:
+        if self.lang:  # the practice's own language, for readers and screen readers (RFC 4287's xml:lang)
+            entry.set("{http://www.w3.org/XML/1998/namespace}lang", self.lang)
         for link in self.links:
             etree.SubElement(entry, f"{{{ATOM_NS}}}link", link)
         return entry
@@ -127,6 +130,7 @@ def render(settings: Settings, page: Page) -> bytes:
             ]
         else:
             fe.digest.links = [{"rel": "alternate", "type": "text/html", "href": ours}]
+        fe.digest.lang = practice.language
         for slug, name in entry.themes:
             fe.category(term=slug, scheme=themes, label=strip_unsafe(name))
         fe.content(strip_unsafe(practice.summary or practice.title) or "-", type="text")

@@ -32,6 +32,7 @@ from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import SourceState
 from digest.store.states import SourceStatus
 from digest.text.clean import repair_mojibake
+from digest.text.languages import first_tag, language_tag
 from digest.text.links import MAX_URL, redact_url, secret_of
 
 __all__ = ["FORMATS", "HttpPolicy", "IngestReport", "detect_format", "identity_of", "ingest_sources", "parse_bytes"]
@@ -109,6 +110,15 @@ def parse_bytes(
     if decoded.how.startswith("detected") or "did not fit" in decoded.how:
         parsed.problems.insert(0, Problem("file", "", f"read as {decoded.encoding} ({decoded.how})"))
     return parsed
+
+
+def _languages(parsed: ParsedSource, header: str | None, configured: str | None) -> None:
+    """Each item's language: its own, else the source's (<language>, dc:language, xml:lang), else the HTTP
+    Content-Language, else the source's config entry; else unknown (never guessed)."""
+    fallback = parsed.language or header or configured
+    if fallback:
+        for item in parsed.items:
+            item.language = item.language or fallback
 
 
 def read_file(location: str) -> bytes:
@@ -215,6 +225,7 @@ def ingest_one(
         else:
             data, fetched, content_type, base = read_file(location), None, None, None
         parsed = parse_bytes(data, name, source.format, content_type, base)
+        _languages(parsed, first_tag(fetched.content_language if fetched else None), language_tag(source.language))
         with factory() as session, session.begin():
             if session.get_bind().dialect.name == "postgresql":
                 # Planning reads the newest membership id under the exclusive form of this lock, so it never

@@ -13,8 +13,9 @@ from typing import Any
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence, repair_mojibake
+from digest.text.languages import language_tag
 
-FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published")
+FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published", "language")
 
 
 class _BadField(ValueError):
@@ -72,6 +73,7 @@ def _item(
         url = _text(record, "url").strip() or None
         submitted_by = fix(clean_line(_text(record, "submitted_by"))) or None
         published_text = _text(record, "published")
+        language_text = _text(record, "language").strip()
     except _BadField as e:
         rejected.append(Problem(where, clean_line(str(record.get("title", "")))[:80], f"{e}; left out"))
         return None
@@ -93,6 +95,13 @@ def _item(
         problems.append(Problem(where, title[:60], "title reads like a sentence; check the record"))
     if not summary:
         problems.append(Problem(where, title, "empty summary"))
+    language = language_tag(language_text)
+    if language_text and language is None:
+        problems.append(
+            Problem(
+                where, title, f"language {language_text[:40]!r} is not a language tag such as es or fr-CA; left unknown"
+            )
+        )
     return ParsedItem(
         title=title,
         summary=summary,
@@ -102,6 +111,7 @@ def _item(
         guid=ident or None,
         published_at=published,
         themes=themes,
+        language=language,
     )
 
 

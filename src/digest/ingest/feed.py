@@ -17,6 +17,7 @@ import feedparser
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.text.clean import clean_line, clean_paragraphs, derive_title, reads_like_sentence, repair_mojibake
+from digest.text.languages import language_tag
 from digest.text.links import safe_link
 from digest.text.markup import html_to_text, sanitize_html
 
@@ -125,6 +126,7 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
     items: list[ParsedItem] = []
     problems: list[Problem] = [Problem("feed", "", f"{lenient}; read leniently, check the entries")] if lenient else []
     rejected: list[Problem] = []
+    feed_language = _language(parsed.feed.get("language"), "feed", feed_title or "", problems)
     for n, entry in enumerate(parsed.entries, 1):
         where = f"entry {n}"
         title = _title(entry, fix)
@@ -145,6 +147,15 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
             guid=guid,
             published_at=_when(entry),
             summary_html=summary_html,
+            # dc:language, else the xml:lang in force on its title or text (the feed's, inherited, included).
+            language=_language(
+                entry.get("language")
+                or (entry.get("title_detail") or {}).get("language")
+                or (entry.get("summary_detail") or {}).get("language"),
+                where,
+                title,
+                problems,
+            ),
         )
         if not title:
             item.title, item.title_derived = derive_title(summary), True
@@ -164,4 +175,12 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
         )
     if not items and not rejected:
         problems.append(Problem("feed", feed_title or "", "the feed has no entries"))
-    return ParsedSource(theme=feed_title, items=items, problems=problems, rejected=rejected)
+    return ParsedSource(theme=feed_title, items=items, problems=problems, rejected=rejected, language=feed_language)
+
+
+def _language(value: object, where: str, title: str, problems: list[Problem]) -> str | None:
+    """A language tag the feed gives, in its usual form; one that is not a tag is a problem, and unknown."""
+    tag = language_tag(value)
+    if tag is None and isinstance(value, str) and value.strip():
+        problems.append(Problem(where, title, f"language {value.strip()[:40]!r} is not a language tag; left unknown"))
+    return tag

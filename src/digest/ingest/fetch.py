@@ -55,6 +55,8 @@ class Fetched:
     content_type: str = ""
     etag: str | None = None
     last_modified: str | None = None
+    # The Content-Language header, as sent.
+    content_language: str | None = None
 
 
 class FetchStopped(SourceError):
@@ -133,6 +135,7 @@ def _attempt(
                 not_modified=False,
                 body=body,
                 content_type=response.headers.get("content-type", ""),
+                content_language=response.headers.get("content-language"),
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
             )

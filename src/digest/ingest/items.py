@@ -23,6 +23,8 @@ class ParsedItem:
     summary_html: str | None = None
     # Theme names this item carries itself (exports); listing pages and feeds name the theme once.
     themes: list[str] = field(default_factory=list)
+    # The language it is written in (a BCP 47 tag: xml:lang, a `language` field), None when it does not say.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,5 +46,8 @@ class ParsedSource:
     theme: str | None
     items: list[ParsedItem]
     problems: list[Problem] = field(default_factory=list)
+    # The language the source says it is written in (RSS <language>, dc:language, the feed's xml:lang): the
+    # language of each item that names none.
+    language: str | None = None
     # Items that could not be stored (no title, not an object...): errors, and the source did not fully succeed.
     rejected: list[Problem] = field(default_factory=list)

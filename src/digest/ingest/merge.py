@@ -159,6 +159,7 @@ def _new_practice(item: ParsedItem, identity: str, content_hash: str, now: datet
         url=item.url,
         submitted_by=item.submitted_by,
         published_at=item.published_at,
+        language=item.language,
         first_seen_at=now,
         updated_at=now,
         content_hash=content_hash,
@@ -172,6 +173,7 @@ def _update(practice: Practice, item: ParsedItem, content_hash: str, now: dateti
     practice.url = item.url or practice.url
     practice.submitted_by = item.submitted_by or practice.submitted_by
     practice.published_at = item.published_at or practice.published_at
+    practice.language = item.language or practice.language
 
 
 def store_parsed(
@@ -242,6 +244,9 @@ def store_parsed(
             report.updated += 1
         else:
             report.unchanged += 1
+            if item.language and practice.language != item.language:
+                practice.language = item.language  # the source now says (or corrects) its language: feeds show it
+                changed.add(practice.id)
         seen[id(practice)] = content_hash
         for k in keys:
             if k not in known:

@@ -30,6 +30,8 @@ class PracticeEntry:
     summary_html: str | None = None
     # Every theme that lists the practice, in the order it joined them (digests planned before: none).
     themes: tuple[str, ...] = ()
+    # The language it is written in (BCP 47), when its source says: the HTML marks it (lang) for screen readers.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

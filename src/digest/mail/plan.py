@@ -70,6 +70,7 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
                 added[p.id].isoformat(),
                 p.summary_html,
                 tuple(names[p.id]),
+                p.language,
             )
     return out
 

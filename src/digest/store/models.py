@@ -86,6 +86,8 @@ class Practice(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Hash of title + summary, to tell an update from a repeat.
     content_hash: Mapped[str] = mapped_column(String(64))
+    # The language it is written in (a BCP 47 tag) as its source says; None: the source does not say.
+    language: Mapped[str | None] = mapped_column(String(35))
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="practice")
 

@@ -1,7 +1,5 @@
-"""Reads that the CLI and the web app share: plain typed results, never ORM rows carried out of a session.
-
-Each function takes a session, reads, and returns dataclasses (JSON-ready with ``dataclasses.asdict``). It
-never writes and never commits.
+"""Reads that the CLI and the web app share: plain typed results, never ORM rows carried out of a session. Each
+function takes a session, reads, and returns dataclasses (JSON-ready with ``dataclasses.asdict``); none writes.
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ class PracticeSummary:
     # When it joined its first theme here (ISO 8601).
     added: str | None
     title_derived: bool
+    language: str | None = None  # as its source says (BCP 47); None: unknown
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,7 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
                 themes=[ThemeRef(m.theme.name, m.theme.slug) for m in members],
                 added=_iso(members[0].added_at) if members else None,
                 title_derived=p.title_derived,
+                language=p.language,
             )
         )
     return out
@@ -258,6 +258,7 @@ class PracticeCard:
     url: str | None
     # When it joined the theme listed (or its first theme), ISO 8601.
     added: str | None
+    language: str | None = None  # as its source says
 
 
 @dataclass(frozen=True)
@@ -291,18 +292,19 @@ class PracticeDetail:
     themes: list[ThemeRef]
     added: str | None
     updated: str
+    language: str | None = None
 
 
 def _cards(session: Session, theme_id: int, offset: int, limit: int) -> list[PracticeCard]:
     rows = session.execute(
-        select(Practice.uid, Practice.title, Practice.summary, Practice.url, Membership.added_at)
+        select(Practice.uid, Practice.title, Practice.summary, Practice.url, Membership.added_at, Practice.language)
         .join(Membership, Membership.practice_id == Practice.id)
         .where(Membership.theme_id == theme_id)
         .order_by(Membership.id.desc())
         .offset(offset)
         .limit(limit)
     )
-    return [PracticeCard(uid, title, summary, url, _iso(added)) for uid, title, summary, url, added in rows]
+    return [PracticeCard(uid, title, summary, url, _iso(added), lang) for uid, title, summary, url, added, lang in rows]
 
 
 def theme_overview(session: Session, newest: int = 3) -> list[ThemeOverview]:
@@ -349,6 +351,7 @@ def practice_detail(session: Session, uid: str) -> PracticeDetail:
         themes=[ThemeRef(m.theme.name, m.theme.slug) for m in members],
         added=_iso(members[0].added_at) if members else None,
         updated=practice.updated_at.isoformat(),
+        language=practice.language,
     )
 
 

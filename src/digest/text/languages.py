@@ -1,0 +1,37 @@
+"""Language tags (BCP 47, RFC 5646) as sources give them: `es`, `fr-CA`, `pt_BR`, ` EN `: read, checked and written
+the one way (language lower case, region upper case, script title case). Nothing here guesses a language: a
+source that says none leaves it unknown."""
+
+from __future__ import annotations
+
+import re
+
+# language (2-3 letters, or 4-8 registered ones), then subtags of 1-8 letters or digits: the shape of a tag, which
+# is what a source can get wrong (a name, "English", passes the shape only when it is a tag's length).
+_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def language_tag(value: object) -> str | None:
+    """The tag in its usual form, or None when ``value`` is empty or not a language tag (the caller says which)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not _TAG.fullmatch(text):
+        return None
+    parts = re.split(r"[-_]", text)
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 2 and part.isalpha() or len(part) == 3 and part.isdigit():
+            out.append(part.upper())  # a region: ES, 419
+        elif len(part) == 4 and part.isalpha():
+            out.append(part.title())  # a script: Latn
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+def first_tag(header: str | None) -> str | None:
+    """The language of an HTTP Content-Language header naming one (a list of several says no one of them)."""
+    if not header or "," in header:
+        return None
+    return language_tag(header)
