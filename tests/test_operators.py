@@ -416,3 +416,28 @@ def test_each_jobs_failures_in_a_row_count_from_its_last_success(sessions: Any) 
     )
     assert found["plan-send"].failures_in_a_row == 0 and found["plan-send"].last_success == start + timedelta(minutes=1)
     assert found["x"].failures_in_a_row == 0 and found["x"].last_success is None
+
+
+def test_refusals_from_very_many_clients_are_bounded_in_threads_and_lines(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood from rotating addresses: one flushing thread, a bounded table, one line for the clients past it."""
+    import threading
+
+    from digest.web.errors import Refusals
+
+    monkeypatch.setattr(Refusals, "MAX_CLIENTS", 5)
+    refusals = Refusals()
+    caplog.set_level("WARNING", logger="digest.web")
+    before = threading.active_count()
+    for n in range(20):
+        refusals.refused(f"client{n}", "/manage/<token>", "bad signature")
+        refusals.refused(f"client{n}", "/manage/<token>", "bad signature")
+    assert threading.active_count() <= before + 1
+    refusals.flush(time.monotonic() + Refusals.WINDOW)
+    fields = [getattr(r, "fields") for r in caplog.records if r.getMessage() == "web.link_refused"]
+    firsts = [f for f in fields if "count" not in f]
+    repeats = [f for f in fields if "count" in f and f.get("clients") != "many"]
+    many = [f for f in fields if f.get("clients") == "many"]
+    assert len(firsts) == 5 and len(repeats) == 5 and all(f["count"] == 1 for f in repeats)
+    assert many == [{"clients": "many", "count": 30}]
