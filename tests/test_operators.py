@@ -435,7 +435,7 @@ def test_refusals_from_very_many_clients_are_bounded_in_threads_and_lines(
         refusals.refused(f"client{n}", "/manage/<token>", "bad signature")
     assert threading.active_count() <= before + 1
     refusals.flush(time.monotonic() + Refusals.WINDOW)
-    fields = [getattr(r, "fields") for r in caplog.records if r.getMessage() == "web.link_refused"]
+    fields = [r.fields for r in caplog.records if r.getMessage() == "web.link_refused"]
     firsts = [f for f in fields if "count" not in f]
     repeats = [f for f in fields if "count" in f and f.get("clients") != "many"]
     many = [f for f in fields if f.get("clients") == "many"]
