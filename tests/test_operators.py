@@ -77,6 +77,11 @@ def test_metrics_answer_only_their_token_and_name_routes_not_paths(web: Web) -> 
     assert value(body, "digest_subscribers", status="confirmed") == 1
     assert value(body, "digest_store_up") == 1
     assert manage.removeprefix("/manage/") not in body and TOKEN not in body
+    # Prometheus's own linter finds nothing to say (names, units, types, help).
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr
     # Every name follows Prometheus's rules: the digest_ prefix, counters ending _total, seconds as the unit.
     for family in text_string_to_metric_families(body):
         if family.name.startswith(("process_", "python_")):
