@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -164,3 +165,63 @@ def test_a_digest_marks_each_practice_with_its_language(
     html = render_for(settings, content, links_for(settings, "key")).html
     assert '<h3 lang="es"' in html and '<span lang="es">Una red.</span>' in html
     assert DigestContent.from_json(content.to_json()).sections[0].practices[0].language == "es"
+
+
+# Subscribers who want practices in some languages only ---------------------------------------------------------------
+
+MIXED = [
+    {"id": "es1", "title": "Huertos escolares", "themes": ["Food"], "language": "es-MX", "summary": "Huertos."},
+    {"id": "en1", "title": "School gardens", "themes": ["Food"], "language": "en", "summary": "Gardens."},
+    {"id": "xx1", "title": "Jardins scolaires", "themes": ["Food"], "summary": "Jardins."},
+]
+
+
+def test_a_digest_and_the_personal_feed_hold_only_the_chosen_languages(web: Any, tmp_path: Path) -> None:
+    import feedparser
+
+    from tests.test_feed_readers import feed_link, manage_post
+    from tests.webapp import confirmed
+
+    at("2026-11-09T10:00:00Z")
+    ingest(web.sessions, SourceConfig(_export(tmp_path / "old.json", [dict(MIXED[0], id="old", title="Antes")])))
+    clock.set_fixed_now(None)
+    manage = confirmed(web, "ada@example.org", "food")
+    page = web.client().get(manage).text
+    assert 'lang="es">Español</label>' in page  # the languages practices here are written in, by their own names
+    manage_post(web, manage, action="languages", language="es")
+    at("2026-11-12T10:00:00Z")
+    ingest(web.sessions, SourceConfig(_export(tmp_path / "new.json", MIXED)))
+    at("2026-12-07T09:00:00Z")
+    web.send()
+    body = web.mails_to("ada@example.org")[-1].get_body(("plain",)).get_content()
+    assert "Huertos escolares" in body and "Jardins scolaires" in body  # Spanish (es-MX), and unknown
+    assert "School gardens" not in body
+    clock.set_fixed_now(None)
+    titles = {e.title for e in feedparser.parse(web.client().get(feed_link(web, manage)).data).entries}
+    assert titles == {"Antes", "Huertos escolares", "Jardins scolaires"}
+    # Every language again: the feed shows them all (its validators moved with the choice).
+    manage_post(web, manage, action="languages")
+    titles = {e.title for e in feedparser.parse(web.client().get(feed_link(web, manage)).data).entries}
+    assert "School gardens" in titles
+
+
+def test_a_bad_language_is_refused_naming_the_field(web: Any, run_cli: Any) -> None:
+    from tests.webapp import WATER, confirmed, csrf
+
+    manage = confirmed(web, "ada@example.org", WATER)
+    client = web.client()
+    token = csrf(client, manage)
+    answer = client.post(manage, data={"csrf_token": token, "action": "languages", "language": "Spanish; DROP"})
+    assert answer.status_code == 303
+    assert "languages: &#39;Spanish; DROP&#39; is not a language tag" in client.get(manage).text
+    assert run_cli("ingest", "tests/fixtures/listing-water.txt").exit_code == 0
+    assert run_cli("subscribe", "bob@example.org", "--theme", "Water and Sanitation", "--confirmed").exit_code == 0
+    done = run_cli("subscribers", "set", "bob@example.org", "--practice-languages", "es klingon!")
+    assert done.exit_code == 1 and "languages: 'klingon!' is not a language tag" in done.output
+    done = run_cli("subscribers", "set", "bob@example.org", "--practice-languages", "ES fr")
+    assert done.exit_code == 0 and "practices in es fr only" in done.output
+
+
+def _export(path: Path, records: list[dict[str, object]]) -> str:
+    path.write_text(json.dumps({"practices": records}), encoding="utf-8")
+    return str(path)

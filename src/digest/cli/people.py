@@ -24,6 +24,7 @@ from digest.subscriptions.subscribers import (
     confirm,
     get_subscriber,
     pause,
+    set_practice_languages,
     set_schedule,
     subscribe,
     unsubscribe,
@@ -61,7 +62,9 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
     paused_until, next_due = local(summary.paused_until, schedule.zone), local(summary.next_due_at, schedule.zone)
     paused = f", paused until {paused_until.date().isoformat()}" if paused_until else ""
     nxt = next_due.strftime("%Y-%m-%d %H:%M") if next_due else "at the next run"
-    return f"{schedule.describe()}; next {nxt}{paused}"
+    languages = f"; practices in {summary.practice_languages} only" if summary.practice_languages else ""
+    feed = "; feed only, no mail" if summary.feed_only else ""
+    return f"{schedule.describe()}; next {nxt}{paused}{languages}{feed}"
 
 
 @cli.command("subscribe")
@@ -183,6 +186,11 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
 @schedule_options
 @click.option("--pause-until", type=click.DateTime(["%Y-%m-%d"]), help="Send nothing before this local date.")
 @click.option("--resume", is_flag=True, help="End a pause now.")
+@click.option(
+    "--practice-languages",
+    metavar="TAGS",
+    help='Only practices in these languages, e.g. "es fr" (and those of unknown language); "" = every language.',
+)
 @pass_app
 def subscribers_set(
     app: App,
@@ -193,6 +201,7 @@ def subscribers_set(
     timezone: str | None,
     pause_until: datetime | None,
     resume: bool,
+    practice_languages: str | None,
 ) -> None:
     """Change a subscriber's schedule, or pause and resume; from their next slot, nothing lost or sent twice.
 
@@ -205,8 +214,10 @@ def subscribers_set(
     now = clock.now()
     with db.transaction(app.sessions) as session:
         subscriber = get_subscriber(session, email)
-        if choice != Choice() or not (pause_until or resume):
+        if choice != Choice() or not (pause_until or resume or practice_languages is not None):
             set_schedule(session, subscriber, choice, defaults, now)
+        if practice_languages is not None:
+            set_practice_languages(subscriber, practice_languages.split())
         if pause_until:
             pause(session, subscriber, pause_until.date(), defaults, now)
         if resume:

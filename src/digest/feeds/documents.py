@@ -24,6 +24,7 @@ from digest import __version__
 from digest.config import Settings
 from digest.feeds.atom import Page, newest_change, render
 from digest.store import feeds as store
+from digest.text.languages import parse_tags
 
 ALL = "all"
 ARCHIVES = "archives"
@@ -74,6 +75,8 @@ class Document:
     title: str
     # The theme's slug; for a personal feed, its subscriber's key (what its permanent id is made from).
     slug: str = ""
+    # A personal feed's languages of practices ("es fr"; empty: every language).
+    languages: str = ""
 
     @property
     def stem(self) -> str:
@@ -138,10 +141,20 @@ def personal_document(connection: Connection, settings: Settings, feed_key: str,
         return None
     path = f"me/{token}.atom"
     etag = _etag(
-        settings, "me", stamp.subscriber_id, path, stamp.themes, stamp.newest_choice, stamp.revisions, stamp.changed_at
+        settings,
+        "me",
+        stamp.subscriber_id,
+        path,
+        stamp.themes,
+        stamp.newest_choice,
+        stamp.revisions,
+        stamp.changed_at,
+        stamp.languages,
     )
     modified = max(d for d in (stamp.changed_at, stamp.newest_choice, stamp.created_at) if d is not None)
-    return Document(path, etag, modified, "me", stamp.subscriber_id, None, "Your practices", stamp.key)
+    return Document(
+        path, etag, modified, "me", stamp.subscriber_id, None, "Your practices", stamp.key, stamp.languages or ""
+    )
 
 
 def all_documents(session: Session, settings: Settings) -> list[Document]:
@@ -173,7 +186,7 @@ def render_document(session: Session, settings: Settings, document: Document) ->
     base = settings.base_url
     if document.kind == "me":
         assert document.ident is not None
-        names, entries = store.personal_entries(session, document.ident, size)
+        names, entries = store.personal_entries(session, document.ident, size, parse_tags(document.languages))
         title = "Your practices: " + ", ".join(names) if names else "Your practices"
         page = Page(
             # The subscriber's key, hashed: permanent (a new feed link keeps it) and telling nothing.

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from digest.text.clean import header_safe
+from digest.text.languages import wanted
 from digest.text.links import safe_link
 
 
@@ -149,17 +150,21 @@ def compose(
     practices: Mapping[int, PracticeEntry],
     themes: Mapping[int, ThemeInfo],
     cap: int | None = None,
+    languages: frozenset[str] = frozenset(),
 ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
     """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and the ledger's
     (practice, theme, summarised) rows.
 
-    Each practice once, under the theme it joined first among the subscriber's; none already sent. Past
-    ``cap`` the newest are listed and the others counted per theme ("summarised": delivered, never again).
+    Each practice once, under the theme it joined first among the subscriber's; none already sent; only those in
+    ``languages`` when they chose some (a practice of unknown language always). Past ``cap`` the newest are listed
+    and the others counted per theme ("summarised": delivered, never again).
     """
     chosen: dict[int, NewMembership] = {}
     for theme_id, cursor in subscriptions:
         for membership in new.after(theme_id, cursor):
             if membership.practice_id in already_sent:
+                continue
+            if languages and not wanted(practices[membership.practice_id].language, languages):
                 continue
             current = chosen.get(membership.practice_id)
             if current is None or membership.id < current.id:

@@ -30,6 +30,7 @@ from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedu
 from digest.store.db import MEMBERSHIP_LOCK, conflict_insert
 from digest.store.models import Content, ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
+from digest.text.languages import parse_tags
 from digest.text.links import safe_link
 
 
@@ -285,19 +286,29 @@ class PlanningContext:
         return found
 
     def compose_for(
-        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
+        self,
+        key: str,
+        subscriptions: Sequence[tuple[int, int]],
+        already_sent: set[int],
+        cap: int | None = None,
+        languages: frozenset[str] = frozenset(),
     ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
-        return compose(key, subscriptions, self.new, already_sent, self.practices, self.themes, cap)
+        return compose(key, subscriptions, self.new, already_sent, self.practices, self.themes, cap, languages)
 
     def frozen_for(
-        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], cap: int | None = None
+        self,
+        key: str,
+        subscriptions: Sequence[tuple[int, int]],
+        already_sent: set[int],
+        cap: int | None = None,
+        languages: frozenset[str] = frozenset(),
     ) -> Frozen | None:
         """compose_for, frozen (JSON and its hash), computed once for everyone with the same themes, cursors and
         ledger in a slot: most subscribers share a handful of digests. The memo is bounded."""
-        memo_key = (key, tuple(sorted(subscriptions)), frozenset(already_sent), cap)
+        memo_key = (key, tuple(sorted(subscriptions)), frozenset(already_sent), cap, languages)
         found = self._frozen.get(memo_key, _MISSING)
         if found is _MISSING:
-            result = self.compose_for(key, subscriptions, already_sent, cap)
+            result = self.compose_for(key, subscriptions, already_sent, cap, languages)
             if result is None:
                 found = None
             else:
@@ -322,7 +333,14 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
         if not report.due:
             return report
         context = PlanningContext.for_run(session, due)
-    columns = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
+    columns = (
+        Subscriber.id,
+        Subscriber.frequency,
+        Subscriber.day,
+        Subscriber.hour,
+        Subscriber.timezone,
+        Subscriber.practice_languages,
+    )
     for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
@@ -352,7 +370,9 @@ def _plan_batch(
     for row in rows:
         key, due_next = context.slots(choice_of(row), policy.defaults, now)
         next_due[row.id] = due_next
-        frozen = context.frozen_for(key, subscriptions[row.id], sent[row.id], policy.cap)
+        frozen = context.frozen_for(
+            key, subscriptions[row.id], sent[row.id], policy.cap, parse_tags(row.practice_languages)
+        )
         if frozen is None:
             report.empty += 1
         else:
@@ -439,5 +459,6 @@ def preview_content(
     context = PlanningContext(session, min((c for _, c in subscriptions), default=hwm), hwm)
     sent = given_to(session, [subscriber.id])[subscriber.id]
     schedule = schedule_of(choice_of(subscriber), policy.defaults)
-    result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, policy.cap)
+    languages = parse_tags(subscriber.practice_languages)
+    result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, policy.cap, languages)
     return result[0] if result else None

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,8 @@ class PersonalStamp:
     newest_choice: datetime | None
     revisions: int
     changed_at: datetime | None
+    # The languages of the practices they want ("es fr"; None: every language).
+    languages: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,12 @@ def all_entries(session: Session, offset: int, limit: int | None) -> list[FeedEn
     return _with_themes(session, [(row[0], row[1]) for row in reversed(rows)])
 
 
+def practice_languages(session: Session) -> list[str]:
+    """The languages practices are written in here (their first subtag: "es" for es-MX), for choosing among."""
+    tags = session.scalars(select(Practice.language).where(Practice.language.is_not(None)).distinct())
+    return sorted({tag.split("-")[0] for tag in tags if tag})
+
+
 def feed_key(session: Session, key: str) -> str | None:
     """The feed key of the subscriber with this key: what their personal feed's link names."""
     return session.scalar(select(Subscriber.feed_key).where(Subscriber.key == key))
@@ -151,6 +159,7 @@ def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | Non
             Subscriber.key,
             Subscriber.status,
             Subscriber.created_at,
+            Subscriber.practice_languages,
             func.count(Subscription.id),
             func.max(Subscription.created_at),
             func.coalesce(func.sum(Theme.revision), 0),
@@ -159,16 +168,21 @@ def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | Non
         .outerjoin(Subscription, Subscription.subscriber_id == Subscriber.id)
         .outerjoin(Theme, Theme.id == Subscription.theme_id)
         .where(Subscriber.feed_key == feed_key)
-        .group_by(Subscriber.id, Subscriber.key, Subscriber.status, Subscriber.created_at)
+        .group_by(
+            Subscriber.id, Subscriber.key, Subscriber.status, Subscriber.created_at, Subscriber.practice_languages
+        )
     ).first()
     if row is None:
         return None
-    return PersonalStamp(row[0], row[1], row[2], row[3], int(row[4]), row[5], int(row[6]), row[7])
+    return PersonalStamp(row[0], row[1], row[2], row[3], int(row[5]), row[6], int(row[7]), row[8], row[4])
 
 
-def personal_entries(session: Session, subscriber_id: int, limit: int) -> tuple[list[str], list[FeedEntry]]:
+def personal_entries(
+    session: Session, subscriber_id: int, limit: int, languages: frozenset[str] = frozenset()
+) -> tuple[list[str], list[FeedEntry]]:
     """The subscriber's theme names and the newest ``limit`` practices of those themes, each once however many
-    of them list it (the digest's rule), newest first by when it first joined one of them."""
+    of them list it (the digest's rule), newest first by when it first joined one of them; only those in
+    ``languages`` when they chose some (and those of unknown language, as their digests do)."""
     names = list(
         session.scalars(
             select(Theme.name)
@@ -183,12 +197,15 @@ def personal_entries(session: Session, subscriber_id: int, limit: int) -> tuple[
         .where(Subscription.subscriber_id == subscriber_id)
         .subquery()
     )
-    rows = session.execute(
-        select(Practice, first.c.added)
-        .join(first, first.c.practice_id == Practice.id)
-        .order_by(first.c.first_id.desc())
-        .limit(limit)
-    ).all()
+    query = select(Practice, first.c.added).join(first, first.c.practice_id == Practice.id)
+    if languages:
+        query = query.where(
+            or_(
+                Practice.language.is_(None),
+                *(or_(Practice.language == tag, Practice.language.like(f"{tag}-%")) for tag in sorted(languages)),
+            )
+        )
+    rows = session.execute(query.order_by(first.c.first_id.desc()).limit(limit)).all()
     return names, _with_themes(session, [(row[0], row[1]) for row in rows])
 
 

@@ -169,6 +169,8 @@ class Subscriber(Base):
     # touching the links in their mails. Unique (uq_subscribers_feed_key); nullable for SQLite's sake (added in place
     # by migration 0015), always set.
     feed_key: Mapped[str | None] = mapped_column(String(43), default=new_key)
+    # The languages of the practices they want (space-separated BCP 47 tags); None: every language.
+    practice_languages: Mapped[str | None] = mapped_column(String(200))
     # They follow their themes in a feed reader only: no digest is planned for them.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

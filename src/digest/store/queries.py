@@ -46,10 +46,8 @@ class PracticeSummary:
     summary: str
     url: str | None
     submitted_by: str | None
-    # In the order the practice joined them.
-    themes: list[ThemeRef]
-    # When it joined its first theme here (ISO 8601).
-    added: str | None
+    themes: list[ThemeRef]  # in the order the practice joined them
+    added: str | None  # when it joined its first theme here (ISO 8601)
     title_derived: bool
     language: str | None = None  # as its source says (BCP 47); None: unknown
 
@@ -69,8 +67,9 @@ class SubscriberSummary:
     next_due_at: str | None = None
     paused_until: str | None = None
     theme_names: list[str] = field(default_factory=list)
-    # Reading their themes in a feed reader only: no digest is mailed.
+    # Reading their themes in a feed reader only: no digest is mailed; the languages of practices they want.
     feed_only: bool = False
+    practice_languages: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -153,6 +152,7 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
             next_due_at=_iso(s.next_due_at),
             paused_until=_iso(s.paused_until),
             feed_only=s.feed_only,
+            practice_languages=s.practice_languages,
         )
         for s in session.scalars(query)
     ]
@@ -256,8 +256,7 @@ class PracticeCard:
     title: str
     summary: str
     url: str | None
-    # When it joined the theme listed (or its first theme), ISO 8601.
-    added: str | None
+    added: str | None  # when it joined the theme listed (or its first theme), ISO 8601
     language: str | None = None  # as its source says
 
 
@@ -266,8 +265,7 @@ class ThemeOverview:
     name: str
     slug: str
     practices: int
-    # The newest practices of the theme, newest first.
-    newest: list[PracticeCard]
+    newest: list[PracticeCard]  # the theme's newest practices, newest first
     last_added: str | None
 
 
@@ -408,6 +406,7 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
             "timezone": subscriber.timezone,
             "paused_until": _iso(subscriber.paused_until),
             "feed_only": subscriber.feed_only,
+            "practice_languages": subscriber.practice_languages,
             "next_due_at": _iso(subscriber.next_due_at),
             "last_period": subscriber.last_period,
         },

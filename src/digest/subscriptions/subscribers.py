@@ -26,6 +26,7 @@ from digest.store.models import (
 from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
 from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
+from digest.text.languages import language_tag
 
 
 def normalize_email(address: str) -> str:
@@ -228,6 +229,21 @@ def set_feed_only(session: Session, subscriber: Subscriber, feed_only: bool, def
     for subscription in subscriber.subscriptions:
         subscription.cursor = max(subscription.cursor, cursor)
     _place(subscriber, defaults, now)
+
+
+def set_practice_languages(subscriber: Subscriber, tags: Iterable[str]) -> None:
+    """Only practices in these languages (and those of unknown language) in their digests and personal feed;
+    none: every language. SubscriberError naming the field for a value that is not a language tag."""
+    chosen = []
+    for value in tags:
+        tag = language_tag(value)
+        if tag is None:
+            raise SubscriberError(
+                f"languages: {value!r} is not a language tag",
+                "give tags such as es, fr or pt-BR (none: every language)",
+            )
+        chosen.append(tag)
+    subscriber.practice_languages = " ".join(sorted(set(chosen))) or None
 
 
 def renew_feed_key(subscriber: Subscriber) -> None:

@@ -35,3 +35,28 @@ def first_tag(header: str | None) -> str | None:
     if not header or "," in header:
         return None
     return language_tag(header)
+
+
+def parse_tags(text: str | None) -> frozenset[str]:
+    """The tags of a space-separated list as stored ("es fr"); empty: every language."""
+    return frozenset(t for t in (language_tag(v) for v in (text or "").split()) if t)
+
+
+def wanted(language: str | None, chosen: frozenset[str]) -> bool:
+    """Whether a practice in ``language`` belongs in a digest restricted to ``chosen`` (empty: no restriction).
+    A tag matches its own subtags ("es" takes "es-MX"); a practice whose language is unknown always belongs: what
+    the source does not say is not a reason to leave it out."""
+    if not chosen or language is None:
+        return True
+    return any(language == c or language.startswith(c + "-") for c in chosen)
+
+
+def autonym(tag: str) -> str:
+    """A language's name in itself, as its readers look for it ("Español", "Français"); the tag when unknown."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        name = Locale.parse(tag.replace("-", "_")).get_display_name(tag.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return tag
+    return name[:1].upper() + name[1:] if name else tag

@@ -27,6 +27,7 @@ from digest.store import feeds, queries
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
+from digest.text.languages import autonym, parse_tags
 from digest.web import limits
 from digest.web.site import PRIVATE, message_page, site
 
@@ -139,6 +140,7 @@ def manage(token: str) -> Any:
             abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
         themes = queries.themes(session)
         feed_key = feeds.feed_key(session, key)
+        known = feeds.practice_languages(session)
     subscriber = found[0]
     schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
     zone = schedule.zone
@@ -160,6 +162,11 @@ def manage(token: str) -> Any:
             tomorrow=today + timedelta(days=1),
             latest=today + people.LONGEST_PAUSE,
             feed_url=_feed_url(feed_key) if feed_key else None,
+            # Every language practices here are written in, and any the subscriber chose that none is in yet.
+            languages=[
+                (tag, autonym(tag)) for tag in sorted(set(known) | set(parse_tags(subscriber.practice_languages)))
+            ],
+            chosen_languages=parse_tags(subscriber.practice_languages),
         ),
         200,
         PRIVATE,
@@ -208,6 +215,13 @@ def manage_change(token: str) -> BaseResponse:
                     "No more mail: follow your themes with your feed link."
                     if feed_only
                     else "Digests come by mail again, from your next scheduled time."
+                )
+            elif action == "languages":
+                people.set_practice_languages(subscriber, request.form.getlist("language"))
+                message = (
+                    "Only practices in the languages you chose (and those whose language is unknown) will come."
+                    if subscriber.practice_languages
+                    else "Practices in every language will come."
                 )
             elif action == "feed-link":
                 people.renew_feed_key(subscriber)
