@@ -210,17 +210,14 @@ def subscriber_batches(
             last_id = rows[-1].id
 
 
+# A subscriber's id and schedule, as batches of subscribers are read (choice_of reads the rest).
+SCHEDULE_COLUMNS = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
+
+
 def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
     """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
     placed = 0
-    columns = (
-        Subscriber.id,
-        Subscriber.frequency,
-        Subscriber.day,
-        Subscriber.hour,
-        Subscriber.timezone,
-        Subscriber.last_period,
-    )
+    columns = (*SCHEDULE_COLUMNS, Subscriber.last_period)
     unplaced = and_(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None))
     for session, rows in subscriber_batches(factory, columns, unplaced, policy.batch_size):
         # Most subscribers share a few choices: each first due time is worked out once.
@@ -333,14 +330,7 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
         if not report.due:
             return report
         context = PlanningContext.for_run(session, due)
-    columns = (
-        Subscriber.id,
-        Subscriber.frequency,
-        Subscriber.day,
-        Subscriber.hour,
-        Subscriber.timezone,
-        Subscriber.practice_languages,
-    )
+    columns = (*SCHEDULE_COLUMNS, Subscriber.practice_languages)
     for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
