@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import metrics
@@ -28,7 +28,17 @@ from digest.mail.compose import DigestContent, NewMembership, NewMemberships, Pr
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import MEMBERSHIP_LOCK, conflict_insert
-from digest.store.models import Content, ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
+from digest.store.models import (
+    Content,
+    ContentPractice,
+    Digest,
+    Membership,
+    Practice,
+    Subscriber,
+    Subscription,
+    Theme,
+    due,
+)
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.text.languages import parse_tags
 from digest.text.links import safe_link
@@ -165,13 +175,9 @@ def new_message_id(key: str, subscriber_id: int, domain: str) -> str:
 
 
 def due_now(now: datetime) -> ColumnElement[bool]:
-    """Confirmed, their next digest due at or before now, not paused, and not reading by feed only."""
-    return and_(
-        Subscriber.status == SubscriberStatus.CONFIRMED,
-        Subscriber.next_due_at <= now,
-        Subscriber.feed_only.is_(False),
-        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
-    )
+    """The subscribers planning plans for now (digest.store.models.due: one definition, which the operator's
+    figures count too)."""
+    return due(now)
 
 
 def _legacy_key(last_period: str, slot: datetime, schedule: Schedule) -> str:

@@ -22,9 +22,10 @@ from digest.store.models import (
     SourceState,
     Subscriber,
     Tally,
+    due,
     waiting,
 )
-from digest.store.states import BounceKind, DigestStatus, JobOutcome, SubscriberStatus
+from digest.store.states import FIRST_PLAN, BounceKind, DigestStatus, JobOutcome, SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -94,19 +95,7 @@ def figures(connection: Connection, now: datetime) -> Figures:
     found.subscribers[SubscriberStatus.CONFIRMED] = everyone - sum(found.subscribers.values())
     for kind in SubscriberStatus:
         found.subscribers.setdefault(kind.value, 0)
-    found.due = (
-        connection.scalar(
-            select(func.count())
-            .select_from(Subscriber)
-            .where(
-                Subscriber.status == SubscriberStatus.CONFIRMED,
-                Subscriber.next_due_at <= now,
-                Subscriber.feed_only.is_(False),
-                (Subscriber.paused_until.is_(None)) | (Subscriber.paused_until <= now),
-            )
-        )
-        or 0
-    )
+    found.due = connection.scalar(select(func.count()).select_from(Subscriber).where(due(now))) or 0
     lease = connection.execute(select(Lease.holder, Lease.renewed_at, Lease.expires_at)).first()
     if lease is not None and lease[2] > now:
         found.leader, found.lease_renewed, found.lease_expires = lease[0], lease[1], lease[2]
@@ -129,7 +118,7 @@ RECENT_RUNS = 50
 def job_figures(connection: Connection) -> list[JobFigures]:
     """Each scheduled job's last success and its failures since, from its newest runs (off ix_job_runs_job_id_id):
     one query for them all."""
-    jobs = sorted(set(connection.scalars(select(ScheduledJob.id))) - {"plan-send-start"})
+    jobs = sorted(set(connection.scalars(select(ScheduledJob.id))) - {FIRST_PLAN})
     if not jobs:
         return []
     parts = [
@@ -230,7 +219,7 @@ def job_table(connection: Connection) -> list[JobRow]:
         job_id: next_run for job_id, next_run in connection.execute(select(ScheduledJob.id, ScheduledJob.next_run_at))
     }
     rows = []
-    for job in sorted(set(latest) | {j for j in upcoming if not j.endswith("-start")}):
+    for job in sorted(set(latest) | (set(upcoming) - {FIRST_PLAN})):
         started, outcome, error = latest.get(job, (None, None, None))
         rows.append(JobRow(job, started, str(outcome) if outcome else None, error, upcoming.get(job)))
     return rows

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +18,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import TextClause, false, text
@@ -207,6 +210,17 @@ def waiting() -> TextClause:
     move a row in it (two B-tree writes per claim and per outcome), and every question asked by state is about the
     waiting ones or about one subscriber's digests."""
     return text(f"digests.{WAITING_SQL}")
+
+
+def due(now: datetime) -> ColumnElement[bool]:
+    """Subscribers whose digest is due now: confirmed, their next digest due at or before now, not paused, not
+    reading by feed only. Planning plans for them; the operator's figures count them."""
+    return and_(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        Subscriber.next_due_at <= now,
+        Subscriber.feed_only.is_(False),
+        or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
+    )
 
 
 class Digest(Base):

@@ -83,3 +83,8 @@ def among(column: str, states: frozenset[DigestStatus]) -> str:
     """``column IN (...)`` for a named set, its values sorted (a partial index's predicate is matched word for
     word, so it is always written the same)."""
     return f"{column} IN ({', '.join(repr(s.value) for s in sorted(states, key=str))})"
+
+
+# The worker's one-off start-up planning job (digest.worker.names): its runs are recorded under plan-send, so the
+# figures and `digest status` list it under that.
+FIRST_PLAN = "plan-send-start"

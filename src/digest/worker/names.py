@@ -3,7 +3,10 @@ own, so reading them imports no job."""
 
 from __future__ import annotations
 
+from digest.store import states
+
 PLAN_SEND, POLL, RETRY, FEEDS = "plan-send", "poll-sources", "retry-deliveries", "build-feeds"
 BOUNCES = "read-bounces"
 # The leader's first planning run (after its first poll) is a one-off job of this id, run for this reason.
-FIRST_PLAN, START = "plan-send-start", "start"
+START = "start"
+FIRST_PLAN = states.FIRST_PLAN
