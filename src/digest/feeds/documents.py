@@ -77,6 +77,8 @@ class Document:
     slug: str = ""
     # A personal feed's languages of practices ("es fr"; empty: every language).
     languages: str = ""
+    # The feed's practices, when counted already (to find its archives): rendering counts them only when not.
+    total: int | None = None
 
     @property
     def stem(self) -> str:
@@ -91,17 +93,19 @@ def _epoch(settings: Settings) -> datetime:
     return datetime.fromisoformat(settings.id_date + "T00:00:00+00:00")
 
 
-def _theme_document(settings: Settings, theme: store.ThemeStamp, number: int | None) -> Document:
+def _theme_document(
+    settings: Settings, theme: store.ThemeStamp, number: int | None, total: int | None = None
+) -> Document:
     filename = feed_filename(theme.slug)
     path = filename if number is None else archive_path(filename.removesuffix(".atom"), number)
     etag = _etag(settings, "theme", theme.id, theme.revision, theme.changed_at, number)
-    return Document(path, etag, theme.changed_at, "theme", theme.id, number, theme.name, theme.slug)
+    return Document(path, etag, theme.changed_at, "theme", theme.id, number, theme.name, theme.slug, total=total)
 
 
-def _all_document(settings: Settings, stamp: store.AllStamp, number: int | None) -> Document:
+def _all_document(settings: Settings, stamp: store.AllStamp, number: int | None, total: int | None = None) -> Document:
     path = f"{ALL}.atom" if number is None else archive_path(ALL, number)
     etag = _etag(settings, ALL, stamp.revisions, stamp.changed_at, stamp.themes, number)
-    return Document(path, etag, stamp.changed_at or _epoch(settings), ALL, None, number, "All practices")
+    return Document(path, etag, stamp.changed_at or _epoch(settings), ALL, None, number, "All practices", total=total)
 
 
 def public_document(
@@ -112,20 +116,25 @@ def public_document(
     archive: it must exist)."""
     if not filename.endswith(".atom"):
         return None
+    size = settings.feed_max_entries
     if filename == f"{ALL}.atom":
         stamp = store.all_stamp(connection)
-        if number is not None and not 1 <= number <= archives(store.all_size(connection), settings.feed_max_entries):
-            return None
-        return _all_document(settings, stamp, number)
+        total = None
+        if number is not None:
+            total = store.all_size(connection)
+            if not 1 <= number <= archives(total, size):
+                return None
+        return _all_document(settings, stamp, number, total)
     slug = ALL if filename == feed_filename(ALL) else filename.removesuffix(".atom")
     theme = store.theme_by_slug(connection, slug)
     if theme is None or feed_filename(theme.slug) != filename:
         return None
-    if number is not None and not 1 <= number <= archives(
-        store.theme_size(connection, theme.id), settings.feed_max_entries
-    ):
-        return None
-    return _theme_document(settings, theme, number)
+    total = None
+    if number is not None:
+        total = store.theme_size(connection, theme.id)
+        if not 1 <= number <= archives(total, size):
+            return None
+    return _theme_document(settings, theme, number, total)
 
 
 def archive_document(connection: Connection, settings: Settings, stem: str, number: int) -> Document | None:
@@ -161,16 +170,13 @@ def all_documents(session: Session, settings: Settings) -> list[Document]:
     """Every public document: each theme's feed and archives, then the feed of all practices and its archives."""
     size = settings.feed_max_entries
     connection = session.connection()
-    found = []
+    found: list[Document] = []
     for theme in store.theme_stamps(connection):
-        found.append(_theme_document(settings, theme, None))
-        found.extend(
-            _theme_document(settings, theme, k)
-            for k in range(1, archives(store.theme_size(connection, theme.id), size) + 1)
-        )
+        total = store.theme_size(connection, theme.id)
+        found.extend(_theme_document(settings, theme, k, total) for k in [None, *range(1, archives(total, size) + 1)])
     stamp = store.all_stamp(connection)
-    found.append(_all_document(settings, stamp, None))
-    found.extend(_all_document(settings, stamp, k) for k in range(1, archives(store.all_size(connection), size) + 1))
+    total = store.all_size(connection)
+    found.extend(_all_document(settings, stamp, k, total) for k in [None, *range(1, archives(total, size) + 1)])
     return found
 
 
@@ -201,14 +207,14 @@ def render_document(session: Session, settings: Settings, document: Document) ->
     if document.kind == "theme":
         assert document.ident is not None
         theme_id = document.ident
-        total = store.theme_size(session.connection(), theme_id)
+        total = document.total if document.total is not None else store.theme_size(session.connection(), theme_id)
         specific, alternate = f"theme/{document.slug}", f"{base}/themes/{document.slug}"
 
         def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:
             return store.theme_entries(session, theme_id, offset, limit)
 
     else:
-        total = store.all_size(session.connection())
+        total = document.total if document.total is not None else store.all_size(session.connection())
         specific, alternate = ALL, f"{base}/"
 
         def entries_from(offset: int, limit: int | None) -> list[store.FeedEntry]:

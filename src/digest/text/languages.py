@@ -5,6 +5,7 @@ source that says none leaves it unknown."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # language (2-3 letters, or 4-8 registered ones), then subtags of 1-8 letters or digits: the shape of a tag, which
 # is what a source can get wrong (a name, "English", passes the shape only when it is a tag's length).
@@ -37,8 +38,10 @@ def first_tag(header: str | None) -> str | None:
     return language_tag(header)
 
 
+@lru_cache(maxsize=1024)
 def parse_tags(text: str | None) -> frozenset[str]:
-    """The tags of a space-separated list as stored ("es fr"); empty: every language."""
+    """The tags of a space-separated list as stored ("es fr"); empty: every language. Read once per distinct
+    value: planning asks for every subscriber, and most share a handful."""
     return frozenset(t for t in (language_tag(v) for v in (text or "").split()) if t)
 
 

@@ -23,15 +23,15 @@ _CSRF_SLOT = "\x00csrf\x00"
 def home() -> str:
     """The themes and the subscribe form. The page is rendered once per change of the themes and kept (only the
     form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their own."""
-    if session.get("_flashes"):
-        return render_template("home.html", themes=overview(), chosen=set(), email="", errors=[])
     stamp = _themes_stamp()
+    if session.get("_flashes"):
+        return render_template("home.html", themes=overview(stamp), chosen=set(), email="", errors=[])
     page = site().home.get(stamp)
     if page is None:
         page = site().home.put(
             stamp,
             render_template(
-                "home.html", themes=overview(), chosen=set(), email="", errors=[], csrf_token=lambda: _CSRF_SLOT
+                "home.html", themes=overview(stamp), chosen=set(), email="", errors=[], csrf_token=lambda: _CSRF_SLOT
             ),
         )
     assert isinstance(page, str)
@@ -44,10 +44,10 @@ def _themes_stamp() -> AllStamp:
         return all_stamp(connection)
 
 
-def overview() -> list[queries.ThemeOverview]:
+def overview(stamp: AllStamp | None = None) -> list[queries.ThemeOverview]:
     """Every theme with its count and newest practices, as the home page shows them: read again only when a theme
-    changed (one query of the themes table tells), else kept from the last time."""
-    stamp = _themes_stamp()
+    changed (one query of the themes table tells, unless the caller read it), else kept from the last time."""
+    stamp = stamp or _themes_stamp()
     found = site().overview.get(stamp)
     if found is None:
         with site().sessions() as db_session:

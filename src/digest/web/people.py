@@ -29,6 +29,7 @@ from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
 from digest.text.languages import autonym, parse_tags
 from digest.web import limits
+from digest.web.pages import overview
 from digest.web.site import PRIVATE, message_page, site
 
 blueprint = Blueprint("people", __name__)
@@ -85,9 +86,7 @@ def subscribe() -> Any:
 
 def _form_again(email: str, chosen: list[str], errors: list[str]) -> tuple[str, int]:
     """The home page with the form as it was sent and what to fix."""
-    with site().sessions() as session:
-        themes = queries.theme_overview(session)
-    return render_template("home.html", themes=themes, chosen=set(chosen), email=email, errors=errors), 400
+    return render_template("home.html", themes=overview(), chosen=set(chosen), email=email, errors=errors), 400
 
 
 @blueprint.get("/subscribe/sent")
