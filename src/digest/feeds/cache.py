@@ -45,9 +45,3 @@ class FeedCache:
             with self._lock:
                 self._cache[(path, etag)] = cached
         return cached
-
-    @property
-    def held(self) -> int:
-        """Bytes held now."""
-        with self._lock:
-            return int(self._cache.currsize)

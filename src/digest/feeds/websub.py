@@ -31,7 +31,6 @@ TRIES = 3
 @dataclass
 class HubReport:
     hub: str
-    feeds: int
     ok: bool = False
     error: str = ""
     tries: int = 0
@@ -76,7 +75,7 @@ def announce(sessions: sessionmaker[Session], settings: Settings, before: dict[s
 def publish(settings: Settings, urls: list[str]) -> Announcement:
     """Tell every hub of these feeds, in parallel, within the deadline; each hub's outcome is logged."""
     deadline = time.monotonic() + settings.websub_deadline
-    reports = [HubReport(hub, len(urls)) for hub in settings.hubs]
+    reports = [HubReport(hub) for hub in settings.hubs]
     pool = ThreadPoolExecutor(max_workers=len(reports), thread_name_prefix="websub")
     futures = [pool.submit(_tell, report, urls, deadline) for report in reports]
     wait(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.5)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import logs
 from digest.config import Settings
 from digest.feeds.cache import FeedCache
+from digest.store.queries import ThemeOverview
 
 T = TypeVar("T")
 
@@ -52,7 +53,7 @@ class Site:
     metrics: CollectorRegistry
     feed_cache: FeedCache = field(default_factory=FeedCache)
     # The home page's overview of the themes, until a theme changes.
-    overview: Kept[Any] = field(default_factory=Kept)
+    overview: Kept[list[ThemeOverview]] = field(default_factory=Kept)
     # The home page as rendered for the themes as they are, with a slot for the form's CSRF token.
     home: Kept[str] = field(default_factory=Kept)
 
