@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test probe soak lint bench clean system-packages bench-packages apt-packages
+.PHONY: run test probe soak lint bench clean system-packages bench-packages apt-packages i18n
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,24 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --quiet -e '.[test]'  # -qq: not setuptools' editable-install notice
 	touch $(STAMP)
 
+# The compiled catalogs (git-ignored): rebuilt from their .po whenever it changes, before anything runs.
+LOCALES := src/digest/locales
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard $(LOCALES)/*/LC_MESSAGES/messages.po))
+
+$(LOCALES)/%/LC_MESSAGES/messages.mo: $(LOCALES)/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile --statistics --domain messages --directory $(LOCALES) --locale $*
+
+## i18n: extract every message (code, pages, mails) into messages.pot, merge it into each language's .po, compile;
+## then translate what is new (empty msgstr) and run it again. tests/test_translations.py fails until then.
+i18n: $(STAMP)
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords _ --keywords ngettext:1,2 --no-location --no-wrap \
+		--sort-output --output-file $(LOCALES)/messages.pot .
+	$(BIN)/pybabel update --input-file $(LOCALES)/messages.pot --output-dir $(LOCALES) --no-fuzzy-matching \
+		--no-wrap --ignore-obsolete
+	$(BIN)/pybabel compile --statistics --domain messages --directory $(LOCALES)
+
 ## run: one full cycle on the embedded default (SQLite under var/, mail to the Maildir var/outbox)
-run: $(STAMP)
+run: $(STAMP) $(CATALOGS)
 	$(BIN)/digest run --once
 
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
@@ -36,15 +52,15 @@ apt-packages:
 	fi
 
 ## test: the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the PostgreSQL tests)
-test: $(STAMP)
+test: $(STAMP) $(CATALOGS)
 	$(BIN)/pytest
 
 ## probe: the attacks and faults of the last probe (proxy, kills, replays, a store dropped, tokens in logs); in `make test` too
-probe: $(STAMP) system-packages
+probe: $(STAMP) $(CATALOGS) system-packages
 	$(BIN)/pytest -m probe
 
 ## soak: the long runs, not in make test: the delivery state machine with many more (unseeded) examples
-soak: $(STAMP)
+soak: $(STAMP) $(CATALOGS)
 	DIGEST_SOAK=1 $(BIN)/pytest tests/test_delivery_states.py
 
 ## lint: ruff (check and format), mypy --strict and the import contracts
@@ -55,7 +71,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 ## bench: the benchmarks in benchmarks/ (print figures; not tests)
-bench: $(STAMP) bench-packages
+bench: $(STAMP) $(CATALOGS) bench-packages
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_tokens.py

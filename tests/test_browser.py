@@ -84,11 +84,11 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-def serious_violations(browser: object, url: str) -> list[str]:
+def serious_violations(browser: object, url: str, locale: str = "en") -> list[str]:
     """axe-core on the page (in a context of its own, with JavaScript and the CSP bypassed for axe's script)."""
     from axe_playwright_python.sync_playwright import Axe
 
-    context = browser.new_context(bypass_csp=True)  # type: ignore[attr-defined]
+    context = browser.new_context(bypass_csp=True, locale=locale)  # type: ignore[attr-defined]
     try:
         page = context.new_page()
         page.goto(url)
@@ -152,6 +152,8 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
             page.keyboard.press("Tab")
             page.keyboard.press("Space")
             assert page.get_by_label(theme, exact=True).is_checked()
+        page.keyboard.press("Tab")  # the language of the mails: the page's (English), left as it is
+        assert page.evaluate("document.activeElement.id") == "language"
         page.keyboard.press("Tab")
         page.keyboard.press("Enter")
         page.wait_for_url(base + "/subscribe/sent")
@@ -206,6 +208,110 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         answer = httpx.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"}, timeout=30)
         assert answer.status_code == 200
         assert status(config, address)[0] == "unsubscribed"
+        context.close()
+
+
+# What each journey's pages say in French and Spanish (the labels the steps below press).
+JOURNEY = {
+    "fr": {"email": "Votre adresse électronique", "subscribe": "S’abonner",
+           "sent": "Consultez votre boîte de réception",
+           "confirm": "Confirmer mon abonnement", "confirmed": "Abonnement confirmé", "settings": "Vos réglages"},
+    "es": {"email": "Su dirección de correo", "subscribe": "Suscribirse", "sent": "Revise su bandeja de entrada",
+           "confirm": "Confirmar mi suscripción", "confirmed": "Suscripción confirmada", "settings": "Sus ajustes"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["fr", "es"])
+def test_the_journey_in_french_and_in_spanish(
+    browser: object, tmp_path: Path, smtp_server: tuple[RecordingHandler, str], language: str
+) -> None:
+    """A browser that asks for the language (Accept-Language from its locale): every page and both mails in it,
+    each axe-clean, with lang on <html> and on the practices written in another language."""
+    from tests.test_translations import assert_in_language, assert_mail_in_language, visible_text
+
+    words = JOURNEY[language]
+    handler, smtp_url = smtp_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", base, smtp_url)
+    digest(config, "ingest", fixture_path("listing-water.txt"))
+    address = f"lecteur-{language}@example.org"
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(
+        json.dumps(
+            {
+                "practices": [
+                    {
+                        "id": "m1",
+                        "title": "Agua para todos",
+                        "summary": "Un programa municipal.",
+                        "language": "es",
+                        "themes": ["Water and Sanitation"],
+                        "url": "https://practices.example.org/m1",
+                    },
+                    {
+                        "id": "m2",
+                        "title": "Clean wells",
+                        "summary": "A programme.",
+                        "language": "en",
+                        "themes": ["Water and Sanitation"],
+                        "url": "https://practices.example.org/m2",
+                    },
+                ]
+            }  # fmt: skip
+        ),
+        encoding="utf-8",
+    )
+
+    def check(page: object, url: str, name: str) -> None:
+        html = page.content()  # type: ignore[attr-defined]
+        assert f'<html lang="{language}">' in html, name
+        assert_in_language(visible_text(html), language, name)
+        assert serious_violations(browser, url, language) == [], name
+
+    with serving(config, port):
+        context = browser.new_context(  # type: ignore[attr-defined]
+            java_script_enabled=False, locale=language, viewport={"width": 1000, "height": 900}
+        )
+        page = context.new_page()
+        page.goto(base + "/")
+        check(page, base + "/", "home")
+        page.get_by_label(words["email"]).fill(address)
+        page.get_by_label("Water and Sanitation", exact=True).check()
+        assert page.get_by_label("Water and Sanitation", exact=True).is_checked()
+        page.get_by_role("button", name=words["subscribe"]).click()
+        page.wait_for_url(base + "/subscribe/sent")
+        assert words["sent"] in page.content()
+        check(page, base + "/subscribe/sent", "check inbox")
+
+        wait_for_mail(handler, address, 1)
+        assert_mail_in_language(handler.to(address)[-1].message, language)
+        confirm_url = link(handler, address, base, "/confirm/")
+        page.goto(confirm_url)
+        check(page, confirm_url, "confirm")
+        page.get_by_role("button", name=words["confirm"]).click()
+        page.wait_for_load_state()
+        assert words["confirmed"] in page.content()
+
+        digest(config, "ingest", str(mixed))
+        digest(config, "send")
+        wait_for_mail(handler, address, 2)
+        mail = handler.to(address)[-1].message
+        assert_mail_in_language(mail, language)
+        body = mail.get_body(("html",))
+        assert body is not None
+        assert re.search(r'<h3 lang="es"[^>]*><a [^>]*>Agua para todos</a>', body.get_content())
+        manage_url = link(handler, address, base, "/manage/")
+        page.goto(manage_url)
+        assert page.get_by_role("heading", name=words["settings"]).is_visible()
+        check(page, manage_url, "manage")
+        theme_url = base + "/themes/water-and-sanitation"
+        page.goto(theme_url)
+        assert page.locator('h2[lang="es"]').count() == 1 and page.locator('h2[lang="en"]').count() == 1
+        check(page, theme_url, "theme")
+        view_url = link(handler, address, base, "/digests/")
+        page.goto(view_url)
+        assert f'<html lang="{language}">' in page.content()
         context.close()
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,20 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
         timeout=120,
     )
     assert pages.stdout.split() == ["200", "200", "200"], pages.stderr
+    # The translations, compiled into the wheel from the .po (the .mo are never committed).
+    with zipfile.ZipFile(wheel) as built:
+        assert {"digest/locales/fr/LC_MESSAGES/messages.mo", "digest/locales/es/LC_MESSAGES/messages.mo"} <= set(
+            built.namelist()
+        )
+    spoken = subprocess.run(
+        [python, "-c", "from digest.text import i18n; print(i18n.translations('es').gettext('Subscribe'))"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert spoken.stdout.strip() == "Suscribirse", spoken.stderr
 
 
 def _start_at_once(database_url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[str]]:

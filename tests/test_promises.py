@@ -48,11 +48,12 @@ def test_the_manage_page_says_every_date_in_the_readers_timezone(web: Web) -> No
     schedule = {"action": "schedule", "frequency": "weekly", "weekday": "monday", "hour": "8", "timezone": "Asia/Tokyo"}
     assert client.post(manage, data={"csrf_token": csrf(client, manage), **schedule}).status_code == 303
     page = client.get(manage).text
-    assert re.search(r"Next one due Monday \d+ \w+ 20\d\d at 08:00 \(Asia/Tokyo\)", page), page
+    # Babel's English: "Monday, December 7, 2026 at 8:00 AM".
+    assert re.search(r"Next one due Monday, \w+ \d+, 20\d\d at 8:00\u202fAM \(Asia/Tokyo\)", page), page
     answer = client.post(manage, data={"csrf_token": csrf(client, manage), "action": "pause", "until": "2027-01-08"})
     assert answer.status_code == 303
     page = client.get(manage).text
-    assert page.count("Friday 8 January 2027") == 2, page  # the notice and the section agree
+    assert page.count("Friday, January 8, 2027") == 2, page  # the notice and the section agree
     assert "Next one due" not in page  # paused: the next slot is after the pause, not "due"
 
 

@@ -55,6 +55,7 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
                 "theme_names": ["Goal 6: Clean water and sanitation", "Water and Sanitation"],
                 "feed_only": False,
                 "practice_languages": None,
+                "language": None,
             }
         ]
 

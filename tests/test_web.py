@@ -183,7 +183,7 @@ def test_manage_changes_themes_schedule_pause_and_leave(web: Web) -> None:
 
     assert "Your themes are saved." in change(action="themes", theme=[GOAL6])
     assert web.themes("ada@example.org") == {GOAL6}
-    assert "choose at least one theme" in change(action="themes", theme=[])
+    assert "Choose at least one theme." in change(action="themes", theme=[])
     assert web.themes("ada@example.org") == {GOAL6}
 
     page = change(action="schedule", frequency="monthly", monthday="31", hour="7", timezone="Asia/Tokyo")
@@ -195,7 +195,7 @@ def test_manage_changes_themes_schedule_pause_and_leave(web: Web) -> None:
     assert "weekly on Friday at 18:00 America/New_York" in page
 
     until = (clock.now() + timedelta(days=10)).date()
-    assert f"Paused until {until.strftime('%A %-d %B %Y')}" in change(action="pause", until=until.isoformat())
+    assert f"Paused until {until.strftime('%A, %B %-d, %Y')}" in change(action="pause", until=until.isoformat())
     assert "Resume now" in client.get(manage).text
     assert "Digests come again" in change(action="resume")
 

@@ -154,6 +154,9 @@ class Settings:
     schedule: str = ""
     # IANA timezone of the schedule.
     timezone: str = "UTC"
+    # Language of mails and pages for a subscriber who chose none and a visitor whose browser asks for none of
+    # en, fr, es (digest.text.i18n).
+    default_language: str = "en"
     # Practices listed in one digest at most; the newest are listed, the rest counted with a link to see them all.
     max_practices_per_digest: int = 50
     # Worker: minutes between checks for subscribers whose digest is due.

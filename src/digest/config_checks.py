@@ -31,6 +31,7 @@ from digest.errors import ConfigError
 from digest.schedules.cron import crontab_trigger
 from digest.schedules.slots import WEEKDAYS
 from digest.schedules.zones import unknown_zone
+from digest.text.i18n import UnknownLanguage, supported
 from digest.text.languages import language_tag
 from digest.text.links import redact_url
 
@@ -116,6 +117,10 @@ def validate(settings: Settings, where: Origins) -> Settings:
     problem = unknown_zone(settings.timezone)
     if problem:
         raise ConfigError(f"{where('timezone')}: {problem}")
+    try:
+        settings = replace(settings, default_language=supported(settings.default_language))
+    except UnknownLanguage as e:
+        raise ConfigError(f"{where('default_language')}: {e}") from e
     base = urlsplit(settings.base_url)
     if base.scheme not in ("https", "http") or not base.hostname or not settings.base_url.isascii():
         raise ConfigError(

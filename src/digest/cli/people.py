@@ -24,12 +24,14 @@ from digest.subscriptions.subscribers import (
     confirm,
     get_subscriber,
     pause,
+    set_language,
     set_practice_languages,
     set_schedule,
     subscribe,
     unsubscribe,
 )
 from digest.subscriptions.subscribers import resume as resume_subscriber
+from digest.text.i18n import UnknownLanguage, supported
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,8 +65,27 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
     paused = f", paused until {paused_until.date().isoformat()}" if paused_until else ""
     nxt = next_due.strftime("%Y-%m-%d %H:%M") if next_due else "at the next run"
     languages = f"; practices in {summary.practice_languages} only" if summary.practice_languages else ""
+    languages += f"; mails in {summary.language}" if summary.language else ""
     feed = "; feed only, no mail" if summary.feed_only else ""
     return f"{schedule.describe()}; next {nxt}{paused}{languages}{feed}"
+
+
+def _language(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The --language given, as one of the languages of mails; a usage error naming the option otherwise."""
+    if value is None:
+        return None
+    try:
+        return supported(value)
+    except UnknownLanguage as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
+language_option = click.option(
+    "--language",
+    callback=_language,
+    metavar="CODE",
+    help="Language of their mails and pages: en, fr or es (default: the browser's on the web, else default_language).",
+)
 
 
 @cli.command("subscribe")
@@ -72,6 +93,7 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
 @click.option("--theme", "themes_", multiple=True, required=True, help="Theme slug or name; repeat for more.")
 @schedule_options
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation mail (the address is known to be theirs).")
+@language_option
 @pass_app
 def subscribe_cmd(
     app: App,
@@ -82,27 +104,30 @@ def subscribe_cmd(
     hour: str | None,
     timezone: str | None,
     confirmed: bool,
+    language: str | None,
 ) -> None:
     """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one). Unless
     --confirmed, the address gets the confirmation mail the web form sends, and nothing else until it is confirmed.
 
     Example: digest subscribe ada@example.org --theme goal-5-gender-equality --frequency daily --hour 7
-    --timezone Asia/Tokyo --confirmed
+    --timezone Asia/Tokyo --language fr --confirmed
     """
     choice = _choice(frequency, day, hour, timezone)
+    now, backfill = clock.now(), app.settings.welcome_backfill_days
     with db.transaction(app.sessions) as session:
-        sub = subscribe(session, email, themes_, clock.now(), confirmed, app.settings.welcome_backfill_days, choice)
+        sub = subscribe(session, email, themes_, now, confirmed, backfill, choice, language)
         address, status, key = sub.email, sub.status, sub.key
+        in_language = sub.language or app.settings.default_language
         names = sorted(s.theme.name for s in sub.subscriptions)
     click.echo(f"{address}: {status}, {len(names)} theme(s)")
     if status == SubscriberStatus.PENDING:
-        _send_confirmation(app, address, key, names)
+        _send_confirmation(app, address, key, names, in_language)
 
 
-def _send_confirmation(app: App, address: str, key: str, themes: list[str]) -> None:
+def _send_confirmation(app: App, address: str, key: str, themes: list[str], language: str) -> None:
     transport = transport_for(app.settings)
     where = transport.describe()
-    send_confirmation(app.settings, transport, address, key, themes)
+    send_confirmation(app.settings, transport, address, key, themes, language)
     click.echo(f"{address}: confirmation mail sent to {where}; nothing else goes there until it is confirmed")
 
 
@@ -158,8 +183,9 @@ def subscribers_resend_confirmation(app: App, email: str) -> None:
                 "only a pending address gets a confirmation mail; see `digest subscribers list`",
             )
         address, key = subscriber.email, subscriber.key
+        in_language = subscriber.language or app.settings.default_language
         names = sorted(s.theme.name for s in subscriber.subscriptions)
-    _send_confirmation(app, address, key, names)
+    _send_confirmation(app, address, key, names, in_language)
 
 
 @subscribers_group.command("import")
@@ -168,7 +194,8 @@ def subscribers_resend_confirmation(app: App, email: str) -> None:
 @json_option
 @pass_app
 def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) -> None:
-    """Import subscribers from CSV with columns email,themes (themes separated by `;`).
+    """Import subscribers from CSV with columns email,themes (themes separated by `;`), and optionally
+    frequency,day,hour,timezone and language (of their mails: en, fr or es).
 
     Example: digest subscribers import people.csv --confirmed
     """
@@ -191,6 +218,7 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
     metavar="TAGS",
     help='Only practices in these languages, e.g. "es fr" (and those of unknown language); "" = every language.',
 )
+@language_option
 @pass_app
 def subscribers_set(
     app: App,
@@ -202,6 +230,7 @@ def subscribers_set(
     pause_until: datetime | None,
     resume: bool,
     practice_languages: str | None,
+    language: str | None,
 ) -> None:
     """Change a subscriber's schedule, or pause and resume; from their next slot, nothing lost or sent twice.
 
@@ -214,8 +243,10 @@ def subscribers_set(
     now = clock.now()
     with db.transaction(app.sessions) as session:
         subscriber = get_subscriber(session, email)
-        if choice != Choice() or not (pause_until or resume or practice_languages is not None):
+        if choice != Choice() or not (pause_until or resume or practice_languages is not None or language):
             set_schedule(session, subscriber, choice, defaults, now)
+        if language:
+            set_language(subscriber, language)
         if practice_languages is not None:
             set_practice_languages(subscriber, practice_languages.split())
         if pause_until:

@@ -15,7 +15,7 @@ from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.text.clean import clean_line, clean_paragraphs, reads_like_sentence, repair_mojibake
 from digest.text.languages import language_tag
 
-FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published", "language")
+FIELDS = ("id", "title", "summary", "url", "themes", "submitted_by", "published", "language", "translation_of")
 
 
 class _BadField(ValueError):
@@ -51,6 +51,19 @@ def _themes(value: Any) -> list[str] | None:
     return None
 
 
+def _references(value: Any) -> list[str]:
+    """`translation_of`: the id or URL of the practice this one translates; several as a list or split by `;`."""
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(";") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        return [str(v).strip() for v in value if str(v).strip()]
+    raise _BadField(f"translation_of must be an id or URL (or a list of them), found {_kind(value)}")
+
+
 def _published(value: str) -> datetime | None:
     if not value.strip():
         return None
@@ -74,6 +87,7 @@ def _item(
         submitted_by = fix(clean_line(_text(record, "submitted_by"))) or None
         published_text = _text(record, "published")
         language_text = _text(record, "language").strip()
+        translations = _references(record.get("translation_of"))
     except _BadField as e:
         rejected.append(Problem(where, clean_line(str(record.get("title", "")))[:80], f"{e}; left out"))
         return None
@@ -112,6 +126,7 @@ def _item(
         published_at=published,
         themes=themes,
         language=language,
+        translations=translations,
     )
 
 

@@ -25,6 +25,9 @@ class ParsedItem:
     themes: list[str] = field(default_factory=list)
     # The language it is written in (a BCP 47 tag: xml:lang, a `language` field), None when it does not say.
     language: str | None = None
+    # The same practice in other languages, as the source links them: the other versions' URLs or ids (a feed's
+    # <link rel="alternate" hreflang>, a `translation_of` field).
+    translations: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.ingest.vet import vet
+from digest.store import translations
 from digest.store.models import Membership, Practice, PracticeKey
 from digest.store.themes import ThemeCache, touch
 from digest.text.clean import fingerprint, sha, title_form
@@ -93,6 +94,11 @@ def identity_of(item: ParsedItem) -> str:
 def key_of(identity: str) -> str:
     """The stored form of an identity (also the uid of the practice first known by it)."""
     return sha(identity)[:40]
+
+
+def _reference_keys(references: list[str]) -> set[str]:
+    """The keys a practice named by URL or id (a feed's guid, an export's id) is stored under."""
+    return {key_of(f"{kind}:{ref.strip()}") for ref in references for kind in ("guid", "url")}
 
 
 def _known(session: Session, keys: list[str]) -> dict[str, int]:
@@ -277,6 +283,8 @@ def store_parsed(
             advance(100)
     if added:
         session.execute(insert(Membership), added)
+    # Versions in other languages the source links (by URL or id): kept as the keys those are known by.
+    translations.link(session, {p.id: _reference_keys(i.translations) for p, i, _ in placed if i.translations})
     ordered = sorted(changed)
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]

@@ -12,8 +12,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from digest.text.clean import header_safe
+from digest.text.i18n import DEFAULT, ngettext, using
 from digest.text.languages import wanted
 from digest.text.links import safe_link
+
+
+@dataclass(frozen=True)
+class Version:
+    """The same practice in another language, as its source links them: what "Also in: Español" names."""
+
+    uid: str
+    url: str | None
+    title: str
+    language: str | None
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,10 @@ class PracticeEntry:
     themes: tuple[str, ...] = ()
     # The language it is written in (BCP 47), when its source says: the HTML marks it (lang) for screen readers.
     language: str | None = None
+    # Its versions in other languages (linked by the source) and the group they share (the least uid among them):
+    # a digest lists one version of a group, the reader's language's when there is one, and names the others.
+    group: str | None = None
+    versions: tuple[Version, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,9 @@ class DigestContent:
 
     period: str
     sections: tuple[ThemeSection, ...]
+    # The language the digest is written in (digest.text.i18n): its subject, headings and links' words. The
+    # practices keep their own (PracticeEntry.language).
+    language: str = DEFAULT
 
     @property
     def count(self) -> int:
@@ -76,20 +94,43 @@ class DigestContent:
         4 more in 3 other themes". Every number is that of the sections it names."""
         counts = [len(s.practices) + s.more for s in self.sections]
         lead = max(range(len(self.sections)), key=lambda i: (counts[i], -i))
-        noun = "practice" if counts[lead] == 1 else "practices"
-        subject = f"{counts[lead]} new {noun} in {self.sections[lead].name}"
         others = [i for i in range(len(self.sections)) if i != lead]
-        if len(others) == 1:
-            subject += f" and {counts[others[0]]} in {self.sections[others[0]].name}"
-        elif others:
-            subject += f" and {sum(counts[i] for i in others)} more in {len(others)} other themes"
+        lead_name = self.sections[lead].name
+        with using(self.language):
+            if len(others) == 1:
+                subject = ngettext(
+                    "%(num)d new practice in %(theme)s and %(other)d in %(other_theme)s",
+                    "%(num)d new practices in %(theme)s and %(other)d in %(other_theme)s",
+                    counts[lead],
+                    theme=lead_name,
+                    other=counts[others[0]],
+                    other_theme=self.sections[others[0]].name,
+                )
+            elif others:
+                subject = ngettext(
+                    "%(num)d new practice in %(theme)s and %(more)d more in %(themes)d other themes",
+                    "%(num)d new practices in %(theme)s and %(more)d more in %(themes)d other themes",
+                    counts[lead],
+                    theme=lead_name,
+                    more=sum(counts[i] for i in others),
+                    themes=len(others),
+                )
+            else:
+                subject = ngettext(
+                    "%(num)d new practice in %(theme)s",
+                    "%(num)d new practices in %(theme)s",
+                    counts[lead],
+                    theme=lead_name,
+                )
         return header_safe(subject)
 
     @property
     def preheader(self) -> str:
         """The line mail clients show after the subject: the count per theme."""
-        parts = [f"{s.name} ({len(s.practices) + s.more})" for s in self.sections]
-        return header_safe(f"{self.count} new: " + ", ".join(parts), limit=300)
+        parts = ", ".join(f"{s.name} ({len(s.practices) + s.more})" for s in self.sections)
+        with using(self.language):
+            line = ngettext("%(num)d new: %(themes)s", "%(num)d new: %(themes)s", self.count, themes=parts)
+        return header_safe(line, limit=300)
 
     def listing_at_most(self, per_section: int) -> DigestContent:
         """The same digest listing at most ``per_section`` practices of each theme; the rest are counted."""
@@ -113,14 +154,21 @@ class DigestContent:
                 s["name"],
                 s["slug"],
                 tuple(
-                    PracticeEntry(**dict(p, url=safe_link(p["url"]), themes=tuple(p.get("themes", ()))))
+                    PracticeEntry(
+                        **dict(
+                            p,
+                            url=safe_link(p["url"]),
+                            themes=tuple(p.get("themes", ())),
+                            versions=tuple(Version(**v) for v in p.get("versions", ())),
+                        )
+                    )
                     for p in s["practices"]
                 ),
                 s.get("more", 0),
             )
             for s in data["sections"]
         )
-        return cls(period=data["period"], sections=sections)
+        return cls(period=data["period"], sections=sections, language=data.get("language", DEFAULT))
 
 
 @dataclass(frozen=True)
@@ -151,9 +199,10 @@ def compose(
     themes: Mapping[int, ThemeInfo],
     cap: int | None = None,
     languages: frozenset[str] = frozenset(),
+    language: str = DEFAULT,
 ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
-    """The digest for one subscriber: (theme_id, cursor) subscriptions -> content and the ledger's
-    (practice, theme, summarised) rows.
+    """The digest for one subscriber, written in ``language``: (theme_id, cursor) subscriptions -> content and the
+    ledger's (practice, theme, summarised) rows.
 
     Each practice once, under the theme it joined first among the subscriber's; none already sent; only those in
     ``languages`` when they chose some (a practice of unknown language always). Past ``cap`` the newest are listed
@@ -169,6 +218,7 @@ def compose(
             current = chosen.get(membership.practice_id)
             if current is None or membership.id < current.id:
                 chosen[membership.practice_id] = membership
+    _one_version_each(chosen, practices, language)
     if not chosen:
         return None
     ordered = sorted(chosen.values(), key=lambda m: m.id)
@@ -191,4 +241,21 @@ def compose(
         for theme_id in sorted(set(grouped) | set(more), key=lambda t: themes[t].name.lower())
     )
     rows = [(m.practice_id, m.theme_id, m.id not in listed_ids) for m in ordered]
-    return DigestContent(period=period, sections=sections), rows
+    return DigestContent(period=period, sections=sections, language=language), rows
+
+
+def _one_version_each(chosen: dict[int, NewMembership], practices: Mapping[int, PracticeEntry], language: str) -> None:
+    """Of versions of one practice in several languages, keep the one in ``language`` (else the first to come);
+    it names the others."""
+    groups: dict[str, list[NewMembership]] = defaultdict(list)
+    for membership in chosen.values():
+        group = practices[membership.practice_id].group
+        if group is not None:
+            groups[group].append(membership)
+    mine = frozenset({language})
+    for members in groups.values():
+        if len(members) > 1:
+            keep = min(members, key=lambda m: (not wanted(practices[m.practice_id].language or "", mine), m.id))
+            for membership in members:
+                if membership is not keep:
+                    del chosen[membership.practice_id]

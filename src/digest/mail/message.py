@@ -36,6 +36,9 @@ class Envelope:
     bulk: bool = True
     # Where replies go, when not to From.
     reply_to: str = ""
+    # The list's name in List-Id (its human part) and the language the bodies are written in (Content-Language).
+    list_name: str = "Practice digest"
+    language: str = ""
 
 
 @lru_cache(maxsize=64)
@@ -138,10 +141,14 @@ class MessageTemplate:
         if envelope.reply_to:
             after_id += f"Reply-To: {_from_header(envelope.reply_to)}\n"
         if envelope.bulk:
-            after_id += f"List-Id: Practice digest <{header_safe(envelope.list_id)}>\nList-Unsubscribe: <"
+            after_id += (
+                f"List-Id: {_encoded(envelope.list_name)} <{header_safe(envelope.list_id)}>\nList-Unsubscribe: <"
+            )
         self._after_id = after_id.encode()
         tail = ">\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\nPrecedence: bulk\n" if envelope.bulk else ""
         tail += "Auto-Submitted: auto-generated\nMIME-Version: 1.0\n"
+        if envelope.language:
+            tail += f"Content-Language: {envelope.language}\n"
         tail += f'Content-Type: multipart/alternative; boundary="{boundary}"\n'
         tail += "\nThis is a multipart message in MIME format."
         sep = f"\n--{boundary}\n".encode()

@@ -15,6 +15,7 @@ from digest.mail.message import EncodedBody, Envelope, MessageTemplate, build_me
 from digest.mail.render import Links, RenderedDigest, render_digest
 from digest.mail.signing import signer_for
 from digest.subscriptions.tokens import Purpose, make_token
+from digest.text.i18n import _, using
 
 if TYPE_CHECKING:
     from digest.config import Settings
@@ -35,6 +36,12 @@ def links_for(settings: Settings, key: str, period: str | None = None) -> Links:
 def render_for(settings: Settings, content: DigestContent, links: Links, subject: str | None = None) -> RenderedDigest:
     templates = Path(settings.templates_dir) if settings.templates_dir else None
     return render_digest(content, links, templates, subject, settings.postal_address)
+
+
+def list_name(language: str) -> str:
+    """The service's name as List-Id shows it, in the digest's language."""
+    with using(language):
+        return _("Practice digest")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ def digest_message(
         list_id=settings.list_id,
         unsubscribe_url=links.unsubscribe,
         reply_to=settings.reply_to,
+        list_name=list_name(content.language),
+        language=content.language,
     )
     message = build_message(envelope, rendered.text, rendered.html)
     signer = signer_for(settings)
@@ -91,7 +100,8 @@ class MessageFactory:
         found = self._templates.get(key)
         if found is None:
             placeholders = Links(self.settings.base_url, **_SLOTS)
-            rendered = render_for(self.settings, DigestContent.from_json(body), placeholders, subject)
+            content = DigestContent.from_json(body)
+            rendered = render_for(self.settings, content, placeholders, subject)
             shared = Envelope(
                 mail_from=self.settings.mail_from,
                 to="",  # each message's own: To, Message-ID, Date and List-Unsubscribe are filled in per copy
@@ -101,6 +111,8 @@ class MessageFactory:
                 list_id=self.settings.list_id,
                 unsubscribe_url="",
                 reply_to=self.settings.reply_to,
+                list_name=list_name(content.language),
+                language=content.language,
             )
             found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), EncodedBody(rendered.html, _SLOTS))
             self._templates[key] = found

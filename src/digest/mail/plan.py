@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import metrics
 from digest.config import Settings
 from digest.mail.compose import DigestContent
-from digest.mail.planning import Frozen, PlanningContext, given_to
+from digest.mail.planning import Frozen, PlanningContext, Wanted, given_to
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import conflict_insert
@@ -37,6 +37,7 @@ from digest.store.models import (
     due,
 )
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
+from digest.text.i18n import DEFAULT
 from digest.text.languages import parse_tags
 
 
@@ -58,10 +59,22 @@ class PlanPolicy:
     id_domain: str
     batch_size: int = 500
     cap: int = 50
+    # The language of digests to subscribers who chose none.
+    language: str = DEFAULT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanPolicy:
-        return cls(defaults_from(settings), settings.id_domain, settings.batch_size, settings.max_practices_per_digest)
+        return cls(
+            defaults_from(settings),
+            settings.id_domain,
+            settings.batch_size,
+            settings.max_practices_per_digest,
+            settings.default_language,
+        )
+
+    def wanted_by(self, practice_languages: str | None, language: str | None) -> Wanted:
+        """What shapes a subscriber's digest besides their themes, from their row."""
+        return Wanted(self.cap, parse_tags(practice_languages), language or self.language)
 
 
 @dataclass
@@ -161,7 +174,7 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
         if not report.due:
             return report
         context = PlanningContext.for_run(session, due)
-    columns = (*SCHEDULE_COLUMNS, Subscriber.practice_languages)
+    columns = (*SCHEDULE_COLUMNS, Subscriber.practice_languages, Subscriber.language)
     for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
@@ -191,9 +204,8 @@ def _plan_batch(
     for row in rows:
         key, due_next = context.slots(choice_of(row), policy.defaults, now)
         next_due[row.id] = due_next
-        frozen = context.frozen_for(
-            key, subscriptions[row.id], sent[row.id], policy.cap, parse_tags(row.practice_languages)
-        )
+        wanted = policy.wanted_by(row.practice_languages, row.language)
+        frozen = context.frozen_for(key, subscriptions[row.id], sent[row.id], wanted)
         if frozen is None:
             report.empty += 1
         else:
@@ -280,6 +292,6 @@ def preview_content(
     context = PlanningContext(session, min((c for _, c in subscriptions), default=hwm), hwm)
     sent = given_to(session, [subscriber.id])[subscriber.id]
     schedule = schedule_of(choice_of(subscriber), policy.defaults)
-    languages = parse_tags(subscriber.practice_languages)
-    result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, policy.cap, languages)
+    wanted = policy.wanted_by(subscriber.practice_languages, subscriber.language)
+    result = context.compose_for(slot_key(schedule.next_after(now)), subscriptions, sent, wanted)
     return result[0] if result else None

@@ -1,6 +1,6 @@
-"""What one planning run reads and composes: the new memberships, their practices, what each subscriber was given
-already (the ledger), and each distinct digest composed once (``PlanningContext``). ``digest.mail.plan`` runs the
-batches; ``digest.mail.compose`` is the pure choice."""
+"""What one planning run reads and composes: the new memberships, their practices (with their versions in other
+languages), what each subscriber was given already (the ledger), and each distinct digest composed once
+(``PlanningContext``). ``digest.mail.plan`` runs the batches; ``digest.mail.compose`` is the pure choice."""
 
 from __future__ import annotations
 
@@ -8,17 +8,27 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
-from digest.mail.compose import DigestContent, NewMembership, NewMemberships, PracticeEntry, ThemeInfo, compose
+from digest.mail.compose import (
+    DigestContent,
+    NewMembership,
+    NewMemberships,
+    PracticeEntry,
+    ThemeInfo,
+    Version,
+    compose,
+)
 from digest.schedules.slots import Choice, Defaults, schedule_of, slot_key
+from digest.store import translations
 from digest.store.db import MEMBERSHIP_LOCK
 from digest.store.models import ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import SubscriberStatus
+from digest.text.i18n import DEFAULT
 from digest.text.links import safe_link
 
 
@@ -61,7 +71,29 @@ def load_practices(session: Session, ids: set[int], added: Mapping[int, datetime
                 tuple(names[p.id]),
                 p.language,
             )
-    return out
+    return with_versions(session, out)
+
+
+def with_versions(session: Session, practices: dict[int, PracticeEntry]) -> dict[int, PracticeEntry]:
+    """Each practice its source links to versions in other languages, with those versions (their language, page and
+    title) and the group they share: a digest lists one version and names the others."""
+    groups = translations.versions(session, list(practices))
+    members = sorted({m for group in groups.values() for m in group})
+    known: dict[int, Version] = {}
+    for start in range(0, len(members), 500):
+        chunk = members[start : start + 500]
+        for row in session.execute(
+            select(Practice.id, Practice.uid, Practice.url, Practice.title, Practice.language).where(
+                Practice.id.in_(chunk)
+            )
+        ):
+            known[row.id] = Version(row.uid, safe_link(row.url), row.title, row.language)
+    for practice_id, group in groups.items():
+        others = tuple(known[m] for m in sorted(group - {practice_id}) if m in known and known[m].language)
+        practices[practice_id] = replace(
+            practices[practice_id], group=min(known[m].uid for m in group if m in known), versions=others
+        )
+    return practices
 
 
 @dataclass(frozen=True)
@@ -112,6 +144,16 @@ def given_to(
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What shapes a subscriber's digest besides their themes and ledger: the cap on practices listed, the
+    languages of the practices they want (empty: all) and the language the digest is written in."""
+
+    cap: int | None = None
+    languages: frozenset[str] = frozenset()
+    language: str = DEFAULT
+
+
 class PlanningContext:
     """What every batch of one planning run shares: new memberships in (low, hwm], their practices, themes."""
 
@@ -159,29 +201,29 @@ class PlanningContext:
         return found
 
     def compose_for(
-        self,
-        key: str,
-        subscriptions: Sequence[tuple[int, int]],
-        already_sent: set[int],
-        cap: int | None = None,
-        languages: frozenset[str] = frozenset(),
+        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], wanted: Wanted
     ) -> tuple[DigestContent, list[tuple[int, int, bool]]] | None:
-        return compose(key, subscriptions, self.new, already_sent, self.practices, self.themes, cap, languages)
+        return compose(
+            key,
+            subscriptions,
+            self.new,
+            already_sent,
+            self.practices,
+            self.themes,
+            wanted.cap,
+            wanted.languages,
+            wanted.language,
+        )
 
     def frozen_for(
-        self,
-        key: str,
-        subscriptions: Sequence[tuple[int, int]],
-        already_sent: set[int],
-        cap: int | None = None,
-        languages: frozenset[str] = frozenset(),
+        self, key: str, subscriptions: Sequence[tuple[int, int]], already_sent: set[int], wanted: Wanted
     ) -> Frozen | None:
-        """compose_for, frozen (JSON and its hash), computed once for everyone with the same themes, cursors and
-        ledger in a slot: most subscribers share a handful of digests. The memo is bounded."""
-        memo_key = (key, tuple(sorted(subscriptions)), frozenset(already_sent), cap, languages)
+        """compose_for, frozen (JSON and its hash), computed once for everyone with the same themes, cursors,
+        ledger and wants in a slot: most subscribers share a handful of digests. The memo is bounded."""
+        memo_key = (key, tuple(sorted(subscriptions)), frozenset(already_sent), wanted)
         found = self._frozen.get(memo_key, _MISSING)
         if found is _MISSING:
-            result = self.compose_for(key, subscriptions, already_sent, cap, languages)
+            result = self.compose_for(key, subscriptions, already_sent, wanted)
             if result is None:
                 found = None
             else:

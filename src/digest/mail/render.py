@@ -14,6 +14,8 @@ from markupsafe import Markup
 
 from digest.errors import DigestError
 from digest.mail.compose import DigestContent
+from digest.text import i18n
+from digest.text.languages import autonym
 from digest.text.markup import sanitize_html
 
 
@@ -61,11 +63,12 @@ class RenderedDigest:
     html: str
 
 
-@lru_cache(maxsize=4)
-def environment(templates_dir: str) -> Environment:
-    """The templates of ``templates_dir``; a template it lacks (a notice added since it was copied) comes from
-    the shipped ones."""
+@lru_cache(maxsize=4 * len(i18n.LANGUAGES))
+def environment(templates_dir: str, language: str = i18n.DEFAULT) -> Environment:
+    """The templates of ``templates_dir`` writing in ``language`` (their ``_()`` and ``ngettext()`` read its
+    catalog); a template the folder lacks (a notice added since it was copied) comes from the shipped ones."""
     env = Environment(
+        extensions=["jinja2.ext.i18n"],
         loader=ChoiceLoader([FileSystemLoader(templates_dir), FileSystemLoader(default_templates())]),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
         undefined=StrictUndefined,
@@ -77,6 +80,9 @@ def environment(templates_dir: str) -> Environment:
     env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     env.filters["paragraphs"] = lambda text: [p for p in str(text).split("\n\n") if p.strip()]
     env.filters["teaser"] = teaser
+    env.filters["autonym"] = autonym
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["language"] = language
     return env
 
 
@@ -109,9 +115,10 @@ def _located(error: TemplateError, fallback: str, templates_dir: str) -> Templat
     )
 
 
-def _render(folder: str, name: str, context: dict[str, object]) -> str:
+def _render(folder: str, name: str, context: dict[str, object], language: str = i18n.DEFAULT) -> str:
     try:
-        return environment(folder).get_template(name).render(context)
+        with i18n.using(language):
+            return environment(folder, language).get_template(name).render(context)
     except TemplateError as e:
         raise _located(e, name, folder) from e
 
@@ -139,12 +146,12 @@ def render_digest(
     shown = content
     while True:
         context = {"digest": shown, "links": links, "subject": subject, "postal_address": postal_address}
-        html = _inliner.inline(_render(folder, "digest.html", context))
+        html = _inliner.inline(_render(folder, "digest.html", context, content.language))
         if len(html.encode()) <= HTML_BUDGET or per_section <= 1:
             break
         per_section = per_section * 2 // 3
         shown = content.listing_at_most(per_section)
-    return RenderedDigest(subject=subject, text=_render(folder, "digest.txt", context), html=html)
+    return RenderedDigest(subject=subject, text=_render(folder, "digest.txt", context, content.language), html=html)
 
 
 def check_templates(templates_dir: str | Path | None = None) -> None:
@@ -165,7 +172,10 @@ def check_templates(templates_dir: str | Path | None = None) -> None:
             raise _located(e, name, folder) from e
 
 
-def render_notice(name: str, context: dict[str, object], templates_dir: str | Path | None = None) -> tuple[str, str]:
+def render_notice(
+    name: str, context: dict[str, object], templates_dir: str | Path | None = None, language: str = i18n.DEFAULT
+) -> tuple[str, str]:
     """The text and HTML bodies of a notice (``name``.txt and ``name``.html: confirm, already-subscribed)."""
     folder = str(templates_dir or default_templates())
-    return _render(folder, f"{name}.txt", context), _inliner.inline(_render(folder, f"{name}.html", context))
+    text = _render(folder, f"{name}.txt", context, language)
+    return text, _inliner.inline(_render(folder, f"{name}.html", context, language))

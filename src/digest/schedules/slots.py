@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from digest.errors import DigestError
 from digest.schedules.zones import unknown_zone
 from digest.store.states import Frequency
+from digest.text.i18n import _, weekday_in_sentence
 
 FREQUENCIES = tuple(f.value for f in Frequency)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -81,15 +82,17 @@ class Schedule:
         raise AssertionError("no slot within the horizon")
 
     def describe(self) -> str:
+        """The schedule in words, in the language of the moment (digest.text.i18n): "weekly on Monday at 08:00
+        Europe/Paris", "chaque semaine, le lundi à 08:00 Europe/Paris"."""
         when = f"{self.hour:02d}:00 {self.zone.key}"
         if self.cron is not None:
-            return f"on the operator's schedule ({self.cron})"
+            return _("on the operator's schedule (%(cron)s)", cron=self.cron)
         if self.frequency == Frequency.WEEKLY:
             assert self.day is not None
-            return f"weekly on {WEEKDAYS[self.day].capitalize()} at {when}"
+            return _("weekly on %(day)s at %(time)s", day=weekday_in_sentence(self.day), time=when)
         if self.frequency == Frequency.MONTHLY:
-            return f"monthly on day {self.day} at {when}"
-        return f"daily at {when}"
+            return _("monthly on day %(day)d at %(time)s", day=self.day, time=when)
+        return _("daily at %(time)s", time=when)
 
 
 def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
@@ -132,41 +135,46 @@ def parse_choice(
     """A validated choice from text (CLI, CSV, web form); ScheduleError naming the field otherwise."""
     freq = frequency.strip().lower() if isinstance(frequency, str) and frequency.strip() else None
     if freq is not None and freq not in FREQUENCIES:
-        raise ScheduleError(f"frequency {frequency!r} is not one of {', '.join(FREQUENCIES)}")
+        raise ScheduleError(
+            _("frequency %(value)r is not one of %(choices)s", value=frequency, choices=", ".join(FREQUENCIES))
+        )
     hour_value: int | None = None
     if hour is not None and str(hour).strip() != "":
         text = str(hour).strip()
         if not text.isdigit() or not 0 <= int(text) <= 23:
-            raise ScheduleError(f"hour {hour!r} is not an hour from 0 to 23")
+            raise ScheduleError(_("hour %(value)r is not an hour from 0 to 23", value=hour))
         hour_value = int(text)
     zone: str | None = None
     if timezone is not None and timezone.strip():
         zone = timezone.strip()
         problem = unknown_zone(zone)
         if problem:
-            raise ScheduleError(f"timezone {problem}")
+            raise ScheduleError(_("timezone %(problem)s", problem=problem))
     day_value: int | None = None
     if day is not None and str(day).strip() != "":
         text = str(day).strip().lower()
         if freq in (None, Frequency.WEEKLY) and not text.isdigit():
             names = [w for w in WEEKDAYS if w.startswith(text[:3])] if len(text) >= 3 else []
             if not names:
-                raise ScheduleError(f"day {day!r} is not a weekday name (monday ... sunday)")
+                raise ScheduleError(_("day %(value)r is not a weekday name (monday ... sunday)", value=day))
             day_value = WEEKDAYS.index(names[0])
             freq = freq or Frequency.WEEKLY
         elif freq == Frequency.MONTHLY and text.isdigit():
             if not 1 <= int(text) <= 31:
-                raise ScheduleError(f"day {day!r} is not a day of the month from 1 to 31")
+                raise ScheduleError(_("day %(value)r is not a day of the month from 1 to 31", value=day))
             day_value = int(text)
         elif freq == Frequency.DAILY:
-            raise ScheduleError(f"day {day!r}: a daily digest has no day")
+            raise ScheduleError(_("day %(value)r: a daily digest has no day", value=day))
         else:
             raise ScheduleError(
-                f"day {day!r} does not fit frequency {freq or Frequency.WEEKLY}: "
-                "a weekday name for weekly, 1-31 for monthly"
+                _(
+                    "day %(value)r does not fit frequency %(frequency)s: a weekday name for weekly, 1-31 for monthly",
+                    value=day,
+                    frequency=freq or Frequency.WEEKLY,
+                )
             )
     if freq == Frequency.MONTHLY and day_value is None:
-        raise ScheduleError("a monthly digest needs a day of the month (1-31)")
+        raise ScheduleError(_("a monthly digest needs a day of the month (1-31)"))
     return Choice(freq, day_value, hour_value, zone)
 
 

@@ -108,6 +108,16 @@ class PracticeKey(Base):
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), index=True)
 
 
+class PracticeTranslation(Base):
+    """A practice's source names another as the same practice in another language (by its URL or id), stored as
+    the key that practice is (or will be) known by: the two are linked whichever arrives first."""
+
+    __tablename__ = "practice_translations"
+
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+
+
 class Membership(Base):
     """A practice joined a theme; the id is store order, which is what "new since" counts in."""
 
@@ -174,6 +184,8 @@ class Subscriber(Base):
     feed_key: Mapped[str | None] = mapped_column(String(43), default=new_key)
     # The languages of the practices they want (space-separated BCP 47 tags); None: every language.
     practice_languages: Mapped[str | None] = mapped_column(String(200))
+    # The language their mails and pages are written in (digest.text.i18n.LANGUAGES); None: the default_language.
+    language: Mapped[str | None] = mapped_column(String(8))
     # They follow their themes in a feed reader only: no digest is planned for them.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

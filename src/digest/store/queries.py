@@ -70,6 +70,7 @@ class SubscriberSummary:
     # Reading their themes in a feed reader only: no digest is mailed; the languages of practices they want.
     feed_only: bool = False
     practice_languages: str | None = None
+    language: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -153,6 +154,7 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
             paused_until=_iso(s.paused_until),
             feed_only=s.feed_only,
             practice_languages=s.practice_languages,
+            language=s.language,
         )
         for s in session.scalars(query)
     ]
@@ -407,6 +409,7 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
             "paused_until": _iso(subscriber.paused_until),
             "feed_only": subscriber.feed_only,
             "practice_languages": subscriber.practice_languages,
+            "language": subscriber.language,
             "next_due_at": _iso(subscriber.next_due_at),
             "last_period": subscriber.last_period,
         },

@@ -18,6 +18,7 @@ from digest.store.models import Subscriber, Subscription, Theme
 from digest.store.states import SubscriberStatus
 from digest.subscriptions.subscribers import apply_choice, membership_cursor, normalize_email
 from digest.text.clean import slugify
+from digest.text.i18n import UnknownLanguage, supported
 
 
 @dataclass
@@ -39,7 +40,7 @@ def import_csv(
     chunk: int = 1000,
 ) -> ImportReport:
     """Import `email,themes` rows (themes `;`-separated names or slugs), with optional `frequency,day,hour,timezone`
-    columns; bad rows are reported by line and field."""
+    and `language` (of their mails: en, fr, es) columns; bad rows are reported by line and field."""
     report = ImportReport(source=path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -55,6 +56,7 @@ def import_csv(
     rows: dict[str, set[int]] = {}
     lines: dict[str, int] = {}
     choices: dict[str, Choice] = {}
+    languages: dict[str, str] = {}
     for row in reader:
         line = reader.line_num
         row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
@@ -80,6 +82,12 @@ def import_csv(
         except ScheduleError as e:
             report.errors.append((line, f"{address}: {e}; row skipped"))
             continue
+        if (row.get("language") or "").strip():
+            try:
+                languages[address] = supported(row["language"])
+            except UnknownLanguage as e:
+                report.errors.append((line, f"{address}: language: {e}; row skipped"))
+                continue
         if choice != Choice():
             choices[address] = choice
         rows.setdefault(address, set()).update(theme_ids)
@@ -90,7 +98,7 @@ def import_csv(
         batch = addresses[start : start + chunk]
         with factory() as session, session.begin():
             cursor = membership_cursor(session, now, backfill_days)
-            _import_batch(session, batch, rows, lines, now, confirmed, cursor, report, choices)
+            _import_batch(session, batch, rows, lines, now, confirmed, cursor, report, choices, languages)
     report.errors.sort()
     return report
 
@@ -105,6 +113,7 @@ def _import_batch(
     cursor: int,
     report: ImportReport,
     choices: dict[str, Choice],
+    languages: dict[str, str],
 ) -> None:
     known = {s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(batch)))}
     for address, subscriber in list(known.items()):
@@ -125,6 +134,7 @@ def _import_batch(
                     "created_at": now,
                     "confirmed_at": now if confirmed else None,
                     **asdict(choices.get(a, Choice())),
+                    "language": languages.get(a),
                 }
                 for a in fresh
             ],
@@ -135,6 +145,8 @@ def _import_batch(
         if address in choices:
             apply_choice(subscriber, choices[address])
             subscriber.next_due_at = None  # placed again by the next planning run
+        if address in languages:
+            subscriber.language = languages[address]
         if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
             subscriber.status, subscriber.confirmed_at = SubscriberStatus.CONFIRMED, now
     ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(batch))).all())

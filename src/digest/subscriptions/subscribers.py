@@ -26,6 +26,7 @@ from digest.store.models import (
 from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
 from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
+from digest.text.i18n import UnknownLanguage, _, supported
 from digest.text.languages import language_tag
 
 
@@ -34,7 +35,9 @@ def normalize_email(address: str) -> str:
     try:
         valid = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError as e:
-        raise SubscriberError(f"{address.strip()!r} is not a valid email address: {e}") from e
+        raise SubscriberError(
+            _("%(address)r is not a valid email address: %(reason)s", address=address.strip(), reason=e)
+        ) from e
     return valid.normalized.lower()
 
 
@@ -54,7 +57,8 @@ def resolve_themes(session: Session, names: Iterable[str]) -> list[Theme]:
     if missing:
         known = ", ".join(session.scalars(select(Theme.slug).order_by(Theme.slug))) or "none yet"
         raise SubscriberError(
-            f"unknown theme(s): {', '.join(missing)}", f"known themes: {known} (ingest sources first)"
+            _("unknown theme(s): %(themes)s", themes=", ".join(missing)),
+            f"known themes: {known} (ingest sources first)",
         )
     return list(found.values())
 
@@ -89,7 +93,7 @@ def subscriber_by_key(session: Session, key: str) -> Subscriber:
         select(Subscriber).where(Subscriber.key == key).options(selectinload(Subscriber.subscriptions))
     )
     if subscriber is None:
-        raise NotFoundError("this link belongs to no subscription any more", "subscribe again on the home page")
+        raise NotFoundError(_("this link belongs to no subscription any more"), _("Subscribe again on the home page."))
     return subscriber
 
 
@@ -110,10 +114,12 @@ def subscribe(
     confirmed: bool = False,
     backfill_days: int = 0,
     choice: Choice | None = None,
+    language: str | None = None,
 ) -> Subscriber:
     """Subscribe to themes (adding to existing ones); pending until confirmed unless ``confirmed``.
 
-    ``choice`` is their schedule (what they left out follows the operator's defaults). Their first due time is
+    ``choice`` is their schedule (what they left out follows the operator's defaults); ``language`` that of their
+    mails and pages (None: as it was, else the operator's default_language). Their first due time is
     placed by the next planning run (see digest.mail.plan.first_due).
     """
     address = normalize_email(email)
@@ -131,6 +137,8 @@ def subscribe(
         subscriber.subscriptions.clear()
     if choice is not None:
         apply_choice(subscriber, choice)
+    if language is not None:
+        set_language(subscriber, language)
     cursor = membership_cursor(session, now, backfill_days)
     have = {s.theme_id for s in subscriber.subscriptions}
     for theme in themes:
@@ -185,12 +193,18 @@ def pause(session: Session, subscriber: Subscriber, until: date, defaults: Defau
     zone = ZoneInfo(subscriber.timezone or defaults.timezone)
     today = now.astimezone(zone).date()
     if until <= today:
-        raise ScheduleError(f"pause until {until.isoformat()}: that day has begun already", "give a later date")
+        raise ScheduleError(
+            _("pause until %(day)s: that day has begun already", day=until.isoformat()), _("Give a later date.")
+        )
     latest = today + LONGEST_PAUSE
     if until > latest:
         raise ScheduleError(
-            f"pause until {until.isoformat()}: a pause lasts a year at most (until {latest.isoformat()})",
-            "give an earlier date, or unsubscribe and subscribe again later",
+            _(
+                "pause until %(day)s: a pause lasts a year at most (until %(latest)s)",
+                day=until.isoformat(),
+                latest=latest.isoformat(),
+            ),
+            _("Give an earlier date, or unsubscribe and subscribe again later."),
         )
     resume_at = datetime.combine(until, time(0), tzinfo=zone).astimezone(UTC)
     subscriber.paused_until = resume_at
@@ -239,11 +253,20 @@ def set_practice_languages(subscriber: Subscriber, tags: Iterable[str]) -> None:
         tag = language_tag(value)
         if tag is None:
             raise SubscriberError(
-                f"languages: {value!r} is not a language tag",
-                "give tags such as es, fr or pt-BR (none: every language)",
+                _("languages: %(value)r is not a language tag", value=value),
+                _("Give tags such as es, fr or pt-BR (none: every language)."),
             )
         chosen.append(tag)
     subscriber.practice_languages = " ".join(sorted(set(chosen))) or None
+
+
+def set_language(subscriber: Subscriber, code: str) -> None:
+    """The language of their mails and pages (en, fr, es; "fr-CA" is fr); SubscriberError naming the field for a
+    language this service is not written in."""
+    try:
+        subscriber.language = supported(code)
+    except UnknownLanguage as e:
+        raise SubscriberError(_("language: %(problem)s", problem=e)) from e
 
 
 def renew_feed_key(subscriber: Subscriber) -> None:
@@ -283,38 +306,46 @@ class Request:
 
     mail: str
     key: str
+    # The language of the mail to send them (None: the operator's default_language).
+    language: str | None
     # The names of the themes asked for, sorted (what a confirmation lists).
     themes: list[str] = field(default_factory=list)
 
 
 def request_subscription(
-    session: Session, email: str, theme_names: Iterable[str], now: datetime, choice: Choice | None = None
+    session: Session,
+    email: str,
+    theme_names: Iterable[str],
+    now: datetime,
+    choice: Choice | None = None,
+    language: str | None = None,
 ) -> Request:
-    """A subscribe request from the web: a pending subscription to exactly these themes awaiting confirmation,
-    unless the address is confirmed already. Nothing here tells the caller whether the address was known."""
+    """A subscribe request from the web: a pending subscription to exactly these themes (in ``language``)
+    awaiting confirmation, unless the address is confirmed already (whose language stays theirs). Nothing here
+    tells the caller whether the address was known."""
     address = normalize_email(email)
     themes = resolve_themes(session, theme_names)
     if not themes:
-        raise SubscriberError("choose at least one theme")
+        raise SubscriberError(_("Choose at least one theme."))
     subscriber = session.scalar(
         select(Subscriber).where(Subscriber.email == address).options(selectinload(Subscriber.subscriptions))
     )
     if subscriber is not None and subscriber.status == SubscriberStatus.CONFIRMED:
-        return Request("manage", subscriber.key)
+        return Request("manage", subscriber.key, subscriber.language)
     if subscriber is not None:
         # Pending, unsubscribed or suppressed: the last request names the themes they will confirm.
         subscriber.status = SubscriberStatus.PENDING
         subscriber.subscriptions.clear()
         session.flush()
-    subscriber = subscribe(session, address, [t.slug for t in themes], now, choice=choice)
-    return Request("confirm", subscriber.key, sorted(t.name for t in themes))
+    subscriber = subscribe(session, address, [t.slug for t in themes], now, choice=choice, language=language)
+    return Request("confirm", subscriber.key, subscriber.language, sorted(t.name for t in themes))
 
 
 def set_themes(session: Session, subscriber: Subscriber, theme_names: Iterable[str], now: datetime) -> None:
     """Subscribe to exactly these themes: those kept keep their place, those added start from now."""
     themes = resolve_themes(session, theme_names)
     if not themes:
-        raise SubscriberError("choose at least one theme", "or leave with the unsubscribe button")
+        raise SubscriberError(_("Choose at least one theme."), _("Or leave with the unsubscribe button."))
     wanted = {t.id for t in themes}
     subscriber.subscriptions[:] = [s for s in subscriber.subscriptions if s.theme_id in wanted]
     have = {s.theme_id for s in subscriber.subscriptions}

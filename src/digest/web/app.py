@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import date
 from typing import Any
 
 from flask import Flask, Response, g, request
+from flask_babel import Babel, get_locale
 from flask_compress import Compress
 from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
@@ -18,9 +20,10 @@ from digest.config import Settings, load_settings, require_real_secret
 from digest.feeds.documents import feed_filename
 from digest.metrics import registry_for
 from digest.store import db
+from digest.text import i18n
 from digest.text.links import redact_url
 from digest.text.markup import sanitize_html
-from digest.web.site import Site, route
+from digest.web.site import LANGUAGE_COOKIE, Site, page_language, route
 
 events = logs.EventLog("digest.web")
 # One line per request (its own logger: `digest.web.access`, for those who route or silence it apart).
@@ -70,6 +73,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
+    # Pages in the visitor's or the subscriber's language, from the catalogs under digest/locales.
+    Babel(
+        app,
+        locale_selector=page_language,
+        default_locale=settings.default_language,
+        default_translation_directories=str(i18n.LOCALES),
+    )
 
     from digest.web import errors, feeds, operator, pages, people
 
@@ -94,11 +104,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(compressed)
     app.after_request(_security_headers)
     app.before_request(_started)
+    app.before_request(_language)
+    app.after_request(_language_kept)
     app.after_request(_observed)  # registered last, run first: sees the answer before compression
     errors.register(app)
-    app.context_processor(lambda: {"version": __version__})
+    app.context_processor(_template_globals)
     app.jinja_env.globals["feed_filename"] = feed_filename
     app.jinja_env.filters["redact_url"] = redact_url
+    app.jinja_env.filters["short_day"] = lambda iso: i18n.short_day(date.fromisoformat(str(iso)[:10]))
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     return app
@@ -106,6 +119,29 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _started() -> None:
     g.started = time.perf_counter()
+
+
+def _language() -> None:
+    """What the domain says to this request (a refusal, a notice) in the page's language."""
+    i18n.set_current(str(get_locale() or i18n.DEFAULT))
+
+
+# Every language offered by the switcher, by its own name.
+SWITCHER = [(code, i18n.language_name(code)) for code in i18n.LANGUAGES]
+
+
+def _template_globals() -> dict[str, Any]:
+    return {"version": __version__, "page_language": i18n.current(), "switcher": SWITCHER}
+
+
+def _language_kept(response: Response) -> Response:
+    """A language picked with the switcher is kept in a cookie; public pages vary by what chooses theirs."""
+    picked = request.args.get("lang")
+    if picked and picked in i18n.LANGUAGES and request.blueprint != "feeds":
+        response.set_cookie(LANGUAGE_COOKIE, picked, max_age=365 * 86400, samesite="Lax", secure=request.is_secure)
+    if response.mimetype == "text/html":
+        response.vary.update(("Accept-Language", "Cookie"))
+    return response
 
 
 def _observed(response: Response) -> Response:

@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from digest import logs
 from digest.errors import DigestError, NotFoundError, TransportError
 from digest.subscriptions.tokens import TokenError
+from digest.text.i18n import _
 from digest.web.site import message_page, route
 
 events = logs.EventLog("digest.web")
@@ -46,7 +47,7 @@ def register(app: Flask) -> None:
 
 
 def _expired_form(error: CSRFError) -> Any:
-    return message_page(400, "This form has expired", "Reload the page and send the form again.")
+    return message_page(400, _("This form has expired"), _("Reload the page and send the form again."))
 
 
 def _http_error(error: HTTPException) -> Any:
@@ -54,18 +55,28 @@ def _http_error(error: HTTPException) -> Any:
         return error
     if error.code >= 500:
         events("web.error", logging.ERROR, status=error.code, route=route())
-    return message_page(error.code, error.name, error.description or "")
+    # A view's abort() says what happened in the page's language; werkzeug's own words (an unknown route) are English.
+    texts = _http_texts(error.code)
+    own = bool(error.description) and error.description != type(error).description
+    message = error.description if own else (texts[1] if texts else error.description)
+    return message_page(error.code, texts[0] if texts else error.name, message or "")
+
+
+def _http_texts(code: int) -> tuple[str, str] | None:
+    """The title and the explanation of an HTTP error a visitor may meet, in the page's language."""
+    texts = {
+        400: (_("Bad request"), _("The request could not be read. Go back and try again.")),
+        404: (_("Not found"), _("There is no page at this address. The home page lists every theme.")),
+        405: (_("Not allowed"), _("This address does not answer that kind of request.")),
+        413: (_("Too large"), _("What was sent is too large for this form.")),
+        500: (_("Something went wrong"), _("The page could not be made. Try again in a minute.")),
+    }
+    return texts.get(code)
 
 
 def _not_found(error: NotFoundError) -> Any:
     message = str(error)
-    return message_page(404, "Not found", message[:1].upper() + message[1:] + ".", hint=error.hint)
-
-
-INVALID_LINK = (
-    "This link does not work here. It may be from an older mail, or only part of it reached this page. The links in "
-    "your newest digest work; or subscribe again on the home page."
-)
+    return message_page(404, _("Not found"), message[:1].upper() + message[1:] + ".", hint=error.hint)
 
 
 @dataclass
@@ -145,17 +156,26 @@ def _client() -> str:
 def _refused_link(error: TokenError) -> Any:
     current_app.extensions["digest.refusals"].refused(_client(), route(), error.reason)
     if error.expired:
-        return message_page(410, "This link has expired", "Subscribe again on the home page to get a new one.")
-    return message_page(404, "This link does not work", INVALID_LINK)
+        return message_page(410, _("This link has expired"), _("Subscribe again on the home page to get a new one."))
+    return message_page(
+        404,
+        _("This link does not work"),
+        _(
+            "This link does not work here. It may be from an older mail, or only part of it reached this page. The "
+            "links in your newest digest work; or subscribe again on the home page."
+        ),
+    )
 
 
 def _mail_unavailable(error: TransportError) -> Any:
-    return _unavailable("mail", str(error), "The mail could not be sent", "Please try again in a few minutes.")
+    return _unavailable("mail", str(error), _("The mail could not be sent"), _("Please try again in a few minutes."))
 
 
 def _store_unavailable(error: DBAPIError) -> Any:
     reason = " ".join(str(error.orig).split())[:300]
-    return _unavailable("store", reason, "Temporarily unavailable", "The service cannot answer now. Try in a minute.")
+    return _unavailable(
+        "store", reason, _("Temporarily unavailable"), _("The service cannot answer now. Try in a minute.")
+    )
 
 
 def _unavailable(what: str, reason: str, title: str, message: str) -> Any:
@@ -167,4 +187,4 @@ def _unavailable(what: str, reason: str, title: str, message: str) -> Any:
 
 def _refused(error: DigestError) -> Any:
     events("web.refused", logging.WARNING, route=route(), error=str(error))
-    return message_page(400, "That did not work", str(error), hint=error.hint)
+    return message_page(400, _("That did not work"), str(error), hint=error.hint)

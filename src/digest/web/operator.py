@@ -18,9 +18,10 @@ from flask import Blueprint, Response, abort, render_template, request
 from digest import clock, logs
 from digest.metrics import authorized, exposition
 from digest.store import figures, queries
+from digest.text import i18n
 from digest.web import limits
 from digest.web.charts import bar_chart, buckets
-from digest.web.site import PRIVATE, message_page, site
+from digest.web.site import PRIVATE, message_page, site, speak
 
 blueprint = Blueprint("operator", __name__)
 events = logs.EventLog("digest.web")
@@ -69,6 +70,7 @@ def _refusal() -> Response | Any | None:
 
 @blueprint.get("/operator/")
 def page() -> Any:
+    speak(i18n.DEFAULT)  # for operators: English, as the command line
     refused = _refusal()
     if refused is not None:
         return refused

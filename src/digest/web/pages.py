@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from digest.store import queries
 from digest.store.feeds import AllStamp, all_stamp
+from digest.text import i18n
 from digest.web.site import site
 
 blueprint = Blueprint("pages", __name__)
@@ -21,14 +22,15 @@ _CSRF_SLOT = "\x00csrf\x00"
 
 @blueprint.get("/")
 def home() -> str:
-    """The themes and the subscribe form. The page is rendered once per change of the themes and kept (only the
-    form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their own."""
+    """The themes and the subscribe form. The page is rendered once per change of the themes and language and kept
+    (only the form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their own."""
     stamp = _themes_stamp()
     if session.get("_flashes"):
         return render_template("home.html", themes=overview(stamp), chosen=set(), email="", errors=[])
-    page = site().home.get(stamp)
+    kept = site().home[i18n.current()]
+    page = kept.get(stamp)
     if page is None:
-        page = site().home.put(
+        page = kept.put(
             stamp,
             render_template(
                 "home.html", themes=overview(stamp), chosen=set(), email="", errors=[], csrf_token=lambda: _CSRF_SLOT

@@ -27,10 +27,12 @@ from digest.store import feeds, queries
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
+from digest.text import i18n
+from digest.text.i18n import _
 from digest.text.languages import autonym, parse_tags
 from digest.web import limits
 from digest.web.pages import overview
-from digest.web.site import PRIVATE, message_page, site
+from digest.web.site import PRIVATE, message_page, site, speak
 
 blueprint = Blueprint("people", __name__)
 events = logs.EventLog("digest.web")
@@ -55,47 +57,61 @@ def subscribe() -> Any:
     try:
         address = people.normalize_email(email)
     except SubscriberError:
-        errors.append("Enter an email address such as name@example.org.")
+        errors.append(_("Enter an email address such as name@example.org."))
     if not chosen:
-        errors.append("Choose at least one theme.")
+        errors.append(_("Choose at least one theme."))
+    try:
+        language = i18n.supported(request.form.get("language") or i18n.current())
+    except i18n.UnknownLanguage:
+        language = i18n.current()
+        errors.append(_("Language of your mails: choose English, Français or Español."))
     if errors:
-        return _form_again(email, chosen, errors)
+        return _form_again(email, chosen, errors, language)
 
     now = clock.now()
     with site().sessions.begin() as session:
         client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
         address_ok = limits.allow(session, settings, "address", address, now)
     if not client_ok:
-        return message_page(429, "Too many requests", "This connection has sent many requests. Try again in an hour.")
+        return message_page(
+            429, _("Too many requests"), _("This connection has sent many requests. Try again in an hour.")
+        )
     if not address_ok:
         events("web.subscribe.limited")
         return redirect(url_for("people.check_inbox"), 303)
     try:
         with site().sessions.begin() as session:
-            answer = people.request_subscription(session, address, chosen, now)
+            answer = people.request_subscription(session, address, chosen, now, language=language)
     except SubscriberError as e:
-        return _form_again(email, chosen, [str(e)])
+        return _form_again(email, chosen, [str(e)], language)
     metrics.SUBSCRIPTIONS.labels("web").inc()
     # A mail server out of reach: 503 with Retry-After (digest.web.errors); the request stands, asking again works.
+    # Their mail in their language: the one just chosen, or a confirmed subscriber's own.
+    in_language = answer.language or settings.default_language
     if answer.mail == "confirm":
-        send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes)
+        send_confirmation(settings, transport_for(settings), address, answer.key, answer.themes, in_language)
     else:
-        send_manage_link(settings, transport_for(settings), address, answer.key)
+        send_manage_link(settings, transport_for(settings), address, answer.key, in_language)
     return redirect(url_for("people.check_inbox"), 303)
 
 
-def _form_again(email: str, chosen: list[str], errors: list[str]) -> tuple[str, int]:
+def _form_again(email: str, chosen: list[str], errors: list[str], language: str) -> tuple[str, int]:
     """The home page with the form as it was sent and what to fix."""
-    return render_template("home.html", themes=overview(), chosen=set(chosen), email=email, errors=errors), 400
+    page = render_template(
+        "home.html", themes=overview(), chosen=set(chosen), email=email, errors=errors, language=language
+    )
+    return page, 400
 
 
 @blueprint.get("/subscribe/sent")
 def check_inbox() -> str:
     return render_template(
         "message.html",
-        title="Check your inbox",
-        message="If the address can receive mail, a message is on its way: open the link in it to confirm. "
-        "Nothing is sent before you confirm.",
+        title=_("Check your inbox"),
+        message=_(
+            "If the address can receive mail, a message is on its way: open the link in it to confirm. "
+            "Nothing is sent before you confirm."
+        ),
     )
 
 
@@ -109,7 +125,8 @@ def confirm_page(token: str) -> Any:
     with site().sessions() as session:
         found = queries.subscribers(session, key=key)
     if not found:
-        abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+        abort(404, _("This link belongs to no subscription any more. Subscribe again on the home page."))
+    speak(found[0].language)
     return render_template("confirm.html", subscriber=found[0], token=token), 200, PRIVATE
 
 
@@ -119,6 +136,7 @@ def confirm(token: str) -> Any:
     now = clock.now()
     with site().sessions.begin() as session:
         subscriber = people.subscriber_by_key(session, key)
+        speak(subscriber.language)
         if subscriber.status != SubscriberStatus.CONFIRMED:
             people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
             metrics.CONFIRMATIONS.inc()
@@ -136,11 +154,12 @@ def manage(token: str) -> Any:
     with site().sessions() as session:
         found = queries.subscribers(session, key=key)
         if not found:
-            abort(404, "This link belongs to no subscription any more. Subscribe again on the home page.")
+            abort(404, _("This link belongs to no subscription any more. Subscribe again on the home page."))
         themes = queries.themes(session)
         feed_key = feeds.feed_key(session, key)
         known = feeds.practice_languages(session)
     subscriber = found[0]
+    speak(subscriber.language)
     schedule = schedule_of(choice_of(subscriber), defaults_from(settings))
     zone = schedule.zone
     today = clock.now().astimezone(zone).date()
@@ -153,11 +172,14 @@ def manage(token: str) -> Any:
             subscriber=subscriber,
             themes=themes,
             schedule=schedule,
-            weekdays=WEEKDAYS,
+            weekdays=list(zip(WEEKDAYS, i18n.weekday_names(), strict=True)),
+            language=subscriber.language or settings.default_language,
             zone_groups=zone_groups(),
             current_zone=aliases().get(zone.key, zone.key),
             next_due=local(subscriber.next_due_at, zone),
             paused_until=paused.date() if paused else None,
+            when=i18n.when,
+            day=i18n.day,
             tomorrow=today + timedelta(days=1),
             latest=today + people.LONGEST_PAUSE,
             feed_url=_feed_url(feed_key) if feed_key else None,
@@ -187,50 +209,55 @@ def manage_change(token: str) -> BaseResponse:
     try:
         with site().sessions.begin() as session:
             subscriber = people.subscriber_by_key(session, key)
+            if action == "language":
+                people.set_language(subscriber, request.form.get("language", ""))
+            speak(subscriber.language)
             if subscriber.status == SubscriberStatus.UNSUBSCRIBED and action != "leave":
-                raise SubscriberError("You have left: subscribe again on the home page to come back.")
+                raise SubscriberError(_("You have left: subscribe again on the home page to come back."))
             defaults = defaults_from(settings)
             if action == "themes":
                 people.set_themes(session, subscriber, request.form.getlist("theme"), now)
-                message = "Your themes are saved."
+                message = _("Your themes are saved.")
             elif action == "schedule":
                 frequency = request.form.get("frequency", "")
                 day = request.form.get("monthday") if frequency == Frequency.MONTHLY else request.form.get("weekday")
                 day = None if frequency == Frequency.DAILY else day
                 choice = parse_choice(frequency, day, request.form.get("hour"), request.form.get("timezone"))
                 people.set_schedule(session, subscriber, choice, defaults, now)
-                message = "Your schedule is saved."
+                message = _("Your schedule is saved.")
             elif action == "pause":
                 until = _date(request.form.get("until", ""))
                 people.pause(session, subscriber, until, defaults, now)
-                message = f"Paused until {until.strftime('%A %-d %B %Y')}."
+                message = _("Paused until %(day)s.", day=i18n.day(until))
             elif action == "resume":
                 people.resume(session, subscriber, defaults, now)
-                message = "Digests come again from your next scheduled time."
+                message = _("Digests come again from your next scheduled time.")
             elif action == "delivery":
                 feed_only = request.form.get("delivery") == "feed"
                 people.set_feed_only(session, subscriber, feed_only, defaults, now)
                 message = (
-                    "No more mail: follow your themes with your feed link."
+                    _("No more mail: follow your themes with your feed link.")
                     if feed_only
-                    else "Digests come by mail again, from your next scheduled time."
+                    else _("Digests come by mail again, from your next scheduled time.")
                 )
             elif action == "languages":
                 people.set_practice_languages(subscriber, request.form.getlist("language"))
                 message = (
-                    "Only practices in the languages you chose (and those whose language is unknown) will come."
+                    _("Only practices in the languages you chose (and those whose language is unknown) will come.")
                     if subscriber.practice_languages
-                    else "Practices in every language will come."
+                    else _("Practices in every language will come.")
                 )
+            elif action == "language":
+                message = _("Your mails and these pages will be in English from now on.")
             elif action == "feed-link":
                 people.renew_feed_key(subscriber)
-                message = "Your feed has a new link; the old one no longer works. Give the new one to your reader."
+                message = _("Your feed has a new link; the old one no longer works. Give the new one to your reader.")
             elif action == "leave":
                 people.unsubscribe_subscriber(session, subscriber, now)
                 metrics.UNSUBSCRIBES.labels("page").inc()
-                message = "You have left: no more digests will be sent."
+                message = _("You have left: no more digests will be sent.")
             else:
-                abort(400, "Unknown change.")
+                abort(400, _("Unknown change."))
     except (SubscriberError, ScheduleError) as e:
         flash(str(e), "error")
         return redirect(url_for("people.manage", token=token), 303)
@@ -242,7 +269,7 @@ def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as e:
-        raise ScheduleError("Choose the day digests should start again (YYYY-MM-DD).") from e
+        raise ScheduleError(_("Choose the day digests should start again (YYYY-MM-DD).")) from e
 
 
 @blueprint.get("/manage/<token>/data.json")
@@ -260,16 +287,17 @@ def export(token: str) -> Response:
 def erase(token: str) -> Any:
     key = _key(token, Purpose.MANAGE)
     if request.form.get("confirm") != "yes":
-        flash("Tick the box to confirm that everything about you should be erased.", "error")
+        flash(_("Tick the box to confirm that everything about you should be erased."), "error")
         return redirect(url_for("people.manage", token=token), 303)
     with site().sessions.begin() as session:
         subscriber = people.subscriber_by_key(session, key)
+        speak(subscriber.language)
         limits.forget(session, site().settings, "address", subscriber.email)
         people.erase(session, subscriber, clock.now())
     metrics.ERASURES.inc()
     events("web.erased")
-    message = "Your address and everything about you are deleted. Links in mails you were sent no longer work."
-    return render_template("message.html", title="Erased", message=message), 200, PRIVATE
+    message = _("Your address and everything about you are deleted. Links in mails you were sent no longer work.")
+    return render_template("message.html", title=_("Erased"), message=message), 200, PRIVATE
 
 
 # Leave in one click (RFC 8058) -------------------------------------------------------------------------------
@@ -286,6 +314,7 @@ def _unsubscribe_form(token: str, key: str, status: int = 200, problem: str = ""
     with site().sessions() as session:
         found = queries.subscribers(session, key=key)
     address = masked(found[0].email) if found else None
+    speak(found[0].language if found else None)
     page = render_template("unsubscribe.html", token=token, address=address, problem=problem)
     return page, status, PRIVATE
 
@@ -301,14 +330,17 @@ def one_click(token: str) -> Any:
     """RFC 8058 one-click: the body is List-Unsubscribe=One-Click; no cookie, no CSRF token, no redirect."""
     key = _key(token, Purpose.UNSUBSCRIBE)
     if request.form.get("List-Unsubscribe") != "One-Click":
-        problem = "Nothing was changed: the request did not say List-Unsubscribe=One-Click. Press the button to leave."
+        problem = _(
+            "Nothing was changed: the request did not say List-Unsubscribe=One-Click. Press the button to leave."
+        )
         return _unsubscribe_form(token, key, 400, problem)
     with site().sessions.begin() as session:
         try:
             subscriber = people.subscriber_by_key(session, key)
         except NotFoundError:
             # Erased already: there is nobody left to mail, which is what was asked.
-            return message_page(200, "Unsubscribed", "This address gets no more digests.")
+            return message_page(200, _("Unsubscribed"), _("This address gets no more digests."))
+        speak(subscriber.language)
         if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
             people.unsubscribe_subscriber(session, subscriber, clock.now())
             # The page's button says so; a mail client's RFC 8058 POST carries List-Unsubscribe=One-Click only.

@@ -7,7 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from flask import current_app, render_template, request
+from flask import current_app, g, render_template, request
+from flask_babel import refresh
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,7 @@ from digest import logs
 from digest.config import Settings
 from digest.feeds.cache import FeedCache
 from digest.store.queries import ThemeOverview
+from digest.text import i18n
 
 T = TypeVar("T")
 
@@ -54,8 +56,8 @@ class Site:
     feed_cache: FeedCache = field(default_factory=FeedCache)
     # The home page's overview of the themes, until a theme changes.
     overview: Kept[list[ThemeOverview]] = field(default_factory=Kept)
-    # The home page as rendered for the themes as they are, with a slot for the form's CSRF token.
-    home: Kept[str] = field(default_factory=Kept)
+    # The home page in each language as rendered for the themes as they are, with a slot for the form's CSRF token.
+    home: dict[str, Kept[str]] = field(default_factory=lambda: {code: Kept() for code in i18n.LANGUAGES})
 
 
 def site() -> Site:
@@ -71,5 +73,41 @@ def route() -> str:
 
 
 def message_page(status: int, title: str, message: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
+    # ``title`` and ``message`` come translated (digest.text.i18n) by the caller.
     """A page that says one thing, with its status: an error, or what was done. Never cached, never indexed."""
     return render_template("message.html", title=title, message=message, **extra), status, dict(PRIVATE)
+
+
+def visitor_language() -> str:
+    """The language a page is written in for whoever asks: the one they picked (``?lang=`` or the switcher's
+    cookie), else the best of their browser's Accept-Language, else the operator's default_language. A header
+    that cannot be read counts as no header: never an error page."""
+    for picked in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
+        if picked:
+            try:
+                return i18n.supported(picked)
+            except i18n.UnknownLanguage:
+                pass
+    # Most wanted first (werkzeug orders by quality and passes over what it cannot read); "fr-CA" is French.
+    asked = [value for value, quality in request.accept_languages if quality > 0 and value != "*"]
+    return i18n.choose(asked, site().settings.default_language)
+
+
+# Where the switcher's choice is kept (a year): a visitor's pick outlives the page it was made on.
+LANGUAGE_COOKIE = "digest_lang"
+
+
+def page_language() -> str:
+    """The language of this request's page: a subscriber's own on pages reached by their link (``speak``), unless
+    they picked another with the switcher; else the visitor's."""
+    language = g.get("language")
+    if language and not request.args.get("lang"):
+        return str(language)
+    return visitor_language()
+
+
+def speak(language: str | None) -> None:
+    """Write the rest of this request's page in a subscriber's language (None: as for a visitor)."""
+    g.language = language
+    refresh()
+    i18n.set_current(page_language())
