@@ -2,7 +2,7 @@
 home page by keyboard, without JavaScript -> the confirmation at a real SMTP server -> confirm -> a digest ->
 its List-Unsubscribe URL opened (nothing changes) -> the one-click POST (unsubscribed). axe-core checks each page.
 
-DIGEST_SCREENSHOTS=1 also writes the home, manage and operator pages to docs/screenshots/ (committed, shown in
+DIGEST_SCREENSHOTS=1 also writes the home, manage (in English and French) and operator pages to docs/screenshots/ (committed, shown in
 the README and docs/monitoring.md).
 """
 
@@ -305,6 +305,8 @@ def test_the_journey_in_french_and_in_spanish(
         page.goto(manage_url)
         assert page.get_by_role("heading", name=words["settings"]).is_visible()
         check(page, manage_url, "manage")
+        if os.environ.get("DIGEST_SCREENSHOTS") and language == "fr":
+            page.screenshot(path=str(DOCS / "manage-fr.png"), full_page=False)
         theme_url = base + "/themes/water-and-sanitation"
         page.goto(theme_url)
         assert page.locator('h2[lang="es"]').count() == 1 and page.locator('h2[lang="en"]').count() == 1

@@ -1,6 +1,5 @@
 """Reads that the CLI and the web app share: plain typed results, never ORM rows carried out of a session. Each
-function takes a session, reads, and returns dataclasses (JSON-ready with ``dataclasses.asdict``); none writes.
-"""
+function takes a session, reads, and returns dataclasses (JSON-ready with ``dataclasses.asdict``); none writes."""
 
 from __future__ import annotations
 
@@ -67,10 +66,15 @@ class SubscriberSummary:
     next_due_at: str | None = None
     paused_until: str | None = None
     theme_names: list[str] = field(default_factory=list)
-    # Reading their themes in a feed reader only: no digest is mailed; the languages of practices they want.
+    # Reading their themes in a feed reader only: no digest is mailed; the languages of practices they want, and
+    # the language of their mails and pages (None: the default_language).
     feed_only: bool = False
     practice_languages: str | None = None
     language: str | None = None
+
+
+# The summary's fields that are the subscriber's columns as stored.
+_AS_STORED = ("frequency", "day", "hour", "timezone", "feed_only", "practice_languages", "language")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -128,8 +132,7 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
 
 
 def subscribers(session: Session, email: str | None = None, key: str | None = None) -> list[SubscriberSummary]:
-    """Every subscriber (or the one with this stored address, or this key) with status, theme slugs and
-    schedule, by address."""
+    """Every subscriber (or the one with this stored address, or this key): status, themes, schedule, by address."""
     query = (
         select(Subscriber)
         .order_by(Subscriber.email)
@@ -146,15 +149,9 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
             themes=[sub.theme.slug for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
             theme_names=[sub.theme.name for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
             confirmed_at=_iso(s.confirmed_at),
-            frequency=s.frequency,
-            day=s.day,
-            hour=s.hour,
-            timezone=s.timezone,
             next_due_at=_iso(s.next_due_at),
             paused_until=_iso(s.paused_until),
-            feed_only=s.feed_only,
-            practice_languages=s.practice_languages,
-            language=s.language,
+            **{name: getattr(s, name) for name in _AS_STORED},
         )
         for s in session.scalars(query)
     ]
