@@ -2,8 +2,8 @@
 home page by keyboard, without JavaScript -> the confirmation at a real SMTP server -> confirm -> a digest ->
 its List-Unsubscribe URL opened (nothing changes) -> the one-click POST (unsubscribed). axe-core checks each page.
 
-DIGEST_SCREENSHOTS=1 also writes the home, manage (in English and French) and operator pages to docs/screenshots/ (committed, shown in
-the README and docs/monitoring.md).
+DIGEST_SCREENSHOTS=1 also writes the home, manage (in English and French) and operator pages to docs/screenshots/
+(committed, shown in the README and docs/monitoring.md).
 """
 
 from __future__ import annotations

@@ -533,3 +533,23 @@ def test_translation_of_in_an_export_links_either_way_whichever_comes_first(web:
     assert [v.title for v in by_title["Gardens"].versions] == ["Huertos"]
     assert [v.title for v in by_title["Huertos"].versions] == ["Gardens"]
     assert by_title["Gardens"].group == by_title["Huertos"].group is not None
+
+
+def test_a_catalog_not_built_or_stale_is_read_from_its_po(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout where make has not built the .mo (or an older one lies there) still speaks the .po's words."""
+    import os
+    import shutil
+
+    folder = tmp_path / "fr" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    shutil.copy(i18n.LOCALES / "fr" / "LC_MESSAGES" / "messages.po", folder / "messages.po")
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    i18n.translations.cache_clear()
+    try:
+        assert i18n.translations("fr").gettext("Subscribe") == "S’abonner"
+        (folder / "messages.mo").write_bytes(b"")
+        os.utime(folder / "messages.mo", (0, 0))  # older than the .po (and empty: it would not even load)
+        i18n.translations.cache_clear()
+        assert i18n.translations("fr").gettext("Subscribe") == "S’abonner"
+    finally:
+        i18n.translations.cache_clear()

@@ -9,7 +9,7 @@ the command line stays English. Practices keep the language their source wrote t
 
 from __future__ import annotations
 
-import gettext as _gettext
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from babel import Locale
 from babel.dates import format_date, format_time
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 
 # The languages of the interface and the mails; the first is the source language of every message.
 LANGUAGES = ("en", "fr", "es")
@@ -58,10 +58,23 @@ def choose(preferred: Iterable[str], default: str = DEFAULT) -> str:
 
 
 @lru_cache(maxsize=len(LANGUAGES))
-def translations(language: str) -> _gettext.NullTranslations:
-    """The compiled catalog of ``language`` (English: the messages as written)."""
-    if language == DEFAULT:
-        return _gettext.NullTranslations()
+def translations(language: str) -> NullTranslations:
+    """The compiled catalog of ``language`` (English: the messages as written). Pages and mails read this one
+    loader. A checkout whose .mo was not built (make builds it) or is older than its .po is read from the .po:
+    never English, or last week's words, by mistake."""
+    if language not in LANGUAGES or language == DEFAULT:
+        return NullTranslations()
+    folder = LOCALES / language / "LC_MESSAGES"
+    po, mo = folder / f"{DOMAIN}.po", folder / f"{DOMAIN}.mo"
+    if po.is_file() and (not mo.is_file() or mo.stat().st_mtime < po.stat().st_mtime):
+        from babel.messages.mofile import write_mo
+        from babel.messages.pofile import read_po
+
+        compiled = io.BytesIO()
+        with po.open("rb") as source:
+            write_mo(compiled, read_po(source, locale=language))
+        compiled.seek(0)
+        return Translations(compiled, DOMAIN)
     return Translations.load(str(LOCALES), [language], DOMAIN)
 
 

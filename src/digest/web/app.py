@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from flask import Flask, Response, g, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, Domain, get_locale
 from flask_compress import Compress
 from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup
@@ -73,13 +73,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
-    # Pages in the visitor's or the subscriber's language, from the catalogs under digest/locales.
-    Babel(
-        app,
-        locale_selector=page_language,
-        default_locale=settings.default_language,
-        default_translation_directories=str(i18n.LOCALES),
-    )
+    # Pages in the visitor's or the subscriber's language, from the catalogs the mails read too (one loader).
+    babel = Babel(app, locale_selector=page_language, default_locale=settings.default_language)
+    babel.domain_instance = _Catalogs()
 
     from digest.web import errors, feeds, operator, pages, people
 
@@ -115,6 +111,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     return app
+
+
+class _Catalogs(Domain):  # type: ignore[misc]
+    """Flask-Babel's translations for a request: digest.text.i18n's catalog of the page's language."""
+
+    def get_translations(self) -> Any:
+        return i18n.translations(str(get_locale() or i18n.DEFAULT))
 
 
 def _started() -> None:
