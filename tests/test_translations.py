@@ -553,3 +553,33 @@ def test_a_catalog_not_built_or_stale_is_read_from_its_po(tmp_path: Path, monkey
         assert i18n.translations("fr").gettext("Subscribe") == "S’abonner"
     finally:
         i18n.translations.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("language", "hour", "written"),
+    [
+        ("fr", 8, "lundi 7 décembre 2026 à 08:00"),
+        ("es", 8, "lunes, 7 de diciembre de 2026 a las 8:00"),
+        ("es", 1, "lunes, 7 de diciembre de 2026 a la 1:00"),
+        ("en", 8, "Monday, December 7, 2026 at 8:00\u202fAM"),
+    ],
+)
+def test_dates_and_times_as_each_language_writes_them(language: str, hour: int, written: str) -> None:
+    from datetime import datetime
+
+    assert i18n.when(datetime(2026, 12, 7, hour), language) == written
+
+
+def test_a_schedule_in_words_in_each_language() -> None:
+    from digest.schedules.slots import Choice, Defaults, schedule_of
+
+    defaults = Defaults(weekday=0, hour=8, timezone="Europe/Madrid")
+    expected = {
+        "en": ("weekly on Monday at 08:00 Europe/Madrid", "daily at 01:00 Europe/Madrid"),
+        "fr": ("chaque semaine, le lundi à 08:00 Europe/Madrid", "chaque jour à 01:00 Europe/Madrid"),
+        "es": ("cada semana, el lunes a las 08:00 Europe/Madrid", "cada día a la 01:00 Europe/Madrid"),
+    }
+    for language, (weekly, daily) in expected.items():
+        with i18n.using(language):
+            assert schedule_of(Choice(), defaults).describe() == weekly
+            assert schedule_of(Choice("daily", None, 1, None), defaults).describe() == daily

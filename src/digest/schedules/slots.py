@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from digest.errors import DigestError
 from digest.schedules.zones import unknown_zone
 from digest.store.states import Frequency
-from digest.text.i18n import _, weekday_in_sentence
+from digest.text.i18n import _, ngettext, weekday_in_sentence
 
 FREQUENCIES = tuple(f.value for f in Frequency)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -84,15 +84,23 @@ class Schedule:
     def describe(self) -> str:
         """The schedule in words, in the language of the moment (digest.text.i18n): "weekly on Monday at 08:00
         Europe/Paris", "chaque semaine, le lundi à 08:00 Europe/Paris"."""
-        when = f"{self.hour:02d}:00 {self.zone.key}"
+        when, hour = f"{self.hour:02d}:00 {self.zone.key}", self.hour
         if self.cron is not None:
             return _("on the operator's schedule (%(cron)s)", cron=self.cron)
+        # By the hour's plural: Spanish says "a la 01:00" but "a las 08:00".
         if self.frequency == Frequency.WEEKLY:
             assert self.day is not None
-            return _("weekly on %(day)s at %(time)s", day=weekday_in_sentence(self.day), time=when)
+            day = weekday_in_sentence(self.day)
+            return ngettext("weekly on %(day)s at %(time)s", "weekly on %(day)s at %(time)s", hour, day=day, time=when)
         if self.frequency == Frequency.MONTHLY:
-            return _("monthly on day %(day)d at %(time)s", day=self.day, time=when)
-        return _("daily at %(time)s", time=when)
+            return ngettext(
+                "monthly on day %(day)d at %(time)s",
+                "monthly on day %(day)d at %(time)s",
+                hour,
+                day=self.day,
+                time=when,
+            )
+        return ngettext("daily at %(time)s", "daily at %(time)s", hour, time=when)
 
 
 def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:

@@ -117,8 +117,11 @@ def when(moment: datetime, language: str | None = None) -> str:
     7 décembre 2026 à 08:00", "lunes, 7 de diciembre de 2026 a las 8:00". ``moment`` in the reader's timezone."""
     language = language or current()
     with using(language):
-        return gettext(
+        # By the hour's plural: Spanish says "a la 1:00" but "a las 8:00".
+        return ngettext(
             "%(date)s at %(time)s",
+            "%(date)s at %(time)s",
+            moment.hour,
             date=format_date(moment, "full", locale=language),
             time=format_time(moment, "short", locale=language),
         )
