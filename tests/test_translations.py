@@ -190,6 +190,9 @@ def pages_of_a_journey(web: Any, language: str) -> dict[str, str]:
     pages["confirmed"] = answer.text
     manage = re.search(r'href="(/manage/[^"]+)"', answer.text)
     assert manage
+    # Typed in again once confirmed: the "already subscribed" mail, in their language whatever this browser asks.
+    form = {"csrf_token": csrf(client, "/"), "email": email, "theme": WATER, "language": "en"}
+    assert client.post("/subscribe", data=form, headers={"Accept-Language": "en"}).status_code == 303
     get("manage", manage.group(1))
     answer = client.post(
         manage.group(1), data={"csrf_token": csrf(client, manage.group(1)), "action": "pause", "until": "2027-01-08"}
@@ -201,6 +204,11 @@ def pages_of_a_journey(web: Any, language: str) -> dict[str, str]:
     get("unsubscribe", unsubscribe)
     pages["unsubscribed"] = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).text
     get("manage left", manage.group(1))
+    answer = client.post(
+        manage.group(1) + "/erase", data={"csrf_token": csrf(client, manage.group(1)), "confirm": "yes"}
+    )
+    assert answer.status_code == 200
+    pages["erased"] = answer.text
     return pages
 
 
@@ -209,10 +217,12 @@ def test_every_page_is_in_the_visitors_language(web: Any, language: str) -> None
     for name, html in pages_of_a_journey(web, language).items():
         assert f'<html lang="{language}">' in html, name
         assert_in_language(visible_text(html), language, f"the {name} page")
-    # And the confirmation mail, in both its parts.
-    (mail,) = web.mails_to(f"reader-{language}@example.org")
-    assert mail["Content-Language"] == language
-    assert_mail_in_language(mail, language)
+    # And the confirmation and "already subscribed" mails, in both their parts.
+    confirmation, already = web.mails_to(f"reader-{language}@example.org")
+    for mail in (confirmation, already):
+        assert mail["Content-Language"] == language
+        assert_mail_in_language(mail, language)
+    assert "/manage/" in already.get_body(("plain",)).get_content()
 
 
 def assert_mail_in_language(mail: EmailMessage, language: str) -> None:
@@ -583,3 +593,10 @@ def test_a_schedule_in_words_in_each_language() -> None:
         with i18n.using(language):
             assert schedule_of(Choice(), defaults).describe() == weekly
             assert schedule_of(Choice("daily", None, 1, None), defaults).describe() == daily
+
+
+def test_the_check_for_english_finds_an_english_sentence_of_ours() -> None:
+    """The page checks above can fail: a French page with one of our English sentences left in is caught."""
+    assert_in_language("Vos réglages · Lettre des pratiques", "fr", "a page")
+    with pytest.raises(AssertionError, match="Send nothing until"):
+        assert_in_language("Vos réglages Send nothing until 2027", "fr", "a page")
