@@ -124,8 +124,15 @@ def _started() -> None:
     g.started = time.perf_counter()
 
 
+# What answers in no language: feeds (their entries keep their own), health checks, files, metrics.
+_WORDLESS = frozenset({"static", "pages.health", "pages.favicon", "operator.metrics"})
+
+
 def _language() -> None:
     """What the domain says to this request (a refusal, a notice) in the page's language."""
+    if request.blueprint == "feeds" or request.endpoint in _WORDLESS:
+        i18n.set_current(i18n.DEFAULT)
+        return
     i18n.set_current(str(get_locale() or i18n.DEFAULT))
 
 
@@ -139,8 +146,10 @@ def _template_globals() -> dict[str, Any]:
 
 def _language_kept(response: Response) -> Response:
     """A language picked with the switcher is kept in a cookie; public pages vary by what chooses theirs."""
+    if request.blueprint == "feeds" or request.endpoint in _WORDLESS:
+        return response
     picked = request.args.get("lang")
-    if picked and picked in i18n.LANGUAGES and request.blueprint != "feeds":
+    if picked and picked in i18n.LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, picked, max_age=365 * 86400, samesite="Lax", secure=request.is_secure)
     if response.mimetype == "text/html":
         response.vary.update(("Accept-Language", "Cookie"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from flask import current_app, g, render_template, request
@@ -12,6 +13,8 @@ from flask_babel import refresh
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from digest import logs
 from digest.config import Settings
@@ -88,9 +91,15 @@ def visitor_language() -> str:
                 return i18n.supported(picked)
             except i18n.UnknownLanguage:
                 pass
-    # Most wanted first (werkzeug orders by quality and passes over what it cannot read); "fr-CA" is French.
-    asked = [value for value, quality in request.accept_languages if quality > 0 and value != "*"]
-    return i18n.choose(asked, site().settings.default_language)
+    return _accepted(request.headers.get("Accept-Language", "")[:500], site().settings.default_language)
+
+
+@lru_cache(maxsize=1024)
+def _accepted(header: str, default: str) -> str:
+    """The language an Accept-Language header asks for: most wanted first (werkzeug orders by quality and passes
+    over what it cannot read; "fr-CA" is French). Read once per distinct header: browsers send a handful."""
+    asked = [value for value, quality in parse_accept_header(header, LanguageAccept) if quality > 0 and value != "*"]
+    return i18n.choose(asked, default)
 
 
 # Where the switcher's choice is kept (a year): a visitor's pick outlives the page it was made on.
