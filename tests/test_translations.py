@@ -600,3 +600,18 @@ def test_the_check_for_english_finds_an_english_sentence_of_ours() -> None:
     assert_in_language("Vos réglages · Lettre des pratiques", "fr", "a page")
     with pytest.raises(AssertionError, match="Send nothing until"):
         assert_in_language("Vos réglages Send nothing until 2027", "fr", "a page")
+
+
+def test_one_version_per_group_and_one_of_unknown_language_is_never_left_out() -> None:
+    from digest.mail.compose import NewMembership, NewMemberships, PracticeEntry, ThemeInfo, Version, compose
+
+    def entry(n: int, title: str, language: str | None) -> PracticeEntry:
+        versions = (Version("u1", None, "Gardens", "en"), Version("u2", None, "Huertos", "es"))
+        return PracticeEntry(n, f"u{n}", title, "", None, None, "", language=language, group="u1", versions=versions)
+
+    practices = {1: entry(1, "Gardens", "en"), 2: entry(2, "Huertos", "es"), 3: entry(3, "Jardins", None)}
+    new = NewMemberships({7: [NewMembership(10 + n, n, 7) for n in (1, 2, 3)]}, {7: [11, 12, 13]})
+    for language, listed in (("es", ["Huertos", "Jardins"]), ("fr", ["Gardens", "Jardins"])):
+        result = compose("k", [(7, 0)], new, set(), practices, {7: ThemeInfo("Food", "food")}, language=language)
+        assert result is not None
+        assert [p.title for p in result[0].sections[0].practices] == listed

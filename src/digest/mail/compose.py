@@ -246,12 +246,12 @@ def compose(
 
 def _one_version_each(chosen: dict[int, NewMembership], practices: Mapping[int, PracticeEntry], language: str) -> None:
     """Of versions of one practice in several languages, keep the one in ``language`` (else the first to come);
-    it names the others."""
+    it names the others. A version whose language is unknown is never left out: it could not be named."""
     groups: dict[str, list[NewMembership]] = defaultdict(list)
     for membership in chosen.values():
-        group = practices[membership.practice_id].group
-        if group is not None:
-            groups[group].append(membership)
+        practice = practices[membership.practice_id]
+        if practice.group is not None and practice.language:
+            groups[practice.group].append(membership)
     mine = frozenset({language})
     for members in groups.values():
         if len(members) > 1:
