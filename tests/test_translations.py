@@ -615,3 +615,21 @@ def test_one_version_per_group_and_one_of_unknown_language_is_never_left_out() -
         result = compose("k", [(7, 0)], new, set(), practices, {7: ThemeInfo("Food", "food")}, language=language)
         assert result is not None
         assert [p.title for p in result[0].sections[0].practices] == listed
+
+
+def test_an_entry_whose_alternates_all_name_a_language_keeps_its_own_link() -> None:
+    """Every alternate with an hreflang, its own among them: the one in the entry's language is its page (feedparser
+    would give the last), the others are its versions."""
+    import feedparser
+
+    from digest.ingest.feed import _links
+
+    feed = feedparser.parse(
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>M</title><entry xml:lang="es"><title>Puerto</title>'
+        '<id>urn:es</id><link rel="alternate" hreflang="en" href="https://p.example/en"/>'
+        '<link rel="alternate" hreflang="es" href="https://p.example/es"/>'
+        '<link rel="alternate" hreflang="fr" href="https://p.example/fr"/></entry></feed>'
+    )
+    (entry,) = feed.entries
+    assert entry.link == "https://p.example/fr"  # feedparser's: the last alternate
+    assert _links(entry) == ("https://p.example/es", ["https://p.example/en", "https://p.example/fr"])

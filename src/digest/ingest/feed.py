@@ -131,7 +131,7 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
         where = f"entry {n}"
         title = _title(entry, fix)
         guid = (entry.get("id") or "").strip() or None
-        raw_link = _own_link(entry)
+        raw_link, versions = _links(entry)
         # A relative entry link resolves against the feed's link (or where the feed came from).
         link = (_absolute(raw_link, feed_link) or raw_link) if raw_link else None
         summary, summary_html = _body(entry, _absolute(link) or feed_link, fix)
@@ -157,7 +157,8 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
                 problems,
             ),
         )
-        item.translations = _translations(entry, link, feed_link)
+        resolved = (_absolute(href, feed_link) for href in versions)
+        item.translations = list(dict.fromkeys(href for href in resolved if href and href != link))
         if not title:
             item.title, item.title_derived = derive_title(summary), True
             problems.append(Problem(where, item.title, "no title; derived one from the description"))
@@ -179,33 +180,20 @@ def parse_feed(data: bytes, source: str, base: str | None = None, repair: bool =
     return ParsedSource(theme=feed_title, items=items, problems=problems, rejected=rejected, language=feed_language)
 
 
-def _own_link(entry: Any) -> str | None:
-    """The entry's own page: its alternate link in no other language (feedparser's ``link`` is the last alternate,
-    which is a translation's when the entry lists its versions with hreflang), else its ``link``."""
+def _links(entry: Any) -> tuple[str | None, list[str]]:
+    """The entry's own page and its versions in other languages, as written (unresolved). Its own: its alternate
+    link in no other language (feedparser's ``link`` is the last alternate, a translation's when the entry lists
+    its versions with hreflang), else its first alternate, else ``link``; its versions: the other alternates that
+    name an hreflang."""
     alternates = [
-        other
+        (str(other["href"]).strip(), str(other.get("hreflang") or "").lower())
         for other in entry.get("links") or []
-        if other.get("rel", "alternate") == "alternate" and other.get("href")
+        if other.get("rel", "alternate") == "alternate" and str(other.get("href") or "").strip()
     ]
-    own = (entry.get("title_detail") or {}).get("language") or entry.get("language") or ""
-    for other in alternates:
-        hreflang = str(other.get("hreflang") or "").lower()
-        if not hreflang or hreflang == str(own).lower():
-            return str(other["href"]).strip() or None
-    first = alternates[0]["href"] if alternates else entry.get("link")
-    return str(first or "").strip() or None
-
-
-def _translations(entry: Any, link: str | None, base: str | None) -> list[str]:
-    """The entry's other language versions: its <link rel="alternate" hreflang="..."> other than its own link."""
-    found = []
-    for other in entry.get("links") or []:
-        if other.get("rel", "alternate") != "alternate" or not other.get("hreflang") or not other.get("href"):
-            continue
-        href = _absolute(str(other["href"]).strip(), base)
-        if href and href != link and href not in found:
-            found.append(href)
-    return found
+    language = str((entry.get("title_detail") or {}).get("language") or entry.get("language") or "").lower()
+    own = next((href for href, hreflang in alternates if hreflang in ("", language)), None)
+    own = own or (alternates[0][0] if alternates else str(entry.get("link") or "").strip() or None)
+    return own, [href for href, hreflang in alternates if hreflang and href != own]
 
 
 def _language(value: object, where: str, title: str, problems: list[Problem]) -> str | None:
