@@ -146,9 +146,3 @@ def weekday_names(language: str | None = None) -> list[str]:
 def weekday_in_sentence(index: int, language: str | None = None) -> str:
     """Weekday ``index`` (0 is Monday) as a sentence writes it: "Monday", "lundi", "lunes"."""
     return str(Locale.parse(language or current()).days["format"]["wide"][index])
-
-
-def language_name(language: str) -> str:
-    """The language's name in itself, as a switcher offers it ("Français", "Español")."""
-    name = Locale.parse(language).get_display_name(language) or language
-    return name[:1].upper() + name[1:]

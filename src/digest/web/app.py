@@ -21,6 +21,7 @@ from digest.feeds.documents import feed_filename
 from digest.metrics import registry_for
 from digest.store import db
 from digest.text import i18n
+from digest.text.languages import autonym
 from digest.text.links import redact_url
 from digest.text.markup import sanitize_html
 from digest.web.site import LANGUAGE_COOKIE, Site, page_language, route
@@ -107,7 +108,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.context_processor(_template_globals)
     app.jinja_env.globals["feed_filename"] = feed_filename
     app.jinja_env.filters["redact_url"] = redact_url
+    # Dates as the page's language writes them (Babel): a stored ISO day, a day, a local date and time.
     app.jinja_env.filters["short_day"] = lambda iso: i18n.short_day(date.fromisoformat(str(iso)[:10]))
+    app.jinja_env.filters["day"] = i18n.day
+    app.jinja_env.filters["when"] = i18n.when
     # Summary HTML was sanitised at ingest; cleaning it again keeps a bad row from reaching a page.
     app.jinja_env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
     return app
@@ -137,7 +141,7 @@ def _language() -> None:
 
 
 # Every language offered by the switcher, by its own name.
-SWITCHER = [(code, i18n.language_name(code)) for code in i18n.LANGUAGES]
+SWITCHER = [(code, autonym(code)) for code in i18n.LANGUAGES]
 
 
 def _template_globals() -> dict[str, Any]:

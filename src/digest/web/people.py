@@ -178,8 +178,6 @@ def manage(token: str) -> Any:
             current_zone=aliases().get(zone.key, zone.key),
             next_due=local(subscriber.next_due_at, zone),
             paused_until=paused.date() if paused else None,
-            when=i18n.when,
-            day=i18n.day,
             tomorrow=today + timedelta(days=1),
             latest=today + people.LONGEST_PAUSE,
             feed_url=_feed_url(feed_key) if feed_key else None,
