@@ -174,6 +174,7 @@ def pages_of_a_journey(web: Any, language: str) -> dict[str, str]:
     get("not found", "/no-such-page", 404)
     get("bad link", "/manage/not-a-token", 404)
     answer = client.post("/subscribe", data={"email": "x@example.org", "theme": WATER}, headers=header)
+    assert answer.status_code == 400  # no CSRF token: refused before anything else, in the visitor's language
     pages["expired form"] = answer.text
     token = csrf(client, "/")
     answer = client.post("/subscribe", data={"csrf_token": token, "email": "nobody", "theme": []}, headers=header)
@@ -304,7 +305,10 @@ def test_the_manage_page_changes_the_language_of_pages_and_mails(web: Any) -> No
     # A code that is not one of ours: refused, naming the field, nothing changed.
     answer = client.post(manage, data={"csrf_token": csrf(client, manage), "action": "language", "language": "de"})
     page = client.get(manage).text
-    assert "langue\u00a0: &#39;de&#39; is not a language of this service" in page or "&#39;de&#39;" in page
+    notices = re.findall(r'<p class="notice error" role="alert">([^<]*)</p>', page)
+    assert notices == [
+        "langue\u00a0: &#39;de&#39; n’est pas une langue de ce service\u00a0: choisissez parmi en, fr, es"
+    ]
     assert '<html lang="fr">' in page
 
 
@@ -533,8 +537,8 @@ def test_translation_of_in_an_export_links_either_way_whichever_comes_first(web:
         ],
     )
     assert [str(p) for p in report.rejected] == [
-        "item 2 ('Bad'): translation_of must be an id or URL (or a list of them), found an object; left out"
-    ] or "translation_of must be an id or URL" in str(report.rejected)
+        "object 2 ('Bad'): translation_of must be an id or URL (or a list of them), found an object; left out"
+    ]
     with web.sessions() as session:
         rows = session.execute(select(Practice.id, Practice.uid, Practice.title, Practice.language)).all()
         entries = {r.id: PracticeEntry(r.id, r.uid, r.title, "", None, None, "", language=r.language) for r in rows}
@@ -633,3 +637,11 @@ def test_an_entry_whose_alternates_all_name_a_language_keeps_its_own_link() -> N
     (entry,) = feed.entries
     assert entry.link == "https://p.example/fr"  # feedparser's: the last alternate
     assert _links(entry) == ("https://p.example/es", ["https://p.example/en", "https://p.example/fr"])
+
+
+def test_a_request_leaves_the_threads_language_as_it_found_it(web: Any) -> None:
+    """The language of the moment is the thread's (a context variable): after a French page, what runs next on
+    that thread (here the test itself, as a command would) writes English again."""
+    assert '<html lang="fr">' in web.client().get("/", headers={"Accept-Language": "fr"}).text
+    assert i18n.current() == "en"
+    assert str(i18n.UnknownLanguage("de")).startswith("'de' is not a language of this service")

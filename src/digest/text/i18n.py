@@ -34,7 +34,11 @@ class UnknownLanguage(ValueError):
     """A language code that is not one of LANGUAGES: the message names the code and the choices."""
 
     def __init__(self, code: object) -> None:
-        super().__init__(f"{code!r} is not a language of this service: use one of {', '.join(LANGUAGES)}")
+        # In the language of the moment: a manage page's refusal is in its reader's language, the CLI's in English.
+        choices = ", ".join(LANGUAGES)
+        super().__init__(
+            gettext("%(code)r is not a language of this service: use one of %(choices)s", code=code, choices=choices)
+        )
 
 
 def supported(code: object) -> str:

@@ -73,10 +73,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    csrf = CSRFProtect(app)
-    # Pages in the visitor's or the subscriber's language, from the catalogs the mails read too (one loader).
+    # Pages in the visitor's or the subscriber's language, from the catalogs the mails read too (one loader). The
+    # language is chosen first of all, before CSRF's check: its refusal (an expired form) is a page in it too.
     babel = Babel(app, locale_selector=page_language, default_locale=settings.default_language)
     babel.domain_instance = _Catalogs()
+    app.before_request(_language)
+    # The language of the moment is the thread's: a request leaves it as it found it (English), so nothing run next
+    # on that thread (another app's request, a command in the same process) speaks this visitor's language.
+    app.teardown_request(lambda _error: i18n.set_current(i18n.DEFAULT))
+    csrf = CSRFProtect(app)
 
     from digest.web import errors, feeds, operator, pages, people
 
@@ -101,7 +106,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(compressed)
     app.after_request(_security_headers)
     app.before_request(_started)
-    app.before_request(_language)
     app.after_request(_language_kept)
     app.after_request(_observed)  # registered last, run first: sees the answer before compression
     errors.register(app)
@@ -132,9 +136,13 @@ def _started() -> None:
 _WORDLESS = frozenset({"static", "pages.health", "pages.favicon", "operator.metrics"})
 
 
+def _wordless() -> bool:
+    return request.blueprint == "feeds" or request.endpoint in _WORDLESS
+
+
 def _language() -> None:
     """What the domain says to this request (a refusal, a notice) in the page's language."""
-    if request.blueprint == "feeds" or request.endpoint in _WORDLESS:
+    if _wordless():
         i18n.set_current(i18n.DEFAULT)
         return
     i18n.set_current(str(get_locale() or i18n.DEFAULT))
@@ -150,7 +158,7 @@ def _template_globals() -> dict[str, Any]:
 
 def _language_kept(response: Response) -> Response:
     """A language picked with the switcher is kept in a cookie; public pages vary by what chooses theirs."""
-    if request.blueprint == "feeds" or request.endpoint in _WORDLESS:
+    if _wordless():
         return response
     picked = request.args.get("lang")
     if picked and picked in i18n.LANGUAGES:

@@ -207,9 +207,10 @@ def manage_change(token: str) -> BaseResponse:
     try:
         with site().sessions.begin() as session:
             subscriber = people.subscriber_by_key(session, key)
+            speak(subscriber.language)  # what is refused, in the language they read
             if action == "language":
                 people.set_language(subscriber, request.form.get("language", ""))
-            speak(subscriber.language)
+                speak(subscriber.language)  # what is done, in the language they chose
             if subscriber.status == SubscriberStatus.UNSUBSCRIBED and action != "leave":
                 raise SubscriberError(_("You have left: subscribe again on the home page to come back."))
             defaults = defaults_from(settings)
