@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,8 @@ def test_spanish_typography() -> None:
 # Every page and mail in each language -----------------------------------------------------------------------------
 
 
-def english_sentences() -> set[str]:
+@lru_cache(maxsize=1)
+def english_sentences() -> frozenset[str]:
     """Our English sentences (three words or more) whose translations differ: none may show on a French or
     Spanish page."""
     sentences = set()
@@ -136,7 +138,7 @@ def english_sentences() -> set[str]:
         for source in [message.id] if isinstance(message.id, str) else list(message.id):
             plain = PLACEHOLDER.split(TAG.sub("", source))
             sentences.update(p.strip(" .,:;()·") for p in plain if len(p.split()) >= 3)
-    return {s for s in sentences if len(s.split()) >= 3}
+    return frozenset(s for s in sentences if len(s.split()) >= 3)
 
 
 def visible_text(html: str) -> str:
