@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,9 +38,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.errors import DigestError
+from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
 from digest.mail.plan import PlanPolicy, plan_due
 from digest.mail.resend import resend
-from digest.mail.transport import MaildirTransport
+from digest.mail.transport import Following, MaildirTransport, RecipientRefused, TemporaryFailure
 from digest.store import db, digests
 from digest.store.bounces import count_hard_bounce
 from digest.store.digests import Claimed, SentRecorder
@@ -62,6 +64,41 @@ MAX_ATTEMPTS = 4
 SOAK = bool(os.environ.get("DIGEST_SOAK"))
 # What the server answers a message: accepted (twice as likely), a 4xx, a 5xx, or the connection lost.
 OUTCOMES = st.sampled_from(["accepted", "accepted", "4xx", "5xx", "lost"])
+
+
+@dataclass
+class ScriptedServer:
+    """The far end of a real Deliverer: answers each message as scripted (then accepts), and tells the machine what
+    it accepted, by the digest the envelope sender names."""
+
+    machine: DeliveryMachine
+    answers: list[str]
+
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        meanwhile: Callable[[], object] | None = None,
+        following: Following | None = None,
+    ) -> None:
+        if meanwhile is not None:
+            meanwhile()
+        answer = self.answers.pop(0) if self.answers else "accepted"
+        if answer in ("4xx", "lost"):
+            raise TemporaryFailure(f"{answer} for {recipient}")
+        if answer == "5xx":
+            raise RecipientRefused(f"550 5.1.1 {recipient}: no such user")
+        digest_id = int(sender.split("+", 1)[1].split("@", 1)[0])
+        message_id = message.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        self.machine.accepted.setdefault(digest_id, []).append(message_id)
+        self.machine.unrecorded.discard(digest_id)
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "scripted"
 
 
 @dataclass
@@ -238,6 +275,34 @@ class DeliveryMachine(RuleBasedStateMachine):
             if sender.held:
                 self._send(sender, outcome)
 
+    @rule(answers=st.lists(OUTCOMES, max_size=6), stop_after=st.none() | st.integers(0, 3))
+    def deliverer_runs(self, answers: list[str], stop_after: int | None) -> None:
+        """The real Deliverer (claims, builds, sends, records, defers, bounces, hands back), beside the senders
+        driven by hand: a whole run, or one told to stop after a few messages."""
+        asked = 0
+
+        def should_stop() -> bool:
+            nonlocal asked
+            asked += 1
+            return stop_after is not None and asked > stop_after
+
+        policy = replace(DeliveryPolicy.from_settings(self.settings), tries=1, backoff=0.0, max_attempts=MAX_ATTEMPTS,
+                         claim_timeout=CLAIM_TIMEOUT, sent_per_commit=GROUP)  # fmt: skip
+        clock.set_fixed_now(self.now)
+        try:
+            Deliverer(
+                self.factory,
+                ScriptedServer(self, list(answers)),
+                policy,
+                build=lambda claimed, body, now: f"Message-ID: {claimed.message_id}\r\n\r\n{body}".encode(),
+                return_path=lambda digest_id: f"bounces+{digest_id}@example.org",
+                report=SendReport(),
+                batch_size=2,
+                should_stop=should_stop,
+            ).run()
+        finally:
+            clock.set_fixed_now(None)
+
     @precondition(lambda self: bool(self.senders))
     @rule(n=st.integers(0, 1))
     def stop(self, n: int) -> None:
@@ -294,6 +359,14 @@ class DeliveryMachine(RuleBasedStateMachine):
                 assert {(digest_id, m) for m in again} <= recorded, f"a resend of digest {digest_id} is not recorded"
         repeats = sum(len(sent) - 1 for sent in self.accepted.values())
         assert repeats <= self.repeat_budget, f"{repeats} repeats, but killed senders held {self.repeat_budget}"
+
+    @invariant()
+    def nothing_is_sent_that_no_server_accepted(self) -> None:
+        """The other way round: a digest recorded sent was accepted (a bug that records a claim as sent, or an
+        outcome as the wrong digest's, shows here)."""
+        with self.factory() as session:
+            sent = set(session.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENT)))
+        assert sent <= set(self.accepted), f"recorded sent, never accepted: {sorted(sent - set(self.accepted))}"
 
     @invariant()
     def nothing_accepted_is_lost(self) -> None:

@@ -28,7 +28,7 @@ DEADLINE = 4.0
 class Hub:
     """A hub on loopback: records each publish (and, when it works, fetches the feed as a hub does)."""
 
-    behaviour: str  # "ok" (fetches the feed), "record" (only takes the news), "fail" or "hang"
+    behaviour: str  # "ok" (fetches the feed), "record" (only takes the news), "fail", "hang" or "trickle"
     publishes: list[tuple[float, str]] = field(default_factory=list)
     fetched: list[tuple[str, int, str]] = field(default_factory=list)
     url: str = ""
@@ -43,9 +43,22 @@ class Hub:
                 assert form["hub.mode"] == ["publish"], form
                 assert self.headers["Content-Type"].startswith("application/x-www-form-urlencoded")
                 (topic,) = form["hub.url"]
+                assert form["hub.topic"] == [topic], form  # what flask-websub's and WebSub.rocks' hubs read
                 hub.publishes.append((time.monotonic(), topic))
                 if hub.behaviour == "hang":
                     time.sleep(DEADLINE * 4)
+                    return
+                if hub.behaviour == "trickle":  # a 200 whose body comes a byte a second for two minutes
+                    self.send_response(200)
+                    self.send_header("Content-Length", "120")
+                    self.end_headers()
+                    for _ in range(120):
+                        try:
+                            self.wfile.write(b".")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(1)
                     return
                 if hub.behaviour in ("fail", "record"):
                     self.send_response(500 if hub.behaviour == "fail" else 202)
@@ -65,7 +78,7 @@ class Hub:
 
 @pytest.fixture
 def hubs() -> Iterator[dict[str, Hub]]:
-    made = {name: Hub(name) for name in ("ok", "fail", "hang")}
+    made = {name: Hub(name) for name in ("ok", "fail", "hang", "trickle")}
     servers = []
     for hub in made.values():
         server = ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
@@ -134,7 +147,7 @@ def test_each_changed_feed_is_published_once_to_each_hub_and_a_bad_hub_stops_not
             hub.publishes.clear()
         _, _, done = ingest(config, fixture_path("listing-water.txt"))
         assert done.returncode == 0, done.stderr
-        assert [hub.publishes for hub in hubs.values()] == [[], [], []]
+        assert [hub.publishes for hub in hubs.values()] == [[], [], [], []]
 
         # Another theme: its feed and all.atom, not the water feed (the kiosk it shares is not new there).
         _, _, done = ingest(config, fixture_path("listing-goal6.txt"))
@@ -200,3 +213,25 @@ def test_the_workers_poll_publishes_what_it_changed_and_a_dead_hub_fails_nothing
     hubs["ok"].publishes.clear()
     counts, error = poll_job(context)
     assert error is None and "feeds_published" not in counts and hubs["ok"].publishes == []
+
+
+@pytest.mark.probe
+def test_a_hub_that_trickles_its_answer_keeps_no_command_past_the_deadline(
+    tmp_path: Path, hubs: dict[str, Hub]
+) -> None:
+    """A hub answering 200 with a body that comes a byte a second: the command is told, reads no body, and exits
+    within the deadline (the abandoned thread is not joined at exit)."""
+    config = write_config(
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        "http://127.0.0.1:9",
+        "",
+        environment="development",
+        websub_hubs=f"{hubs['trickle'].url} {hubs['hang'].url}",
+        websub_deadline=DEADLINE,
+    )
+    started, ended, done = ingest(config, fixture_path("listing-water.txt"))
+    assert ended - started < DEADLINE + 40, (ended - started, done.stderr)  # 120 s of trickle, ingest on a busy machine
+    assert len(hubs["trickle"].publishes) == 2  # both feeds told: the 200 counted, its body left unread
+    failures = [line for line in done.stderr.splitlines() if line.startswith("warning: WebSub hub")]
+    assert len(failures) == 1 and hubs["hang"].url in failures[0], done.stderr

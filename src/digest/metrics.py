@@ -205,10 +205,12 @@ def registry_for(engine: Engine) -> CollectorRegistry:
 
 
 def authorized(header: str | None, token: str) -> bool:
-    """Whether an Authorization header carries ``Bearer <token>`` (compared in constant time)."""
+    """Whether an Authorization header carries ``Bearer <token>`` (the scheme in any case, RFC 9110 §11.1; the
+    token compared in constant time)."""
     if not token or not header:
         return False
-    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+    scheme, _, credentials = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:

@@ -3,17 +3,20 @@ new practice at once instead of at their next poll.
 
 Whatever changes the store's practices (`digest ingest`, `digest run --once`, the worker's poll) takes the themes'
 revisions before (``revisions``) and calls ``announce`` after: each feed whose theme's revision moved (and the
-feed of all practices, when any did) is published, once, to each hub (``hub.mode=publish``, ``hub.url=...``). The
-hubs are told in parallel, each with a few tries, all within ``websub_deadline`` seconds; a hub that fails or
-hangs is logged and is told again at the next change, and never stops the command, the job or another hub.
-Personal feeds are never published (their URLs are secrets).
+feed of all practices, when any did) is published, once, to each hub. The Recommendation leaves the publish ping
+to each hub; the widespread ones read either ``hub.url`` (Superfeedr, Google's) or ``hub.topic`` (flask-websub,
+WebSub.rocks), so both are sent. The hubs are told in parallel, each with a few tries, all within
+``websub_deadline`` seconds in total: an answer's body is never read, and each hub is told from a daemon thread
+that the caller stops waiting for at the deadline, so a hub that trickles its answer or hangs can keep neither a
+command nor a stopping worker alive. A hub that fails or hangs is logged and is told again at the next change,
+and never stops the command, the job or another hub. Personal feeds are never published (their URLs are secrets).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import httpx
@@ -76,18 +79,31 @@ def publish(settings: Settings, urls: list[str]) -> Announcement:
     """Tell every hub of these feeds, in parallel, within the deadline; each hub's outcome is logged."""
     deadline = time.monotonic() + settings.websub_deadline
     reports = [HubReport(hub) for hub in settings.hubs]
-    pool = ThreadPoolExecutor(max_workers=len(reports), thread_name_prefix="websub")
-    futures = [pool.submit(_tell, report, urls, deadline) for report in reports]
-    wait(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.5)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for report in reports:
-        if report.ok:
-            events("websub.published", hub=report.hub, feeds=len(urls), tries=report.tries)
-        else:
-            error = report.error or f"no answer within websub_deadline ({settings.websub_deadline:g} s)"
-            report.error = error
-            events("websub.failed", logging.WARNING, hub=report.hub, feeds=len(urls), tries=report.tries, error=error)
-    return Announcement(urls, reports)
+    # Daemon threads, not a pool: an executor's threads are joined at interpreter exit, so one stuck in a hub's
+    # answer would keep a finished command (or a worker told to stop) alive.
+    threads = [threading.Thread(target=_tell, args=(r, urls, deadline), name="websub", daemon=True) for r in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    told = [
+        _outcome(report, thread.is_alive(), settings, len(urls))
+        for report, thread in zip(reports, threads, strict=True)
+    ]
+    return Announcement(urls, told)
+
+
+def _outcome(report: HubReport, abandoned: bool, settings: Settings, feeds: int) -> HubReport:
+    """What the caller reports of one hub (a copy: an abandoned thread may still write to its own), logged."""
+    if abandoned:
+        report = HubReport(report.hub, error=f"no answer within websub_deadline ({settings.websub_deadline:g} s)")
+    elif not report.ok:
+        report = HubReport(report.hub, error=report.error or "not told", tries=report.tries)
+    if report.ok:
+        events("websub.published", hub=report.hub, feeds=feeds, tries=report.tries)
+    else:
+        events("websub.failed", logging.WARNING, hub=report.hub, feeds=feeds, tries=report.tries, error=report.error)
+    return report
 
 
 def _tell(report: HubReport, urls: list[str], deadline: float) -> None:
@@ -106,10 +122,13 @@ def _tell(report: HubReport, urls: list[str], deadline: float) -> None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise httpx.TimeoutException("websub_deadline reached")
-                    answer = client.post(report.hub, data={"hub.mode": "publish", "hub.url": pending[0]}, timeout=left)
-                    if answer.status_code >= 300:
-                        report.error = f"HTTP {answer.status_code} for {pending[0]}"
-                        if answer.status_code < 500 and answer.status_code != 429:
+                    form = {"hub.mode": "publish", "hub.topic": pending[0], "hub.url": pending[0]}
+                    # Streamed and closed unread: only the status matters, and a body can trickle for ever.
+                    with client.stream("POST", report.hub, data=form, timeout=left) as answer:
+                        status = answer.status_code
+                    if status >= 300:
+                        report.error = f"HTTP {status} for {pending[0]}"
+                        if status < 500 and status != 429:
                             return  # the hub refuses the notice itself: trying again changes nothing
                         break
                     pending.pop(0)

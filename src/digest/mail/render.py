@@ -15,7 +15,7 @@ from markupsafe import Markup
 from digest.errors import DigestError
 from digest.mail.compose import DigestContent
 from digest.text import i18n
-from digest.text.languages import autonym
+from digest.text.languages import autonym, text_attributes
 from digest.text.markup import sanitize_html
 
 
@@ -81,6 +81,7 @@ def environment(templates_dir: str, language: str = i18n.DEFAULT) -> Environment
     env.filters["paragraphs"] = lambda text: [p for p in str(text).split("\n\n") if p.strip()]
     env.filters["teaser"] = teaser
     env.filters["autonym"] = autonym
+    env.filters["text_attributes"] = lambda tag: Markup(text_attributes(tag))
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["language"] = language
     return env

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from digest.store.db import conflict_insert
@@ -41,12 +41,13 @@ def take(session: Session, bucket: str, limit: int, window: timedelta, now: date
     return hits <= limit
 
 
-def hits(session: Session, bucket: str, window: timedelta, now: datetime) -> int:
-    """The hits counted for ``bucket`` in the window ``now`` falls in (nothing counted)."""
-    found = session.scalar(
-        select(RateWindow.hits).where(RateWindow.bucket == bucket, RateWindow.window_start == window_start(now, window))
+def give_back(session: Session, bucket: str, window: timedelta, now: datetime) -> None:
+    """Undo one hit of ``bucket`` in the window ``now`` falls in (a try that turned out not to count)."""
+    session.execute(
+        update(RateWindow)
+        .where(RateWindow.bucket == bucket, RateWindow.window_start == window_start(now, window), RateWindow.hits > 0)
+        .values(hits=RateWindow.hits - 1)
     )
-    return found or 0
 
 
 def forget(session: Session, bucket: str) -> None:

@@ -14,17 +14,19 @@ from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 from digest.errors import ConfigError, DigestError
+
+T = TypeVar("T")
 
 MIGRATIONS = "digest.store:migrations"
 # pg_advisory_lock key of schema upgrades: any fixed 64-bit number no other code on the server uses.
@@ -162,3 +164,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit when the block ends, roll back if it raises."""
     with factory() as session, session.begin():
         yield session
+
+
+def first_writer_wins(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """``work`` in one transaction, run once more if a concurrent one took the same unique key first.
+
+    For a unit that reads, then inserts what it did not find (a new address subscribing from two tabs at once):
+    the loser's INSERT breaks a unique constraint; run again, it reads the winner's row and takes the path of an
+    address already known. A second conflict is a real one and is raised.
+    """
+    try:
+        with transaction(factory) as session:
+            return work(session)
+    except IntegrityError:
+        with transaction(factory) as session:
+            return work(session)

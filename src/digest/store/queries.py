@@ -324,7 +324,8 @@ def theme_page(session: Session, slug: str, page: int, size: int) -> ThemePage:
         raise NotFoundError(f"no theme {slug!r}")
     total = session.scalar(select(func.count()).select_from(Membership).where(Membership.theme_id == theme.id)) or 0
     pages = max(1, -(-total // size))
-    practices = _cards(session, theme.id, (page - 1) * size, size) if page >= 1 else []
+    # Only a page that exists is read: a huge number must not reach OFFSET (it overflows the database's integer).
+    practices = _cards(session, theme.id, (page - 1) * size, size) if 1 <= page <= pages else []
     return ThemePage(ThemeRef(theme.name, theme.slug), practices, total, page, pages)
 
 

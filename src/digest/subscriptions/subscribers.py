@@ -132,9 +132,8 @@ def subscribe(
     if subscriber is None:
         subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING, created_at=now)
         session.add(subscriber)
-    elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        subscriber.status = SubscriberStatus.PENDING
-        subscriber.subscriptions.clear()
+    elif subscriber.status in GONE:
+        start_over(subscriber)
     if choice is not None:
         apply_choice(subscriber, choice)
     if language is not None:
@@ -148,6 +147,18 @@ def subscribe(
     if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
         confirm(session, subscriber, now, backfill_days)
     return subscriber
+
+
+# Who comes back as someone new: the links and the feed they had stay dead.
+GONE = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.SUPPRESSED})
+
+
+def start_over(subscriber: Subscriber) -> None:
+    """Someone who left (or was suppressed) subscribes again: pending, no themes, and new keys, so no link or feed
+    URL from before (revoked by leaving) works again. Their ledger stays: nothing already sent is sent again."""
+    subscriber.status = SubscriberStatus.PENDING
+    subscriber.subscriptions.clear()
+    subscriber.key, subscriber.feed_key = new_key(), new_key()
 
 
 def apply_choice(subscriber: Subscriber, choice: Choice) -> None:
@@ -334,6 +345,8 @@ def request_subscription(
         return Request("manage", subscriber.key, subscriber.language)
     if subscriber is not None:
         # Pending, unsubscribed or suppressed: the last request names the themes they will confirm.
+        if subscriber.status in GONE:
+            start_over(subscriber)
         subscriber.status = SubscriberStatus.PENDING
         subscriber.subscriptions.clear()
         session.flush()

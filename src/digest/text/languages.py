@@ -63,3 +63,35 @@ def autonym(tag: str) -> str:
     except (UnknownLocaleError, ValueError):
         return tag
     return name[:1].upper() + name[1:] if name else tag
+
+
+# Scripts written right to left (ISO 15924): a tag naming one decides, whatever its language usually uses.
+_RTL_SCRIPTS = frozenset({"Arab", "Hebr", "Syrc", "Thaa", "Nkoo", "Adlm", "Rohg", "Mand", "Samr"})
+_LTR_SCRIPTS = frozenset({"Latn", "Cyrl", "Grek", "Deva", "Hans", "Hant", "Jpan", "Kore"})
+
+
+@lru_cache(maxsize=256)
+def direction(tag: str | None) -> str:
+    """The writing direction of text in ``tag``, for HTML's ``dir``: "rtl" (ar, he, fa, ur, ...), "ltr", or "auto"
+    when the language is unknown, so the browser takes it from the text's first strong character instead of the
+    page's (an Arabic title in a French digest would otherwise put "(2024)" and "!" at the wrong ends)."""
+    if not tag:
+        return "auto"
+    from babel import Locale, UnknownLocaleError
+
+    script = next((p for p in tag.split("-")[1:] if len(p) == 4 and p.isalpha()), None)
+    if script in _RTL_SCRIPTS:
+        return "rtl"
+    if script in _LTR_SCRIPTS:
+        return "ltr"
+    try:
+        return "rtl" if Locale.parse(tag.split("-")[0]).text_direction == "rtl" else "ltr"
+    except (UnknownLocaleError, ValueError):
+        return "auto"
+
+
+def text_attributes(tag: str | None) -> str:
+    """` lang="…" dir="…"` for an element holding a practice's text (only ` dir="auto"` when the language is
+    unknown). A tag is letters, digits and hyphens (language_tag), so nothing here needs escaping."""
+    shown = language_tag(tag) if tag else None
+    return f' lang="{shown}" dir="{direction(shown)}"' if shown else ' dir="auto"'

@@ -21,7 +21,7 @@ from digest.feeds.documents import feed_filename
 from digest.metrics import registry_for
 from digest.store import db
 from digest.text import i18n
-from digest.text.languages import autonym
+from digest.text.languages import autonym, text_attributes
 from digest.text.links import redact_url
 from digest.text.markup import sanitize_html
 from digest.web.site import LANGUAGE_COOKIE, Site, page_language, route
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.context_processor(_template_globals)
     app.jinja_env.globals["feed_filename"] = feed_filename
     app.jinja_env.filters["redact_url"] = redact_url
+    app.jinja_env.filters["text_attributes"] = lambda tag: Markup(text_attributes(tag))
     # Dates as the page's language writes them (Babel): a stored ISO day, a day, a local date and time.
     app.jinja_env.filters["short_day"] = lambda iso: i18n.short_day(date.fromisoformat(str(iso)[:10]))
     app.jinja_env.filters["day"] = i18n.day

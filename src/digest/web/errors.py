@@ -4,6 +4,8 @@
 - an expired form -> 400; a thing that is not there (NotFoundError) -> 404;
 - a refused link (TokenError) -> 410 when it expired, else 404, its reason logged, the token never;
 - the store or the mail server out of reach -> 503 with Retry-After (nothing was done; trying again later works);
+  only a store that cannot answer (OperationalError, InterfaceError: down, locked, a connection lost, a
+  serialisation failure) is "unavailable": a data or integrity error is a bug, answered 500 and logged as one;
 - any other refusal (a bad address, an unknown theme, a schedule that cannot be) -> 400 with what to fix.
 Each is logged with the route, never the path (paths carry tokens).
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from digest import logs
@@ -42,7 +44,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(NotFoundError, _not_found)
     app.register_error_handler(TokenError, _refused_link)
     app.register_error_handler(TransportError, _mail_unavailable)
-    app.register_error_handler(DBAPIError, _store_unavailable)
+    app.register_error_handler(OperationalError, _store_unavailable)
+    app.register_error_handler(InterfaceError, _store_unavailable)
     app.register_error_handler(DigestError, _refused)
 
 

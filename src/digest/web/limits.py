@@ -32,11 +32,11 @@ def forget(session: Session, settings: Settings, kind: str, value: str) -> None:
     counters.forget(session, bucket(settings, kind, value))
 
 
-def operator_refused(session: Session, settings: Settings, client: str, now: datetime) -> bool:
-    """Whether this client has spent its wrong operator passwords for the hour (checked before each try)."""
-    return counters.hits(session, bucket(settings, "operator", client), HOUR, now) >= settings.operator_tries_per_hour
+def operator_try(session: Session, settings: Settings, client: str, now: datetime) -> bool:
+    """Count one try of the operator password from this client; False past the hour's limit of wrong ones."""
+    return counters.take(session, bucket(settings, "operator", client), settings.operator_tries_per_hour, HOUR, now)
 
 
-def operator_wrong(session: Session, settings: Settings, client: str, now: datetime) -> None:
-    """Count one wrong operator password from this client."""
-    counters.take(session, bucket(settings, "operator", client), settings.operator_tries_per_hour, HOUR, now)
+def operator_right(session: Session, settings: Settings, client: str, now: datetime) -> None:
+    """A right password: its try is given back (only wrong ones count against the limit)."""
+    counters.give_back(session, bucket(settings, "operator", client), HOUR, now)

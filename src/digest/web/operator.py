@@ -18,6 +18,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from digest import clock, logs
 from digest.metrics import authorized, exposition
 from digest.store import figures, queries
+from digest.store.db import transaction
 from digest.text import i18n
 from digest.web import limits
 from digest.web.charts import bar_chart, buckets
@@ -45,26 +46,30 @@ def _challenge() -> Response:
 
 
 def _refusal() -> Response | Any | None:
-    """None when the request carries the operator password; else the answer (404, 401 or 429)."""
+    """None when the request carries the operator password; else the answer (404, 401 or 429).
+
+    A try is counted before the password is checked, in one statement that returns the count: parallel wrong
+    tries cannot all pass a check made before any of them is counted (the hash takes a tenth of a second). A right
+    password gives its try back."""
     settings = site().settings
     if not settings.operator_password_hash:
         abort(404)
-    client = request.remote_addr or ""
-    now = clock.now()
-    with site().sessions.begin() as session:
-        if limits.operator_refused(session, settings, client, now):
-            events("operator.limited")
-            return message_page(429, "Too many tries", "Too many wrong passwords from here: try again in an hour.")
     credentials = request.authorization
-    if credentials is None or credentials.type != "basic":
+    if credentials is None or credentials.type.lower() != "basic":
         return _challenge()
+    client = request.remote_addr or ""
+    with transaction(site().sessions) as session:
+        allowed = limits.operator_try(session, settings, client, clock.now())
+    if not allowed:
+        events("operator.limited")
+        return message_page(429, "Too many tries", "Too many wrong passwords from here: try again in an hour.")
     try:
         _hasher.verify(settings.operator_password_hash, credentials.password or "")
     except (VerificationError, InvalidHashError):
-        with site().sessions.begin() as session:
-            limits.operator_wrong(session, settings, client, now)
         events("operator.refused", route="/operator/")
         return _challenge()
+    with transaction(site().sessions) as session:
+        limits.operator_right(session, settings, client, clock.now())
     return None
 
 

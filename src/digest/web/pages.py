@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 
 from flask import Blueprint, Response, abort, render_template, request, session
@@ -20,20 +21,60 @@ blueprint = Blueprint("pages", __name__)
 _CSRF_SLOT = "\x00csrf\x00"
 
 
+# Themes a home page lists and its form offers: a page stays small however many themes there are (the rest on
+# ?page=2, 3, ...; each theme's own page links its feed).
+HOME_THEMES = 100
+
+
+@dataclass(frozen=True)
+class ThemesPage:
+    """One page of the home page's themes."""
+
+    themes: list[queries.ThemeOverview]
+    number: int
+    pages: int
+
+
+def themes_page(themes: list[queries.ThemeOverview], number: int) -> ThemesPage:
+    pages = max(1, -(-len(themes) // HOME_THEMES))
+    return ThemesPage(themes[(number - 1) * HOME_THEMES : number * HOME_THEMES], number, pages)
+
+
+def page_number(value: str | None) -> int:
+    """A ?page= as a page number: ASCII digits, no leading zero (one URL a page), else 404."""
+    if value is None:
+        return 1
+    # "²" and "①" are digits to str.isdigit, not to int; 10**18 is a number no page has (its OFFSET would overflow).
+    if not (value.isascii() and value.isdigit()) or value.startswith("0") or len(value) > 9:
+        abort(404)
+    return int(value)
+
+
 @blueprint.get("/")
 def home() -> str:
-    """The themes and the subscribe form. The page is rendered once per change of the themes and language and kept
-    (only the form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their own."""
+    """The themes and the subscribe form. The first page is rendered once per change of the themes and language and
+    kept (only the form's CSRF token differs between visitors); a visitor with a notice waiting gets a page of their
+    own, and so do the further pages of a long list of themes."""
+    number = page_number(request.args.get("page"))
     stamp = _themes_stamp()
-    if session.get("_flashes"):
-        return render_template("home.html", themes=overview(stamp), chosen=set(), email="", errors=[])
+    listed = themes_page(overview(stamp), number)
+    if number > listed.pages:
+        abort(404)
+    if session.get("_flashes") or number > 1:
+        return render_template("home.html", listed=listed, themes=listed.themes, chosen=set(), email="", errors=[])
     kept = site().home[i18n.current()]
     page = kept.get(stamp)
     if page is None:
         page = kept.put(
             stamp,
             render_template(
-                "home.html", themes=overview(stamp), chosen=set(), email="", errors=[], csrf_token=lambda: _CSRF_SLOT
+                "home.html",
+                listed=listed,
+                themes=listed.themes,
+                chosen=set(),
+                email="",
+                errors=[],
+                csrf_token=lambda: _CSRF_SLOT,
             ),
         )
     return page.replace(_CSRF_SLOT, generate_csrf())
@@ -58,11 +99,9 @@ def overview(stamp: AllStamp | None = None) -> list[queries.ThemeOverview]:
 
 @blueprint.get("/themes/<slug>")
 def theme(slug: str) -> str:
-    page = request.args.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
-        abort(404)
+    number = page_number(request.args.get("page"))
     with site().sessions() as session:
-        found = queries.theme_page(session, slug, int(page), site().settings.page_size)
+        found = queries.theme_page(session, slug, number, site().settings.page_size)
     if found.page > found.pages:
         abort(404, f"{found.theme.name} has {found.pages} page(s).")
     return render_template("theme.html", page=found, size=site().settings.page_size)

@@ -24,6 +24,7 @@ from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import aliases, local, zone_groups
 from digest.store import feeds, queries
+from digest.store.db import first_writer_wins
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
@@ -31,7 +32,7 @@ from digest.text import i18n
 from digest.text.i18n import _
 from digest.text.languages import autonym, parse_tags
 from digest.web import limits
-from digest.web.pages import overview
+from digest.web.pages import HOME_THEMES, overview, themes_page
 from digest.web.site import PRIVATE, message_page, site, speak
 
 blueprint = Blueprint("people", __name__)
@@ -51,6 +52,14 @@ def _key(token: str, purpose: Purpose, max_age: float | None = None) -> str:
 def subscribe() -> Any:
     """Send a confirmation (or, to a confirmed address, a link to manage): the answer is the same either way."""
     settings = site().settings
+    now = clock.now()
+    # The client's limit comes before any work: a refused form must not cost more than an accepted one.
+    with site().sessions.begin() as session:
+        client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
+    if not client_ok:
+        return message_page(
+            429, _("Too many requests"), _("This connection has sent many requests. Try again in an hour.")
+        )
     email = request.form.get("email", "").strip()
     chosen = request.form.getlist("theme")
     errors: list[str] = []
@@ -68,20 +77,16 @@ def subscribe() -> Any:
     if errors:
         return _form_again(email, chosen, errors, language)
 
-    now = clock.now()
     with site().sessions.begin() as session:
-        client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
         address_ok = limits.allow(session, settings, "address", address, now)
-    if not client_ok:
-        return message_page(
-            429, _("Too many requests"), _("This connection has sent many requests. Try again in an hour.")
-        )
     if not address_ok:
         events("web.subscribe.limited")
         return redirect(url_for("people.check_inbox"), 303)
     try:
-        with site().sessions.begin() as session:
-            answer = people.request_subscription(session, address, chosen, now, language=language)
+        answer = first_writer_wins(
+            site().sessions,
+            lambda session: people.request_subscription(session, address, chosen, now, language=language),
+        )
     except SubscriberError as e:
         return _form_again(email, chosen, [str(e)], language)
     metrics.SUBSCRIPTIONS.labels("web").inc()
@@ -96,9 +101,13 @@ def subscribe() -> Any:
 
 
 def _form_again(email: str, chosen: list[str], errors: list[str], language: str) -> tuple[str, int]:
-    """The home page with the form as it was sent and what to fix."""
+    """The form as it was sent and what to fix: the themes chosen (those that exist), or the first page of themes
+    when none was; never more than a page of the home page, whatever the form carried."""
+    wanted = set(chosen)
+    themes = overview()
+    offered = [t for t in themes if t.slug in wanted][:HOME_THEMES] or themes_page(themes, 1).themes
     page = render_template(
-        "home.html", themes=overview(), chosen=set(chosen), email=email, errors=errors, language=language
+        "home.html", listed=None, themes=offered, chosen=wanted, email=email, errors=errors, language=language
     )
     return page, 400
 
