@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -20,6 +21,7 @@ from digest.store.models import Subscriber
 from digest.store.states import SubscriberStatus
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.web import create_app
+from tests.conftest import Cli, fixture_path
 from tests.test_operators import basic
 from tests.webapp import WATER, Web, confirmed, csrf
 
@@ -176,3 +178,69 @@ def test_right_to_left_practices_carry_their_direction_in_pages_and_mails(web: W
     water = client.get(f"/themes/{WATER}").text
     assert '<h2 dir="auto">' in water
     assert 'lang="ar" dir="rtl"' in client.get(f"/themes/{slug}").text
+
+
+def test_an_archive_has_one_url(web: Web) -> None:
+    from digest import clock
+    from digest.config import SourceConfig
+    from digest.ingest import ingest_sources
+    from tests.conftest import fixture_path
+
+    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    app = create_app(replace(web.settings, feed_max_entries=2))
+    client = app.test_client()
+    assert client.get(f"/feeds/archives/{WATER}/1.atom").status_code == 200
+    for number in ("01", "١", "¹", "0", "1000000000000000000000"):
+        assert client.get(f"/feeds/archives/{WATER}/{number}.atom").status_code == 404, number
+
+
+def test_an_address_longer_than_smtp_allows_is_refused(web: Web) -> None:
+    from digest.errors import SubscriberError
+    from digest.subscriptions.subscribers import normalize_email
+
+    assert normalize_email("a" * 64 + "@example.org") == "a" * 64 + "@example.org"
+    with pytest.raises(SubscriberError):
+        normalize_email("a" * 65 + "@example.org")
+    client = web.client()
+    form = {"csrf_token": csrf(client, "/"), "email": "a" * 65 + "@example.org", "theme": [WATER]}
+    assert client.post("/subscribe", data=form).status_code == 400
+    assert web.status("a" * 65 + "@example.org") is None
+
+
+@pytest.mark.parametrize(("asked", "kept"), [("FR", "fr"), ("fr-CA", "fr"), ("es_MX", "es"), ("es", "es")])
+def test_a_language_shown_from_the_link_is_the_language_kept(web: Web, asked: str, kept: str) -> None:
+    client = web.client()
+    answer = client.get("/", query_string={"lang": asked})
+    assert f'<html lang="{kept}"' in answer.text
+    assert f"digest_lang={kept};" in answer.headers["Set-Cookie"]
+    assert f'<html lang="{kept}"' in client.get("/").text  # the next page, with no ?lang=
+    assert "Set-Cookie" not in client.get("/", query_string={"lang": "klingon"}).headers
+
+
+def test_the_store_still_unavailable_line_comes_when_the_readme_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker retrying a dead store with growing pauses (its tries themselves slow: a connect timing out) logs
+    "still unavailable" first at 30 s, not at the end of whatever pause it was in."""
+    from digest.worker import outage
+
+    now = [0.0]
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now[0])
+    logged: list[tuple[str, float]] = []
+    monkeypatch.setattr(outage.logs, "event", lambda name, *a, **k: logged.append((name, now[0])))
+    store = outage.StoreOutage()
+    while now[0] < 700:
+        now[0] += store.failed("poll", RuntimeError("down")) + 2.5  # each try takes 2.5 s to fail
+    reminders = [at for name, at in logged if name == "store.still_unavailable"]
+    assert reminders[0] <= outage.FIRST_REMINDER + 2.5 + 0.2, reminders
+    gaps = [b - a for a, b in zip(reminders, reminders[1:], strict=False)]
+    assert all(g <= expected + 2.5 + 0.2 for g, expected in zip(gaps, (60, 120, 240, 480), strict=False)), gaps
+
+
+def test_an_import_with_refused_rows_says_so_and_exits_1(run_cli: Cli, tmp_path: Path) -> None:
+    run_cli("ingest", fixture_path("listing-water.txt"), now="2026-11-10T10:00:00Z")
+    people = tmp_path / "people.csv"
+    people.write_text(f"email,themes\nada@example.org,{WATER}\nnot an address,{WATER}\n", encoding="utf-8")
+    done = run_cli("subscribers", "import", str(people), "--confirmed")
+    assert done.exit_code == 1 and "1 created" in done.output and "line 3" in done.output, done.output
+    clean = tmp_path / "clean.csv"
+    clean.write_text(f"email,themes\nbo@example.org,{WATER}\n", encoding="utf-8")
+    assert run_cli("subscribers", "import", str(clean), "--confirmed").exit_code == 0

@@ -4,6 +4,7 @@ whose parent is killed finish the message in flight, hand the rest back and exit
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -74,10 +75,16 @@ def test_a_killed_sender_is_reaped_and_its_claims_taken_over_within_the_run(
     wait_until(lambda: len(children(parent.pid)) == 4 or parent.poll() is not None, "four senders")
     third = children(parent.pid)[2]
     wait_until(lambda: holds_claims(sessions, third) or parent.poll() is not None, "the third sender's claims")
+    # Late enough that the third sender has sent a good share of the run by the time it dies.
+    wait_until(lambda: len(handler.received) >= count // 3 or parent.poll() is not None, "a third of the run")
+    wait_until(lambda: holds_claims(sessions, third) or parent.poll() is not None, "the third sender's claims")
     assert parent.poll() is None, "the run ended before the kill"
     os.kill(third, signal.SIGKILL)
-    _, err = parent.communicate(timeout=DEADLINE)
+    out, err = parent.communicate(timeout=DEADLINE)
     assert parent.returncode == 1 and "sender 3 of 4 failed" in err, err  # named: it did die
+    # What the killed sender had sent counts in the run's report (up to its last word, half a second before).
+    said = re.search(r"(\d+) sent to", out)
+    assert said and count - 40 <= int(said.group(1)) <= count + group, out
     assert not process_alive(third)  # reaped by its parent, not left a zombie
     # Taken over within the run: nothing waits for another run, nothing is lost.
     with sessions() as s:
@@ -118,4 +125,36 @@ def test_senders_outlive_a_killed_parent_by_seconds_and_hand_their_claims_back(
     assert done.returncode == 0, done.stderr
     with sessions() as s:
         assert Counter(s.scalars(select(Digest.status))) == Counter({"sent": count})
+    assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_digest_send_stops_cleanly_on_sigterm(
+    tmp_path: Path, slow_server: tuple[FaultyHandler, str], processes: int
+) -> None:
+    """SIGTERM to `digest send` (as systemd or a terminal sends it): the message in flight finished and recorded,
+    the rest handed back at once (no claim left to time out), exit within seconds; the next run sends the rest."""
+    handler, url = slow_server
+    handler.pace = 0.05
+    count = 400
+    store = f"sqlite:///{tmp_path / 'digest.db'}"
+    sessions, people = populate(store, count)
+    env = config(tmp_path, store, url)
+    command = [sys.executable, "-m", "digest", "send", "--processes", str(processes)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: len(handler.received) >= 40 or process.poll() is not None, "the first messages")
+    assert process.poll() is None, "the run ended before the signal"
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    process.communicate(timeout=60)
+    assert time.monotonic() - signalled < 10, "digest send took too long to stop"
+    with sessions() as s:
+        states = Counter(s.scalars(select(Digest.status)))
+    assert states["sending"] == 0 and 0 < states["sent"] < count, states
+    assert states["sent"] == len(handler.received)  # every accepted message recorded, nothing recorded unsent
+    handler.pace = 0
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "send"], env=env, capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert done.returncode == 0, done.stderr
     assert Counter(r.recipients[0] for r in handler.received) == Counter(dict.fromkeys(people, 1))

@@ -21,7 +21,7 @@ from digest.mail.plan import PlanPolicy, preview_content
 from digest.mail.render import check_templates
 from digest.mail.resend import resend
 from digest.mail.runs import plan_and_send
-from digest.mail.senders import send_in_processes
+from digest.mail.senders import send_in_processes, stop_on_signals, stopping
 from digest.mail.transport import transport_for
 from digest.store import db, digests, queries
 from digest.store.states import DigestStatus
@@ -78,6 +78,7 @@ def send(app: App, processes: int, as_json: bool) -> None:
     Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send --processes 4
     """
     transport = transport_for(app.settings)
+    stop_on_signals()  # SIGTERM: the message in flight finished and recorded, the rest handed back, exit
     if processes > 1:
         if app.engine.dialect.name == "sqlite":
             click.echo(
@@ -88,7 +89,7 @@ def send(app: App, processes: int, as_json: bool) -> None:
         transport.close()
         report = send_in_processes(app.sessions, app.settings, processes)
     else:
-        report = plan_and_send(app.sessions, app.settings, transport)
+        report = plan_and_send(app.sessions, app.settings, transport, should_stop=stopping.is_set)
     print_send(report, transport.describe(), as_json)
     if not report.ok:
         sys.exit(1)

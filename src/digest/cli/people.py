@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -195,7 +196,8 @@ def subscribers_resend_confirmation(app: App, email: str) -> None:
 @pass_app
 def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) -> None:
     """Import subscribers from CSV with columns email,themes (themes separated by `;`), and optionally
-    frequency,day,hour,timezone and language (of their mails: en, fr or es).
+    frequency,day,hour,timezone and language (of their mails: en, fr or es). Rows with a problem are left out
+    and named; the rest are imported. Exits 1 when any row was left out (as `digest ingest` does when an item was).
 
     Example: digest subscribers import people.csv --confirmed
     """
@@ -206,6 +208,8 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
         click.echo(f"{csv_file}: {report.created} created, {report.updated} updated, {len(report.errors)} problem(s)")
         for line, message in report.errors:
             click.secho(f"  {csv_file}, line {line}: {message}", fg="yellow", err=True)
+    if report.errors:
+        sys.exit(1)
 
 
 @subscribers_group.command("set")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from typing import Any, cast
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +24,34 @@ from digest.mail.runs import deliver_due
 from digest.mail.transport import transport_for
 
 events = logs.EventLog(__name__)
+# Seconds between a sender's progress reports to the parent.
+PROGRESS_EVERY = 0.5
+# Set by SIGTERM or SIGINT once stop_on_signals() is in force: each sender finishes and records the message in
+# flight, hands the rest of its batch back, and the command exits (nothing is left half-done: no claim waits for
+# its timeout, no accepted message goes unrecorded).
+stopping = threading.Event()
+_children: list[int] = []
+_installed_by: int | None = None
+
+
+def stop_on_signals() -> None:
+    """`digest send`: SIGTERM and SIGINT stop the run cleanly, as they stop the worker; forwarded to the senders."""
+    global _installed_by
+    _installed_by = os.getpid()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if not stopping.is_set():
+        events("send.stopping", signal=signal.Signals(signum).name)
+    stopping.set()
+    if os.getpid() == _installed_by:  # the command itself (a forked sender inherits the handler, not the role)
+        for pid in _children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def _sender(settings: Settings, instant: str | None, parent: Engine | None, planned: Any, out: Any) -> None:
@@ -30,9 +62,23 @@ def _sender(settings: Settings, instant: str | None, parent: Engine | None, plan
     from digest.store import db
 
     parent_pid = os.getppid()
+    report = SendReport()
+    told = time.monotonic()
 
     def orphaned() -> bool:
         return os.getppid() != parent_pid  # re-parented: the command that forked this sender is gone
+
+    def should_stop() -> bool:
+        """Asked before each message: stop when orphaned or told to (SIGTERM); and now and then, tell the parent
+        how far this sender has come, so a sender killed later is not reported as having sent nothing."""
+        nonlocal told
+        if time.monotonic() - told >= PROGRESS_EVERY:
+            told = time.monotonic()
+            try:
+                out.send({"progress": report.as_dict()})
+            except OSError:
+                pass  # the parent is gone: orphaned() says so
+        return orphaned() or stopping.is_set()
 
     if parent is not None:
         parent.dispose(close=False)  # forked: the parent's pooled connections stay the parent's, untouched
@@ -40,13 +86,13 @@ def _sender(settings: Settings, instant: str | None, parent: Engine | None, plan
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
     try:
-        report = deliver_due(
+        deliver_due(
             db.session_factory(engine),
             settings,
             transport_for(settings),
-            SendReport(),
-            should_stop=orphaned,
-            more_coming=lambda: not orphaned() and not planned.wait(0.05),
+            report,
+            should_stop=should_stop,
+            more_coming=lambda: not should_stop() and not planned.wait(0.05),
         )
         if orphaned():
             events("sender.orphaned", logging.WARNING, sent=report.sent)
@@ -87,6 +133,7 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
         receive, send = context.Pipe(duplex=False)
         process = context.Process(target=_sender, args=(settings, instant, parent, planned, send), daemon=True)
         process.start()
+        _children.append(process.pid or 0)
         send.close()
         senders[n] = (process, receive)
     try:
@@ -95,25 +142,37 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
         planned.set()
     total = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
     reports: dict[int, dict[str, Any]] = {}
+    progress: dict[int, dict[str, Any]] = {}  # each sender's last word, for one that dies before its report
     crashed = False
     while senders:
         # A report (read at once: a long one must not fill the pipe while its sender waits to exit) or an exit.
         waiting = [r for n, (_, r) in senders.items() if n not in reports]
         ready = wait(waiting + [p.sentinel for p, _ in senders.values()])
         for n, (process, receive) in list(senders.items()):
-            if receive in ready and n not in reports:
-                reports[n] = _report(receive)
+            while receive in ready and n not in reports:
+                said = _report(receive)
+                if "progress" not in said:
+                    reports[n] = said
+                    break
+                progress[n] = said["progress"]
+                if not receive.poll():
+                    break
             if process.sentinel in ready:
                 process.join()
-                if n not in reports:
-                    reports[n] = _report(receive)  # it has exited: a report, or at once EOF
+                while n not in reports:  # it has exited: what it said last, a report, or at once EOF
+                    said = _report(receive)
+                    if "progress" in said:
+                        progress[n] = said["progress"]
+                    else:
+                        reports[n] = said
                 del senders[n]
                 part = reports[n]
                 if "crashed" in part:
                     crashed = True
                     error = f"sender {n} of {processes} failed: {part['crashed']} (exit code {process.exitcode})"
                     events("sender.lost", logging.ERROR, sender=n, exit_code=process.exitcode, error=error)
-                    reports[n] = cast(dict[str, Any], SendReport(error=error).as_dict())
+                    # What it had sent by its last word counts; what it had not said is sent again or recorded.
+                    reports[n] = progress.get(n, SendReport().as_dict()) | {"error": error, "hint": None}
     for n in sorted(reports):
         _add(total, reports[n])
     if crashed:

@@ -33,7 +33,8 @@ from digest.text.languages import language_tag
 def normalize_email(address: str) -> str:
     """The address as stored: validated, trimmed, lower-case; SubscriberError when it is not an address."""
     try:
-        valid = validate_email(address.strip(), check_deliverability=False)
+        # strict: RFC 5321's limits too (64 octets before the @), which a receiving server would refuse anyway.
+        valid = validate_email(address.strip(), check_deliverability=False, strict=True)
     except EmailNotValidError as e:
         raise SubscriberError(
             _("%(address)r is not a valid email address: %(reason)s", address=address.strip(), reason=e)

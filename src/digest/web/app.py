@@ -162,8 +162,14 @@ def _language_kept(response: Response) -> Response:
     if _wordless():
         return response
     picked = request.args.get("lang")
-    if picked and picked in i18n.LANGUAGES:
-        response.set_cookie(LANGUAGE_COOKIE, picked, max_age=365 * 86400, samesite="Lax", secure=request.is_secure)
+    if picked:
+        try:
+            # Kept as it is shown: "FR" and "fr-CA" show French, so French is kept (one reading, i18n.supported).
+            kept = i18n.supported(picked)
+        except i18n.UnknownLanguage:
+            kept = None
+        if kept:
+            response.set_cookie(LANGUAGE_COOKIE, kept, max_age=365 * 86400, samesite="Lax", secure=request.is_secure)
     if response.mimetype == "text/html":
         response.vary.update(("Accept-Language", "Cookie"))
     return response

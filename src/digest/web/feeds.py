@@ -19,7 +19,7 @@ from digest.feeds.documents import (
     render_document,
 )
 from digest.subscriptions.tokens import Purpose, read_token
-from digest.web.site import site
+from digest.web.site import page_number, site
 
 blueprint = Blueprint("feeds", __name__)
 
@@ -40,11 +40,12 @@ def feed(filename: str) -> Response:
     return _answer(document, FRESH)
 
 
-@blueprint.get("/feeds/archives/<stem>/<int:number>.atom")
-def archive(stem: str, number: int) -> Response:
-    """Archive ``number`` (1: the oldest) of a feed (RFC 5005)."""
+@blueprint.get("/feeds/archives/<stem>/<number>.atom")
+def archive(stem: str, number: str) -> Response:
+    """Archive ``number`` (1: the oldest) of a feed (RFC 5005). One URL a document: werkzeug's int converter would
+    also take "01" and "١"."""
     with site().engine.connect() as connection:
-        document = archive_document(connection, site().settings, stem, number)
+        document = archive_document(connection, site().settings, stem, page_number(number))
     if document is None:
         abort(404, "There is no such archive of a feed.")
     return _answer(document, ARCHIVE_FRESH)

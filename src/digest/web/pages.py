@@ -12,7 +12,7 @@ from sqlalchemy import text
 from digest.store import queries
 from digest.store.feeds import AllStamp, all_stamp
 from digest.text import i18n
-from digest.web.site import site
+from digest.web.site import page_number, site
 
 blueprint = Blueprint("pages", __name__)
 
@@ -38,16 +38,6 @@ class ThemesPage:
 def themes_page(themes: list[queries.ThemeOverview], number: int) -> ThemesPage:
     pages = max(1, -(-len(themes) // HOME_THEMES))
     return ThemesPage(themes[(number - 1) * HOME_THEMES : number * HOME_THEMES], number, pages)
-
-
-def page_number(value: str | None) -> int:
-    """A ?page= as a page number: ASCII digits, no leading zero (one URL a page), else 404."""
-    if value is None:
-        return 1
-    # "²" and "①" are digits to str.isdigit, not to int; 10**18 is a number no page has (its OFFSET would overflow).
-    if not (value.isascii() and value.isdigit()) or value.startswith("0") or len(value) > 9:
-        abort(404)
-    return int(value)
 
 
 @blueprint.get("/")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from flask import current_app, g, render_template, request
+from flask import abort, current_app, g, render_template, request
 from flask_babel import refresh
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
@@ -120,3 +120,13 @@ def speak(language: str | None) -> None:
     g.language = language
     refresh()
     i18n.set_current(page_language())
+
+
+def page_number(value: str | None) -> int:
+    """A ?page= as a page number: ASCII digits, no leading zero (one URL a page), else 404."""
+    if value is None:
+        return 1
+    # "²" and "①" are digits to str.isdigit, not to int; 10**18 is a number no page has (its OFFSET would overflow).
+    if not (value.isascii() and value.isdigit()) or value.startswith("0") or len(value) > 9:
+        abort(404)
+    return int(value)

@@ -54,7 +54,10 @@ class StoreOutage:
                     seconds=round(now - self.since),
                     failures=self.failures,
                 )
-            return float(min(FIRST_RETRY * 2 ** min(self.failures - 1, 10), LONGEST_RETRY))
+            backoff = min(FIRST_RETRY * 2 ** min(self.failures - 1, 10), LONGEST_RETRY)
+            # Never wait past the next reminder: the log says "still unavailable" when it promised to (a wait of
+            # 16 s begun at 15 s would put the 30 s line at 31 s, and a slow failing connect later still).
+            return float(max(0.1, min(backoff, self._next_reminder - now)))
 
     def ok(self) -> None:
         """The store answered: if it had been away, say it is back."""
