@@ -42,6 +42,8 @@ class SeedSubscriber:
 
     email: str
     themes: tuple[str, ...]
+    # Where it is written, for messages: "subscribers #2 (from config/digest.toml)".
+    where: str = "subscribers"
 
 
 @dataclass(frozen=True)

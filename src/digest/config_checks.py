@@ -278,5 +278,12 @@ def subscribers_from(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
             raise ConfigError(f"subscribers #{i} (from {origin}): needs email and a list of themes")
         if not all(isinstance(t, str) and t.strip() for t in themes):
             raise ConfigError(f"subscribers #{i} (from {origin}): themes must be a list of names")
-        out.append(SeedSubscriber(email=email, themes=tuple(themes)))
+        try:
+            validate_email(email.strip(), check_deliverability=False, strict=True)
+        except EmailNotValidError as e:
+            raise ConfigError(
+                f"subscribers #{i} (from {origin}): email {email!r} is not a valid address: {e}",
+                "fix the email of that [[subscribers]] table",
+            ) from e
+        out.append(SeedSubscriber(email=email, themes=tuple(themes), where=f"subscribers #{i} (from {origin})"))
     return tuple(out)

@@ -12,6 +12,7 @@ import click
 from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
+from digest.errors import DigestError
 from digest.mail.bounces import read_bounces
 from digest.mail.compose import DigestContent
 from digest.mail.delivery import SendReport
@@ -25,7 +26,7 @@ from digest.mail.senders import send_in_processes, stop_on_signals, stopping
 from digest.mail.transport import transport_for
 from digest.store import db, digests, queries
 from digest.store.states import DigestStatus
-from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, normalize_email
+from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, membership_cursor, normalize_email
 
 if TYPE_CHECKING:
     from digest.feeds.files import FeedResult
@@ -243,21 +244,39 @@ def feeds(app: App, as_json: bool) -> None:
         sys.exit(1)
 
 
+def seed_subscribers(app: App, after: int) -> bool:
+    """The config's [[subscribers]], each in its own transaction: one whose themes do not exist is named (file, table,
+    the theme it nearly is) and left out, never created as a theme. False when any was left out."""
+    ok = True
+    for seed in app.settings.subscribers:
+        try:
+            with db.transaction(app.sessions) as session:
+                ensure_subscriber(session, seed.email, seed.themes, clock.now(), after)
+        except DigestError as e:
+            ok = False
+            click.secho(f"error: {seed.where}: {seed.email}: {e}", fg="red", err=True)
+            if e.hint:
+                click.echo(f"hint: {e.hint}", err=True)
+    return ok
+
+
 @cli.command()
-@click.option("--once", is_flag=True, required=True, help="Run one full cycle and exit.")
+@click.option("--once", is_flag=True, default=True, help="One full cycle, then exit (the default; the worker repeats).")
 @json_option
 @pass_app
 def run(app: App, once: bool, as_json: bool) -> None:
-    """One full cycle: ingest the configured sources, send what is due, rebuild the feeds.
+    """One full cycle: ingest the configured sources, ensure the configured subscribers, send what is due, rebuild
+    the feeds. To run cycles on a schedule, use `digest worker`.
 
     Example: digest run --once
     """
     settings = app.settings
     now = clock.now()
-    with db.transaction(app.sessions) as session:
-        for seed in settings.subscribers:
-            ensure_subscriber(session, seed.email, seed.themes, now)
+    with app.sessions() as session:
+        before = membership_cursor(session, now, 0)
     reports = ingest_reports(app, [s for s in settings.sources if s.enabled], skip_gone=True)
+    # After the ingest, which makes the themes they name; from before it, so its practices are new to them.
+    seeded = seed_subscribers(app, before)
     transport = transport_for(settings)
     send_report = plan_and_send(app.sessions, settings, transport)
     with app.sessions() as session:
@@ -279,5 +298,5 @@ def run(app: App, once: bool, as_json: bool) -> None:
             f"{len(feed_results)} feeds in {settings.feeds_dir}/ ({sum(r.changed for r in feed_results)} changed)"
         )
         print_feed_errors(feed_results)
-    if any(not r.ok for r in reports) or not send_report.ok or any(r.error for r in feed_results):
+    if any(not r.ok for r in reports) or not seeded or not send_report.ok or any(r.error for r in feed_results):
         sys.exit(1)

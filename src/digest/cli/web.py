@@ -51,6 +51,40 @@ def serve(app: App, host: str, port: int, threads: int) -> None:
             hint = "ports below 1024 need privileges: use a port above 1024 behind the proxy"
             raise DigestError(f"{where}: permission denied", hint) from e
         raise DigestError(f"{where}: {e.strerror or e}", "check --host and --port") from e
+    _keep_alive_without_a_body(server)
     bound = f"http://{host}:{getattr(server, 'effective_port', port)}"
     click.echo(f"serving {app.settings.base_url} on {bound} ({threads} threads)", err=True)
     server.run()
+
+
+def _keep_alive_without_a_body(server: object) -> None:
+    """Waitress 3 closes the connection after any HTTP/1.1 answer without a Content-Length, a 304 or a 204 too,
+    which have no body to delimit (RFC 9112 §6.3): feed readers polling with validators, whose most common answer
+    is a 304, would open a connection for every poll. Its channels here use a task that keeps those open."""
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer
+    from waitress.task import WSGITask
+
+    class Task(WSGITask):  # type: ignore[misc]
+        _bodiless = False
+
+        def build_response_header(self) -> bytes:
+            connection = self.request.headers.get("CONNECTION", "").lower()
+            self._bodiless = self.version == "1.1" and not self.has_body and connection != "close"
+            try:
+                header: bytes = super().build_response_header()
+                return header
+            finally:
+                self._bodiless = False
+
+        def set_close_on_finish(self) -> None:
+            if not self._bodiless:  # a bodiless answer is complete at its headers: nothing forces a close
+                super().set_close_on_finish()
+
+    class Channel(HTTPChannel):  # type: ignore[misc]
+        task_class = Task
+
+    listening = [server, *getattr(server, "map", {}).values()]
+    for each in listening:
+        if isinstance(each, BaseWSGIServer):
+            each.channel_class = Channel

@@ -113,8 +113,11 @@ def render(settings: Settings, page: Page) -> bytes:
         fe.id(tag_uri(settings, f"practice/{practice.uid}"))
         # Stored text is clean since ingest vets it; rows from before are cleaned here, so XML never breaks.
         fe.title(strip_unsafe(practice.title) or "Untitled practice")
-        fe.updated(max(entry.added_at, practice.updated_at))
-        fe.published(entry.added_at)
+        updated = max(entry.added_at, practice.updated_at)
+        fe.updated(updated)
+        # When the source published it, when it says (an export's `published`, a feed's own date); else when it
+        # was first seen here. Never after `updated` (a source's date in the future is not a promise).
+        fe.published(min(practice.published_at or entry.added_at, updated))
         author = strip_unsafe(practice.submitted_by or "").strip()
         if author:
             fe.author({"name": author})

@@ -2,7 +2,8 @@
 new practice at once instead of at their next poll.
 
 Whatever changes the store's practices (`digest ingest`, `digest run --once`, the worker's poll) takes the themes'
-revisions before (``revisions``) and calls ``announce`` after: each feed whose theme's revision moved (and the
+revisions before (``revisions``) and calls ``announce`` after, which writes the feed files first, so a hub that
+fetches from feeds_dir finds the change: each feed whose theme's revision moved (and the
 feed of all practices, when any did) is published, once, to each hub. The Recommendation leaves the publish ping
 to each hub; the widespread ones read either ``hub.url`` (Superfeedr, Google's) or ``hub.topic`` (flask-websub,
 WebSub.rocks), so both are sent. The hubs are told in parallel, each with a few tries, all within
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import __version__, logs
 from digest.config import Settings
 from digest.feeds.documents import ALL, feed_filename, feed_url
+from digest.feeds.files import FeedResult, build_feeds
 from digest.store import feeds as store
 
 events = logs.EventLog("digest.websub")
@@ -45,6 +47,8 @@ class Announcement:
 
     feeds: list[str] = field(default_factory=list)
     hubs: list[HubReport] = field(default_factory=list)
+    # The feed files written (in feeds_dir) before any hub was told.
+    written: list[FeedResult] = field(default_factory=list)
 
     @property
     def failed(self) -> list[HubReport]:
@@ -65,14 +69,19 @@ def changed_feeds(settings: Settings, before: dict[str, int], after: dict[str, i
 
 
 def announce(sessions: sessionmaker[Session], settings: Settings, before: dict[str, int]) -> Announcement:
-    """Publish every feed changed since ``before`` to every hub; nothing when no hub is configured or nothing
-    changed."""
-    if not settings.hubs:
-        return Announcement()
+    """After whatever changed the store's practices: when a theme's feed changed since ``before``, write feeds_dir
+    first (the files are the served documents, byte for byte: a hub that fetches a feed it was told of, from a
+    static server, must find the change), then publish every changed feed to every hub."""
     urls = changed_feeds(settings, before, revisions(sessions))
     if not urls:
         return Announcement()
-    return publish(settings, urls)
+    with sessions() as session:
+        written = build_feeds(session, settings)
+    if not settings.hubs:
+        return Announcement(urls, written=written)
+    told = publish(settings, urls)
+    told.written = written
+    return told
 
 
 def publish(settings: Settings, urls: list[str]) -> Announcement:

@@ -8,10 +8,13 @@ with the zone it stands for.
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
+
+from digest.text.i18n import _
 
 # Easy to find at the top of the list: where most readers are, by population and by the network's members.
 COMMON = (
@@ -80,12 +83,28 @@ def zone_groups() -> list[tuple[str, list[str]]]:
 
 
 def unknown_zone(name: str) -> str:
-    """Why ``name`` is not a zone to choose (naming the zone an alias stands for), or "" when it is one."""
+    """Why ``name`` is not a zone to choose (naming the zone an alias stands for, or the zone it nearly is), in the
+    reader's language; "" when it is one."""
     if name in canonical_zones():
         return ""
     if name in aliases():
-        return f"{name!r} is another name of {aliases()[name]}: use {aliases()[name]}"
-    return f"{name!r} is not an IANA timezone such as Europe/Paris"
+        return _("%(name)r is another name of %(zone)s: use %(zone)s", name=name, zone=aliases()[name])
+    near = near_zone(name)
+    if near:
+        return _("%(name)r is not an IANA timezone: did you mean %(zone)s?", name=name, zone=near)
+    return _("%(name)r is not an IANA timezone such as Europe/Paris", name=name)
+
+
+def near_zone(name: str) -> str | None:
+    """The zone ``name`` was probably meant to be: the same but for case ("europe/paris"), else a close spelling
+    ("Europe/Pari", "America/New York", an old name misspelt: "Asia/Calcuta")."""
+    folded = {alias.casefold(): zone for alias, zone in aliases().items()}
+    folded |= {zone.casefold(): zone for zone in canonical_zones()}
+    spelled = name.strip().replace(" ", "_").casefold()
+    if spelled in folded:
+        return folded[spelled]
+    found = difflib.get_close_matches(spelled, folded, n=1, cutoff=0.8)
+    return folded[found[0]] if found else None
 
 
 def local(instant: str | None, zone: ZoneInfo) -> datetime | None:

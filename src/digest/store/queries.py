@@ -49,6 +49,7 @@ class PracticeSummary:
     added: str | None  # when it joined its first theme here (ISO 8601)
     title_derived: bool
     language: str | None = None  # as its source says (BCP 47); None: unknown
+    published: str | None = None  # when its source says it published it (ISO 8601); None: it does not say
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
                 added=_iso(members[0].added_at) if members else None,
                 title_derived=p.title_derived,
                 language=p.language,
+                published=_iso(p.published_at),
             )
         )
     return out
@@ -257,6 +259,7 @@ class PracticeCard:
     url: str | None
     added: str | None  # when it joined the theme listed (or its first theme), ISO 8601
     language: str | None = None  # as its source says
+    published: str | None = None  # when its source says it published it, ISO 8601
 
 
 @dataclass(frozen=True)
@@ -290,18 +293,30 @@ class PracticeDetail:
     added: str | None
     updated: str
     language: str | None = None
+    published: str | None = None  # when its source says it published it, ISO 8601
 
 
 def _cards(session: Session, theme_id: int, offset: int, limit: int) -> list[PracticeCard]:
     rows = session.execute(
-        select(Practice.uid, Practice.title, Practice.summary, Practice.url, Membership.added_at, Practice.language)
+        select(
+            Practice.uid,
+            Practice.title,
+            Practice.summary,
+            Practice.url,
+            Membership.added_at,
+            Practice.language,
+            Practice.published_at,
+        )
         .join(Membership, Membership.practice_id == Practice.id)
         .where(Membership.theme_id == theme_id)
         .order_by(Membership.id.desc())
         .offset(offset)
         .limit(limit)
     )
-    return [PracticeCard(uid, title, summary, url, _iso(added), lang) for uid, title, summary, url, added, lang in rows]
+    return [
+        PracticeCard(uid, title, summary, url, _iso(added), lang, _iso(published))
+        for uid, title, summary, url, added, lang, published in rows
+    ]
 
 
 def theme_overview(session: Session, newest: int = 3) -> list[ThemeOverview]:
@@ -350,6 +365,7 @@ def practice_detail(session: Session, uid: str) -> PracticeDetail:
         added=_iso(members[0].added_at) if members else None,
         updated=practice.updated_at.isoformat(),
         language=practice.language,
+        published=_iso(practice.published_at),
     )
 
 

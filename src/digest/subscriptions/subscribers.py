@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,7 +25,6 @@ from digest.store.models import (
     new_key,
 )
 from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
-from digest.store.themes import ThemeCache
 from digest.text.clean import slugify
 from digest.text.i18n import UnknownLanguage, _, supported
 from digest.text.languages import language_tag
@@ -51,30 +51,49 @@ def membership_cursor(session: Session, now: datetime, backfill_days: int) -> in
 
 
 def resolve_themes(session: Session, names: Iterable[str]) -> list[Theme]:
-    """Themes by slug or name; SubscriberError naming the unknown ones and the known slugs."""
+    """Themes by slug or name; SubscriberError naming the unknown ones and, for each, the theme it nearly is."""
     wanted = {slugify(n): n for n in names if n.strip()}
     found = {t.slug: t for t in session.scalars(select(Theme).where(Theme.slug.in_(wanted)))}
     missing = [name for slug, name in wanted.items() if slug not in found]
     if missing:
-        known = ", ".join(session.scalars(select(Theme.slug).order_by(Theme.slug))) or "none yet"
         raise SubscriberError(
-            _("unknown theme(s): %(themes)s", themes=", ".join(missing)),
-            f"known themes: {known} (ingest sources first)",
+            _("unknown theme(s): %(themes)s", themes=", ".join(missing)), _near_themes(session, missing)
         )
     return list(found.values())
 
 
-def ensure_subscriber(session: Session, email: str, theme_names: Iterable[str], now: datetime) -> None:
-    """Create a confirmed subscriber (and the named themes) unless the address is known in any state.
+def _near_themes(session: Session, missing: list[str]) -> str:
+    """The hint for unknown theme names: the themes they nearly are, else how to list the themes there are."""
+    known = dict(session.execute(select(Theme.slug, Theme.name)).tuples().all())
+    if not known:
+        return "no theme yet: ingest sources first (digest ingest)"
+    near = [
+        f"{name!r} -> {known[found[0]]!r}"
+        for name in missing
+        if (found := difflib.get_close_matches(slugify(name), known, n=1, cutoff=0.75))
+    ]
+    listed = "digest themes lists the themes there are"
+    return f"did you mean {', '.join(near)}? ({listed})" if near else listed
 
-    For subscribers fixed in the config: one who unsubscribed stays unsubscribed.
+
+def ensure_subscriber(
+    session: Session, email: str, theme_names: Iterable[str], now: datetime, after: int | None = None
+) -> bool:
+    """Create a confirmed subscriber of these themes unless the address is known in any state; True if created.
+
+    For subscribers fixed in the config: one who unsubscribed stays unsubscribed. Their themes must exist (a
+    typo must not create a public theme): SubscriberError names the unknown ones and what they nearly are.
+    ``after``: the membership they start after (a run seeds them once its ingest made the themes, from before it).
     """
     address = normalize_email(email)
     if session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is not None:
-        return
-    cache = ThemeCache(session)
-    themes = [cache.get(name, now) for name in theme_names]
-    subscribe(session, address, [t.slug for t in themes], now, confirmed=True)
+        return False
+    themes = resolve_themes(session, theme_names)
+    subscriber = subscribe(session, address, [t.slug for t in themes], now, confirmed=True)
+    if after is not None:
+        for subscription in subscriber.subscriptions:
+            subscription.cursor = min(subscription.cursor, after)
+    return True
 
 
 def get_subscriber(session: Session, email: str) -> Subscriber:

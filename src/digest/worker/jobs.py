@@ -31,9 +31,6 @@ class JobContext(Protocol):
     # Set when the worker is stopping: a job finishes what it holds and returns.
     stop: threading.Event
 
-    def after_ingest(self) -> None:
-        """Rebuild the feeds soon (an ingest changed something)."""
-
 
 def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
     counts = {k: v for k, v in report.as_dict().items() if k not in ("errors", "hint", "error", "ok")}
@@ -61,12 +58,13 @@ def poll_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     )
     failed = [r for r in reports if not r.ok]
     changed = sum(r.new + r.updated + r.joined for r in reports)
-    # A hub that fails is logged (websub.failed) and hears of the next change; it never fails the poll.
+    # The feed files are written, then the hubs told; a hub that fails is logged (websub.failed) and hears of the
+    # next change; it never fails the poll.
     told = websub.announce(worker.factory, settings, before)
-    if changed:
-        worker.after_ingest()
     counts = {"sources": len(reports), "failed": len(failed), "new": sum(r.new for r in reports), "changed": changed}
     if told.feeds:
+        counts |= {"feeds_written": sum(r.changed for r in told.written)}
+    if told.hubs:
         counts |= {"feeds_published": len(told.feeds), "hubs_failed": len(told.failed)}
     return counts, (f"{len(failed)} source(s) failed: " + "; ".join(r.source for r in failed)) if failed else None
 

@@ -44,7 +44,7 @@ from digest.mail.runs import deliver_due
 from digest.mail.transport import transport_for
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
-from digest.worker.jobs import BOUNCES, FEEDS, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
+from digest.worker.jobs import BOUNCES, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
 from digest.worker.lease import acquire_lease, current_holder, release_lease, renew_lease, wall_now
 from digest.worker.outage import STORE_ERRORS, StoreOutage
 from digest.worker.service import Notifier, serve_metrics
@@ -344,8 +344,3 @@ class Worker:
     def _wait_idle(self, timeout: float) -> None:
         with self._idle:
             self._idle.wait_for(lambda: self._busy == 0, timeout)
-
-    def after_ingest(self) -> None:
-        """Rebuild the feeds, as its own job, once an ingest changed something."""
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.add_job(self._job, DateTrigger(wall_now()), args=[FEEDS], id=FEEDS, replace_existing=True)
