@@ -7,8 +7,6 @@ import http.client
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Cli, fixture_path, free_port
 from tests.webserver import serving, write_config
 
