@@ -80,6 +80,7 @@ bench: $(STAMP) $(CATALOGS) bench-packages
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_metrics.py
 
 clean:
 	rm -rf var feeds/*.atom

@@ -222,7 +222,8 @@ def test_frozen_and_stored_unsafe_links_never_reach_a_mail_or_a_feed(
 def test_one_feed_that_cannot_be_written_stops_no_other(sessions: sessionmaker[Session], run_cli: Cli) -> None:
     assert run_cli("ingest", fixture_path("listing-water.txt"), fixture_path("listing-goal6.txt")).exit_code == 0
     feeds_dir = run_cli.config.parent / "feeds"
-    (feeds_dir / "water-and-sanitation.atom").mkdir(parents=True)  # a folder where the file should go
+    (feeds_dir / "water-and-sanitation.atom").unlink()  # written by the ingest; now a folder stands there
+    (feeds_dir / "water-and-sanitation.atom").mkdir(parents=True)
     result = run_cli("feeds")
     assert result.exit_code == 1
     assert "water-and-sanitation.atom: not written: IsADirectoryError" in result.stderr

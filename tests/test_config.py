@@ -206,3 +206,30 @@ def test_digest_now_at_the_edges_of_the_calendar_is_a_clear_error(run_cli: objec
     result = run_cli("send", now=instant)
     assert result.exit_code == 1
     assert "DIGEST_NOW" in result.stderr and "from 1971 to 9998" in result.stderr
+
+
+def test_the_sample_config_shows_every_key_with_its_default() -> None:
+    """config/digest.toml says it shows every key with its default: every scalar setting is there, set (or
+    commented out) to the value a Settings() has, unless the demo sets it on purpose."""
+    import dataclasses
+    import re
+    import tomllib
+
+    from digest.config import Settings
+
+    sample = Path(__file__).parent.parent / "config" / "digest.toml"
+    text = sample.read_text(encoding="utf-8")
+    values = tomllib.loads(text)
+    demo = {"database_url", "base_url", "outbox_dir", "mail_from", "list_id", "secret_key", "environment",
+            "feeds_dir", "id_domain", "sources", "subscribers", "config_path"}  # fmt: skip
+    defaults = Settings()
+    missing = [f.name for f in dataclasses.fields(Settings) if f.name not in values and f.name != "config_path"]
+    assert not missing, f"config/digest.toml lacks {missing}"
+    differ = {
+        name: (values[name], getattr(defaults, name))
+        for name in values
+        if name not in demo and values[name] != getattr(defaults, name)
+    }
+    assert not differ, f"config/digest.toml shows values that are not the defaults: {differ}"
+    # Each key has a comment above it (directly, or at the head of its group).
+    assert not re.search(r"\n\n[a-z_]+ = ", text), "a key with no comment above it"

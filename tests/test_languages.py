@@ -137,12 +137,12 @@ def test_pages_mails_and_feeds_mark_each_practice_with_its_language(
     ingest(sessions, SourceConfig(url))
     client = create_app(settings).test_client()
     theme = client.get("/themes/igualdad-de-genero").text
-    assert '<h2 lang="es"><a' in theme and '<h2 lang="fr"><a' in theme
+    assert '<h2 lang="es" dir="ltr"><a' in theme and '<h2 lang="fr" dir="ltr"><a' in theme
     assert '<html lang="en">' in theme  # the page's own words stay English
     with sessions() as session:
         uid = session.scalar(select(Practice.uid).where(Practice.language == "fr"))
         build_feeds(session, settings)
-    assert '<h1 lang="fr">' in client.get(f"/practices/{uid}").text
+    assert '<h1 lang="fr" dir="ltr">' in client.get(f"/practices/{uid}").text
     root = etree.fromstring((Path(settings.feeds_dir) / "igualdad-de-genero.atom").read_bytes())
     langs = [
         e.get("{http://www.w3.org/XML/1998/namespace}lang") for e in root.iter("{http://www.w3.org/2005/Atom}entry")
@@ -163,7 +163,7 @@ def test_a_digest_marks_each_practice_with_its_language(
     plain = PracticeEntry(2, "u2", "Pledge", "A network.", None, None, "2026-11-10T10:00:00+00:00")
     content = DigestContent("2026-11-16", (ThemeSection("Equality", "equality", (entry, plain), 0),))
     html = render_for(settings, content, links_for(settings, "key")).html
-    assert '<h3 lang="es"' in html and '<span lang="es">Una red.</span>' in html
+    assert '<h3 lang="es" dir="ltr"' in html and '<span lang="es" dir="ltr">Una red.</span>' in html
     assert DigestContent.from_json(content.to_json()).sections[0].practices[0].language == "es"
 
 

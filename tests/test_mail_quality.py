@@ -96,7 +96,7 @@ def test_trimmed_summary_and_other_themes() -> None:
     rendered = render_digest(content(3, themes=1, summary_words=400), LINKS)
     assert "…" in rendered.html and "Read more" in rendered.html
     assert "Also in Other theme" in rendered.html and "Also in Other theme" in rendered.text
-    first = re.search(r'<p class="summary"[^>]*>(.*?) <a', rendered.html, re.S)
+    first = re.search(r'<p class="summary"[^>]*><span[^>]*>(.*?)</span> <a', rendered.html, re.S)
     assert first and len(first.group(1)) <= 290
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from email.utils import make_msgid
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -24,6 +26,8 @@ from digest.mail.resend import resend
 from digest.mail.runs import plan_and_send
 from digest.mail.senders import send_in_processes, stop_on_signals, stopping
 from digest.mail.transport import transport_for
+from digest.schedules.defaults import defaults_from
+from digest.schedules.slots import choice_of, schedule_of
 from digest.store import db, digests, queries
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, membership_cursor, normalize_email
@@ -143,21 +147,28 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
     Example: digest ledger ada@example.org --json
     """
     with app.sessions() as session:
-        record = queries.ledger(session, get_subscriber(session, email))
+        subscriber = get_subscriber(session, email)
+        record = queries.ledger(session, subscriber)
+        zone = schedule_of(choice_of(subscriber), defaults_from(app.settings)).zone
     if as_json:
-        emit(asdict(record))
+        emit(asdict(record) | {"timezone": zone.key})  # the times as stored (UTC), and whose zone shows them
         return
     bounces = f", {record.bounces} bounce(s)" if record.bounces else ""
-    click.echo(f"{record.email} ({record.status}{bounces})")
+    click.echo(f"{record.email} ({record.status}{bounces}), times in their zone, {zone.key}")
     for d in record.digests:
-        when = d.sent_at or d.next_attempt_at or d.planned_at
+        when = _local(d.sent_at or d.next_attempt_at or d.planned_at, zone)
         click.echo(f"  {d.period}  {d.status:<9} {when}  {len(d.practices)} practice(s)  {d.message_id}")
         for p in d.practices:
             click.echo(f"      {p.theme}: {p.title}" + (" (summarised)" if p.summarised else ""))
         for r in d.resends:
-            click.echo(f"      resent {r.sent_at} as {r.message_id}")
+            click.echo(f"      resent {_local(r.sent_at, zone)} as {r.message_id}")
         if d.last_error and d.status != DigestStatus.SENT:
             click.secho(f"      {d.last_error}", fg="yellow")
+
+
+def _local(instant: str | None, zone: ZoneInfo) -> str:
+    """A stored instant as the subscriber reads their clock: "2026-11-23 09:00"."""
+    return datetime.fromisoformat(instant).astimezone(zone).strftime("%Y-%m-%d %H:%M") if instant else "-"
 
 
 @cli.command()

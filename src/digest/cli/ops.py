@@ -35,7 +35,7 @@ def status(app: App, as_json: bool) -> None:
             click.echo("leader: none")
         for job in report["jobs"]:
             last = job["last_run"]
-            did = f"last {last['outcome']} at {last['started_at']} {last['counts']}" if last else "never run"
+            did = f"last {last['outcome']} at {last['started_at']}{_counts(last['counts'])}" if last else "never run"
             if last and last["reason"] != "scheduled":
                 did += f" ({last['reason']})"
             click.echo(f"  {job['id']:<17} next {job['next_run_at'] or '-'}; {did}")
@@ -53,6 +53,13 @@ def status(app: App, as_json: bool) -> None:
             click.secho(f"problem: {problem}", fg="red", err=True)
     if not report["healthy"]:
         sys.exit(1)
+
+
+def _counts(counts: object) -> str:
+    """A job's counts in words, as a person reads them: ": 3 sources, 1 failed, 5 new" ("" when none)."""
+    if not isinstance(counts, dict) or not counts:
+        return ""
+    return ": " + ", ".join(f"{value} {name.replace('_', ' ')}" for name, value in counts.items())
 
 
 @cli.group()

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
 from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
-from digest.errors import SubscriberError
+from digest.errors import DigestError, SubscriberError, TransportError
 from digest.mail.notices import send_confirmation
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
@@ -125,10 +126,21 @@ def subscribe_cmd(
         _send_confirmation(app, address, key, names, in_language)
 
 
+def _local_day(instant: str | None, zone: ZoneInfo) -> str | None:
+    return datetime.fromisoformat(instant).astimezone(zone).date().isoformat() if instant else None
+
+
 def _send_confirmation(app: App, address: str, key: str, themes: list[str], language: str) -> None:
     transport = transport_for(app.settings)
     where = transport.describe()
-    send_confirmation(app.settings, transport, address, key, themes, language)
+    try:
+        send_confirmation(app.settings, transport, address, key, themes, language)
+    except TransportError as e:
+        # The transport's own hint speaks of digests, which wait for the next run; a confirmation does not.
+        raise DigestError(
+            f"{address}: the subscription is stored (pending), but its confirmation mail was not sent: {e}",
+            f"check smtp_url, then send it again: digest subscribers resend-confirmation {address}",
+        ) from e
     click.echo(f"{address}: confirmation mail sent to {where}; nothing else goes there until it is confirmed")
 
 
@@ -288,6 +300,9 @@ def subscribers_list(app: App, as_json: bool) -> None:
                     "hour": schedule.hour,
                     "timezone": schedule.zone.key,
                     "schedule": schedule.describe(),
+                    # The pause as they chose it: the day digests resume, in their own zone (paused_until is
+                    # the UTC instant that day starts).
+                    "paused_until_date": _local_day(row.paused_until, schedule.zone),
                 }
             )
         emit(out)

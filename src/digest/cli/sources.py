@@ -75,6 +75,9 @@ def ingest_reports(app: App, sources: list[SourceConfig], skip_gone: bool) -> li
     )
     # The hubs hear of each feed this ingest changed; one that fails is said and never fails the command.
     told = websub.announce(app.sessions, app.settings, before)
+    for written in told.written:
+        if written.error:
+            click.echo(f"warning: {written.error} (digest feeds writes it again)", err=True)
     for hub in told.failed:
         click.echo(
             f"warning: WebSub hub {redact_url(hub.hub)} was not told of {len(told.feeds)} changed feed(s): "

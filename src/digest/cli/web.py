@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import signal
+from types import FrameType
 
 import click
 
+from digest import logs
 from digest.cli.app import App, cli, pass_app
 from digest.errors import DigestError
 
@@ -54,7 +57,25 @@ def serve(app: App, host: str, port: int, threads: int) -> None:
     _keep_alive_without_a_body(server)
     bound = f"http://{host}:{getattr(server, 'effective_port', port)}"
     click.echo(f"serving {app.settings.base_url} on {bound} ({threads} threads)", err=True)
-    server.run()
+    logs.event("web.started", listen=bound, threads=threads)
+    # SIGTERM (systemd's stop) ends the loop as Ctrl-C does: the answers in progress are finished, then one line.
+    signal.signal(signal.SIGTERM, _interrupt)
+    stopped_by = ""
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        stopped_by = _stopping.get("signal", "SIGINT")
+    finally:
+        server.close()
+        logs.event("web.stopped", signal=stopped_by)
+
+
+_stopping: dict[str, str] = {}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _stopping["signal"] = signal.Signals(signum).name
+    raise KeyboardInterrupt
 
 
 def _keep_alive_without_a_body(server: object) -> None:

@@ -266,6 +266,8 @@ def store_parsed(
     added: list[dict[str, object]] = []
     # The feeds of every theme a practice joined, and of every theme of a practice that changed, are new.
     touched: set[int] = set()
+    # Items this run left as they were: what was said of them was said when they came (a cron job's mail).
+    quiet: set[str] = set()
     for n, (practice, item, created) in enumerate(placed, 1):
         joined_any = False
         for name in item.themes or default_themes:
@@ -279,10 +281,13 @@ def store_parsed(
                 joined_any = True
         if joined_any and not created:
             report.joined += 1
+        if not (created or joined_any or practice.id in changed):
+            quiet.add(item.where)
         if advance is not None and n % 100 == 0:
             advance(100)
     if added:
         session.execute(insert(Membership), added)
+    report.problems = [p for p in report.problems if p.where not in quiet]
     # Versions in other languages the source links (by URL or id): kept as the keys those are known by.
     translations.link(session, {p.id: _reference_keys(i.translations) for p, i, _ in placed if i.translations})
     ordered = sorted(changed)

@@ -105,12 +105,19 @@ def _legacy_key(last_period: str, slot: datetime, schedule: Schedule) -> str:
     return local.strftime("%Y-%m-%dT%H:%M") if "T" in last_period else local.date().isoformat()
 
 
-def first_due(schedule: Schedule, last_period: str | None, now: datetime) -> datetime:
-    """Where a subscriber with no due time yet is placed: their newest slot (due at once, as a subscriber of the
-    weekly digest always was; the digest holds only what came after they confirmed), unless a digest of
-    before per-subscriber schedules already covered that slot: then their next slot."""
+def first_due(
+    schedule: Schedule, last_period: str | None, now: datetime, confirmed_at: datetime | None = None
+) -> datetime:
+    """Where a subscriber with no due time yet is placed: their first slot after they confirmed (due at once if
+    planning runs late), so their first digest comes when their schedule says, never once at once for a slot
+    that passed before they came and again hours later. A subscriber from before per-subscriber schedules (a
+    ``last_period``): their newest slot, unless that weekly digest already covered it: then their next slot.
+    Those who have something waiting at once (a welcome backfill, the config's fixed subscribers) are placed
+    when confirmed, not here."""
+    if last_period is None:
+        return schedule.next_after(confirmed_at or now)
     last = schedule.last_at_or_before(now)
-    if last_period is not None and last_period >= _legacy_key(last_period, last, schedule):
+    if last_period >= _legacy_key(last_period, last, schedule):
         return schedule.next_after(now)
     return last
 
@@ -142,20 +149,16 @@ SCHEDULE_COLUMNS = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscri
 def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) -> int:
     """Give every confirmed subscriber without a due time one (see ``first_due``); return how many."""
     placed = 0
-    columns = (*SCHEDULE_COLUMNS, Subscriber.last_period)
+    columns = (*SCHEDULE_COLUMNS, Subscriber.last_period, Subscriber.confirmed_at)
     unplaced = and_(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.next_due_at.is_(None))
     for session, rows in subscriber_batches(factory, columns, unplaced, policy.batch_size):
         # Most subscribers share a few choices: each first due time is worked out once.
-        firsts: dict[tuple[Choice, str | None], datetime] = {}
+        schedules: dict[Choice, Schedule] = {}
         due_at = {}
         for r in rows:
             choice = choice_of(r)
-            first = firsts.get((choice, r.last_period))
-            if first is None:
-                first = firsts[choice, r.last_period] = first_due(
-                    schedule_of(choice, policy.defaults), r.last_period, now
-                )
-            due_at[r.id] = first
+            schedule = schedules.get(choice) or schedules.setdefault(choice, schedule_of(choice, policy.defaults))
+            due_at[r.id] = first_due(schedule, r.last_period, now, r.confirmed_at)
         _set_next_due(session, due_at)
         placed += len(rows)
     return placed

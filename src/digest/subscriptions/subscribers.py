@@ -64,7 +64,7 @@ def resolve_themes(session: Session, names: Iterable[str]) -> list[Theme]:
 
 def _near_themes(session: Session, missing: list[str]) -> str:
     """The hint for unknown theme names: the themes they nearly are, else how to list the themes there are."""
-    known = dict(session.execute(select(Theme.slug, Theme.name)).tuples().all())
+    known = {slug: name for slug, name in session.execute(select(Theme.slug, Theme.name))}
     if not known:
         return "no theme yet: ingest sources first (digest ingest)"
     near = [
@@ -93,6 +93,7 @@ def ensure_subscriber(
     if after is not None:
         for subscription in subscriber.subscriptions:
             subscription.cursor = min(subscription.cursor, after)
+    subscriber.next_due_at = now  # fixed recipients (a demo) get what is waiting in this run
     return True
 
 
@@ -118,10 +119,13 @@ def subscriber_by_key(session: Session, key: str) -> Subscriber:
 
 
 def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_days: int = 0) -> None:
-    """Confirm: from now on new practices count for them; nothing older (but the configured backfill)."""
+    """Confirm: from now on new practices count for them; nothing older (but the configured backfill). Their first
+    digest comes at their first slot from now (placed by the next planning run, digest.mail.plan.first_due); a
+    welcome backfill, which has something to say at once, comes at once."""
     cursor = membership_cursor(session, now, backfill_days)
     subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = SubscriberStatus.CONFIRMED, now, None
     subscriber.bounces, subscriber.suppressed_at = 0, None
+    subscriber.next_due_at = now if backfill_days else None
     for subscription in subscriber.subscriptions:
         subscription.cursor = cursor
 

@@ -109,6 +109,13 @@ def page() -> Any:
         ),
     ]
     page = render_template(
-        "operator.html", figures=found, jobs=jobs, sources=sources, themes=themes, charts=charts, now=now
+        "operator.html",
+        figures=found,
+        jobs=jobs,
+        sources=sources,
+        themes=themes,
+        charts=charts,
+        now=now,
+        switcher=[],  # the operator page stays English, as the command line: no language to switch to
     )
     return page, 200, PRIVATE

@@ -19,6 +19,7 @@ from digest.errors import NotFoundError, SubscriberError
 from digest.mail.compose import DigestContent
 from digest.mail.messages import links_for, render_for
 from digest.mail.notices import send_confirmation, send_manage_link
+from digest.mail.plan import first_due
 from digest.mail.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
@@ -149,8 +150,19 @@ def confirm(token: str) -> Any:
         if subscriber.status != SubscriberStatus.CONFIRMED:
             people.confirm(session, subscriber, now, site().settings.welcome_backfill_days)
             metrics.CONFIRMATIONS.inc()
+        # What the page promises is what planning will do: their first slot after they confirmed (at once, for a
+        # welcome backfill), in their own zone.
+        schedule = schedule_of(choice_of(subscriber), defaults_from(site().settings))
+        first = subscriber.next_due_at or first_due(schedule, None, now, subscriber.confirmed_at)
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
-    return render_template("confirmed.html", manage_url=manage_url), 200, PRIVATE
+    page = render_template(
+        "confirmed.html",
+        manage_url=manage_url,
+        schedule=schedule.describe(),
+        first=None if first <= now else first.astimezone(schedule.zone),
+        zone=schedule.zone.key,
+    )
+    return page, 200, PRIVATE
 
 
 # Manage ------------------------------------------------------------------------------------------------------
@@ -294,12 +306,12 @@ def export(token: str) -> Response:
 @blueprint.post("/manage/<token>/erase")
 def erase(token: str) -> Any:
     key = _key(token, Purpose.MANAGE)
-    if request.form.get("confirm") != "yes":
-        flash(_("Tick the box to confirm that everything about you should be erased."), "error")
-        return redirect(url_for("people.manage", token=token), 303)
     with site().sessions.begin() as session:
         subscriber = people.subscriber_by_key(session, key)
-        speak(subscriber.language)
+        speak(subscriber.language)  # before anything is said: the notice below is in their language too
+        if request.form.get("confirm") != "yes":
+            flash(_("Tick the box to confirm that everything about you should be erased."), "error")
+            return redirect(url_for("people.manage", token=token), 303)
         limits.forget(session, site().settings, "address", subscriber.email)
         people.erase(session, subscriber, clock.now())
     metrics.ERASURES.inc()
