@@ -338,7 +338,8 @@ def test_cli_send_resend_ledger(run_cli: Cli, faulty: tuple[FaultyHandler, str])
     assert digest["resends"][0]["sent_at"] == "2026-11-17T08:00:00+00:00"
     assert "Clean Taps Now" in {p["title"] for p in digest["practices"]}
     text = run_cli("ledger", ADA).stdout
-    assert "2026-11-16T0700Z  sent" in text and "resent 2026-11-17T08:00:00+00:00" in text
+    # Times as the subscriber reads their clock (Europe/Paris, the config's timezone): UTC+1 in November.
+    assert "2026-11-16T0700Z  sent      2026-11-16 10:05" in text and "resent 2026-11-17 09:00" in text, text
     missing = run_cli("resend", ADA, "--period", "2026-11-23T0700Z", DIGEST_SMTP_URL=url)
     assert missing.exit_code == 1 and "no digest for period 2026-11-23T0700Z" in missing.stderr
     run_cli("unsubscribe", ADA)

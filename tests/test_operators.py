@@ -330,8 +330,11 @@ def test_a_test_send_goes_to_the_tester_marked_and_recorded_nowhere(run_cli: Any
     env = {"DIGEST_SMTP_URL": url, "DIGEST_ENVIRONMENT": "development"}
     assert run_cli("ingest", fixture_path("listing-water.txt"), now="2026-11-09T10:00:00Z").exit_code == 0
     assert (
-        run_cli("subscribe", "ada@example.org", "--theme", "Water and Sanitation", "--confirmed", **env).exit_code == 0
-    )
+        run_cli(
+            "subscribe", "ada@example.org", "--theme", "Water and Sanitation", "--confirmed",
+            now="2026-11-09T10:00:00Z", **env,
+        ).exit_code == 0
+    )  # fmt: skip
     assert run_cli("ingest", fixture_path("listing-water-week2.txt"), now="2026-11-10T10:00:00Z").exit_code == 0
     before = len(handler.received)
     done = run_cli("preview", "ada@example.org", "--send-to", "tester@example.net", now="2026-11-16T09:00:00Z", **env)

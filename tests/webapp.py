@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import clock
 from digest.config import Settings
 from digest.mail.runs import plan_and_send
 from digest.mail.transport import transport_for
@@ -79,7 +80,15 @@ def subscribe(client: FlaskClient, email: str, *themes: str) -> tuple[int, str]:
 
 
 def confirmed(web: Web, email: str, *themes: str) -> str:
-    """Subscribe and confirm through the pages; the path of their manage page."""
+    """Subscribe and confirm through the pages; the path of their manage page. Unless the test set the clock,
+    they confirm on Monday 9 November 2026 at noon (UTC), after the fixture's ingest: their first slot is a
+    week on (a first digest comes at the first slot after confirming), and a test may send as of any later day."""
+    if clock.fixed_now() is None:
+        clock.set_fixed_now(clock.parse_instant("2026-11-09T12:00:00Z"))
+        try:
+            return confirmed(web, email, *themes)
+        finally:
+            clock.set_fixed_now(None)
     client = web.client()
     assert subscribe(client, email, *themes)[0] == 303
     confirm = web.link(email, "/confirm/")
