@@ -21,7 +21,7 @@ from sqlalchemy import insert, select
 from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.plan import PlanPolicy, plan_due
+from digest.mail.plan.planner import PlanPolicy, plan_due
 from digest.store import db
 from digest.store.models import Subscriber, Subscription, Theme
 

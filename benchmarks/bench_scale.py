@@ -26,10 +26,10 @@ def child(database: str, smtp_url: str) -> None:
     """Plan then send, in this process; print the timings as JSON (the parent reads this process's peak RSS)."""
     from digest import clock
     from digest.config import load_settings
-    from digest.mail.delivery import SendReport
-    from digest.mail.plan import PlanPolicy, plan_due
-    from digest.mail.runs import deliver_due
-    from digest.mail.transport import transport_for
+    from digest.mail.plan.planner import PlanPolicy, plan_due
+    from digest.mail.send.delivery import SendReport
+    from digest.mail.send.runs import deliver_due
+    from digest.mail.send.transport import transport_for
     from digest.store import db
 
     settings = load_settings()

@@ -26,13 +26,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.compose import DigestContent
-from digest.mail.delivery import SendReport
-from digest.mail.message import Envelope, build_message
-from digest.mail.messages import links_for, render_for
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.runs import deliver_due
-from digest.mail.transport import MaildirTransport, transport_for
+from digest.mail.build.mime import Envelope, build_message
+from digest.mail.build.recipient import links_for, render_for
+from digest.mail.plan.compose import DigestContent
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.runs import deliver_due
+from digest.mail.send.transport import MaildirTransport, transport_for
 from digest.store import db
 from digest.store.models import Subscriber, Subscription, Theme
 

@@ -19,8 +19,8 @@ from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.feeds.files import build_feeds
 from digest.ingest import HttpPolicy, ingest_sources
-from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
-from digest.mail.render import Links, render_digest
+from digest.mail.build.render import Links, render_digest
+from digest.mail.plan.compose import DigestContent, PracticeEntry, ThemeSection
 from digest.store import db
 from digest.store.models import Membership, Practice, SourceState, Theme
 from tests.conftest import Cli, at, fixture_path

@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.delivery import DeliveryPolicy, SendReport, any_ready
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.resend import resend
-from digest.mail.runs import deliver_due, plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import DeliveryPolicy, SendReport
+from digest.store.digests import any_claimable
+from digest.mail.send.resend import resend
+from digest.mail.send.runs import deliver_due, plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.store.models import Digest, Subscriber
 from digest.store.queries import ledger
 from digest.subscriptions.subscribers import get_subscriber
@@ -113,7 +114,7 @@ class SlowLink(FaultyHandler):
         answer = await super().handle_DATA(server, session, envelope)
         clock.set_fixed_now(clock.now() + self.step)
         with self.sessions() as s:
-            self.abandoned.append(any_ready(s, clock.now(), self.policy))
+            self.abandoned.append(any_claimable(s, clock.now(), self.policy.claim_timeout))
         return answer
 
 

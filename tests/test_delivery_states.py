@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.resend import resend
-from digest.mail.transport import Following, MaildirTransport, RecipientRefused, TemporaryFailure
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import Deliverer, DeliveryPolicy, SendReport
+from digest.mail.send.resend import resend
+from digest.mail.send.transport import Following, MaildirTransport, RecipientRefused, TemporaryFailure
 from digest.store import db, digests
 from digest.store.bounces import count_hard_bounce
 from digest.store.digests import Claimed, SentRecorder
@@ -248,7 +248,7 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     @rule(who=st.sampled_from(PEOPLE))
     def operator_resends(self, who: str) -> None:
-        """An operator resends a person's newest sent digest (digest.mail.resend, into a Maildir): a new
+        """An operator resends a person's newest sent digest (digest.mail.send.resend, into a Maildir): a new
         Message-ID, recorded as a resend; refused for anyone who left."""
         clock.set_fixed_now(self.now)
         try:

@@ -89,7 +89,10 @@ def test_a_wheel_renders_and_sends_mail_from_an_empty_folder(tmp_path: Path) -> 
         return result
 
     where = subprocess.check_output(
-        [python, "-c", "import digest.mail.render as r; print(r.default_templates())"], cwd=empty, env=env, text=True
+        [python, "-c", "import digest.mail.build.render as r; print(r.default_templates())"],
+        cwd=empty,
+        env=env,
+        text=True,
     ).strip()
     assert where.startswith(str(site)), where
     digest("ingest", fixture_path("listing-water.txt"), "--theme", "Water and Sanitation", now="2026-11-09T10:00:00Z")

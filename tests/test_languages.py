@@ -156,8 +156,8 @@ def test_pages_mails_and_feeds_mark_each_practice_with_its_language(
 def test_a_digest_marks_each_practice_with_its_language(
     sessions: sessionmaker[Session], settings: Settings, feed_server: FeedServer
 ) -> None:
-    from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
-    from digest.mail.messages import links_for, render_for
+    from digest.mail.build.recipient import links_for, render_for
+    from digest.mail.plan.compose import DigestContent, PracticeEntry, ThemeSection
 
     entry = PracticeEntry(1, "u1", "Compromiso", "Una red.", None, None, "2026-11-10T10:00:00+00:00", language="es")
     plain = PracticeEntry(2, "u2", "Pledge", "A network.", None, None, "2026-11-10T10:00:00+00:00")

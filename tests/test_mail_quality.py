@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.bounces import read_bounces
-from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
-from digest.mail.render import HTML_BUDGET, Links, render_digest
-from digest.mail.verp import digest_of, return_path
+from digest.mail.build.render import HTML_BUDGET, Links, render_digest
+from digest.mail.build.verp import digest_of, return_path
+from digest.mail.plan.compose import DigestContent, PracticeEntry, ThemeSection
+from digest.mail.replies.bounces import read_bounces
 from digest.store.models import Bounce, Digest, Subscriber
 from tests.conftest import Cli, RecordingHandler, at
 from tests.test_send import GOAL6, WATER, add, ingest, send
@@ -420,7 +420,7 @@ def test_a_replayed_bounce_counts_once_and_odd_mailboxes_are_read_or_named(
 
 
 def test_a_dsn_parses_like_postfix_writes_it() -> None:
-    from digest.mail.bounces import read_notification
+    from digest.mail.replies.bounces import read_notification
 
     parsed = email.message_from_bytes(
         dsn("bounces+1f-aaaaaaaaaaaa@d.test", "x@example.org", "failed", "5.7.1", "<m@d.test>", "550 5.7.1 spam"),
@@ -487,7 +487,7 @@ def test_a_shared_encoded_body_decodes_to_each_recipients_text() -> None:
     import quopri
     import random
 
-    from digest.mail.message import EncodedBody
+    from digest.mail.build.mime import EncodedBody
 
     slots = {"unsubscribe": "@@u@@", "manage": "@@m@@", "view": "@@v@@"}
     rng = random.Random(7)

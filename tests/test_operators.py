@@ -26,9 +26,9 @@ from sqlalchemy import func, select, text
 from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.runs import plan_and_send
-from digest.mail.senders import send_in_processes
-from digest.mail.transport import transport_for
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.senders import send_in_processes
+from digest.mail.send.transport import transport_for
 from digest.store import db
 from digest.store.models import Digest, Subscriber
 from digest.subscriptions.subscribers import ensure_subscriber

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.delivery import SendReport
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.runs import plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.store import db
 from digest.store.models import Content, Digest, Subscriber
 from digest.store.states import DigestStatus
@@ -119,7 +119,7 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_is_logged(
     assert "could not build or send this digest: JSONDecodeError" in (digest_of(sessions, broken).last_error or "")
     assert digest_of(sessions, fine).last_error is None
     crashed = [r for r in caplog.records if r.getMessage() == "digest.crashed"]
-    assert crashed and crashed[0].name == "digest.mail.delivery" and crashed[0].exc_info
+    assert crashed and crashed[0].name == "digest.mail.send.delivery" and crashed[0].exc_info
 
 
 def _abandoned_claim(sessions: sessionmaker[Session], email: str, attempts: int) -> None:

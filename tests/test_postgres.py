@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.runs import plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.store import db
 from digest.store.models import ContentPractice, Digest, Practice
 from digest.subscriptions.subscribers import subscribe

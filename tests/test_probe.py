@@ -20,10 +20,10 @@ from digest.config import SourceConfig, load_settings
 from digest.errors import ConfigError
 from digest.ingest import ingest_sources
 from digest.logs import JsonFormatter
-from digest.mail.bounces import read_bounces
-from digest.mail.resend import resend
-from digest.mail.transport import transport_for
-from digest.mail.verp import return_path
+from digest.mail.build.verp import return_path
+from digest.mail.replies.bounces import read_bounces
+from digest.mail.send.resend import resend
+from digest.mail.send.transport import transport_for
 from digest.store.models import Base, Digest, RateWindow, Subscriber
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.web import limits

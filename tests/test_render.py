@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.mail.compose import DigestContent, PracticeEntry, ThemeSection
-from digest.mail.render import Links, render_digest
+from digest.mail.build.render import Links, render_digest
+from digest.mail.plan.compose import DigestContent, PracticeEntry, ThemeSection
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -216,7 +216,7 @@ def test_a_sender_process_that_dies_is_named_and_the_others_finish(
     from dataclasses import replace as with_values
 
     from digest.config import load_settings
-    from digest.mail import senders
+    from digest.mail.send import senders as senders
 
     handler, url = server
     sessions, people = populate(f"sqlite:///{tmp_path / 'digest.db'}", 200)
@@ -368,8 +368,8 @@ def test_a_send_never_scans_the_digests(
 
     from digest import clock
     from digest.config import Settings
-    from digest.mail.runs import plan_and_send
-    from digest.mail.transport import transport_for
+    from digest.mail.send.runs import plan_and_send
+    from digest.mail.send.transport import transport_for
 
     handler, url = server
     database = f"sqlite:///{tmp_path / 'digest.db'}"

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.runs import plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.schedules.slots import Choice, Defaults, ScheduleError, parse_choice, schedule_of
 from digest.store import db
 from digest.store.models import ContentPractice

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, SourceConfig
 from digest.ingest import ingest_sources
-from digest.mail.delivery import SendReport
-from digest.mail.runs import plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.store import db
 from digest.store.models import ContentPractice, Digest, Subscriber
 from digest.subscriptions.subscribers import subscribe, unsubscribe
@@ -314,8 +314,8 @@ def test_maildir_outbox_without_smtp(sessions: sessionmaker[Session], settings: 
 def test_mail_carries_the_subject_frozen_at_planning(
     sessions: sessionmaker[Session], smtp_settings: Settings, smtp_server: tuple[RecordingHandler, str]
 ) -> None:
-    from digest.mail.plan import PlanPolicy, plan_due
-    from digest.mail.runs import deliver_due
+    from digest.mail.plan.planner import PlanPolicy, plan_due
+    from digest.mail.send.runs import deliver_due
 
     handler = smtp_server[0]
     setup_two_themes(sessions)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.mail.holders import process_alive
+from digest.mail.send.holders import process_alive
 from digest.store.models import Digest
 from tests.conftest import smtp_controller
 from tests.smtpfaults import FaultyHandler

@@ -529,8 +529,8 @@ def test_translation_of_in_an_export_links_either_way_whichever_comes_first(web:
     from digest import clock
     from digest.config import SourceConfig
     from digest.ingest import ingest_sources
-    from digest.mail.compose import PracticeEntry
-    from digest.mail.planning import with_versions
+    from digest.mail.plan.compose import PracticeEntry
+    from digest.mail.plan.reads import with_versions
     from digest.store.models import Practice
 
     def read(name: str, records: list[dict[str, object]]) -> Any:
@@ -619,7 +619,7 @@ def test_the_check_for_english_finds_an_english_sentence_of_ours() -> None:
 
 
 def test_one_version_per_group_and_one_of_unknown_language_is_never_left_out() -> None:
-    from digest.mail.compose import NewMembership, NewMemberships, PracticeEntry, ThemeInfo, Version, compose
+    from digest.mail.plan.compose import NewMembership, NewMemberships, PracticeEntry, ThemeInfo, Version, compose
 
     def entry(n: int, title: str, language: str | None) -> PracticeEntry:
         versions = (Version("u1", None, "Gardens", "en"), Version("u2", None, "Huertos", "es"))

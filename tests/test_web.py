@@ -16,7 +16,7 @@ from digest import clock
 from digest.config import DEFAULT_SECRET, SourceConfig
 from digest.errors import ConfigError
 from digest.ingest import ingest_sources
-from digest.mail.transport import transport_for
+from digest.mail.send.transport import transport_for
 from digest.store.models import Digest, Erasure, Subscriber, Subscription
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.web import create_app

@@ -297,7 +297,7 @@ def test_the_catch_up_waits_for_the_first_poll(
     # Ingest and delivery log through their own named loggers, in the worker's JSON format.
     lines = workers.log("w")
     assert {"source.ingested", "digest.ingest"} <= {str(e["event"]) for e in lines} | {str(e["logger"]) for e in lines}
-    assert any(e["event"] == "smtp.connected" and e["logger"] == "digest.mail.transport" for e in lines)
+    assert any(e["event"] == "smtp.connected" and e["logger"] == "digest.mail.send.transport" for e in lines)
 
 
 def test_sigterm_stops_the_worker_while_a_poll_is_reading_a_slow_server(

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.runs import plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.store.models import Subscriber
 from digest.subscriptions.tokens import Purpose, make_token
 from tests.conftest import RecordingHandler

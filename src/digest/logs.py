@@ -1,7 +1,7 @@
 """Logging: one line per event, through named loggers under `digest`; JSON when stderr is not a terminal.
 
 Every line carries the logger's name and the run id. Library modules log through an ``EventLog`` of their own
-(`digest.ingest`, `digest.mail.delivery`, `digest.mail.transport`, ...); nothing is printed until a command
+(`digest.ingest`, `digest.mail.send.delivery`, `digest.mail.send.transport`, ...); nothing is printed until a command
 configures the handler (the worker always does), so CLI output stays the CLI's.
 """
 

@@ -15,17 +15,17 @@ from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.cli.sources import ingest_reports, print_ingest
 from digest.errors import DigestError
-from digest.mail.bounces import read_bounces
-from digest.mail.compose import DigestContent
-from digest.mail.delivery import SendReport
-from digest.mail.message import sender_address
-from digest.mail.messages import Addressed, digest_message
-from digest.mail.plan import PlanPolicy, preview_content
-from digest.mail.render import check_templates
-from digest.mail.resend import resend
-from digest.mail.runs import plan_and_send
-from digest.mail.senders import send_in_processes, stop_on_signals, stopping
-from digest.mail.transport import transport_for
+from digest.mail.build.mime import sender_address
+from digest.mail.build.recipient import Addressed, digest_message
+from digest.mail.build.render import check_templates
+from digest.mail.plan.compose import DigestContent
+from digest.mail.plan.planner import PlanPolicy, preview_content
+from digest.mail.replies.bounces import read_bounces
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.resend import resend
+from digest.mail.send.runs import plan_and_send
+from digest.mail.send.senders import send_in_processes, stop_on_signals, stopping
+from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import choice_of, schedule_of
 from digest.store import db, digests, queries

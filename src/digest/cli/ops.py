@@ -20,8 +20,8 @@ def status(app: App, as_json: bool) -> None:
 
     Example: digest status --json
     """
-    with app.sessions() as session:
-        report = status_of(session, app.settings)
+    with app.engine.connect() as connection:
+        report = status_of(connection)
     if as_json:
         emit(report)
     else:

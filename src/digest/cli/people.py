@@ -14,8 +14,8 @@ import click
 from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.errors import DigestError, SubscriberError, TransportError
-from digest.mail.notices import send_confirmation
-from digest.mail.transport import transport_for
+from digest.mail.send.notices import send_confirmation
+from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import local

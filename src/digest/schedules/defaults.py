@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from digest.config import Settings
+from typing import TYPE_CHECKING
+
 from digest.schedules.cron import crontab_trigger
 from digest.schedules.slots import Defaults
+
+if TYPE_CHECKING:  # the settings are read, never imported: settings sit above schedules (config imports slots)
+    from digest.config import Settings
 
 
 def defaults_from(settings: Settings) -> Defaults:

@@ -1,5 +1,6 @@
 """Hard bounces counted per subscriber, and the address suppressed at the limit: whether the refusal came during
-the SMTP transaction (digest.mail.delivery) or later as a delivery status notification (digest.mail.bounces)."""
+the SMTP transaction (digest.mail.send.delivery) or later as a delivery status notification
+(digest.mail.replies.bounces)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every change of a digest's state after planning, in one place: claims, outcomes, hand-back, renewal, the sweep
-before a run, and the recorder's grouped "sent" statements. Senders (digest.mail.delivery) decide; this module
+before a run, and the recorder's grouped "sent" statements. Senders (digest.mail.send.delivery) decide; this module
 writes, each change in the transaction its docstring names.
 
 A digest is `sending` only between its claim and its outcome, held by one process (`claimed_by`); every outcome
@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_,
 from sqlalchemy.orm import Session
 
 from digest.store.models import Digest, Resend, Subscriber, waiting
-from digest.store.states import CANCELLABLE, DigestStatus, SubscriberStatus
+from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.store.types import UTCDateTime
 
 # pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
@@ -251,7 +251,7 @@ def cancel_unsent(session: Session, subscriber_id: int) -> None:
     still records it sent: the recorder goes by id and holder)."""
     session.execute(
         update(Digest)
-        .where(Digest.subscriber_id == subscriber_id, Digest.status.in_(CANCELLABLE))
+        .where(Digest.subscriber_id == subscriber_id, Digest.status.in_(WAITING))
         .values(status=DigestStatus.CANCELLED)
     )
 

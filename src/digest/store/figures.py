@@ -198,31 +198,90 @@ def joins_and_leaves(connection: Connection, since: datetime) -> dict[str, dict[
 
 @dataclass(frozen=True)
 class JobRow:
+    """A job's last run and its next one, as the operator page and `digest status` show them."""
+
     job: str
     last_started: datetime | None
     outcome: str | None
     error: str | None
     next_run: datetime | None
+    trigger: str | None = None
+    run_id: str | None = None
+    reason: str | None = None
+    holder: str | None = None
+    finished: datetime | None = None
+    counts: str | None = None
 
 
 def job_table(connection: Connection) -> list[JobRow]:
     """Each job's last run (the start-up planning run is plan-send's) and its next run."""
     latest = {
-        job_id: (started, outcome, error)
-        for job_id, started, outcome, error in connection.execute(
-            select(JobRun.job_id, JobRun.started_at, JobRun.outcome, JobRun.error).where(
-                JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id))
-            )
+        run.job_id: run
+        for run in connection.execute(
+            select(
+                JobRun.job_id,
+                JobRun.started_at,
+                JobRun.outcome,
+                JobRun.error,
+                JobRun.run_id,
+                JobRun.reason,
+                JobRun.holder,
+                JobRun.finished_at,
+                JobRun.counts,
+            ).where(JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id)))
         )
     }
     upcoming = {
-        job_id: next_run for job_id, next_run in connection.execute(select(ScheduledJob.id, ScheduledJob.next_run_at))
+        job_id: (next_run, trigger)
+        for job_id, next_run, trigger in connection.execute(
+            select(ScheduledJob.id, ScheduledJob.next_run_at, ScheduledJob.trigger)
+        )
     }
     rows = []
     for job in sorted(set(latest) | (set(upcoming) - {FIRST_PLAN})):
-        started, outcome, error = latest.get(job, (None, None, None))
-        rows.append(JobRow(job, started, str(outcome) if outcome else None, error, upcoming.get(job)))
+        next_run, trigger = upcoming.get(job, (None, None))
+        run = latest.get(job)
+        if run is None:
+            rows.append(JobRow(job, None, None, None, next_run, trigger))
+            continue
+        outcome = str(run.outcome) if run.outcome else None
+        rows.append(
+            JobRow(
+                job,
+                run.started_at,
+                outcome,
+                run.error,
+                next_run,
+                trigger,
+                run.run_id,
+                run.reason,
+                run.holder,
+                run.finished_at,
+                run.counts,
+            )  # fmt: skip
+        )
     return rows
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    holder: str
+    since: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+def lease(connection: Connection) -> LeaseRow | None:
+    """The scheduler lease as stored (alive or not: the caller compares its expiry with the time)."""
+    row = connection.execute(select(Lease.holder, Lease.since, Lease.renewed_at, Lease.expires_at)).first()
+    return LeaseRow(*row) if row is not None else None
+
+
+def last_day(connection: Connection, since: datetime) -> dict[str, int]:
+    """Digests planned and sent since ``since`` (the last 24 hours, for `digest status`)."""
+    planned = connection.scalar(select(func.count()).select_from(Digest).where(Digest.planned_at >= since))
+    sent = connection.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= since))
+    return {"planned": planned or 0, "sent": sent or 0}
 
 
 def sources_table(connection: Connection) -> list[tuple[str, str, datetime, str | None]]:

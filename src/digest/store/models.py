@@ -259,7 +259,7 @@ class Digest(Base):
     status: Mapped[DigestStatus] = mapped_column(EnumText(DigestStatus), default=DigestStatus.PLANNED)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
-    # The frozen content (JSON of digest.mail.compose.DigestContent), stored once per distinct content: every
+    # The frozen content (JSON of digest.mail.plan.compose.DigestContent), stored once per distinct content: every
     # digest with the same practices in the same slot points at one row of `contents`.
     # Not indexed: nothing looks digests up by content, and contents are never deleted.
     content_hash: Mapped[str] = mapped_column(ForeignKey("contents.hash"))
@@ -287,7 +287,7 @@ class Digest(Base):
 class Content(Base):
     """A digest's frozen content, content-addressed: the SHA-256 of its JSON and of what it gives (its
     content_practices rows) is its key, so it is stored once however many digests carry it (everyone with the
-    same themes gets the same digest in a slot). digest.mail.plan.content_key computes it."""
+    same themes gets the same digest in a slot). digest.mail.plan.planner.content_key computes it."""
 
     __tablename__ = "contents"
 
@@ -427,7 +427,8 @@ class RateWindow(Base):
 class Bounce(Base):
     """A delivery status notification read from the bounce mailbox: a hard (permanent) or soft (temporary)
     failure for one subscriber's digest. ``source`` (a hash of what the report is about: digest, Message-ID,
-    recipient, status; see digest.mail.bounces.report_key) keeps a re-read or a replay from counting it twice."""
+    recipient, status; see digest.mail.replies.bounces.report_key) keeps a re-read or a replay from counting it
+    twice."""
 
     __tablename__ = "bounces"
     __table_args__ = (CheckConstraint(check("kind", BounceKind), name="kind"),)

@@ -32,7 +32,6 @@ WAITING = frozenset({DigestStatus.PLANNED, DigestStatus.DEFERRED, DigestStatus.S
 # already handed over is still recorded as sent.
 # Ended without being sent: few, so a partial index of them (ix_digests_unsent) costs little and counts them fast.
 UNSENT = frozenset({DigestStatus.FAILED, DigestStatus.CANCELLED})
-CANCELLABLE = frozenset({DigestStatus.PLANNED, DigestStatus.DEFERRED, DigestStatus.SENDING})
 
 
 class SubscriberStatus(StrEnum):

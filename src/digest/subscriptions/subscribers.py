@@ -24,7 +24,7 @@ from digest.store.models import (
     Theme,
     new_key,
 )
-from digest.store.states import CANCELLABLE, DigestStatus, Frequency, SubscriberStatus
+from digest.store.states import WAITING, DigestStatus, Frequency, SubscriberStatus
 from digest.text.clean import slugify
 from digest.text.i18n import UnknownLanguage, _, supported
 from digest.text.languages import language_tag
@@ -120,7 +120,7 @@ def subscriber_by_key(session: Session, key: str) -> Subscriber:
 
 def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_days: int = 0) -> None:
     """Confirm: from now on new practices count for them; nothing older (but the configured backfill). Their first
-    digest comes at their first slot from now (placed by the next planning run, digest.mail.plan.first_due); a
+    digest comes at their first slot from now (placed by the next planning run, digest.mail.plan.planner.first_due); a
     welcome backfill, which has something to say at once, comes at once."""
     cursor = membership_cursor(session, now, backfill_days)
     subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = SubscriberStatus.CONFIRMED, now, None
@@ -144,7 +144,7 @@ def subscribe(
 
     ``choice`` is their schedule (what they left out follows the operator's defaults); ``language`` that of their
     mails and pages (None: as it was, else the operator's default_language). Their first due time is
-    placed by the next planning run (see digest.mail.plan.first_due).
+    placed by the next planning run (see digest.mail.plan.planner.first_due).
     """
     address = normalize_email(email)
     themes = resolve_themes(session, theme_names)
@@ -270,7 +270,7 @@ def set_feed_only(session: Session, subscriber: Subscriber, feed_only: bool, def
     if feed_only:
         session.execute(
             update(Digest)
-            .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(CANCELLABLE))
+            .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
             .values(status=DigestStatus.CANCELLED)
         )
         return
@@ -326,7 +326,7 @@ def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: dateti
     # Everything not sent, a `sending` leftover too; a sender with it in flight still records it sent.
     session.execute(
         update(Digest)
-        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(CANCELLABLE))
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
         .values(status=DigestStatus.CANCELLED)
     )
 

@@ -21,6 +21,8 @@ from babel import Locale
 from babel.dates import format_date, format_time
 from babel.support import NullTranslations, Translations
 
+from digest.errors import DigestError
+
 # The languages of the interface and the mails; the first is the source language of every message.
 LANGUAGES = ("en", "fr", "es")
 DEFAULT = LANGUAGES[0]
@@ -30,8 +32,9 @@ DOMAIN = "messages"
 _current: ContextVar[str] = ContextVar("digest_language", default=DEFAULT)
 
 
-class UnknownLanguage(ValueError):
-    """A language code that is not one of LANGUAGES: the message names the code and the choices."""
+class UnknownLanguage(DigestError, ValueError):
+    """A language code that is not one of LANGUAGES: the message names the code and the choices. A DigestError, so
+    each door answers it as any refusal (the CLI's two lines, the web's 400)."""
 
     def __init__(self, code: object) -> None:
         # In the language of the moment: a manage page's refusal is in its reader's language, the CLI's in English.

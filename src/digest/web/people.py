@@ -16,11 +16,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from digest import clock, logs, metrics
 from digest.errors import NotFoundError, SubscriberError
-from digest.mail.compose import DigestContent
-from digest.mail.messages import links_for, render_for
-from digest.mail.notices import send_confirmation, send_manage_link
-from digest.mail.plan import first_due
-from digest.mail.transport import transport_for
+from digest.mail.build.recipient import links_for, render_for
+from digest.mail.plan.compose import DigestContent
+from digest.mail.plan.planner import first_due
+from digest.mail.send.notices import send_confirmation, send_manage_link
+from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import aliases, local, zone_groups

@@ -14,10 +14,10 @@ from digest.config import Settings
 from digest.feeds import websub
 from digest.feeds.files import build_feeds
 from digest.ingest import ingest_sources, policy_from
-from digest.mail.bounces import read_bounces
-from digest.mail.delivery import SendReport
-from digest.mail.runs import deliver_due, plan_and_send
-from digest.mail.transport import transport_for
+from digest.mail.replies.bounces import read_bounces
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.runs import deliver_due, plan_and_send
+from digest.mail.send.transport import transport_for
 from digest.worker.names import BOUNCES, FEEDS, FIRST_PLAN, PLAN_SEND, POLL, RETRY, START
 
 __all__ = ["BOUNCES", "FEEDS", "FIRST_PLAN", "JOBS", "PLAN_SEND", "POLL", "RETRY", "START", "JobContext"]

@@ -38,10 +38,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
-from digest.mail.delivery import DeliveryPolicy, SendReport, any_ready
-from digest.mail.holders import holder_id
-from digest.mail.runs import deliver_due
-from digest.mail.transport import transport_for
+from digest.mail.send.delivery import DeliveryPolicy, SendReport
+from digest.mail.send.holders import holder_id
+from digest.mail.send.runs import deliver_due
+from digest.mail.send.transport import transport_for
+from digest.store.digests import any_claimable
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
 from digest.worker.jobs import BOUNCES, FIRST_PLAN, JOBS, PLAN_SEND, POLL, RETRY, START
@@ -136,11 +137,11 @@ class Worker:
         return lately and not self.outage.down and not self.stop.is_set()
 
     def _help_send(self) -> None:
-        """A standby worker sends too: while digests are due, it claims batches like the leader's jobs do, for a
+        """A standby worker sends too: while digests are claimable, it claims batches like the leader's jobs do, for a
         third of a lease at a time (then it looks at the lease again, ready to take over)."""
         try:
             with self.factory() as session:
-                if not any_ready(session, clock.now(), DeliveryPolicy.from_settings(self.settings)):
+                if not any_claimable(session, clock.now(), DeliveryPolicy.from_settings(self.settings).claim_timeout):
                     return
             until = time.monotonic() + self.ttl.total_seconds() / 3
             report = deliver_due(

@@ -1,5 +1,6 @@
 """What `digest status` reports: the leader, each job's next and last run, due subscribers, the last day's digests,
-failing sources."""
+failing sources. Read from the store's figures (digest.store.figures), the same reads as the operator page and
+/metrics: the three cannot disagree."""
 
 from __future__ import annotations
 
@@ -7,27 +8,23 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from digest import clock
-from digest.config import Settings
-from digest.mail.plan import due_now
-from digest.store.models import Digest, JobRun, Lease, ScheduledJob, SourceState, Subscriber, waiting
+from digest.store import figures
 from digest.store.states import FAILING, WAITING, JobOutcome
-from digest.worker.lease import LEASE, wall_now
-from digest.worker.names import FIRST_PLAN
+from digest.worker.lease import wall_now
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def status_of(session: Session, settings: Settings) -> dict[str, Any]:
+def status_of(connection: Connection) -> dict[str, Any]:
     """The worker's state as the database records it; `healthy` is False when something needs a look."""
     now = wall_now()
     problems: list[str] = []
-    lease = session.get(Lease, LEASE)
+    lease = figures.lease(connection)
     leader = None
     alive = False
     if lease is not None:
@@ -48,51 +45,38 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         problems.append("no worker holds the scheduler lease (is `digest worker` running?)")
 
     jobs = []
-    scheduled = {j.id: j for j in session.scalars(select(ScheduledJob).order_by(ScheduledJob.id))}
-    latest = {
-        r.job_id: r
-        for r in session.scalars(
-            select(JobRun).where(JobRun.id.in_(select(func.max(JobRun.id)).group_by(JobRun.job_id)))
-        )
-    }
-    # The start-up planning run is plan-send's (its runs are recorded under plan-send, reason "start").
-    for job_id in sorted((set(scheduled) - {FIRST_PLAN}) | set(latest)):
-        job, run = scheduled.get(job_id), latest.get(job_id)
+    for row in figures.job_table(connection):
         last = None
-        if run is not None:
+        if row.last_started is not None:
             last = {
-                "run_id": run.run_id,
-                "reason": run.reason,
-                "holder": run.holder,
-                "started_at": _iso(run.started_at),
-                "finished_at": _iso(run.finished_at),
-                "outcome": run.outcome,
-                "counts": json.loads(run.counts or "{}"),
-                "error": run.error,
+                "run_id": row.run_id,
+                "reason": row.reason,
+                "holder": row.holder,
+                "started_at": _iso(row.last_started),
+                "finished_at": _iso(row.finished),
+                "outcome": row.outcome,
+                "counts": json.loads(row.counts or "{}"),
+                "error": row.error,
             }
-            if run.outcome == JobOutcome.FAILED:
-                problems.append(f"the last {job_id} run failed: {run.error}")
+            if row.outcome == JobOutcome.FAILED:
+                problems.append(f"the last {row.job} run failed: {row.error}")
         jobs.append(
             {
-                "id": job_id,
-                "trigger": job.trigger if job else None,
+                "id": row.job,
+                "trigger": row.trigger,
                 # No worker leads: nothing is scheduled, whatever the last leader wrote.
-                "next_run_at": _iso(job.next_run_at) if job and alive else None,
+                "next_run_at": _iso(row.next_run) if alive else None,
                 "last_run": last,
             }
         )
 
     now = clock.now()
-    day_ago = now - timedelta(days=1)
-    due = session.scalar(select(func.count()).select_from(Subscriber).where(due_now(now))) or 0
-    planned_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.planned_at >= day_ago)) or 0
-    sent_day = session.scalar(select(func.count()).select_from(Digest).where(Digest.sent_at >= day_ago)) or 0
-    in_wait = dict(session.execute(select(Digest.status, func.count()).where(waiting()).group_by(Digest.status)).all())
+    found = figures.figures(connection, now)
+    day = figures.last_day(connection, now - timedelta(days=1))
     failing = [
-        {"location": s.location, "status": s.status, "last_fetch_at": _iso(s.last_fetch_at), "last_error": s.last_error}
-        for s in session.scalars(
-            select(SourceState).where(SourceState.status.in_(FAILING)).order_by(SourceState.location)
-        )
+        {"location": location, "status": status, "last_fetch_at": _iso(fetched), "last_error": error}
+        for location, status, fetched, error in figures.sources_table(connection)
+        if status in FAILING
     ]
     return {
         "healthy": not problems,
@@ -100,8 +84,8 @@ def status_of(session: Session, settings: Settings) -> dict[str, Any]:
         "state": "running" if alive else "stopped",
         "leader": leader,
         "jobs": jobs,
-        "subscribers_due": due,
-        "last_day": {"planned": planned_day, "sent": sent_day},
-        "digests_waiting": {str(k): in_wait.get(k, 0) for k in sorted(WAITING)},
+        "subscribers_due": found.due,
+        "last_day": day,
+        "digests_waiting": {str(k): found.digests.get(k, 0) for k in sorted(WAITING)},
         "failing_sources": failing,
     }

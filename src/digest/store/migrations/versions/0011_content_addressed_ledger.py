@@ -29,7 +29,7 @@ depends_on = None
 
 
 def content_key(body: str, rows: list[tuple[int, int, bool]]) -> str:
-    """As digest.mail.plan.content_key (a migration keeps its own copy of what it relies on)."""
+    """As digest.mail.plan.planner.content_key (a migration keeps its own copy of what it relies on)."""
     given = json.dumps([[p, t, bool(s)] for p, t, s in rows], separators=(",", ":"))
     return hashlib.sha256(body.encode("utf-8") + b"\n" + given.encode()).hexdigest()
 

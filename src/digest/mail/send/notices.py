@@ -11,9 +11,9 @@ from pathlib import Path
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.message import Envelope, build_message, sender_address
-from digest.mail.render import render_notice
-from digest.mail.transport import Transport
+from digest.mail.build.mime import Envelope, build_message, sender_address
+from digest.mail.build.render import render_notice
+from digest.mail.send.transport import Transport
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.text.clean import header_safe
 from digest.text.i18n import DEFAULT, _, using

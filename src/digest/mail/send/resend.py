@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock
 from digest.config import Settings
 from digest.errors import NotFoundError, SubscriberError, TransportError
-from digest.mail.compose import DigestContent
-from digest.mail.messages import Addressed, digest_message
-from digest.mail.plan import new_message_id
-from digest.mail.transport import Transport
-from digest.mail.verp import return_path
+from digest.mail.build.recipient import Addressed, digest_message
+from digest.mail.build.verp import return_path
+from digest.mail.plan.compose import DigestContent
+from digest.mail.plan.planner import new_message_id
+from digest.mail.send.transport import Transport
 from digest.store.models import Digest, Resend
 from digest.store.states import DigestStatus, SubscriberStatus
 from digest.subscriptions.subscribers import get_subscriber

@@ -13,7 +13,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from markupsafe import Markup
 
 from digest.errors import DigestError
-from digest.mail.compose import DigestContent
+from digest.mail.plan.compose import DigestContent
 from digest.text import i18n
 from digest.text.languages import autonym, text_attributes
 from digest.text.markup import sanitize_html
@@ -21,7 +21,7 @@ from digest.text.markup import sanitize_html
 
 def default_templates() -> Path:
     """templates/email of the checkout (where operators edit them), else the copy the wheel ships in the package."""
-    checkout = Path(__file__).resolve().parents[3] / "templates" / "email"
+    checkout = Path(__file__).resolve().parents[4] / "templates" / "email"
     if (checkout / "digest.txt").is_file():
         return checkout
     return Path(str(files("digest") / "templates" / "email"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.mail.message import sender_address
+from digest.mail.build.mime import sender_address
 
 SIGNED = (
     b"From",

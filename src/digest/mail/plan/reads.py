@@ -1,6 +1,7 @@
 """What one planning run reads and composes: the new memberships, their practices (with their versions in other
 languages), what each subscriber was given already (the ledger), and each distinct digest composed once
-(``PlanningContext``). ``digest.mail.plan`` runs the batches; ``digest.mail.compose`` is the pure choice."""
+(``PlanningContext``). ``digest.mail.plan.planner`` runs the batches; ``digest.mail.plan.compose`` is the pure
+choice."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
-from digest.mail.compose import (
+from digest.mail.plan.compose import (
     DigestContent,
     NewMembership,
     NewMemberships,

@@ -1,6 +1,6 @@
 """Late bounces: delivery status notifications (RFC 3464) read back from a Maildir or mbox.
 
-Every digest leaves with an envelope sender of its own (digest.mail.verp). A notification that comes back to that
+Every digest leaves with an envelope sender of its own (digest.mail.build.verp). A notification that comes back to that
 address names the digest, hence the subscriber; one whose recipient was rewritten is
 matched by the returned message's Message-ID instead. A permanent failure (Action: failed, Status 5.x.x)
 counts a hard bounce (the address is suppressed at ``suppress_after_bounces``, as for a 5xx during the SMTP
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import logs, metrics
 from digest.config import Settings
 from digest.errors import SourceError
-from digest.mail.verp import digest_of
+from digest.mail.build.verp import digest_of
 from digest.store.bounces import count_hard_bounce
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import BounceKind, SubscriberStatus

@@ -17,7 +17,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
-from digest.mail.addresses import wire_address
+from digest.mail.build.addresses import wire_address
 from digest.text.clean import header_safe
 
 

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock
 from digest.config import Settings
-from digest.mail.delivery import Deliverer, DeliveryPolicy, SendReport
-from digest.mail.messages import MessageFactory
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.render import check_templates
-from digest.mail.transport import Transport
-from digest.mail.verp import return_path
+from digest.mail.build.recipient import MessageFactory
+from digest.mail.build.render import check_templates
+from digest.mail.build.verp import return_path
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import Deliverer, DeliveryPolicy, SendReport
+from digest.mail.send.transport import Transport
 
 
 def deliver_due(

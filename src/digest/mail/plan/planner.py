@@ -5,7 +5,7 @@ only those due (an indexed read, so its cost grows with them, not with every sub
 transaction per batch: the digest (keyed by subscriber and slot, so planning twice plans once), its content (once
 per distinct content, with what it gives: the ledger), the cursors moved, and the next due time set to their
 first slot after now. After downtime that is one digest with everything new, never a burst. What goes in a
-digest (``digest.mail.compose``) is a pure function; what a run reads and composes is ``digest.mail.planning``.
+digest (``digest.mail.plan.compose``) is a pure function; what a run reads and composes is ``digest.mail.plan.reads``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import metrics
 from digest.config import Settings
-from digest.mail.compose import DigestContent
-from digest.mail.planning import Frozen, PlanningContext, Wanted, given_to
+from digest.mail.plan.compose import DigestContent
+from digest.mail.plan.reads import Frozen, PlanningContext, Wanted, given_to
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
 from digest.store.db import conflict_insert
@@ -91,12 +91,6 @@ class PlanReport:
 
 def new_message_id(key: str, subscriber_id: int, domain: str) -> str:
     return f"<digest.{key}.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
-
-
-def due_now(now: datetime) -> ColumnElement[bool]:
-    """The subscribers planning plans for now (digest.store.models.due: one definition, which the operator's
-    figures count too)."""
-    return due(now)
 
 
 def _legacy_key(last_period: str, slot: datetime, schedule: Schedule) -> str:
@@ -171,14 +165,14 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
     (its subscribers are still due, their cursors unmoved).
     """
     report = PlanReport(placed=place_unscheduled(factory, policy, now))
-    due = due_now(now)
+    now_due = due(now)
     with factory() as session:
-        report.due = session.scalar(select(func.count()).select_from(Subscriber).where(due)) or 0
+        report.due = session.scalar(select(func.count()).select_from(Subscriber).where(now_due)) or 0
         if not report.due:
             return report
-        context = PlanningContext.for_run(session, due)
+        context = PlanningContext.for_run(session, now_due)
     columns = (*SCHEDULE_COLUMNS, Subscriber.practice_languages, Subscriber.language)
-    for session, rows in subscriber_batches(factory, columns, due, policy.batch_size):
+    for session, rows in subscriber_batches(factory, columns, now_due, policy.batch_size):
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
     _refresh_statistics(factory, report)

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
-from digest.mail.delivery import SendReport
-from digest.mail.plan import PlanPolicy, plan_due
-from digest.mail.render import check_templates
-from digest.mail.runs import deliver_due
-from digest.mail.transport import transport_for
+from digest.mail.build.render import check_templates
+from digest.mail.plan.planner import PlanPolicy, plan_due
+from digest.mail.send.delivery import SendReport
+from digest.mail.send.runs import deliver_due
+from digest.mail.send.transport import transport_for
 
 events = logs.EventLog(__name__)
 # Seconds between a sender's progress reports to the parent.

@@ -14,7 +14,7 @@ from typing import Protocol
 from digest import logs
 from digest.config import Settings, SmtpSettings, require_real_secret
 from digest.errors import TransportError
-from digest.mail.addresses import AddressError, wire_address
+from digest.mail.build.addresses import AddressError, wire_address
 
 events = logs.EventLog(__name__)
 

@@ -9,7 +9,7 @@ import hmac
 import re
 
 from digest.config import Settings
-from digest.mail.message import sender_address
+from digest.mail.build.mime import sender_address
 
 _TOKEN = re.compile(r"\+([0-9a-f]{1,12})-([0-9a-f]{12})@", re.IGNORECASE)
 

@@ -1,6 +1,6 @@
 """What a digest says: the frozen content and the pure choice of what goes in it. No I/O, no store.
 
-Planning (``digest.mail.plan``) feeds ``compose`` from the store; rendering reads only ``DigestContent``.
+Planning (``digest.mail.plan.planner``) feeds ``compose`` from the store; rendering reads only ``DigestContent``.
 """
 
 from __future__ import annotations

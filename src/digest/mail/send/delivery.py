@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import clock, logs, metrics
 from digest.config import Settings
-from digest.mail.holders import dead_local_holders, holder_id
-from digest.mail.plan import PlanReport
-from digest.mail.ratelimit import RateLimiter
-from digest.mail.transport import (
+from digest.mail.plan.planner import PlanReport
+from digest.mail.send.holders import dead_local_holders, holder_id
+from digest.mail.send.ratelimit import RateLimiter
+from digest.mail.send.transport import (
     Following,
     MessageRejected,
     RecipientRefused,
@@ -116,13 +116,8 @@ def _answered(reply: str, started: float) -> None:
     metrics.SMTP_SECONDS.observe(time.perf_counter() - started)
 
 
-def any_ready(session: Session, now: datetime, policy: DeliveryPolicy) -> bool:
-    """Whether any digest is ready to send now."""
-    return digests.any_claimable(session, now, policy.claim_timeout)
-
-
 class Deliverer:
-    """Sends the due digests of one run through one transport, recording every outcome.
+    """Sends the claimable digests of one run through one transport, recording every outcome.
 
     Any number of Deliverers (processes, hosts) may run on one store: each claims batches of due digests
     (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so they never wait for each other; one writer at a time on SQLite),

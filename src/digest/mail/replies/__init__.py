@@ -1,0 +1,1 @@
+"""What comes back: bounces, complaints and auto-replies read and recorded."""
