@@ -25,10 +25,10 @@ from digest import clock
 from digest.config import Settings
 from digest.mail.plan.planner import PlanPolicy, plan_due
 from digest.mail.send.delivery import DeliveryPolicy, SendReport
-from digest.store.digests import any_claimable
 from digest.mail.send.resend import resend
 from digest.mail.send.runs import deliver_due, plan_and_send
 from digest.mail.send.transport import transport_for
+from digest.store.digests import any_claimable
 from digest.store.models import Digest, Subscriber
 from digest.store.queries import ledger
 from digest.subscriptions.subscribers import get_subscriber

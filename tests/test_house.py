@@ -238,3 +238,67 @@ def _state_literals() -> list[str]:
 def test_no_state_is_typed_out_outside_the_states_module() -> None:
     """States and choices are enums (digest.store.states), in the columns (EnumText) and in every comparison."""
     assert _state_literals() == []
+
+
+# The map --------------------------------------------------------------------------------------------------------
+
+SOURCE = ROOT / "src" / "digest"
+
+
+def _modules() -> list[Path]:
+    """Every module of the package, but the migrations' (they are history, not the house) and __init__/__main__."""
+    return sorted(
+        p.relative_to(SOURCE)
+        for p in SOURCE.rglob("*.py")
+        if "migrations" not in p.parts and p.name not in ("__init__.py", "__main__.py")
+    )
+
+
+def test_every_module_is_on_a_map() -> None:
+    """The README's Layout or docs/architecture.md names every module (as `folder/module` or, at the top, `module`),
+    and every folder of the package: a module added without a word about it fails here."""
+    maps = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "docs" / "architecture.md").read_text(
+        encoding="utf-8"
+    )
+    missing = []
+    for module in _modules():
+        name = module.with_suffix("").as_posix()
+        if name not in maps and f"{name}.py" not in maps:
+            missing.append(name)
+    folders = {p.parent.as_posix() for p in _modules()} | {"locales"}
+    missing += [f"{folder}/" for folder in sorted(folders) if folder != "." and f"{folder}/" not in maps]
+    assert not missing, f"on neither map (README's Layout, docs/architecture.md): {missing}"
+
+
+def test_no_folder_is_a_crowd_and_no_siblings_are_named_alike() -> None:
+    """A folder holds one concern (at most 12 modules), and two siblings never differ by a suffix only
+    (plan/planning, message/messages: a reader cannot tell which does what)."""
+    by_folder: dict[Path, list[str]] = {}
+    for module in _modules():
+        by_folder.setdefault(module.parent, []).append(module.stem)
+    crowded = {str(folder): len(names) for folder, names in by_folder.items() if len(names) > 12}
+    assert not crowded, crowded
+    alike = [
+        (str(folder), a, b)
+        for folder, names in by_folder.items()
+        for a in names
+        for b in names
+        if a < b and (b.startswith(a) or a.startswith(b))
+    ]
+    assert not alike, alike
+
+
+def test_transactions_are_opened_only_by_the_store() -> None:
+    """One way into a write transaction, store.db.transaction: nobody else calls .begin(), .commit() or
+    Session(...), but the store itself and the worker's lease (a single guarded statement)."""
+    import re
+
+    allowed = {Path("worker/lease.py")}
+    found = []
+    for module in _modules():
+        if module.parts[0] == "store" or module in allowed:
+            continue
+        for n, line in enumerate((SOURCE / module).read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"\.begin\(\)|\.commit\(\)|\bSession\(", line) and not line.lstrip().startswith("#"):
+                found.append(f"{module}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -381,7 +381,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     chosen = Path(path) if path else Path(env["DIGEST_CONFIG"]) if env.get("DIGEST_CONFIG") else None
     if chosen is None and DEFAULT_CONFIG_PATH.is_file():
         chosen = DEFAULT_CONFIG_PATH
-    from digest.config_checks import sources_from, subscribers_from, validate  # they read what this module defines
+    from digest.validation import sources_from, subscribers_from, validate  # they read what this module defines
 
     values: dict[str, Any] = {}
     origins = Origins()

@@ -28,7 +28,8 @@ from digest.mail.send.senders import send_in_processes, stop_on_signals, stoppin
 from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import choice_of, schedule_of
-from digest.store import db, digests, queries
+from digest.store import db, digests
+from digest.store.ledger import ledger
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, membership_cursor, normalize_email
 
@@ -148,7 +149,7 @@ def ledger_command(app: App, email: str, as_json: bool) -> None:
     """
     with app.sessions() as session:
         subscriber = get_subscriber(session, email)
-        record = queries.ledger(session, subscriber)
+        record = ledger(session, subscriber)
         zone = schedule_of(choice_of(subscriber), defaults_from(app.settings)).zone
     if as_json:
         emit(asdict(record) | {"timezone": zone.key})  # the times as stored (UTC), and whose zone shows them

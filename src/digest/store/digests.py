@@ -1,5 +1,7 @@
-"""Every change of a digest's state after planning, in one place: claims, outcomes, hand-back, renewal, the sweep
-before a run, and the recorder's grouped "sent" statements. Senders (digest.mail.send.delivery) decide; this module
+"""A digest's whole life in the store, in one place: planned (its content stored once, the digest inserted, the
+subscriber's next due time), then claims, outcomes, hand-back, renewal, the sweep before a run, and the recorder's
+grouped "sent" statements (each also counted in the `sent` tally by a trigger of migration 0016, which the
+operator's figures read). Planning (digest.mail.plan) and senders (digest.mail.send.delivery) decide; this module
 writes, each change in the transaction its docstring names.
 
 A digest is `sending` only between its claim and its outcome, held by one process (`claimed_by`); every outcome
@@ -9,16 +11,90 @@ is written only while the claim is still that process's own (an unsubscribe may 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, insert, or_, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from digest.store.models import Digest, Resend, Subscriber, waiting
+from digest.store.bounces import count_hard_bounce
+from digest.store.db import conflict_insert, transaction
+from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
 from digest.store.states import WAITING, DigestStatus, SubscriberStatus
 from digest.store.types import UTCDateTime
+
+# Planning ---------------------------------------------------------------------------------------------------------
+
+
+class Planned(NamedTuple):
+    """A digest as planning decided it: whose, for which slot, its fixed Message-ID and subject, its content."""
+
+    subscriber_id: int
+    period: str
+    message_id: str
+    subject: str
+    content_hash: str
+
+
+def store_planned(
+    session: Session,
+    contents: Mapping[str, tuple[str, Sequence[tuple[int, int, bool]]]],
+    planned: Sequence[Planned],
+    now: datetime,
+) -> int:
+    """A batch's plans, in the batch's transaction: each distinct content once with what it gives (practice,
+    theme, summarised), a content already stored (an earlier batch, another planner) kept as it is; then one INSERT
+    of the digests, where one some other planner already holds for that slot is passed over, never an error. How
+    many digests were planned."""
+    new = session.scalars(
+        _insert_ignoring_conflicts(session, Content).returning(Content.hash),
+        # In the order of their keys: planners inserting the same contents wait for each other in one order,
+        # never in a circle.
+        [{"hash": h, "body": contents[h][0], "created_at": now} for h in sorted(contents)],
+    ).all()
+    given = [
+        {"content_hash": h, "position": n, "practice_id": p, "theme_id": t, "summarised": more}
+        for h in new
+        for n, (p, t, more) in enumerate(contents[h][1])
+    ]
+    if given:
+        session.execute(insert(_table(ContentPractice)), given)
+    # One INSERT ... RETURNING for the batch: no flush per digest.
+    rows = [p._asdict() | {"status": DigestStatus.PLANNED, "planned_at": now, "attempts": 0} for p in planned]
+    return len(session.execute(_insert_ignoring_conflicts(session, Digest).returning(Digest.id), rows).all())
+
+
+def set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
+    """Each subscriber's next due time: one UPDATE per distinct time (subscribers share a handful of schedules),
+    not a statement per subscriber."""
+    by_time: dict[datetime, list[int]] = defaultdict(list)
+    for subscriber_id, when in due.items():
+        by_time[when].append(subscriber_id)
+    for when, ids in by_time.items():
+        session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(next_due_at=when))
+
+
+def refresh_statistics(factory: sessionmaker[Session]) -> None:
+    """After a big planning run on PostgreSQL, ANALYZE what it grew (autovacuum would, later): the senders'
+    queries are planned on fresh statistics instead of an empty-looking table."""
+    with transaction(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ANALYZE digests, contents, content_practices, subscribers, subscriptions"))
+
+
+def _insert_ignoring_conflicts(session: Session, table: type[Digest] | type[Content]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect; into the table itself (a Core insert: the ORM's
+    bulk machinery cost as much again as the statement)."""
+    return conflict_insert(session)(_table(table)).on_conflict_do_nothing()
+
+
+def _table(model: type[Digest] | type[Content] | type[ContentPractice]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# Sending ----------------------------------------------------------------------------------------------------------
 
 # pg_advisory_xact_lock key held while a sender reads the hourly budget and claims within it.
 RATE_LOCK = 0x64696765_7376
@@ -219,6 +295,14 @@ def fail_refused(conn: Connection, digest_id: int, holder: str, error: str) -> N
         .where(Digest.id == digest_id, Digest.claimed_by == holder)
         .values(status=DigestStatus.FAILED, claimed_by=None, last_error=error)
     )
+
+
+def refused(engine: Engine, claimed: Claimed, holder: str, error: str, limit: int, now: datetime) -> bool:
+    """A recipient refused during the SMTP transaction (a hard bounce): the digest failed for good and the bounce
+    counted, in one transaction; True when that suppressed the address (at ``limit`` bounces in a row)."""
+    with engine.begin() as conn:
+        fail_refused(conn, claimed.id, holder, error)
+        return count_hard_bounce(conn, claimed.subscriber_id, error, limit, now)
 
 
 def renew(engine: Engine, ids: Sequence[int], holder: str, now: datetime) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import SourceError, SubscriberError
 from digest.schedules.slots import Choice, ScheduleError, parse_choice
+from digest.store.db import transaction
 from digest.store.models import Subscriber, Subscription, Theme
 from digest.store.states import SubscriberStatus
 from digest.subscriptions.subscribers import apply_choice, membership_cursor, normalize_email
@@ -96,7 +97,7 @@ def import_csv(
     addresses = list(rows)
     for start in range(0, len(addresses), chunk):
         batch = addresses[start : start + chunk]
-        with factory() as session, session.begin():
+        with transaction(factory) as session:
             cursor = membership_cursor(session, now, backfill_days)
             _import_batch(session, batch, rows, lines, now, confirmed, cursor, report, choices, languages)
     report.errors.sort()

@@ -25,7 +25,7 @@ from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
 from digest.schedules.zones import aliases, local, zone_groups
 from digest.store import feeds, queries
-from digest.store.db import first_writer_wins
+from digest.store.db import first_writer_wins, transaction
 from digest.store.states import Frequency, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
@@ -55,7 +55,7 @@ def subscribe() -> Any:
     settings = site().settings
     now = clock.now()
     # The client's limit comes before any work: a refused form must not cost more than an accepted one.
-    with site().sessions.begin() as session:
+    with transaction(site().sessions) as session:
         client_ok = limits.allow(session, settings, "client", request.remote_addr or "", now)
     if not client_ok:
         return message_page(
@@ -78,7 +78,7 @@ def subscribe() -> Any:
     if errors:
         return _form_again(email, chosen, errors, language)
 
-    with site().sessions.begin() as session:
+    with transaction(site().sessions) as session:
         address_ok = limits.allow(session, settings, "address", address, now)
     if not address_ok:
         events("web.subscribe.limited")
@@ -144,7 +144,7 @@ def confirm_page(token: str) -> Any:
 def confirm(token: str) -> Any:
     key = _confirm_key(token)
     now = clock.now()
-    with site().sessions.begin() as session:
+    with transaction(site().sessions) as session:
         subscriber = people.subscriber_by_key(session, key)
         speak(subscriber.language)
         if subscriber.status != SubscriberStatus.CONFIRMED:
@@ -226,7 +226,7 @@ def manage_change(token: str) -> BaseResponse:
     action = request.form.get("action", "")
     now = clock.now()
     try:
-        with site().sessions.begin() as session:
+        with transaction(site().sessions) as session:
             subscriber = people.subscriber_by_key(session, key)
             speak(subscriber.language)  # what is refused, in the language they read
             if action == "language":
@@ -306,7 +306,7 @@ def export(token: str) -> Response:
 @blueprint.post("/manage/<token>/erase")
 def erase(token: str) -> Any:
     key = _key(token, Purpose.MANAGE)
-    with site().sessions.begin() as session:
+    with transaction(site().sessions) as session:
         subscriber = people.subscriber_by_key(session, key)
         speak(subscriber.language)  # before anything is said: the notice below is in their language too
         if request.form.get("confirm") != "yes":
@@ -354,7 +354,7 @@ def one_click(token: str) -> Any:
             "Nothing was changed: the request did not say List-Unsubscribe=One-Click. Press the button to leave."
         )
         return _unsubscribe_form(token, key, 400, problem)
-    with site().sessions.begin() as session:
+    with transaction(site().sessions) as session:
         try:
             subscriber = people.subscriber_by_key(session, key)
         except NotFoundError:

@@ -42,6 +42,7 @@ from digest.mail.send.delivery import DeliveryPolicy, SendReport
 from digest.mail.send.holders import holder_id
 from digest.mail.send.runs import deliver_due
 from digest.mail.send.transport import transport_for
+from digest.store.db import transaction
 from digest.store.digests import any_claimable
 from digest.store.models import JobRun, ScheduledJob
 from digest.store.states import JobOutcome
@@ -267,7 +268,7 @@ class Worker:
             self.outage.failed("recording the next runs", e)
 
     def _store_next_runs(self, jobs: list[tuple[str, str, datetime | None]], now: datetime | None) -> None:
-        with self.factory() as session, session.begin():
+        with transaction(self.factory) as session:
             # One-off jobs that ran are gone from the scheduler: they have no next run.
             current = [job_id for job_id, _, _ in jobs]
             session.execute(update(ScheduledJob).where(ScheduledJob.id.not_in(current)).values(next_run_at=None))
@@ -300,7 +301,7 @@ class Worker:
 
     def _run_job(self, job_id: str, reason: str) -> None:
         try:
-            with self.factory() as session, session.begin():
+            with transaction(self.factory) as session:
                 row = JobRun(
                     job_id=job_id,
                     run_id=logs.run_id.get(),
@@ -332,7 +333,7 @@ class Worker:
             outcome, error = JobOutcome.FAILED, f"{type(e).__name__}: {e}"
             logs.event("job.crashed", level=40, exc_info=True, job=job_id)
         try:
-            with self.factory() as session, session.begin():
+            with transaction(self.factory) as session:
                 session.execute(
                     update(JobRun)
                     .where(JobRun.id == row_id)

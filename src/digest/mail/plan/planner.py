@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import metrics
@@ -26,29 +26,18 @@ from digest.mail.plan.compose import DigestContent
 from digest.mail.plan.reads import Frozen, PlanningContext, Wanted, given_to
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
-from digest.store.db import conflict_insert
+from digest.store.db import transaction
+from digest.store.digests import Planned, refresh_statistics, set_next_due, store_planned
 from digest.store.models import (
-    Content,
-    ContentPractice,
     Digest,
     Membership,
     Subscriber,
     Subscription,
     due,
 )
-from digest.store.states import WAITING, DigestStatus, SubscriberStatus
+from digest.store.states import WAITING, SubscriberStatus
 from digest.text.i18n import DEFAULT
 from digest.text.languages import parse_tags
-
-
-def _set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
-    """Each subscriber's next due time: one UPDATE per distinct time (subscribers share a handful of schedules),
-    not a statement per subscriber."""
-    by_time: dict[datetime, list[int]] = defaultdict(list)
-    for subscriber_id, when in due.items():
-        by_time[when].append(subscriber_id)
-    for when, ids in by_time.items():
-        session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(next_due_at=when))
 
 
 @dataclass(frozen=True)
@@ -125,7 +114,7 @@ def subscriber_batches(
     share the work and no two update the same subscribers (in different orders: a deadlock)."""
     last_id = 0
     while True:
-        with factory() as session, session.begin():
+        with transaction(factory) as session:
             query = select(*columns).where(condition, Subscriber.id > last_id).order_by(Subscriber.id).limit(size)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Subscriber)
@@ -153,7 +142,7 @@ def place_unscheduled(factory: sessionmaker[Session], policy: PlanPolicy, now: d
             choice = choice_of(r)
             schedule = schedules.get(choice) or schedules.setdefault(choice, schedule_of(choice, policy.defaults))
             due_at[r.id] = first_due(schedule, r.last_period, now, r.confirmed_at)
-        _set_next_due(session, due_at)
+        set_next_due(session, due_at)
         placed += len(rows)
     return placed
 
@@ -175,7 +164,8 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
     for session, rows in subscriber_batches(factory, columns, now_due, policy.batch_size):
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
-    _refresh_statistics(factory, report)
+    if report.planned >= 1000:
+        refresh_statistics(factory)
     return report
 
 
@@ -208,71 +198,20 @@ def _plan_batch(
         else:
             planned.append((row.id, key, frozen))
     if planned:
-        # Each distinct content once, with what it gives (a content already stored, by an earlier batch or another
-        # planner, is kept as it is: its key covers both).
-        distinct = {f.hash: f for _, _, f in planned}
-        new = session.scalars(
-            _insert_ignoring_conflicts(session, Content).returning(Content.hash),
-            # In the order of their keys: planners inserting the same contents wait for each other in one order,
-            # never in a circle.
-            [{"hash": h, "body": distinct[h].body, "created_at": now} for h in sorted(distinct)],
-        ).all()
-        given = [
-            {"content_hash": h, "position": n, "practice_id": p, "theme_id": t, "summarised": more}
-            for h in new
-            for n, (p, t, more) in enumerate(distinct[h].rows)
+        contents = {f.hash: (f.body, f.rows) for _, _, f in planned}
+        digests = [
+            Planned(subscriber_id, key, new_message_id(key, subscriber_id, policy.id_domain), f.content.subject, f.hash)
+            for subscriber_id, key, f in planned
         ]
-        if given:
-            session.execute(insert(_table(ContentPractice)), given)
-        # One INSERT ... RETURNING for the batch's digests: no flush per digest. A digest some other planner
-        # already holds for that slot is passed over (no row back), never an error.
-        digest_ids = dict(
-            session.execute(
-                _insert_ignoring_conflicts(session, Digest).returning(Digest.subscriber_id, Digest.id),
-                [
-                    {
-                        "subscriber_id": subscriber_id,
-                        "period": key,
-                        "status": DigestStatus.PLANNED,
-                        "message_id": new_message_id(key, subscriber_id, policy.id_domain),
-                        "subject": frozen.content.subject,
-                        "content_hash": frozen.hash,
-                        "planned_at": now,
-                        "attempts": 0,
-                    }
-                    for subscriber_id, key, frozen in planned
-                ],
-            ).all()
-        )
-        report.planned += len(digest_ids)
-        metrics.PLANNED.inc(len(digest_ids))
-    _set_next_due(session, next_due)
+        count = store_planned(session, contents, digests, now)
+        report.planned += count
+        metrics.PLANNED.inc(count)
+    set_next_due(session, next_due)
     session.execute(
         update(Subscription)
         .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)
         .values(cursor=context.hwm)
     )
-
-
-def _refresh_statistics(factory: sessionmaker[Session], report: PlanReport) -> None:
-    """After a big planning run on PostgreSQL, ANALYZE what it grew (autovacuum would, later): the senders'
-    queries are planned on fresh statistics instead of an empty-looking table."""
-    if report.planned < 1000:
-        return
-    with factory() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("ANALYZE digests, contents, content_practices, subscribers, subscriptions"))
-            session.commit()
-
-
-def _insert_ignoring_conflicts(session: Session, table: type[Digest] | type[Content]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite and PostgreSQL both have it); into the
-    table itself (a Core insert: the ORM's bulk machinery cost as much again as the statement)."""
-    return conflict_insert(session)(_table(table)).on_conflict_do_nothing()
-
-
-def _table(model: type[Digest] | type[Content] | type[ContentPractice]) -> Table:
-    return cast(Table, model.__table__)
 
 
 def preview_content(

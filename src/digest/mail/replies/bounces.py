@@ -28,6 +28,7 @@ from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
 from digest.store.bounces import count_hard_bounce
+from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import BounceKind, SubscriberStatus
 from digest.text.clean import header_safe
@@ -214,7 +215,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
             subject = header_safe(str(parsed.get("Subject", "")), limit=80)
             report.skipped.append((key, f"not a delivery failure report (subject {subject!r})"))
             continue
-        with factory() as session, session.begin():
+        with transaction(factory) as session:
             digest = _digest_for(session, settings, note)
             if digest is None:
                 whom = note.recipient or "someone"

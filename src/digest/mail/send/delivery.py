@@ -41,7 +41,6 @@ from digest.mail.send.transport import (
     Transport,
 )
 from digest.store import digests
-from digest.store.bounces import count_hard_bounce
 from digest.store.digests import Claimed, SentRecorder
 from digest.store.models import Content
 from digest.store.states import DigestStatus
@@ -154,7 +153,7 @@ class Deliverer:
             engine = session.get_bind()
         assert isinstance(engine, Engine)
         self.engine = engine
-        self.limiter = RateLimiter(engine, policy.per_second, policy.per_hour)
+        self.limiter = RateLimiter(factory, policy.per_second, policy.per_hour)
         self._bodies: dict[str, str] = {}
         # Messages of the batch built ahead, while the server took the ones before (or what building raised), and
         # the batch's envelope senders (each is named twice: to begin its transaction, and to send it).
@@ -383,9 +382,7 @@ class Deliverer:
     def _bounce(self, claimed: Claimed, error: str) -> None:
         """A hard bounce: the digest fails for good; at the limit the address is suppressed (one transaction)."""
         now = clock.now()
-        with self.engine.begin() as conn:
-            digests.fail_refused(conn, claimed.id, self.holder, error)
-            suppressed = count_hard_bounce(conn, claimed.subscriber_id, error, self.policy.bounce_limit, now)
+        suppressed = digests.refused(self.engine, claimed, self.holder, error, self.policy.bounce_limit, now)
         self.report.bounced += 1
         metrics.DELIVERIES.labels("bounced").inc()
         metrics.BOUNCES.labels("hard", "smtp").inc()

@@ -7,18 +7,18 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from digest.store import counters
+from digest.store.db import transaction
 from digest.store.digests import hour_budget
 
 
 class RateLimiter:
     """One sender's view of the shared limits."""
 
-    def __init__(self, engine: Engine, per_second: float = 0.0, per_hour: int = 0) -> None:
-        self.engine = engine
+    def __init__(self, factory: sessionmaker[Session], per_second: float = 0.0, per_hour: int = 0) -> None:
+        self.factory = factory
         self.per_second = per_second
         self.per_hour = per_hour
         self._last = 0.0
@@ -27,7 +27,7 @@ class RateLimiter:
         """How many more may be claimed this hour (None: no hourly limit)."""
         if self.per_hour <= 0:
             return None
-        with Session(self.engine) as session:
+        with self.factory() as session:
             return hour_budget(session, self.per_hour, now)
 
     def wait(self) -> None:
@@ -40,7 +40,7 @@ class RateLimiter:
             time.sleep(delay)
         limit = max(1, int(self.per_second))
         while True:
-            with Session(self.engine) as session, session.begin():
+            with transaction(self.factory) as session:
                 if counters.take(session, "smtp:per-second", limit, timedelta(seconds=1), datetime.now(UTC)):
                     break
             time.sleep(max(0.01, 1 - (time.time() % 1)))

@@ -15,6 +15,7 @@ from digest.mail.build.verp import return_path
 from digest.mail.plan.compose import DigestContent
 from digest.mail.plan.planner import new_message_id
 from digest.mail.send.transport import Transport
+from digest.store.db import transaction
 from digest.store.models import Digest, Resend
 from digest.store.states import DigestStatus, SubscriberStatus
 from digest.subscriptions.subscribers import get_subscriber
@@ -65,6 +66,6 @@ def resend(
         raise TransportError(f"resend to {email_address} not sent: {e}", e.hint or "try again later") from e
     finally:
         transport.close()
-    with factory() as session, session.begin():
+    with transaction(factory) as session:
         session.add(Resend(digest_id=digest.id, message_id=message_id, sent_at=now))
     return Resent(email_address, digest.period, message_id)
