@@ -304,7 +304,7 @@ def test_the_alert_rules_check_and_their_tests_pass(tmp_path: Path) -> None:
 def test_many_refused_links_from_one_client_are_one_line_with_a_count(
     web: Web, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.web.errors import Refusals
+    from digest.web.limits import Refusals
 
     monkeypatch.setattr(Refusals, "WINDOW", 4.0)  # long enough for 40 requests on a busy machine
     client = web.client()
@@ -432,7 +432,7 @@ def test_refusals_from_very_many_clients_are_bounded_in_threads_and_lines(
     """A flood from rotating addresses: one flushing thread, a bounded table, one line for the clients past it."""
     import threading
 
-    from digest.web.errors import Refusals
+    from digest.web.limits import Refusals
 
     monkeypatch.setattr(Refusals, "MAX_CLIENTS", 5)
     refusals = Refusals()

@@ -296,7 +296,9 @@ def ingest_sources(
 def _observe(report: IngestReport, seconds: float) -> None:
     """This process's metrics of one source's read (the source by its redacted name)."""
     name = report.source
-    outcome = "failed" if report.error else "not_modified" if report.not_modified else "ok"
+    outcome = (
+        SourceStatus.FAILED if report.error else SourceStatus.NOT_MODIFIED if report.not_modified else SourceStatus.OK
+    )
     metrics.INGEST_RUNS.labels(name, outcome).inc()
     metrics.INGEST_SECONDS.labels(name).observe(seconds)
     for result, count in (("new", report.new), ("updated", report.updated), ("left_out", len(report.rejected))):

@@ -224,3 +224,19 @@ def _with_themes(session: Session, rows: list[tuple[Practice, datetime]]) -> lis
         ):
             listed[practice_id].append((slug, name))
     return [FeedEntry(practice, added, tuple(listed[practice.id])) for practice, added in rows]
+
+
+def reader_themes(connection: Connection, feed_key: str) -> list[tuple[str, str]] | None:
+    """The themes, as (slug, name) by name, of the subscriber whose feed key this is, when they may read their feed
+    (FEED_READERS); None otherwise."""
+    status = connection.scalar(select(Subscriber.status).where(Subscriber.feed_key == feed_key))
+    if status not in FEED_READERS:
+        return None
+    rows = connection.execute(
+        select(Theme.slug, Theme.name)
+        .join(Subscription, Subscription.theme_id == Theme.id)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscriber.feed_key == feed_key)
+        .order_by(Theme.name)
+    )
+    return [(slug, name) for slug, name in rows]

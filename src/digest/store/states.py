@@ -68,6 +68,16 @@ class Frequency(StrEnum):
     MONTHLY = "monthly"
 
 
+class Delivery(StrEnum):
+    """What one try of a digest came to, as digest_deliveries_total counts it (a digest's state is its result)."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"  # refused for the recipient during the SMTP transaction: failed, and a hard bounce
+    CANCELLED = "cancelled"
+
+
 class BounceKind(StrEnum):
     HARD = "hard"  # permanent: counts toward suppression
     SOFT = "soft"  # temporary: recorded

@@ -15,9 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, request
@@ -29,6 +26,7 @@ from digest import logs
 from digest.errors import DigestError, NotFoundError, TransportError
 from digest.subscriptions.tokens import TokenError
 from digest.text.i18n import _
+from digest.web import limits
 from digest.web.site import message_page, route
 
 events = logs.EventLog("digest.web")
@@ -38,7 +36,7 @@ RETRY_AFTER = {"store": 30, "mail": 120}
 
 
 def register(app: Flask) -> None:
-    app.extensions["digest.refusals"] = Refusals()
+    app.extensions["digest.refusals"] = limits.Refusals()
     app.register_error_handler(CSRFError, _expired_form)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(NotFoundError, _not_found)
@@ -80,74 +78,6 @@ def _http_texts(code: int) -> tuple[str, str] | None:
 def _not_found(error: NotFoundError) -> Any:
     message = str(error)
     return message_page(404, _("Not found"), message[:1].upper() + message[1:] + ".", hint=error.hint)
-
-
-@dataclass
-class _Seen:
-    first: float
-    route: str
-    count: int = 0
-    reasons: set[str] = field(default_factory=set)
-
-
-class Refusals:
-    """Refused links, logged per client and minute: the first at once (with its route and why), the rest of that
-    minute as one line with their count, once the minute is over. A scanner trying thousands of links writes two
-    lines a minute, not thousands; the client is named by a keyed hash, never its address or the token.
-
-    One thread of its own writes the counts (started with the first refusal); at most MAX_CLIENTS are followed
-    at once, and refusals from more clients than that in one minute are one line with their number."""
-
-    WINDOW = 60.0
-    MAX_CLIENTS = 10_000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, _Seen] = {}
-        self._overflow = 0
-        self._flusher: threading.Thread | None = None
-
-    def refused(self, client: str, route: str, reason: str) -> None:
-        with self._lock:
-            seen = self._seen.get(client)
-            if seen is not None:
-                seen.count += 1
-                seen.reasons.add(reason)
-                return
-            if len(self._seen) >= self.MAX_CLIENTS:
-                self._overflow += 1
-                return
-            self._seen[client] = _Seen(time.monotonic(), route)
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._run, name="refusals", daemon=True)
-                self._flusher.start()
-        events("web.link_refused", logging.WARNING, route=route, reason=reason, client=client)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.WINDOW / 4)
-            self.flush(time.monotonic())
-
-    def flush(self, now: float) -> None:
-        """Write the counts of the clients whose minute is over."""
-        with self._lock:
-            done = {c: s for c, s in self._seen.items() if now - s.first >= self.WINDOW}
-            for client in done:
-                del self._seen[client]
-            overflow, self._overflow = self._overflow, 0
-        for client, seen in done.items():
-            if seen.count:
-                events(
-                    "web.link_refused",
-                    logging.WARNING,
-                    route=seen.route,
-                    client=client,
-                    count=seen.count,
-                    reasons=sorted(seen.reasons),
-                    within=f"{self.WINDOW:g} s after the first",
-                )
-        if overflow:
-            events("web.link_refused", logging.WARNING, clients="many", count=overflow)
 
 
 def _client() -> str:

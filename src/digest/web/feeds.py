@@ -7,17 +7,24 @@ client takes it); only a changed document is rendered. Every answer names the do
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, request
+import hashlib
+
+from flask import Blueprint, Response, abort, request, url_for
 from werkzeug.http import http_date
 
 from digest.feeds.documents import (
+    ALL,
     Document,
     archive_document,
+    feed_filename,
     feed_url,
     personal_document,
     public_document,
     render_document,
 )
+from digest.feeds.opml import Outline, opml
+from digest.store import feeds as store
+from digest.store import queries
 from digest.subscriptions.tokens import Purpose, read_token
 from digest.web.site import page_number, site
 
@@ -62,6 +69,55 @@ def personal(token: str) -> Response:
         abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
     response = _answer(document, FRESH, private=True)
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+# OPML 2.0's own description, which its <docs> names.
+OPML_DOCS = "http://opml.org/spec2.opml"
+
+
+@blueprint.get("/feeds.opml")
+def feeds_opml() -> Response:
+    """Every theme's feed and the feed of all practices, for a feed reader to import at once."""
+    settings = site().settings
+    with site().sessions() as session:
+        themes = queries.themes(session)
+    outlines = [Outline("All practices", feed_url(settings, f"{ALL}.atom"), settings.base_url + "/")]
+    outlines += [_outline(slug, name) for name, slug in ((t.name, t.slug) for t in themes)]
+    return _opml_answer(opml("Practice digest: every feed", settings.feed_author, OPML_DOCS, outlines), private=False)
+
+
+@blueprint.get("/feeds/me/<token>.opml")
+def personal_opml(token: str) -> Response:
+    """A subscriber's themes and their own feed: the same secret link as their feed, another document."""
+    settings = site().settings
+    feed_key = read_token(settings.secret_key, token, Purpose.FEED)
+    with site().engine.connect() as connection:
+        themes = store.reader_themes(connection, feed_key)
+    if themes is None:
+        abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
+    outlines = [Outline("My practices", feed_url(settings, f"me/{token}.atom"), settings.base_url + "/")]
+    outlines += [_outline(slug, name) for slug, name in themes]
+    response = _opml_answer(opml("Practice digest: my feeds", settings.feed_author, OPML_DOCS, outlines), True)
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def _outline(slug: str, name: str) -> Outline:
+    settings = site().settings
+    page = settings.base_url + url_for("pages.theme", slug=slug)
+    return Outline(name, feed_url(settings, feed_filename(slug)), page)
+
+
+def _opml_answer(data: bytes, private: bool) -> Response:
+    response = Response(data, content_type="text/x-opml; charset=utf-8")
+    response.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    response.cache_control.max_age = FRESH
+    if private:
+        response.cache_control.private = True
+    else:
+        response.cache_control.public = True
+    response.make_conditional(request)
     return response
 
 

@@ -251,7 +251,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
                         report.suppressed += 1
             else:
                 report.soft += 1
-        metrics.BOUNCES.labels(note.kind.value, "dsn").inc()
+        metrics.BOUNCES.labels(note.kind, "dsn").inc()
         events(
             f"bounce.{note.kind.value}",
             logging.WARNING,

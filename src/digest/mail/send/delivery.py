@@ -43,7 +43,7 @@ from digest.mail.send.transport import (
 from digest.store import digests
 from digest.store.digests import Claimed, SentRecorder
 from digest.store.models import Content
-from digest.store.states import DigestStatus
+from digest.store.states import BounceKind, Delivery, DigestStatus
 
 events = logs.EventLog(__name__)
 
@@ -249,10 +249,10 @@ class Deliverer:
             self.engine, now, self.policy.claim_timeout, dead, self.policy.max_attempts
         )
         self.report.cancelled += cancelled
-        metrics.DELIVERIES.labels("cancelled").inc(cancelled)
+        metrics.DELIVERIES.labels(Delivery.CANCELLED).inc(cancelled)
         for digest_id in exhausted:
             self.report.failed += 1
-            metrics.DELIVERIES.labels("failed").inc()
+            metrics.DELIVERIES.labels(Delivery.FAILED).inc()
             self.report.errors.append(f"digest {digest_id}: gave up after {self.policy.max_attempts} attempts")
             events("digest.failed", logging.ERROR, digest_id=digest_id, reason="out of attempts")
 
@@ -338,7 +338,7 @@ class Deliverer:
     def _fail(self, claimed: Claimed, error: str) -> None:
         self._finish(claimed.id, DigestStatus.FAILED, last_error=error)
         self.report.failed += 1
-        metrics.DELIVERIES.labels("failed").inc()
+        metrics.DELIVERIES.labels(Delivery.FAILED).inc()
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.failed", logging.ERROR, digest_id=claimed.id, email=claimed.email, error=error)
 
@@ -351,7 +351,7 @@ class Deliverer:
         assert self._recorder is not None
         self._recorder.sent(claimed, clock.now())
         self.report.sent += 1
-        metrics.DELIVERIES.labels("sent").inc()
+        metrics.DELIVERIES.labels(Delivery.SENT).inc()
 
     def _flush(self) -> None:
         """Write the accepted messages still waiting in the recorder's group."""
@@ -373,7 +373,7 @@ class Deliverer:
         wait = self.policy.retry_delay * 2 ** (attempts - 1)
         self._finish(claimed.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
-        metrics.DELIVERIES.labels("deferred").inc()
+        metrics.DELIVERIES.labels(Delivery.DEFERRED).inc()
         self.report.errors.append(f"{claimed.email}: deferred for {wait}: {error}")
         events(
             "digest.deferred", logging.WARNING, digest_id=claimed.id, email=claimed.email, wait=str(wait), error=error
@@ -384,8 +384,8 @@ class Deliverer:
         now = clock.now()
         suppressed = digests.refused(self.engine, claimed, self.holder, error, self.policy.bounce_limit, now)
         self.report.bounced += 1
-        metrics.DELIVERIES.labels("bounced").inc()
-        metrics.BOUNCES.labels("hard", "smtp").inc()
+        metrics.DELIVERIES.labels(Delivery.BOUNCED).inc()
+        metrics.BOUNCES.labels(BounceKind.HARD, "smtp").inc()
         self.report.suppressed += suppressed
         events(
             "digest.bounced",
