@@ -26,6 +26,7 @@ from digest.subscriptions.subscribers import (
     confirm,
     get_subscriber,
     pause,
+    set_format,
     set_language,
     set_practice_languages,
     set_schedule,
@@ -69,6 +70,7 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
     languages = f"; practices in {summary.practice_languages} only" if summary.practice_languages else ""
     languages += f"; mails in {summary.language}" if summary.language else ""
     feed = "; feed only, no mail" if summary.feed_only else ""
+    feed += "; plain text" if summary.format == "text" else ""
     return f"{schedule.describe()}; next {nxt}{paused}{languages}{feed}"
 
 
@@ -235,6 +237,9 @@ def subscribers_import(app: App, csv_file: str, confirmed: bool, as_json: bool) 
     help='Only practices in these languages, e.g. "es fr" (and those of unknown language); "" = every language.',
 )
 @language_option
+@click.option(
+    "--format", "mail_format", type=click.Choice(["html", "text"]), help="HTML with a text version, or plain text only."
+)
 @pass_app
 def subscribers_set(
     app: App,
@@ -247,8 +252,10 @@ def subscribers_set(
     resume: bool,
     practice_languages: str | None,
     language: str | None,
+    mail_format: str | None,
 ) -> None:
-    """Change a subscriber's schedule, or pause and resume; from their next slot, nothing lost or sent twice.
+    """Change a subscriber's schedule, pause and resume, languages or format; from their next slot, nothing lost or
+    sent twice.
 
     Example: digest subscribers set ada@example.org --frequency monthly --day 1 --hour 9
     """
@@ -259,10 +266,14 @@ def subscribers_set(
     now = clock.now()
     with db.transaction(app.sessions) as session:
         subscriber = get_subscriber(session, email)
-        if choice != Choice() or not (pause_until or resume or practice_languages is not None or language):
+        if choice != Choice() or not (
+            pause_until or resume or practice_languages is not None or language or mail_format
+        ):
             set_schedule(session, subscriber, choice, defaults, now)
         if language:
             set_language(subscriber, language)
+        if mail_format:
+            set_format(subscriber, mail_format)
         if practice_languages is not None:
             set_practice_languages(subscriber, practice_languages.split())
         if pause_until:

@@ -117,6 +117,8 @@ class Claimed(NamedTuple):
     attempts: int
     # The subscriber's hard bounces in a row (an accepted message clears them).
     bounces: int = 0
+    # How they read their digests: "html" (with its text alternative) or "text" (MailFormat); None: html.
+    format: str | None = None
 
 
 def claimable(now: datetime, claim_timeout: timedelta, dead: Sequence[str]) -> ColumnElement[bool]:
@@ -251,11 +253,11 @@ def claim(
         if not claimed:
             return []
         rows = conn.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.key, Subscriber.bounces).where(
+            select(Subscriber.id, Subscriber.email, Subscriber.key, Subscriber.bounces, Subscriber.format).where(
                 Subscriber.id.in_({row.subscriber_id for row in claimed})
             )
         )
-        who = {sid: (email, key, bounces) for sid, email, key, bounces in rows}
+        who = {sid: (email, key, bounces, fmt) for sid, email, key, bounces, fmt in rows}
     return sorted(
         (
             Claimed(
@@ -267,7 +269,7 @@ def claim(
                 row.period,
                 row.content_hash,
                 row.attempts,
-                who[row.subscriber_id][2],
+                *who[row.subscriber_id][2:],
             )
             for row in claimed
         ),

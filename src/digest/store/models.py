@@ -31,6 +31,7 @@ from digest.store.states import (
     DigestStatus,
     Frequency,
     JobOutcome,
+    MailFormat,
     SourceStatus,
     SubscriberStatus,
     among,
@@ -188,6 +189,8 @@ class Subscriber(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # They follow their themes in a feed reader only: no digest is planned for them.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How they read their digests (MailFormat): None is HTML with its text alternative.
+    format: Mapped[MailFormat | None] = mapped_column(EnumText(MailFormat, 8))
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber", cascade="all, delete-orphan")
 

@@ -71,10 +71,12 @@ class SubscriberSummary:
     feed_only: bool = False
     practice_languages: str | None = None
     language: str | None = None
+    # How they read their digests: "html" (None) or "text".
+    format: str | None = None
 
 
 # The summary's fields that are the subscriber's columns as stored.
-_AS_STORED = ("frequency", "day", "hour", "timezone", "feed_only", "practice_languages", "language")
+_AS_STORED = ("frequency", "day", "hour", "timezone", "feed_only", "practice_languages", "language", "format")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -68,6 +68,13 @@ class Frequency(StrEnum):
     MONTHLY = "monthly"
 
 
+class MailFormat(StrEnum):
+    """How a subscriber reads their digests: HTML with its plain-text alternative (the default), or plain text only."""
+
+    HTML = "html"
+    TEXT = "text"
+
+
 class Delivery(StrEnum):
     """What one try of a digest came to, as digest_deliveries_total counts it (a digest's state is its result)."""
 

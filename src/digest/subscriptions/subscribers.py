@@ -24,7 +24,7 @@ from digest.store.models import (
     Theme,
     new_key,
 )
-from digest.store.states import WAITING, DigestStatus, Frequency, SubscriberStatus
+from digest.store.states import WAITING, DigestStatus, Frequency, MailFormat, SubscriberStatus
 from digest.text.clean import slugify
 from digest.text.i18n import UnknownLanguage, _, supported
 from digest.text.languages import language_tag
@@ -293,6 +293,15 @@ def set_practice_languages(subscriber: Subscriber, tags: Iterable[str]) -> None:
             )
         chosen.append(tag)
     subscriber.practice_languages = " ".join(sorted(set(chosen))) or None
+
+
+def set_format(subscriber: Subscriber, value: str) -> None:
+    """How they read their digests: "html" (with its text alternative) or "text" (a single plain-text part, still
+    with its unsubscribe header and manage link); SubscriberError naming the field otherwise."""
+    try:
+        subscriber.format = MailFormat(value.strip().lower())
+    except ValueError as e:
+        raise SubscriberError(_("format: %(value)r is not html or text", value=value)) from e
 
 
 def set_language(subscriber: Subscriber, code: str) -> None:

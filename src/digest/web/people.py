@@ -26,7 +26,7 @@ from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_cho
 from digest.schedules.zones import aliases, local, zone_groups
 from digest.store import feeds, queries
 from digest.store.db import first_writer_wins, transaction
-from digest.store.states import Frequency, SubscriberStatus
+from digest.store.states import Frequency, MailFormat, SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.subscriptions.tokens import Purpose, make_token, read_token, read_view_token
 from digest.text import i18n
@@ -269,6 +269,13 @@ def manage_change(token: str) -> BaseResponse:
                 )
             elif action == "language":
                 message = _("Your mails and these pages will be in English from now on.")
+            elif action == "format":
+                people.set_format(subscriber, request.form.get("format", ""))
+                message = (
+                    _("Your digests come as plain text from now on.")
+                    if subscriber.format == MailFormat.TEXT
+                    else _("Your digests come with their formatting from now on.")
+                )
             elif action == "feed-link":
                 people.renew_feed_key(subscriber)
                 message = _("Your feed has a new link; the old one no longer works. Give the new one to your reader.")

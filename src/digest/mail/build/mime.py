@@ -130,9 +130,10 @@ def _soft_end(encoded: bytes) -> bytes:
 class MessageTemplate:
     """A multipart/alternative message (text first, HTML last, LF line ends) laid out once for every recipient of
     one rendering: per message only To, Date, Message-ID, List-Unsubscribe and the bodies' slots are filled in.
-    Of the envelope it is made from, only what every copy shares is used (From, Subject, List-Id, Reply-To)."""
+    Of the envelope it is made from, only what every copy shares is used (From, Subject, List-Id, Reply-To).
+    Without ``html``, a single text/plain part: for readers who chose plain text."""
 
-    def __init__(self, envelope: Envelope, text: EncodedBody, html: EncodedBody) -> None:
+    def __init__(self, envelope: Envelope, text: EncodedBody, html: EncodedBody | None) -> None:
         self.text, self.html, self.bulk = text, html, envelope.bulk
         boundary = "=_digest_" + secrets.token_hex(12)
         self._head = f"From: {_from_header(envelope.mail_from)}\nTo: ".encode()
@@ -149,6 +150,10 @@ class MessageTemplate:
         tail += "Auto-Submitted: auto-generated\nMIME-Version: 1.0\n"
         if envelope.language:
             tail += f"Content-Language: {envelope.language}\n"
+        if html is None:
+            self._before_text = tail.encode() + _body_head("text/plain")
+            self._before_html, self._end = b"", b"\n"
+            return
         tail += f'Content-Type: multipart/alternative; boundary="{boundary}"\n'
         tail += "\nThis is a multipart message in MIME format."
         sep = f"\n--{boundary}\n".encode()
@@ -170,8 +175,10 @@ class MessageTemplate:
         if self.bulk:
             parts.append(header_safe(unsubscribe_url, limit=900).encode("utf-8"))
         encoded = encode_values(values)
-        text, html = self.text.fill(values, encoded), self.html.fill(values, encoded)
-        parts += [self._before_text, text, self._before_html, html, self._end]
+        parts += [self._before_text, self.text.fill(values, encoded)]
+        if self.html is not None:
+            parts += [self._before_html, self.html.fill(values, encoded)]
+        parts.append(self._end)
         return b"".join(parts)
 
 
@@ -185,7 +192,8 @@ def _body_head(content_type: str) -> bytes:
     return f'Content-Type: {content_type}; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'.encode()
 
 
-def build_message(envelope: Envelope, text: str, html: str) -> bytes:
-    """A multipart/alternative message (text first, HTML last) as bytes with LF line ends."""
-    template = MessageTemplate(envelope, EncodedBody(text, {}), EncodedBody(html, {}))
+def build_message(envelope: Envelope, text: str, html: str | None) -> bytes:
+    """A multipart/alternative message (text first, HTML last), or a text/plain one without ``html``, as bytes with
+    LF line ends."""
+    template = MessageTemplate(envelope, EncodedBody(text, {}), EncodedBody(html, {}) if html is not None else None)
     return template.fill(envelope.to, envelope.message_id, envelope.date, envelope.unsubscribe_url, {})

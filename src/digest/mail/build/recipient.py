@@ -14,6 +14,7 @@ from digest.mail.plan.compose import DigestContent
 from digest.mail.build.mime import EncodedBody, Envelope, MessageTemplate, build_message
 from digest.mail.build.render import Links, RenderedDigest, render_digest
 from digest.mail.build.dkim import signer_for
+from digest.store.states import MailFormat
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.text.i18n import _, using
 
@@ -92,11 +93,11 @@ class MessageFactory:
         self.settings = settings
         self.keep = keep
         self.signer = signer_for(settings)
-        self._templates: OrderedDict[tuple[str, str], MessageTemplate] = OrderedDict()
+        self._templates: OrderedDict[tuple[str, str, bool], MessageTemplate] = OrderedDict()
 
-    def _template(self, content_hash: str, subject: str, body: str) -> MessageTemplate:
-        """The message of one distinct content, rendered, encoded and laid out once."""
-        key = (content_hash, subject)
+    def _template(self, content_hash: str, subject: str, body: str, text_only: bool) -> MessageTemplate:
+        """The message of one distinct content (and format), rendered, encoded and laid out once."""
+        key = (content_hash, subject, text_only)
         found = self._templates.get(key)
         if found is None:
             placeholders = Links(self.settings.base_url, **_SLOTS)
@@ -114,7 +115,8 @@ class MessageFactory:
                 list_name=list_name(content.language),
                 language=content.language,
             )
-            found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), EncodedBody(rendered.html, _SLOTS))
+            html = None if text_only else EncodedBody(rendered.html, _SLOTS)
+            found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), html)
             self._templates[key] = found
             if len(self._templates) > self.keep:
                 self._templates.popitem(last=False)
@@ -124,7 +126,7 @@ class MessageFactory:
 
     def build(self, claimed: Claimed, body: str, now: datetime) -> bytes:
         """The message of a claimed digest, with its fixed Message-ID and its recipient's links."""
-        template = self._template(claimed.content_hash, claimed.subject, body)
+        template = self._template(claimed.content_hash, claimed.subject, body, claimed.format == MailFormat.TEXT)
         links = links_for(self.settings, claimed.key, claimed.period)
         values = {"unsubscribe": links.unsubscribe, "manage": links.manage, "view": links.view}
         message = template.fill(claimed.email, claimed.message_id, now, links.unsubscribe, values)
