@@ -14,7 +14,7 @@ import click
 from digest import clock
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.errors import DigestError, SubscriberError, TransportError
-from digest.mail.send.notices import send_confirmation
+from digest.mail.send.notices import Welcome, send_confirmation, send_welcome_if_it_can, welcome_for
 from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import FREQUENCIES, Choice, Defaults, choice_of, parse_choice, schedule_of
@@ -31,6 +31,7 @@ from digest.subscriptions.subscribers import (
     set_practice_languages,
     set_schedule,
     subscribe,
+    to_welcome,
     unsubscribe,
 )
 from digest.subscriptions.subscribers import resume as resume_subscriber
@@ -97,6 +98,7 @@ language_option = click.option(
 @click.option("--theme", "themes_", multiple=True, required=True, help="Theme slug or name; repeat for more.")
 @schedule_options
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation mail (the address is known to be theirs).")
+@click.option("--welcome", is_flag=True, help="With --confirmed: send them the welcome mail (what comes and when).")
 @language_option
 @pass_app
 def subscribe_cmd(
@@ -108,6 +110,7 @@ def subscribe_cmd(
     hour: str | None,
     timezone: str | None,
     confirmed: bool,
+    welcome: bool,
     language: str | None,
 ) -> None:
     """Subscribe an address to themes, on a schedule of its own (default: the operator's weekly one). Unless
@@ -123,7 +126,11 @@ def subscribe_cmd(
         address, status, key = sub.email, sub.status, sub.key
         in_language = sub.language or app.settings.default_language
         names = sorted(s.theme.name for s in sub.subscriptions)
+        # Confirmed here, the welcome is theirs only when asked for; either way it is settled (never sent later).
+        settled = confirmed and to_welcome(session, sub, now)
+        told = welcome_for(app.settings, sub, now) if settled and welcome else None
     click.echo(f"{address}: {status}, {len(names)} theme(s)")
+    _welcome(app, told)
     if status == SubscriberStatus.PENDING:
         _send_confirmation(app, address, key, names, in_language)
 
@@ -178,8 +185,21 @@ def subscribers_confirm(app: App, email: str) -> None:
         if subscriber.status == SubscriberStatus.CONFIRMED:
             click.echo(f"{subscriber.email}: confirmed already")
             return
-        confirm(session, subscriber, clock.now(), app.settings.welcome_backfill_days)
+        now = clock.now()
+        confirm(session, subscriber, now, app.settings.welcome_backfill_days)
         click.echo(f"{subscriber.email}: confirmed, {len(subscriber.subscriptions)} theme(s)")
+        welcome = welcome_for(app.settings, subscriber, now) if to_welcome(session, subscriber, now) else None
+    _welcome(app, welcome)
+
+
+def _welcome(app: App, welcome: Welcome | None) -> None:
+    """The welcome of someone confirmed, after the confirmation is committed; a mail server away is a warning."""
+    if welcome is None:
+        return
+    if send_welcome_if_it_can(app.settings, welcome):
+        click.echo(f"{welcome.to}: welcome mail sent")
+    else:
+        click.echo(f"warning: {welcome.to}: the welcome mail could not be sent (it is not sent again)", err=True)
 
 
 @subscribers_group.command("resend-confirmation")

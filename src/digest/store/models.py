@@ -189,6 +189,8 @@ class Subscriber(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # They follow their themes in a feed reader only: no digest is planned for them.
     feed_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When their welcome mail went (None: not yet); set once, so it never goes twice.
+    welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # How they read their digests (MailFormat): None is HTML with its text alternative.
     format: Mapped[MailFormat | None] = mapped_column(EnumText(MailFormat, 8))
 

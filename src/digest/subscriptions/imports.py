@@ -134,6 +134,8 @@ def _import_batch(
                     "status": status,
                     "created_at": now,
                     "confirmed_at": now if confirmed else None,
+                    # Consent given elsewhere: no welcome is owed (`subscribe --confirmed --welcome` sends one).
+                    "welcomed_at": now if confirmed else None,
                     **asdict(choices.get(a, Choice())),
                     "language": languages.get(a),
                 }
@@ -150,6 +152,7 @@ def _import_batch(
             subscriber.language = languages[address]
         if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
             subscriber.status, subscriber.confirmed_at = SubscriberStatus.CONFIRMED, now
+            subscriber.welcomed_at = subscriber.welcomed_at or now
     ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(batch))).all())
     have = set(
         session.execute(

@@ -295,6 +295,19 @@ def set_practice_languages(subscriber: Subscriber, tags: Iterable[str]) -> None:
     subscriber.practice_languages = " ".join(sorted(set(chosen))) or None
 
 
+def to_welcome(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    """Whether their welcome mail is to go now: True once per subscriber, ever (a conditional UPDATE, so two
+    confirmations at once welcome once). Marked before it is sent: at most once, never twice."""
+    marked = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber.id, Subscriber.welcomed_at.is_(None))
+        .values(welcomed_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return marked is not None
+
+
 def set_format(subscriber: Subscriber, value: str) -> None:
     """How they read their digests: "html" (with its text alternative) or "text" (a single plain-text part, still
     with its unsubscribe header and manage link); SubscriberError naming the field otherwise."""

@@ -18,8 +18,8 @@ from digest import clock, logs, metrics
 from digest.errors import NotFoundError, SubscriberError
 from digest.mail.build.recipient import links_for, render_for
 from digest.mail.plan.compose import DigestContent
-from digest.mail.plan.planner import first_due
-from digest.mail.send.notices import send_confirmation, send_manage_link
+from digest.mail.plan.planner import first_digest_at
+from digest.mail.send.notices import send_confirmation, send_manage_link, send_welcome_if_it_can, welcome_for
 from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
@@ -153,14 +153,13 @@ def confirm(token: str) -> Any:
         # What the page promises is what planning will do: their first slot after they confirmed (at once, for a
         # welcome backfill), in their own zone.
         schedule = schedule_of(choice_of(subscriber), defaults_from(site().settings))
-        first = subscriber.next_due_at or first_due(schedule, None, now, subscriber.confirmed_at)
+        first = first_digest_at(schedule, subscriber, now)
+        welcome = welcome_for(site().settings, subscriber, now) if people.to_welcome(session, subscriber, now) else None
+    if welcome is not None:
+        send_welcome_if_it_can(site().settings, welcome)
     manage_url = url_for("people.manage", token=make_token(site().settings.secret_key, Purpose.MANAGE, key))
     page = render_template(
-        "confirmed.html",
-        manage_url=manage_url,
-        schedule=schedule.describe(),
-        first=None if first <= now else first.astimezone(schedule.zone),
-        zone=schedule.zone.key,
+        "confirmed.html", manage_url=manage_url, schedule=schedule.describe(), first=first, zone=schedule.zone.key
     )
     return page, 200, PRIVATE
 

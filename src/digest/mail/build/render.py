@@ -165,6 +165,8 @@ def check_templates(templates_dir: str | Path | None = None) -> None:
         "confirm.html",
         "already-subscribed.txt",
         "already-subscribed.html",
+        "welcome.txt",
+        "welcome.html",
         "notice.html",
     ):
         try:

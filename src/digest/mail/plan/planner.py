@@ -105,6 +105,13 @@ def first_due(
     return last
 
 
+def first_digest_at(schedule: Schedule, subscriber: Subscriber, now: datetime) -> datetime | None:
+    """When a subscriber just confirmed gets their first digest, in their zone; None when at once (a welcome
+    backfill, a fixed recipient): what the confirmation page and the welcome mail promise, and planning does."""
+    first = subscriber.next_due_at or first_due(schedule, None, now, subscriber.confirmed_at)
+    return first.astimezone(schedule.zone) if first > now else None
+
+
 def subscriber_batches(
     factory: sessionmaker[Session], columns: Sequence[Any], condition: ColumnElement[bool], size: int
 ) -> Iterator[tuple[Session, Sequence[Row[Any]]]]:
