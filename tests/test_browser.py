@@ -181,10 +181,12 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         page.wait_for_load_state()
         assert "You are subscribed" in page.content()
         assert status(config, address) == ("confirmed", ["goal-6-clean-water-and-sanitation", "water-and-sanitation"])
+        wait_for_mail(handler, address, 2)  # the welcome
+        assert "Welcome" in handler.to(address)[-1].message["Subject"]
 
         digest(config, "ingest", fixture_path("listing-water-week2.txt"))
         digest(config, "send", now=past_their_first_slot())
-        wait_for_mail(handler, address, 2)
+        wait_for_mail(handler, address, 3)
         mail = handler.to(address)[-1].message
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
@@ -305,10 +307,12 @@ def test_the_journey_in_french_and_in_spanish(
         page.get_by_role("button", name=words["confirm"]).click()
         page.wait_for_load_state()
         assert words["confirmed"] in page.content()
+        wait_for_mail(handler, address, 2)  # the welcome, in their language
+        assert_mail_in_language(handler.to(address)[-1].message, language)
 
         digest(config, "ingest", str(mixed))
         digest(config, "send", now=past_their_first_slot())
-        wait_for_mail(handler, address, 2)
+        wait_for_mail(handler, address, 3)
         mail = handler.to(address)[-1].message
         assert_mail_in_language(mail, language)
         body = mail.get_body(("html",))

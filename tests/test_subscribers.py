@@ -56,6 +56,7 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
                 "feed_only": False,
                 "practice_languages": None,
                 "language": None,
+                "format": None,
             }
         ]
 

@@ -231,8 +231,8 @@ def test_every_page_is_in_the_visitors_language(web: Any, language: str) -> None
         assert f'<html lang="{language}">' in html, name
         assert_in_language(visible_text(html), language, f"the {name} page")
     # And the confirmation and "already subscribed" mails, in both their parts.
-    confirmation, already = web.mails_to(f"reader-{language}@example.org")
-    for mail in (confirmation, already):
+    confirmation, welcome, already = web.mails_to(f"reader-{language}@example.org")
+    for mail in (confirmation, welcome, already):
         assert mail["Content-Language"] == language
         assert_mail_in_language(mail, language)
     assert "/manage/" in already.get_body(("plain",)).get_content()

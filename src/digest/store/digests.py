@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.store.bounces import count_hard_bounce
 from digest.store.db import conflict_insert, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
-from digest.store.states import WAITING, DigestStatus, SubscriberStatus
-from digest.store.types import UTCDateTime
+from digest.store.states import WAITING, DigestStatus, SubscriberStatus, UTCDateTime
 
 # Planning ---------------------------------------------------------------------------------------------------------
 

@@ -29,15 +29,16 @@ from digest.store.states import (
     WAITING,
     BounceKind,
     DigestStatus,
+    EnumText,
     Frequency,
     JobOutcome,
     MailFormat,
     SourceStatus,
     SubscriberStatus,
+    UTCDateTime,
     among,
     check,
 )
-from digest.store.types import EnumText, UTCDateTime
 
 # Constraint names fixed by convention, so migrations name them the same on SQLite and PostgreSQL.
 NAMING = {

@@ -1,13 +1,19 @@
 """Every state a digest, a subscriber, a source or a job run can be in, the choices stored as words (frequency,
-bounce kind), and the named sets the code asks about.
+bounce kind), the named sets the code asks about, and the column types that store them (EnumText) and the store's
+instants (UTCDateTime).
 
 Stored as their values (lower-case strings) with a CHECK constraint (migration 0005), read back as these enums
-(types.EnumText), compared as enums. A state is typed out here and nowhere else (tests/test_house.py checks).
+(EnumText, below), compared as enums. A state is typed out here and nowhere else (tests/test_house.py checks).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy import DateTime, String, TypeDecorator
+from sqlalchemy.engine import Dialect
 
 
 class DigestStatus(StrEnum):
@@ -104,3 +110,48 @@ def among(column: str, states: frozenset[DigestStatus]) -> str:
 # The worker's one-off start-up planning job (digest.worker.names): its runs are recorded under plan-send, so the
 # figures and `digest status` list it under that.
 FIRST_PLAN = "plan-send-start"
+
+
+# Column types ---------------------------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which keeps no offset) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use digest.clock.now()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A state or a choice stored as its word (with a CHECK constraint beside it) and read back as its enum: a value
+    that is not one of the enum's is refused before it reaches the database."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 20) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
