@@ -180,9 +180,9 @@ def count_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     rendered: list[str] = []
     original = feeds.render_document
 
-    def counted(session: Any, settings: Settings, document: Any) -> Any:
-        rendered.append(document.path)
-        return original(session, settings, document)
+    def counted(session: Any, settings: Settings, document: Any, as_json: bool = False) -> Any:
+        rendered.append(document.path.removesuffix(".atom") + ".json" if as_json else document.path)
+        return original(session, settings, document, as_json)
 
     monkeypatch.setattr(feeds, "render_document", counted)
     return rendered

@@ -32,6 +32,10 @@ def test_one_feed_per_theme_and_one_for_all(sessions: sessionmaker[Session], set
         "water-and-sanitation.atom",
         "goal-6-clean-water-and-sanitation.atom",
         "all.atom",
+        # Each with its JSON Feed beside it.
+        "water-and-sanitation.json",
+        "goal-6-clean-water-and-sanitation.json",
+        "all.json",
     }
 
 

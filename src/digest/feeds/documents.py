@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from digest import __version__
 from digest.config import Settings
 from digest.feeds.atom import Page, newest_change, render
+from digest.feeds.jsonfeed import render_json
 from digest.store import feeds as store
 from digest.text.languages import parse_tags
 
@@ -186,15 +187,23 @@ class Rendered:
     entries: int
 
 
-def render_document(session: Session, settings: Settings, document: Document) -> Rendered:
-    """The document, read from the store now: the same bytes for the same store, on disk or on the web."""
+def render_document(session: Session, settings: Settings, document: Document, as_json: bool = False) -> Rendered:
+    """The document, read from the store now: the same bytes for the same store, on disk or on the web; Atom, or
+    with ``as_json`` the JSON Feed of the same entries."""
+    page = page_of(session, settings, document)
+    data = render_json(settings, page) if as_json else render(settings, page)
+    return Rendered(data, len(page.entries))
+
+
+def page_of(session: Session, settings: Settings, document: Document) -> Page:
+    """What the document holds, read from the store now: its entries, its links and ids."""
     size = settings.feed_max_entries
     base = settings.base_url
     if document.kind == "me":
         assert document.ident is not None
         names, entries = store.personal_entries(session, document.ident, size, parse_tags(document.languages))
         title = "Your practices: " + ", ".join(names) if names else "Your practices"
-        page = Page(
+        return Page(
             # The subscriber's key, hashed: permanent (a new feed link keeps it) and telling nothing.
             specific_id=f"me/{hashlib.sha256(document.slug.encode()).hexdigest()[:20]}",
             title=title,
@@ -203,7 +212,6 @@ def render_document(session: Session, settings: Settings, document: Document) ->
             updated=document.modified,
             entries=entries,
         )
-        return Rendered(render(settings, page), len(page.entries))
     if document.kind == "theme":
         assert document.ident is not None
         theme_id = document.ident
@@ -224,7 +232,7 @@ def render_document(session: Session, settings: Settings, document: Document) ->
     held = archives(total, size)
     if document.number is None:
         entries = entries_from(held * size, None)
-        page = Page(
+        return Page(
             specific_id=specific,
             title=document.title,
             alternate=alternate,
@@ -234,10 +242,9 @@ def render_document(session: Session, settings: Settings, document: Document) ->
             prev_archive=feed_url(settings, archive_path(document.stem, held)) if held else None,
             hubs=settings.hubs,
         )
-        return Rendered(render(settings, page), len(page.entries))
     number = document.number
     entries = entries_from((number - 1) * size, size)
-    page = Page(
+    return Page(
         specific_id=specific,
         title=document.title,
         alternate=alternate,
@@ -248,4 +255,3 @@ def render_document(session: Session, settings: Settings, document: Document) ->
         prev_archive=feed_url(settings, archive_path(document.stem, number - 1)) if number > 1 else None,
         archive=True,
     )
-    return Rendered(render(settings, page), len(page.entries))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from digest import logs
 from digest.config import Settings
 from digest.feeds.documents import all_documents, render_document
+from digest.feeds.jsonfeed import json_path
 
 events = logs.EventLog("digest.feeds")
 
@@ -60,11 +61,12 @@ def build_feeds(session: Session, settings: Settings) -> list[FeedResult]:
     out_dir = Path(settings.feeds_dir)
     results = []
     for document in all_documents(session, settings):
-        path = out_dir / document.path
-        try:
-            rendered = render_document(session, settings, document)
-            results.append(FeedResult(str(path), rendered.entries, write_if_changed(path, rendered.data)))
-        except Exception as e:  # one feed that cannot be built stops no other
-            events("feed.failed", logging.ERROR, exc_info=True, path=str(path))
-            results.append(FeedResult(str(path), 0, False, f"{path}: not written: {type(e).__name__}: {e}"))
+        # The Atom document and its JSON Feed beside it (the same entries): what /feeds/ serves, byte for byte.
+        for path, as_json in ((out_dir / document.path, False), (out_dir / json_path(document.path), True)):
+            try:
+                rendered = render_document(session, settings, document, as_json)
+                results.append(FeedResult(str(path), rendered.entries, write_if_changed(path, rendered.data)))
+            except Exception as e:  # one feed that cannot be built stops no other
+                events("feed.failed", logging.ERROR, exc_info=True, path=str(path))
+                results.append(FeedResult(str(path), 0, False, f"{path}: not written: {type(e).__name__}: {e}"))
     return results

@@ -22,6 +22,7 @@ from digest.feeds.documents import (
     public_document,
     render_document,
 )
+from digest.feeds.jsonfeed import json_path
 from digest.feeds.opml import Outline, opml
 from digest.store import feeds as store
 from digest.store import queries
@@ -35,39 +36,48 @@ blueprint = Blueprint("feeds", __name__)
 FRESH = 300
 ARCHIVE_FRESH = 7 * 86400
 ATOM = "application/atom+xml; charset=utf-8"
+JSON_FEED = "application/feed+json; charset=utf-8"
+
+
+def atom_name(json_name: str) -> str:
+    """The Atom document a JSON Feed's name stands beside: "water.json" -> "water.atom"."""
+    return json_name.removesuffix(".json") + ".atom"
 
 
 @blueprint.get("/feeds/<filename>")
 def feed(filename: str) -> Response:
-    """``<slug>.atom`` or ``all.atom``."""
+    """``<slug>.atom`` or ``all.atom``, and the JSON Feed of each (``<slug>.json``, ``all.json``)."""
+    as_json = filename.endswith(".json")
     with site().engine.connect() as connection:
-        document = public_document(connection, site().settings, filename)
+        document = public_document(connection, site().settings, atom_name(filename) if as_json else filename)
     if document is None:
         abort(404, "There is no feed by that name.")
-    return _answer(document, FRESH)
+    return _answer(document, FRESH, as_json=as_json)
 
 
 @blueprint.get("/feeds/archives/<stem>/<number>.atom")
-def archive(stem: str, number: str) -> Response:
-    """Archive ``number`` (1: the oldest) of a feed (RFC 5005). One URL a document: werkzeug's int converter would
-    also take "01" and "١"."""
+@blueprint.get("/feeds/archives/<stem>/<number>.json", endpoint="archive_json", defaults={"as_json": True})
+def archive(stem: str, number: str, as_json: bool = False) -> Response:
+    """Archive ``number`` (1: the oldest) of a feed (RFC 5005), or its JSON Feed. One URL a document: werkzeug's
+    int converter would also take "01" and "١"."""
     with site().engine.connect() as connection:
         document = archive_document(connection, site().settings, stem, page_number(number))
     if document is None:
         abort(404, "There is no such archive of a feed.")
-    return _answer(document, ARCHIVE_FRESH)
+    return _answer(document, ARCHIVE_FRESH, as_json=as_json)
 
 
 @blueprint.get("/feeds/me/<token>.atom")
-def personal(token: str) -> Response:
-    """A subscriber's own feed: the practices of their themes, each once. Its link is a secret: private to
-    caches, kept out of search engines; a link revoked, erased or for anything else -> 404."""
+@blueprint.get("/feeds/me/<token>.json", endpoint="personal_json", defaults={"as_json": True})
+def personal(token: str, as_json: bool = False) -> Response:
+    """A subscriber's own feed (or its JSON Feed): the practices of their themes, each once. Its link is a secret:
+    private to caches, kept out of search engines; a link revoked, erased or for anything else -> 404."""
     feed_key = read_token(site().settings.secret_key, token, Purpose.FEED)
     with site().engine.connect() as connection:
         document = personal_document(connection, site().settings, feed_key, token)
     if document is None:
         abort(404, "This feed link does not work any more. The manage page of your subscription has the new one.")
-    response = _answer(document, FRESH, private=True)
+    response = _answer(document, FRESH, private=True, as_json=as_json)
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
@@ -126,10 +136,13 @@ def _gzip_etag(etag: str) -> str:
     return f"{etag}-gzip"
 
 
-def _answer(document: Document, max_age: int, private: bool = False) -> Response:
+def _answer(document: Document, max_age: int, private: bool = False, as_json: bool = False) -> Response:
     settings = site().settings
     gzip_ok = request.accept_encodings["gzip"] > 0
-    etag = _gzip_etag(document.etag) if gzip_ok else document.etag
+    # The JSON Feed is another representation of the same document: its own strong validator and cache entry.
+    tag = f"{document.etag}-json" if as_json else document.etag
+    path = json_path(document.path) if as_json else document.path
+    etag = _gzip_etag(tag) if gzip_ok else tag
     # Headers written as text: this is the whole cost of a 304 beside its one query.
     links = [f'<{hub}>; rel="hub"' for hub in settings.hubs if document.kind != "me"]
     headers = {
@@ -137,25 +150,26 @@ def _answer(document: Document, max_age: int, private: bool = False) -> Response
         "Last-Modified": http_date(document.modified),
         "Cache-Control": f"{'private' if private else 'public'}, max-age={max_age}",
         "Vary": "Accept-Encoding",
-        "Link": ", ".join([*links, f'<{feed_url(settings, document.path)}>; rel="self"']),
+        "Link": ", ".join([*links, f'<{feed_url(settings, path)}>; rel="self"']),
     }
-    if _reader_has(document):
+    if _reader_has(tag, document):
         return Response(status=304, headers=headers)
     cache = site().feed_cache
-    cached = cache.get(document.path, document.etag)
+    cached = cache.get(path, tag)
     if cached is None:
         with site().sessions() as session:
-            cached = cache.put(document.path, document.etag, render_document(session, settings, document).data)
+            cached = cache.put(path, tag, render_document(session, settings, document, as_json).data)
     if gzip_ok:
         headers["Content-Encoding"] = "gzip"
-    return Response(cached.gzipped if gzip_ok else cached.data, headers=headers, content_type=ATOM)
+    content_type = JSON_FEED if as_json else ATOM
+    return Response(cached.gzipped if gzip_ok else cached.data, headers=headers, content_type=content_type)
 
 
-def _reader_has(document: Document) -> bool:
-    """Whether the request's validators say the reader holds this document (RFC 9110: If-None-Match, compared
-    weakly, and only without it If-Modified-Since)."""
+def _reader_has(tag: str, document: Document) -> bool:
+    """Whether the request's validators say the reader holds this representation of the document (RFC 9110:
+    If-None-Match, compared weakly, and only without it If-Modified-Since)."""
     tags = request.if_none_match
     if tags:
-        return tags.star_tag or tags.contains_weak(document.etag) or tags.contains_weak(_gzip_etag(document.etag))
+        return tags.star_tag or tags.contains_weak(tag) or tags.contains_weak(_gzip_etag(tag))
     since = request.if_modified_since
     return since is not None and document.modified.replace(microsecond=0) <= since
