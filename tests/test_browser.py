@@ -165,6 +165,10 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
             page.keyboard.press("Tab")
             page.keyboard.press("Space")
             assert page.get_by_label(theme, exact=True).is_checked()
+        page.keyboard.press("Tab")  # how often: weekly, the operator's default, left as it is
+        assert page.evaluate("document.activeElement.id") == "frequency"
+        page.keyboard.press("Tab")  # the folded day and hour: passed over
+        assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
         page.keyboard.press("Tab")  # the language of the mails: the page's (English), left as it is
         assert page.evaluate("document.activeElement.id") == "language"
         page.keyboard.press("Tab")
@@ -392,3 +396,38 @@ def test_the_operator_page_passes_axe_and_shows_its_charts(
                 page.screenshot(path=str(DOCS / "operator.png"), full_page=True)
         finally:
             context.close()
+
+
+def test_the_subscribe_form_takes_a_schedule_and_guesses_the_time_zone(
+    browser: object, tmp_path: Path, smtp_server: tuple[RecordingHandler, str]
+) -> None:
+    """A visitor in Tokyo (the browser's time zone) asks for a daily digest at 07:00 with the folded fields; the
+    confirmation page says so. Without script, the operator's zone is used."""
+    handler, smtp_url = smtp_server
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "digest.toml", f"sqlite:///{tmp_path / 'digest.db'}", base, smtp_url)
+    digest(config, "ingest", fixture_path("listing-water.txt"))
+    with serving(config, port):
+        for address, script, zone in (("tokyo@example.org", True, "Asia/Tokyo"), ("plain@example.org", False, "")):
+            context = browser.new_context(  # type: ignore[attr-defined]
+                timezone_id="Asia/Tokyo", java_script_enabled=script, viewport={"width": 1000, "height": 900}
+            )
+            try:
+                page = context.new_page()
+                page.goto(base + "/")
+                page.get_by_label("Your email address").fill(address)
+                page.get_by_label("Water and Sanitation", exact=True).check()
+                page.get_by_label("How often").select_option("daily")
+                page.locator("summary").click()  # unfold the day and hour
+                page.get_by_label("Hour").select_option("7")
+                page.get_by_role("button", name="Subscribe").click()
+                page.wait_for_url(base + "/subscribe/sent")
+                wait_for_mail(handler, address, 1)
+                page.goto(link(handler, address, base, "/confirm/"))
+                page.get_by_role("button", name="Confirm my subscription").click()
+                page.wait_for_load_state()
+                expected = zone or "Europe/Paris"  # the config's timezone when the browser says nothing
+                assert f"daily at 07:00 {expected}" in page.content(), page.content()
+            finally:
+                context.close()

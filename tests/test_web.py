@@ -289,7 +289,9 @@ def test_home_theme_and_practice_pages(web: Web) -> None:
         home.text
     )
     csp = home.headers["Content-Security-Policy"]
-    assert "frame-ancestors 'none'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+    # Scripts from the site only (the form's time zone guess), none inline, nothing from elsewhere.
+    assert "frame-ancestors 'none'" in csp and "script-src 'self';" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp and "<script>" not in home.text
     assert home.headers["Referrer-Policy"] == "no-referrer"
 
     theme = client.get(f"/themes/{WATER}")

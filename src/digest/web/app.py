@@ -32,7 +32,8 @@ access = logs.EventLog("digest.web.access")
 
 # Nothing but our own stylesheet, forms that post to us, and no framing: the pages need no script at all.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
 )
 
 

@@ -9,6 +9,8 @@ from flask import Blueprint, Response, abort, render_template, request, session
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import text
 
+from digest.schedules.defaults import defaults_from
+from digest.schedules.slots import WEEKDAYS, Choice
 from digest.store import queries
 from digest.store.feeds import AllStamp, all_stamp
 from digest.text import i18n
@@ -40,6 +42,16 @@ def themes_page(themes: list[queries.ThemeOverview], number: int) -> ThemesPage:
     return ThemesPage(themes[(number - 1) * HOME_THEMES : number * HOME_THEMES], number, pages)
 
 
+def form_context(choice: Choice | None = None) -> dict[str, object]:
+    """What the subscribe form offers besides the themes: how often, and (folded away) the day and hour, set to the
+    operator's defaults, or to what the visitor chose (a form sent again with what to fix)."""
+    return {
+        "weekdays": list(zip(WEEKDAYS, i18n.weekday_names(), strict=True)),
+        "defaults": defaults_from(site().settings),
+        "chosen_schedule": choice or Choice(),
+    }
+
+
 @blueprint.get("/")
 def home() -> str:
     """The themes and the subscribe form. The first page is rendered once per change of the themes and language and
@@ -51,7 +63,9 @@ def home() -> str:
     if number > listed.pages:
         abort(404)
     if session.get("_flashes") or number > 1:
-        return render_template("home.html", listed=listed, themes=listed.themes, chosen=set(), email="", errors=[])
+        return render_template(
+            "home.html", listed=listed, themes=listed.themes, chosen=set(), email="", errors=[], **form_context()
+        )
     kept = site().home[i18n.current()]
     page = kept.get(stamp)
     if page is None:
@@ -65,6 +79,7 @@ def home() -> str:
                 email="",
                 errors=[],
                 csrf_token=lambda: _CSRF_SLOT,
+                **form_context(),
             ),
         )
     return page.replace(_CSRF_SLOT, generate_csrf())

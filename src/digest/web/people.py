@@ -22,8 +22,8 @@ from digest.mail.plan.planner import first_digest_at
 from digest.mail.send.notices import send_confirmation, send_manage_link, send_welcome_if_it_can, welcome_for
 from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
-from digest.schedules.slots import WEEKDAYS, ScheduleError, choice_of, parse_choice, schedule_of
-from digest.schedules.zones import aliases, local, zone_groups
+from digest.schedules.slots import WEEKDAYS, Choice, ScheduleError, choice_of, parse_choice, schedule_of
+from digest.schedules.zones import aliases, local, unknown_zone, zone_groups
 from digest.store import feeds, queries
 from digest.store.db import first_writer_wins, transaction
 from digest.store.states import Frequency, MailFormat, SubscriberStatus
@@ -33,7 +33,7 @@ from digest.text import i18n
 from digest.text.i18n import _
 from digest.text.languages import autonym, parse_tags
 from digest.web import limits
-from digest.web.pages import HOME_THEMES, overview, themes_page
+from digest.web.pages import HOME_THEMES, form_context, overview, themes_page
 from digest.web.site import PRIVATE, message_page, site, speak
 
 blueprint = Blueprint("people", __name__)
@@ -75,8 +75,13 @@ def subscribe() -> Any:
     except i18n.UnknownLanguage:
         language = i18n.current()
         errors.append(_("Language of your mails: choose English, Français or Español."))
+    try:
+        choice = _chosen_schedule()
+    except ScheduleError as e:
+        choice = None
+        errors.append(str(e))
     if errors:
-        return _form_again(email, chosen, errors, language)
+        return _form_again(email, chosen, errors, language, choice)
 
     with transaction(site().sessions) as session:
         address_ok = limits.allow(session, settings, "address", address, now)
@@ -86,7 +91,7 @@ def subscribe() -> Any:
     try:
         answer = first_writer_wins(
             site().sessions,
-            lambda session: people.request_subscription(session, address, chosen, now, language=language),
+            lambda session: people.request_subscription(session, address, chosen, now, choice, language),
         )
     except SubscriberError as e:
         return _form_again(email, chosen, [str(e)], language)
@@ -101,14 +106,39 @@ def subscribe() -> Any:
     return redirect(url_for("people.check_inbox"), 303)
 
 
-def _form_again(email: str, chosen: list[str], errors: list[str], language: str) -> tuple[str, int]:
+def _chosen_schedule() -> Choice:
+    """The schedule the subscribe form asks for: how often, the day and hour if unfolded, and the time zone the
+    browser said (a name it guessed that is not a zone to choose is passed over, never an error: the operator's
+    zone is used, and the manage page changes it)."""
+    frequency = request.form.get("frequency", "")
+    day = request.form.get("monthday") if frequency == Frequency.MONTHLY else request.form.get("weekday")
+    zone = request.form.get("timezone", "").strip()[:64]
+    zone = aliases().get(zone, zone)
+    return parse_choice(
+        frequency,
+        None if frequency == Frequency.DAILY else day,
+        request.form.get("hour"),
+        None if unknown_zone(zone) else zone,
+    )
+
+
+def _form_again(
+    email: str, chosen: list[str], errors: list[str], language: str, choice: Choice | None = None
+) -> tuple[str, int]:
     """The form as it was sent and what to fix: the themes chosen (those that exist), or the first page of themes
     when none was; never more than a page of the home page, whatever the form carried."""
     wanted = set(chosen)
     themes = overview()
     offered = [t for t in themes if t.slug in wanted][:HOME_THEMES] or themes_page(themes, 1).themes
     page = render_template(
-        "home.html", listed=None, themes=offered, chosen=wanted, email=email, errors=errors, language=language
+        "home.html",
+        listed=None,
+        themes=offered,
+        chosen=wanted,
+        email=email,
+        errors=errors,
+        language=language,
+        **form_context(choice),
     )
     return page, 400
 
