@@ -70,7 +70,7 @@ def test_html_stays_under_the_clipping_size_whatever_the_count(practices: int) -
     # What clipping would hide is there: the footer with the unsubscribe link and the postal address.
     assert LINKS.unsubscribe in rendered.html and "1 Rue de la Paix" in rendered.html
     if practices == 2000:
-        assert "see them all" in rendered.html and 'href="https://digest.test/themes/theme-0"' in rendered.html
+        assert "see them all" in rendered.html and 'href="https://digest.test/themes/theme-0?lang=en"' in rendered.html
         # Counted past the cap too, each theme's count its own.
         assert rendered.subject == "667 new practices in Theme 0 and 1333 more in 2 other themes"
     else:

@@ -48,6 +48,9 @@ class Page:
     prev_archive: str | None = None
     archive: bool = False
     hubs: list[str] = field(default_factory=list)
+    # The language of the feed's own words (its title when ours, its subtitle): xml:lang on the feed.
+    language: str = ""
+    subtitle: str = ""
 
 
 class _History(BaseExtension):  # type: ignore[misc]
@@ -95,6 +98,10 @@ def render(settings: Settings, page: Page) -> bytes:
     fg.digest.archive = page.archive
     fg.id(tag_uri(settings, page.specific_id))
     fg.title(strip_unsafe(page.title))
+    if page.subtitle:
+        fg.subtitle(strip_unsafe(page.subtitle))
+    if page.language:
+        fg.language(page.language)
     fg.author({"name": settings.feed_author})
     fg.link(href=page.alternate, rel="alternate", type="text/html")
     fg.link(href=page.self_url, rel="self", type=ATOM_TYPE)

@@ -25,13 +25,14 @@ from digest.config import Settings
 from digest.feeds.atom import Page, newest_change, render
 from digest.feeds.jsonfeed import render_json
 from digest.store import feeds as store
+from digest.text.i18n import _, using
 from digest.text.languages import parse_tags
 
 ALL = "all"
 ARCHIVES = "archives"
 
 # The settings a document's bytes depend on (with digest's version): a change to any makes new validators.
-_SHAPING = ("base_url", "feed_max_entries", "feed_author", "id_domain", "id_date", "websub_hubs")
+_SHAPING = ("base_url", "feed_max_entries", "feed_author", "id_domain", "id_date", "websub_hubs", "default_language")
 
 
 @lru_cache(maxsize=8)
@@ -80,6 +81,8 @@ class Document:
     languages: str = ""
     # The feed's practices, when counted already (to find its archives): rendering counts them only when not.
     total: int | None = None
+    # The language of its own words: the default_language, or a personal feed's subscriber's.
+    language: str = ""
 
     @property
     def stem(self) -> str:
@@ -100,13 +103,19 @@ def _theme_document(
     filename = feed_filename(theme.slug)
     path = filename if number is None else archive_path(filename.removesuffix(".atom"), number)
     etag = _etag(settings, "theme", theme.id, theme.revision, theme.changed_at, number)
-    return Document(path, etag, theme.changed_at, "theme", theme.id, number, theme.name, theme.slug, total=total)
+    return Document(
+        path, etag, theme.changed_at, "theme", theme.id, number, theme.name, theme.slug, total=total,
+        language=settings.default_language,
+    )  # fmt: skip
 
 
 def _all_document(settings: Settings, stamp: store.AllStamp, number: int | None, total: int | None = None) -> Document:
     path = f"{ALL}.atom" if number is None else archive_path(ALL, number)
     etag = _etag(settings, ALL, stamp.revisions, stamp.changed_at, stamp.themes, number)
-    return Document(path, etag, stamp.changed_at or _epoch(settings), ALL, None, number, "All practices", total=total)
+    with using(settings.default_language):
+        title = _("All practices")
+    modified = stamp.changed_at or _epoch(settings)
+    return Document(path, etag, modified, ALL, None, number, title, total=total, language=settings.default_language)
 
 
 def public_document(
@@ -160,10 +169,12 @@ def personal_document(connection: Connection, settings: Settings, feed_key: str,
         stamp.revisions,
         stamp.changed_at,
         stamp.languages,
+        stamp.language,
     )
     modified = max(d for d in (stamp.changed_at, stamp.newest_choice, stamp.created_at) if d is not None)
+    language = stamp.language or settings.default_language
     return Document(
-        path, etag, modified, "me", stamp.subscriber_id, None, "Your practices", stamp.key, stamp.languages or ""
+        path, etag, modified, "me", stamp.subscriber_id, None, "", stamp.key, stamp.languages or "", language=language
     )
 
 
@@ -202,7 +213,9 @@ def page_of(session: Session, settings: Settings, document: Document) -> Page:
     if document.kind == "me":
         assert document.ident is not None
         names, entries = store.personal_entries(session, document.ident, size, parse_tags(document.languages))
-        title = "Your practices: " + ", ".join(names) if names else "Your practices"
+        with using(document.language):
+            title = _("Your practices: %(themes)s", themes=", ".join(names)) if names else _("Your practices")
+            subtitle = _("Practices newly added to your themes, each once")
         return Page(
             # The subscriber's key, hashed: permanent (a new feed link keeps it) and telling nothing.
             specific_id=f"me/{hashlib.sha256(document.slug.encode()).hexdigest()[:20]}",
@@ -211,6 +224,14 @@ def page_of(session: Session, settings: Settings, document: Document) -> Page:
             self_url=feed_url(settings, document.path),
             updated=document.modified,
             entries=entries,
+            language=document.language,
+            subtitle=subtitle,
+        )
+    with using(document.language or settings.default_language):
+        subtitle = (
+            _("Practices newly added to %(theme)s", theme=document.title)
+            if document.kind == "theme"
+            else _("Practices newly added to any theme")
         )
     if document.kind == "theme":
         assert document.ident is not None
@@ -241,6 +262,8 @@ def page_of(session: Session, settings: Settings, document: Document) -> Page:
             entries=entries,
             prev_archive=feed_url(settings, archive_path(document.stem, held)) if held else None,
             hubs=settings.hubs,
+            language=document.language,
+            subtitle=subtitle,
         )
     number = document.number
     entries = entries_from((number - 1) * size, size)
@@ -254,4 +277,6 @@ def page_of(session: Session, settings: Settings, document: Document) -> Page:
         current=current,
         prev_archive=feed_url(settings, archive_path(document.stem, number - 1)) if number > 1 else None,
         archive=True,
+        language=document.language,
+        subtitle=subtitle,
     )

@@ -32,6 +32,10 @@ def render_json(settings: Settings, page: Page) -> bytes:
         "feed_url": json_path(page.self_url),
         "authors": [{"name": settings.feed_author}],
     }
+    if page.subtitle:
+        feed["description"] = strip_unsafe(page.subtitle)
+    if page.language:
+        feed["language"] = page.language
     if page.prev_archive:
         feed["next_url"] = json_path(page.prev_archive)
     if page.hubs:

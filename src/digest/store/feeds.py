@@ -52,6 +52,8 @@ class PersonalStamp:
     changed_at: datetime | None
     # The languages of the practices they want ("es fr"; None: every language).
     languages: str | None = None
+    # The language they read (their mails and pages; None: the default_language): their feed's own words too.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | Non
             Subscriber.status,
             Subscriber.created_at,
             Subscriber.practice_languages,
+            Subscriber.language,
             func.count(Subscription.id),
             func.max(Subscription.created_at),
             func.coalesce(func.sum(Theme.revision), 0),
@@ -171,12 +174,17 @@ def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | Non
         .outerjoin(Theme, Theme.id == Subscription.theme_id)
         .where(Subscriber.feed_key == feed_key)
         .group_by(
-            Subscriber.id, Subscriber.key, Subscriber.status, Subscriber.created_at, Subscriber.practice_languages
+            Subscriber.id,
+            Subscriber.key,
+            Subscriber.status,
+            Subscriber.created_at,
+            Subscriber.practice_languages,
+            Subscriber.language,
         )
     ).first()
     if row is None:
         return None
-    return PersonalStamp(row[0], row[1], row[2], row[3], int(row[5]), row[6], int(row[7]), row[8], row[4])
+    return PersonalStamp(row[0], row[1], row[2], row[3], int(row[6]), row[7], int(row[8]), row[9], row[4], row[5])
 
 
 def personal_entries(

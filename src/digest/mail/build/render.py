@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -39,13 +39,19 @@ class Links:
     manage: str = ""
     # The digest's archived copy on the web ("view in your browser"); empty in a preview.
     view: str = ""
+    # The reader's language: links to the site's public pages carry it (?lang=), so a French reader lands on
+    # French pages whatever their browser asks (the pages their signed links open speak it already).
+    language: str = ""
+
+    def _in_language(self, url: str) -> str:
+        return f"{url}?lang={self.language}" if self.language else url
 
     def feed(self, slug: str) -> str:
         return f"{self.base_url}/feeds/{slug}.atom"
 
     def practice(self, uid: str) -> str:
         """The practice's page (its title, summary, themes and source link)."""
-        return f"{self.base_url}/practices/{uid}"
+        return self._in_language(f"{self.base_url}/practices/{uid}")
 
     def target(self, url: str | None, uid: str) -> str:
         """Where a practice's title links: its source when it has one, else its page here."""
@@ -53,7 +59,7 @@ class Links:
 
     def theme(self, slug: str) -> str:
         """The theme's page: every practice of the theme, newest first (served by the web app)."""
-        return f"{self.base_url}/themes/{slug}"
+        return self._in_language(f"{self.base_url}/themes/{slug}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ def render_digest(
     listed and the rest counted with the link to see them all (a TemplateProblem for a broken template)."""
     folder = str(templates_dir or default_templates())
     subject = subject or content.subject
+    links = replace(links, language=links.language or content.language)
     per_section = max((len(s.practices) for s in content.sections), default=0)
     shown = content
     while True:
