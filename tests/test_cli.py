@@ -149,6 +149,9 @@ themes = ["Water and Sanitation"]
         "all.atom",
         "water-and-sanitation.atom",
         "goal-6-clean-water-and-sanitation.atom",
+        "all.json",
+        "water-and-sanitation.json",
+        "goal-6-clean-water-and-sanitation.json",
     }
     again = run_cli("run", "--once", "--json", now="2026-11-16T10:00:00Z")
     report = json.loads(again.stdout)

@@ -119,8 +119,8 @@ def test_past_the_cap_the_newest_are_listed_and_the_rest_counted_once(
     assert titles(mail.message) == ["Seed bank 3", "Seed bank 4", "Seed bank 5"]
     text = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "And 2 more new in Food:\r\n  https://digest.test/themes/food" in text
-    assert 'And 2 more new in Food: <a href="https://digest.test/themes/food"' in html
+    assert "And 2 more new in Food:\r\n  https://digest.test/themes/food?lang=en" in text
+    assert 'And 2 more new in Food: <a href="https://digest.test/themes/food?lang=en"' in html
     with sessions() as s:
         rows = s.execute(
             select(ContentPractice.summarised, ContentPractice.practice_id).order_by(ContentPractice.practice_id)
