@@ -263,3 +263,81 @@ def test_the_feed_files_hold_a_change_before_any_hub_hears_of_it(tmp_path: Path,
     seen = {topic.rsplit("/", 1)[1]: (status, body) for topic, status, body in hubs["static"].fetched}
     assert set(seen) == {"water-and-sanitation.atom", "all.atom"}
     assert all(status == 200 and "Community Water Kiosks" in body for status, body in seen.values()), seen
+
+
+def test_a_hub_nobody_here_wrote_pushes_a_changed_feed_to_a_real_subscriber(tmp_path: Path) -> None:
+    """flask-websub's hub (its publish ping reads hub.topic) and its subscriber: the subscriber discovers the hub
+    from a theme's feed on a real `digest serve`, subscribes (the hub verifies its intent), and after a `digest
+    ingest` adds a practice to the theme, the hub fetches the feed and pushes it to the subscriber."""
+    pytest.importorskip("flask_websub")
+    from celery import Celery
+    from flask import Flask
+    from flask_websub.hub import Hub as WebSubHub
+    from flask_websub.hub import SQLite3HubStorage
+    from flask_websub.subscriber import (
+        SQLite3SubscriberStorage,
+        SQLite3TempSubscriberStorage,
+        Subscriber,
+        discover,
+    )
+    from werkzeug.serving import make_server
+
+    hub_port, subscriber_port, port = free_port(), free_port(), free_port()
+    # The hub, with celery running its tasks in the request (no broker: they are short and local here).
+    celery = Celery("hub", broker="memory://")
+    celery.conf.task_always_eager = True
+    hub_app = Flask("hub")
+    hub_app.config["PUBLISH_SUPPORTED"] = True
+    hub = WebSubHub(SQLite3HubStorage(str(tmp_path / "hub.db")), celery, REQUEST_TIMEOUT=30)
+    hub_app.register_blueprint(hub.build_blueprint(url_prefix="/hub"))
+    # The subscriber, keeping what it is sent.
+    received: list[tuple[str, bytes]] = []
+    subscriber_app = Flask("subscriber")
+    subscriber_app.config["SERVER_NAME"] = f"127.0.0.1:{subscriber_port}"
+    subscriber = Subscriber(
+        SQLite3SubscriberStorage(str(tmp_path / "sub.db")),
+        SQLite3TempSubscriberStorage(str(tmp_path / "sub.db")),
+        REQUEST_TIMEOUT=30,
+    )
+    subscriber_app.register_blueprint(subscriber.build_blueprint(url_prefix="/callbacks"))
+    subscriber.add_listener(lambda topic, callback_id, body: received.append((topic, body)))
+    servers = [
+        make_server("127.0.0.1", hub_port, hub_app, threaded=True),
+        make_server("127.0.0.1", subscriber_port, subscriber_app, threaded=True),
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(
+        tmp_path / "digest.toml",
+        f"sqlite:///{tmp_path / 'digest.db'}",
+        base,
+        "",
+        environment="development",
+        websub_hubs=f"http://127.0.0.1:{hub_port}/hub",
+        websub_deadline=30.0,
+    )
+    try:
+        with serving(config, port):
+            _, _, done = ingest(config, fixture_path("listing-water.txt"))
+            assert done.returncode == 0, done.stderr  # the hub took the publish ping: no warning about it
+            assert "WebSub" not in done.stderr, done.stderr
+            topic = f"{base}/feeds/water-and-sanitation.atom"
+            with subscriber_app.app_context():
+                found = discover(topic)
+                assert found == {"hub_url": f"http://127.0.0.1:{hub_port}/hub", "topic_url": topic}
+                subscriber.subscribe(**found)
+            deadline = time.monotonic() + 60
+            while not list(subscriber.storage.close_to_expiration(10**9)) and time.monotonic() < deadline:
+                time.sleep(0.1)  # until the hub has verified the subscription
+            _, _, done = ingest(config, fixture_path("listing-water-week2.txt"))
+            assert done.returncode == 0 and "WebSub" not in done.stderr, done.stderr
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        for server in servers:
+            server.shutdown()
+    assert received, "the hub pushed nothing"
+    pushed_topic, body = received[-1]
+    assert pushed_topic == topic
+    assert b"Greywater" in body and body.startswith(b"<?xml")  # the changed feed itself
