@@ -12,6 +12,7 @@ from tests.conftest import Received
 # Faults, one consumed per transaction to the recipient:
 #   "451"      4xx at the end of DATA        "451rcpt"  4xx to RCPT (greylisting)
 #   "550"      5xx to RCPT (unknown user)     "554"      5xx at the end of DATA (content refused)
+#   "552full"  5xx to RCPT: mailbox full      "550block" 5xx to RCPT: the sender's IP on a block list
 #   "drop"     close the connection after DATA, before any answer (the message is not accepted)
 #   "stall"    answer nothing for `stall` seconds after DATA (the client times out; not accepted)
 #   "hold"     accept and record the message, then wait `hold` seconds before answering 250
@@ -51,9 +52,13 @@ class FaultyHandler:
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
-        fault = self._next(address, ("550", "451rcpt"))
+        fault = self._next(address, ("550", "451rcpt", "552full", "550block"))
         if fault == "550":
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if fault == "552full":
+            return f"552 5.2.2 <{address}>: Mailbox full"
+        if fault == "550block":
+            return "550 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
         if fault == "451rcpt":
             return "451 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)

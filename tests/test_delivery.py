@@ -226,6 +226,27 @@ def test_bounces_in_a_row_up_to_the_configured_limit(
     assert subscriber(sessions, BO).bounces == 0
 
 
+@pytest.mark.parametrize(("fault", "reason"), [("552full", "mailbox-full"), ("550block", "spam")])
+def test_a_refusal_of_this_message_at_rcpt_is_soft_and_keeps_the_reader(
+    sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str], fault: str, reason: str
+) -> None:
+    """552 5.2.2 (a full mailbox) or 550 5.7.1 (a block list) at RCPT: the receiver refused this message, the
+    address is not gone. The digest fails, no hard bounce is counted, the reader stays, the next digest goes."""
+    handler = faulty[0]
+    handler.script = {BO: [fault]}
+    week_with_news(sessions, BO)
+    report = send(sessions, mail)
+    assert (report.failed, report.bounced, report.suppressed) == (1, 0, 0)
+    kept = subscriber(sessions, BO)
+    assert kept.status == "confirmed" and kept.bounces == 0
+    failed = digest_of(sessions, BO)
+    assert failed.status == "failed" and f"soft bounce ({reason})" in (failed.last_error or "")
+    at("2026-11-19T10:00:00Z")
+    ingest(sessions, "listing-water-week2.txt")
+    at("2026-11-23T09:00:00Z")
+    assert send(sessions, mail).sent == 1 and len(handler.to(BO)) == 1
+
+
 def test_content_refused_fails_without_counting_a_bounce(
     sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str]
 ) -> None:

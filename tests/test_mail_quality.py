@@ -376,9 +376,9 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
             "postmaster@digest.test",
             "carol@example.org",
             "failed",
-            "5.2.1",
+            "5.1.1",
             digests["carol@example.org"][1],
-            "550 5.2.1 mailbox disabled",
+            "550 5.1.1 <carol@example.org>: user unknown",
         )
     )
     mbox.close()
@@ -428,7 +428,10 @@ def test_a_dsn_parses_like_postfix_writes_it() -> None:
     )
     assert isinstance(parsed, EmailMessage)
     note = read_notification(parsed)
-    assert note is not None and (note.kind, note.status, note.recipient) == ("hard", "5.7.1", "x@example.org")
+    # 5.7.1 is the receiver refusing this message (spam), not the address gone: soft (RFC 3463's class is not its
+    # meaning), so no reader is dropped for it.
+    assert note is not None and (note.kind, note.status, note.recipient) == ("soft", "5.7.1", "x@example.org")
+    assert note.reason == "spam"
     assert note.message_id == "<m@d.test>" and "spam" in note.diagnostic
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
 from email.utils import make_msgid
+from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -20,7 +22,8 @@ from digest.mail.build.recipient import Addressed, digest_message
 from digest.mail.build.render import check_templates
 from digest.mail.plan.compose import DigestContent
 from digest.mail.plan.planner import PlanPolicy, preview_content
-from digest.mail.replies.bounces import read_bounces
+from digest.mail.replies.bounces import messages_of, read_bounces
+from digest.mail.replies.reader import read_bytes
 from digest.mail.send.delivery import SendReport
 from digest.mail.send.resend import resend
 from digest.mail.send.runs import plan_and_send
@@ -101,14 +104,52 @@ def send(app: App, processes: int, as_json: bool) -> None:
         sys.exit(1)
 
 
-@cli.command("bounces")
+class _ReadByDefault(click.Group):
+    """`digest bounces PATH` reads (as it always did); `digest bounces explain PATH...` only explains."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["read", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("bounces", cls=_ReadByDefault)
+def bounces_group() -> None:
+    """Read what comes back to the bounce address (`digest bounces PATH`), or explain it without changing anything
+    (`digest bounces explain PATH...`)."""
+
+
+@bounces_group.command("explain")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@json_option
+def bounces_explain(paths: tuple[str, ...], as_json: bool) -> None:
+    """Explain each message of files, Maildirs or mboxes: its kind (hard, soft, complaint, auto-reply, delivered,
+    not-a-report), recipient, status, reason and diagnostic, one line per message and recipient (with --json, one
+    object a line). Changes nothing and needs no store.
+
+    Example: digest bounces explain /var/mail/digest-bounces --json
+    """
+    for path in paths:
+        for key, data in messages_of(Path(path)):
+            for reading in read_bytes(data):
+                if as_json:
+                    click.echo(json.dumps({"message": key, **reading.as_dict()}, ensure_ascii=False))
+                else:
+                    click.echo(
+                        f"{key}\t{reading.kind}\t{reading.recipient or '-'}\t{reading.status or '-'}\t"
+                        f"{reading.reason or '-'}\t{reading.diagnostic[:120]}"
+                    )
+
+
+@bounces_group.command("read", hidden=True)
 @click.argument("path", type=click.Path())
 @json_option
 @pass_app
 def bounces_command(app: App, path: str, as_json: bool) -> None:
     """Read delivery status notifications (RFC 3464) from a Maildir or mbox: a permanent failure counts a hard
-    bounce for the subscriber whose digest it was (suppressed at suppress_after_bounces), a temporary one is
-    recorded. Other mail is skipped and listed. Reading the same mailbox again counts nothing twice.
+    bounce for the subscriber whose digest it was (suppressed at suppress_after_bounces) when the address is gone
+    (an unknown user or host, a moved address), and a soft one otherwise (a full mailbox, a refusal of the message
+    or the sender), recorded. Other mail is skipped and listed. Reading the same mailbox again counts nothing twice.
 
     Example: digest bounces /var/mail/digest-bounces
     """

@@ -27,6 +27,7 @@ from digest import logs, metrics
 from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
+from digest.mail.replies.classify import HARD, classify
 from digest.store.bounces import count_hard_bounce
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
@@ -48,6 +49,8 @@ class Notification:
     # Addresses the notification was delivered to (where a VERP token is), and the returned Message-ID.
     addressed_to: tuple[str, ...]
     message_id: str | None
+    # Why, from the vocabulary of digest.mail.replies.classify ("user-unknown", "mailbox-full" ...).
+    reason: str = "undetermined"
 
 
 def report_key(digest_id: int, note: Notification) -> str:
@@ -104,10 +107,15 @@ def read_notification(message: EmailMessage) -> Notification | None:
     addressed = tuple(
         str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
     )
+    diagnostic = header_safe(chosen.get("diagnostic-code", ""), limit=1000)
+    # A permanent failure is a hard bounce only when the address is gone (5.1.1, 5.1.2 ...): a full mailbox or a
+    # refusal of this message or sender (5.2.2, 5.7.x, 5.3.4) is soft, whatever its class says.
+    verdict = classify(chosen.get("status", ""), diagnostic, permanent)
     return Notification(
-        kind=BounceKind.HARD if permanent else BounceKind.SOFT,
+        kind=BounceKind.HARD if verdict.kind == HARD else BounceKind.SOFT,
         status=code.group(0) if code else chosen.get("status", "")[:20],
-        diagnostic=header_safe(chosen.get("diagnostic-code", ""), limit=1000),
+        diagnostic=diagnostic,
+        reason=verdict.reason,
         recipient=recipient,
         addressed_to=addressed,
         message_id=returned_id,
@@ -157,6 +165,11 @@ def _maildir(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    return messages_of(path, single=False)
+
+
+def messages_of(path: Path, single: bool = True) -> Iterator[tuple[str, bytes]]:
+    """The messages of a Maildir, an mbox, or (``single``) a file holding one message; each with its key."""
     import mailbox  # here: a send run needs this module's VERP addresses, not its readers
 
     if path.is_dir():
@@ -166,6 +179,9 @@ def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
         raise SourceError(f"{path}: no such Maildir or mbox", "check the path (or bounce_maildir)")
     with path.open("rb") as first:
         start = first.read(5)
+    if single and start != b"From ":
+        yield str(path), path.read_bytes()
+        return
     if start and start != b"From ":
         raise SourceError(
             f"{path}: not an mbox file (an mbox starts with a 'From ' line): nothing read",
@@ -240,7 +256,7 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
                     received_at=now,
                 )
             )
-            error = f"late bounce {note.status}: {note.diagnostic or 'no diagnostic'}"
+            error = f"late bounce {note.status} ({note.reason}): {note.diagnostic or 'no diagnostic'}"
             if note.kind == BounceKind.HARD:
                 report.hard += 1
                 session.flush()

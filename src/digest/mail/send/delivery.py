@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import clock, logs, metrics
 from digest.config import Settings
 from digest.mail.plan.planner import PlanReport
+from digest.mail.replies.classify import HARD, classify
 from digest.mail.send.holders import dead_local_holders, holder_id
 from digest.mail.send.ratelimit import RateLimiter
 from digest.mail.send.transport import (
@@ -319,7 +320,11 @@ class Deliverer:
                 continue
             except RecipientRefused as e:
                 _answered("5xx", started)
-                self._bounce(claimed, str(e))
+                verdict = classify(text=str(e), permanent=True)
+                if verdict.kind == HARD:
+                    self._bounce(claimed, f"{e} ({verdict.reason})")
+                else:
+                    self._refused_softly(claimed, str(e), verdict.reason)
                 return
             except MessageRejected as e:
                 _answered("5xx", started)
@@ -396,6 +401,12 @@ class Deliverer:
             suppressed=bool(suppressed),
         )
         self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
+
+    def _refused_softly(self, claimed: Claimed, error: str, reason: str) -> None:
+        """The receiver refused this message, not the address (a full mailbox, a policy, a block): this digest
+        fails, the address stays (no hard bounce is counted), and the next digest is tried as usual."""
+        metrics.BOUNCES.labels(BounceKind.SOFT, "smtp").inc()
+        self._fail(claimed, f"soft bounce ({reason}): {error}")
 
     def _release(self, claimed: list[Claimed]) -> None:
         """Hand claimed digests back untouched: the run stops for a reason that is not theirs."""

@@ -1,0 +1,211 @@
+"""What a refusal means, read from its status and its words the way the best classifiers read them: the address
+gone (hard) only for an unknown user, an unknown host or a moved address; a full mailbox, a block, a policy, spam,
+an authentication failure, a size limit, a rate limit, an expired queue or a network fault is soft, whatever the
+class of its code. Written from each format's documented shape (Postfix, Sendmail, Exim, qmail, Exchange and Office
+365, Gmail, Yahoo, Amazon SES, Courier, OpenSMTPD ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.mail.replies.classify import classify
+
+CASES = [
+    # (status field, diagnostic or prose, permanent?, kind, reason)
+    (
+        "5.1.1",
+        "smtp; 550 5.1.1 <a@x.org>: Recipient address rejected: User unknown in virtual mailbox table",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Postfix
+    ("5.0.0", "smtp; 550 5.1.1 <a@x.org>... User unknown", True, "hard", "user-unknown"),  # Sendmail
+    ("", "Sorry, no mailbox here by that name. (#5.1.1)", True, "hard", "user-unknown"),  # qmail, no DSN
+    (
+        "",
+        "SMTP error from remote mail server after RCPT TO:<a@x.org>: 550 No such user here",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Exim without DSN
+    (
+        "5.1.10",
+        "smtp; 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Office 365
+    (
+        "5.4.1",
+        "smtp; 550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Exchange Online directory-based edge blocking
+    (
+        "5.1.1",
+        "smtp; 550-5.1.1 The email account that you tried to reach does not exist.",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Gmail
+    (
+        "5.0.0",
+        "smtp; 554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com) [0]",
+        True,
+        "hard",
+        "user-unknown",
+    ),  # Yahoo
+    (
+        "5.1.2",
+        "X-Postfix; Host or domain name not found. Name service error for name=nowhere.example",
+        True,
+        "hard",
+        "host-unknown",
+    ),
+    (
+        "",
+        "all relevant MX records point to non-existent hosts / Unrouteable address",
+        True,
+        "hard",
+        "host-unknown",
+    ),  # Exim
+    ("5.1.6", "smtp; 550 5.1.6 Recipient addresses has moved", True, "hard", "has-moved"),
+    ("5.2.2", "smtp; 552 5.2.2 Mailbox full", True, "soft", "mailbox-full"),
+    ("5.0.0", "smtp; 552 RCPT TO:<a@x.org> Mailbox disk quota exceeded", True, "soft", "mailbox-full"),
+    ("", "The user's mailbox is over quota. (#5.2.2)", True, "soft", "mailbox-full"),  # qmail clones
+    (
+        "5.2.1",
+        "smtp; 550 5.2.1 The email account that you tried to reach is disabled.",
+        True,
+        "soft",
+        "suspended",
+    ),  # Gmail
+    ("5.7.1", "smtp; 550 5.7.1 Message rejected as spam by Content Filtering.", True, "soft", "spam"),  # SES
+    (
+        "5.7.1",
+        "smtp; 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        True,
+        "soft",
+        "spam",
+    ),
+    ("5.7.1", "smtp; 550 5.7.1 Our system has detected an unusual rate of unsolicited mail", True, "soft", "policy"),
+    (
+        "5.7.26",
+        "smtp; 550-5.7.26 Unauthenticated email from example.org is not accepted due to domain's DMARC policy.",
+        True,
+        "soft",
+        "auth-failure",
+    ),  # Gmail 2024
+    ("5.7.1", "smtp; 550 5.7.1 SPF check failed", True, "soft", "auth-failure"),
+    ("5.3.4", "smtp; 552 5.3.4 Message size exceeds fixed limit", True, "soft", "too-big"),
+    ("5.7.0", "smtp; 554 5.7.0 Reject, id=12345 - VIRUS: Eicar-Test-Signature", True, "soft", "virus"),
+    (
+        "4.7.0",
+        "smtp; 421 4.7.0 Try again later, closing connection. (rate limit exceeded)",
+        False,
+        "soft",
+        "rate-limited",
+    ),
+    ("4.2.0", "smtp; 450 4.2.0 <a@x.org>: Recipient address rejected: Greylisted", False, "soft", "greylisted"),
+    # A 4xx never drops anyone, whatever its words.
+    ("4.1.1", "smtp; 450 4.1.1 <a@x.org>: Recipient address rejected: User unknown", False, "soft", "user-unknown"),
+    (
+        "4.4.7",
+        "X-Postfix; delivery temporarily suspended: connect to mx.x.org: Connection timed out",
+        False,
+        "soft",
+        "expired",
+    ),
+    ("", "retry timeout exceeded", True, "soft", "expired"),  # Exim giving up
+    ("5.4.7", "X-Postfix; message expired after 5 days", True, "soft", "expired"),
+    ("5.4.4", "X-Postfix; Host not found, try again", True, "soft", "network"),
+    ("5.3.0", "smtp; 554 5.3.0 Internal server error", True, "soft", "system"),
+    ("5.0.0", "smtp; 550 Administrative prohibition", True, "soft", "policy"),
+    ("", "", True, "soft", "undetermined"),  # nothing to go by: never a reason to drop a reader
+]
+
+
+@pytest.mark.parametrize(("status", "text", "permanent", "kind", "reason"), CASES)
+def test_a_refusal_is_read_as_the_classifiers_read_it(
+    status: str, text: str, permanent: bool, kind: str, reason: str
+) -> None:
+    verdict = classify(status, text, permanent)
+    assert (verdict.kind, verdict.reason) == (kind, reason), (status, text, verdict)
+
+
+def test_the_status_found_is_the_specific_one() -> None:
+    # A generic code in the status field gives way to the specific one the words quote.
+    assert classify("5.0.0", "Sorry, no mailbox here by that name. (#5.1.1)").status == "5.1.1"
+    assert classify("", "554 delivery error: dd This user doesn't have a yahoo.com account").status == "554"
+
+
+def test_no_permanent_refusal_of_this_message_is_hard() -> None:
+    """The measured defect: of permanent failures that are not the address gone, none may read as hard."""
+    soft = [c for c in CASES if c[3] == "soft" and c[2]]
+    assert soft and all(classify(s, t, True).kind == "soft" for s, t, _, _, _ in soft)
+
+
+# Whole messages, as `digest bounces explain` reads them ----------------------------------------------------------
+
+REPLIES = Path(__file__).parent / "fixtures" / "replies"
+EXPECTED = {
+    # file: [(kind, recipient, status, reason)] — one per recipient a report names
+    "postfix-user-unknown.eml": [
+        ("hard", "ana@example.net", "5.1.1", "user-unknown"),
+        ("soft", "bo@example.net", "5.2.2", "mailbox-full"),
+    ],
+    "qmail-no-mailbox.eml": [("hard", "cy@example.org", "5.1.1", "user-unknown")],
+    "exim-retry.eml": [("soft", "dee@example.com", "", "expired")],  # Auto-Submitted, yet a bounce
+    "arf-abuse.eml": [("complaint", "eve@example.com", "", "feedback")],
+    "vacation.eml": [("auto-reply", "", "", "vacation")],
+    "delivered.eml": [("delivered", "gus@example.net", "2.0.0", "delivered")],
+    "thanks.eml": [("not-a-report", "", "", "not a report")],
+    "cr-only.eml": [("hard", "hana@example.jp", "5.1.1", "user-unknown")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_kind_of_reply_is_read(name: str) -> None:
+    from digest.mail.replies.reader import read_bytes
+
+    got = [(r.kind, r.recipient, r.status, r.reason) for r in read_bytes((REPLIES / name).read_bytes())]
+    assert got == EXPECTED[name]
+
+
+def test_an_unparsable_message_is_a_not_a_report_never_a_traceback() -> None:
+    from digest.mail.replies.reader import read_bytes
+
+    (reading,) = read_bytes((REPLIES / "garbage.eml").read_bytes())
+    assert reading.kind == "not-a-report"
+
+
+def test_digest_bounces_explain_reads_files_and_maildirs_and_changes_nothing(tmp_path: Path) -> None:
+    import json
+    import mailbox
+
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+    box.add((REPLIES / "qmail-no-mailbox.eml").read_bytes())
+    box.close()
+    runner = CliRunner()
+    # No config and no store at all: DIGEST_CONFIG names nothing there is.
+    env = {"DIGEST_CONFIG": str(tmp_path / "absent.toml")}
+    done = runner.invoke(cli, ["bounces", "explain", str(REPLIES / "postfix-user-unknown.eml"), str(tmp_path / "box"),
+                               "--json"], env=env)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    lines = [json.loads(line) for line in done.output.splitlines()]
+    assert [(d["kind"], d["recipient"], d["reason"]) for d in lines] == [
+        ("hard", "ana@example.net", "user-unknown"),
+        ("soft", "bo@example.net", "mailbox-full"),
+        ("hard", "cy@example.org", "user-unknown"),
+    ]
+    assert set(lines[0]) == {"message", "kind", "recipient", "status", "reason", "diagnostic"}
+    assert not (tmp_path / "var").exists()  # no store made
+    text = runner.invoke(cli, ["bounces", "explain", str(REPLIES / "arf-abuse.eml")], env=env)
+    assert text.exit_code == 0 and "\tcomplaint\teve@example.com\t" in text.output
