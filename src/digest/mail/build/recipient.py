@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest import clock
-from digest.mail.plan.compose import DigestContent
+from digest.mail.build.dkim import signer_for
 from digest.mail.build.mime import EncodedBody, Envelope, MessageTemplate, build_message
 from digest.mail.build.render import Links, RenderedDigest, render_digest
-from digest.mail.build.dkim import signer_for
+from digest.mail.plan.compose import DigestContent
 from digest.store.states import MailFormat
 from digest.subscriptions.tokens import Purpose, make_token
 from digest.text.i18n import _, using

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import re
 from dataclasses import asdict, dataclass
-from email import policy
 from email.message import EmailMessage, Message
 
 from digest.mail.replies.classify import classify
@@ -60,6 +59,8 @@ class Reading:
 
 def read_bytes(data: bytes) -> list[Reading]:
     """Readings of a raw message (any line ends: LF, CRLF or CR alone)."""
+    from email import policy  # here: `digest send` loads this module with the CLI, and must start fast
+
     try:
         text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         message = email.message_from_bytes(text, policy=policy.default)
