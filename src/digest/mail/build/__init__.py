@@ -1,1 +1,2 @@
-"""Building a message: render (Jinja2), MIME, the recipient's message (rendered once per content), DKIM, addresses, VERP."""
+"""Building a message: render (Jinja2), MIME, the recipient's message (rendered once per content), DKIM,
+addresses, VERP."""
