@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from digest.mail.replies.classify import classify
+from tests.webapp import WATER, Web, confirmed
 
 CASES = [
     # (status field, diagnostic or prose, permanent?, kind, reason)
@@ -209,3 +210,46 @@ def test_digest_bounces_explain_reads_files_and_maildirs_and_changes_nothing(tmp
     assert not (tmp_path / "var").exists()  # no store made
     text = runner.invoke(cli, ["bounces", "explain", str(REPLIES / "arf-abuse.eml")], env=env)
     assert text.exit_code == 0 and "\tcomplaint\teve@example.com\t" in text.output
+
+
+def test_a_complaint_suppresses_its_subscriber_at_once_matched_by_our_return_path_only(
+    web: Web, tmp_path: Path
+) -> None:
+    """An ARF report whose Original-Mail-From is a digest's return path suppresses that digest's subscriber at once
+    (reason kept); one that only quotes an address (no return path or Message-ID of ours) suppresses nobody;
+    reading the mailbox again counts nothing twice."""
+    import mailbox
+
+    from sqlalchemy import select
+
+    from digest import clock
+    from digest.config import SourceConfig
+    from digest.ingest import ingest_sources
+    from digest.mail.build.verp import return_path
+    from digest.mail.replies.bounces import read_bounces
+    from digest.store.models import Digest, Subscriber
+    from tests.conftest import at, fixture_path
+
+    confirmed(web, "ada@example.org", WATER)
+    confirmed(web, "bo@example.org", WATER)
+    at("2026-11-20T10:00:00Z")
+    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    at("2026-11-23T09:00:00Z")
+    web.send()
+    with web.sessions() as session:
+        ada = session.scalars(select(Digest.id).join(Subscriber).where(Subscriber.email == "ada@example.org")).one()
+    arf = (REPLIES / "arf-abuse.eml").read_text()
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+    box.add(arf.replace("bounces+1d-0123456789ab@digest.test", return_path(web.settings, ada)).encode())
+    # Quoting bo's address but carrying no return path or Message-ID of ours: believed for nobody.
+    box.add(arf.replace("eve@example.com", "bo@example.org").encode())
+    box.close()
+    report = read_bounces(web.sessions, web.settings, tmp_path / "box", clock.now())
+    assert (report.complaints, report.suppressed, len(report.skipped)) == (1, 1, 1), report
+    assert web.status("ada@example.org") == "suppressed" and web.status("bo@example.org") == "confirmed"
+    with web.sessions() as session:
+        reason = session.scalars(select(Subscriber.last_bounce).where(Subscriber.email == "ada@example.org")).one()
+    assert reason == "complaint: abuse"
+    again = read_bounces(web.sessions, web.settings, tmp_path / "box", clock.now())
+    assert (again.complaints, again.already) == (0, 1)
+    clock.set_fixed_now(None)

@@ -40,6 +40,7 @@ SMTP_REPLIES = Counter(
 BOUNCES = Counter(
     "digest_bounces", "Bounces, hard or soft, at send (smtp) or from a report (dsn)", ["kind", "via"], registry=None
 )
+COMPLAINTS = Counter("digest_complaints", "Spam complaints (ARF) matched to a digest of ours", registry=None)
 INGEST_RUNS = Counter("digest_ingest_runs", "Source reads, by source and outcome", ["source", "outcome"], registry=None)
 INGEST_ITEMS = Counter(
     "digest_ingest_items", "Items read, by source and what became of them", ["source", "result"], registry=None
@@ -82,6 +83,7 @@ PROCESS_METRICS = (
     PLANNED,
     SMTP_REPLIES,
     BOUNCES,
+    COMPLAINTS,
     INGEST_RUNS,
     INGEST_ITEMS,
     SUBSCRIPTIONS,

@@ -5,6 +5,7 @@ the SMTP transaction (digest.mail.send.delivery) or later as a delivery status n
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, update
 
@@ -20,13 +21,22 @@ def count_hard_bounce(conn: Connection, subscriber_id: int, error: str, limit: i
         .where(Subscriber.id == subscriber_id)
         .values(bounces=Subscriber.bounces + 1, last_bounce=error)
     )
+    return _suppress(conn, subscriber_id, now, Subscriber.bounces >= limit)
+
+
+def suppress_for_complaint(conn: Connection, subscriber_id: int, reason: str, now: datetime) -> bool:
+    """A spam complaint (a feedback loop's report): the subscriber is suppressed at once, on ``conn``'s
+    transaction, with the reason kept; their digests not yet sent are cancelled. True when this suppressed them
+    (False: they had left or were suppressed already)."""
+    conn.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(last_bounce=reason))
+    return _suppress(conn, subscriber_id, now)
+
+
+def _suppress(conn: Connection, subscriber_id: int, now: datetime, *also: Any) -> bool:
+    """A confirmed subscriber (meeting ``also``) suppressed, and their digests not yet sent cancelled."""
     suppressed = conn.execute(
         update(Subscriber)
-        .where(
-            Subscriber.id == subscriber_id,
-            Subscriber.bounces >= limit,
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-        )
+        .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED, *also)
         .values(status=SubscriberStatus.SUPPRESSED, suppressed_at=now)
     ).rowcount
     if suppressed:

@@ -28,7 +28,7 @@ from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
 from digest.mail.replies.classify import HARD, classify
-from digest.store.bounces import count_hard_bounce
+from digest.store.bounces import count_hard_bounce, suppress_for_complaint
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import BounceKind, SubscriberStatus
@@ -131,6 +131,8 @@ class BounceReport:
     hard: int = 0
     soft: int = 0
     suppressed: int = 0
+    # Spam complaints (ARF) matched to a digest of ours: each suppresses its subscriber at once.
+    complaints: int = 0
     # Counted by an earlier read of the same mailbox.
     already: int = 0
     # (mailbox key, why it was not counted): unrelated mail, reports of success, bounces of no digest of ours.
@@ -143,6 +145,7 @@ class BounceReport:
             "hard": self.hard,
             "soft": self.soft,
             "suppressed": self.suppressed,
+            "complaints": self.complaints,
             "already": self.already,
             "skipped": [{"key": k, "why": w} for k, w in self.skipped],
         }
@@ -200,15 +203,51 @@ def messages_of(path: Path, single: bool = True) -> Iterator[tuple[str, bytes]]:
 
 
 def _digest_for(session: Session, settings: Settings, note: Notification) -> Digest | None:
-    for address in note.addressed_to:
+    return _digest_by(session, settings, note.addressed_to, note.message_id)
+
+
+def _digest_by(
+    session: Session, settings: Settings, addresses: tuple[str, ...], message_id: str | None
+) -> Digest | None:
+    """The digest a report is about: by our return path (VERP) among ``addresses``, else by the returned
+    Message-ID; never by an address quoted in a body (nobody can get someone else dropped)."""
+    for address in addresses:
         digest_id = digest_of(settings, address)
         if digest_id is not None:
             found = session.get(Digest, digest_id)
             if found is not None:
                 return found
-    if note.message_id:
-        return session.scalar(select(Digest).where(Digest.message_id == note.message_id))
+    if message_id:
+        return session.scalar(select(Digest).where(Digest.message_id == message_id))
     return None
+
+
+def complaint_about(message: EmailMessage) -> tuple[tuple[str, ...], str | None, str] | None:
+    """An ARF report (RFC 5965): the addresses that may carry our return path (Original-Mail-From, and where the
+    report was delivered), the returned Message-ID and the feedback type; None for any other mail."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if str(message.get_param("report-type", "")).lower() != "feedback-report":
+        return None
+    fields: dict[str, str] = {}
+    returned_id = None
+    for part in message.walk():
+        if part.get_content_type() == "message/feedback-report":
+            payload = part.get_payload()
+            blocks = payload if isinstance(payload, list) else [email.message_from_string(str(payload))]
+            for block in blocks:
+                if isinstance(block, Message):
+                    fields |= _fields(block)
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            headers = part.get_payload()
+            inner = headers[0] if isinstance(headers, list) and headers else None
+            if isinstance(headers, str):
+                inner = email.message_from_string(headers)
+            if isinstance(inner, Message) and inner.get("Message-ID") and returned_id is None:
+                returned_id = str(inner["Message-ID"]).strip()
+    mail_from = fields.get("original-mail-from", "").strip("<> ")
+    addressed = tuple(str(v) for name in ("Delivered-To", "X-Original-To", "To") for v in message.get_all(name, []))
+    return ((mail_from, *addressed) if mail_from else addressed), returned_id, fields.get("feedback-type", "abuse")
 
 
 def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
@@ -222,6 +261,14 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
         copy = hashlib.sha256(data).hexdigest()
         parsed = email.message_from_bytes(data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        try:
+            complaint = complaint_about(parsed)
+        except Exception as e:  # a malformed report is skipped and named, the rest are read
+            report.skipped.append((key, f"unreadable report: {type(e).__name__}: {e}"))
+            continue
+        if complaint is not None:
+            _complained(factory, settings, key, complaint, now, report)
+            continue
         try:
             note = read_notification(parsed)
         except Exception as e:  # a malformed report is skipped and named, the rest are read
@@ -276,3 +323,28 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
             diagnostic=note.diagnostic,
         )
     return report
+
+
+def _complained(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    key: str,
+    complaint: tuple[tuple[str, ...], str | None, str],
+    now: datetime,
+    report: BounceReport,
+) -> None:
+    """A spam complaint stops everything for that subscriber at once (Gmail's and Yahoo's rules: complaints are
+    what gets a sender blocked), matched by our return path or the returned Message-ID only."""
+    addresses, message_id, feedback = complaint
+    with transaction(factory) as session:
+        digest = _digest_by(session, settings, addresses, message_id)
+        if digest is None:
+            report.skipped.append((key, f"a complaint ({feedback}) about no digest here"))
+            return
+        if not suppress_for_complaint(session.connection(), digest.subscriber_id, f"complaint: {feedback}", now):
+            report.already += 1
+            return
+    report.complaints += 1
+    report.suppressed += 1
+    metrics.COMPLAINTS.inc()
+    events("complaint.received", logging.WARNING, digest_id=digest.id, feedback=feedback)
