@@ -157,14 +157,17 @@ def feed_key(session: Session, key: str) -> str | None:
 
 def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | None:
     """The subscriber whose feed key this is, with what their feed is made of; None if nobody has it."""
+    who = (
+        Subscriber.id,
+        Subscriber.key,
+        Subscriber.status,
+        Subscriber.created_at,
+        Subscriber.practice_languages,
+        Subscriber.language,
+    )
     row = connection.execute(
         select(
-            Subscriber.id,
-            Subscriber.key,
-            Subscriber.status,
-            Subscriber.created_at,
-            Subscriber.practice_languages,
-            Subscriber.language,
+            *who,
             func.count(Subscription.id),
             func.max(Subscription.created_at),
             func.coalesce(func.sum(Theme.revision), 0),
@@ -173,14 +176,7 @@ def personal_stamp(connection: Connection, feed_key: str) -> PersonalStamp | Non
         .outerjoin(Subscription, Subscription.subscriber_id == Subscriber.id)
         .outerjoin(Theme, Theme.id == Subscription.theme_id)
         .where(Subscriber.feed_key == feed_key)
-        .group_by(
-            Subscriber.id,
-            Subscriber.key,
-            Subscriber.status,
-            Subscriber.created_at,
-            Subscriber.practice_languages,
-            Subscriber.language,
-        )
+        .group_by(*who)
     ).first()
     if row is None:
         return None

@@ -28,6 +28,7 @@ from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
 from digest.mail.replies.classify import HARD, classify
+from digest.mail.replies.reader import feedback_fields, report_fields, returned_message_id
 from digest.store.bounces import count_hard_bounce, suppress_for_complaint
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
@@ -61,10 +62,6 @@ def report_key(digest_id: int, note: Notification) -> str:
     return hashlib.sha256(about.encode()).hexdigest()
 
 
-def _fields(block: Message) -> dict[str, str]:
-    return {k.lower(): " ".join(str(v).split()) for k, v in block.items()}
-
-
 def read_notification(message: EmailMessage) -> Notification | None:
     """The failure a DSN (multipart/report; report-type=delivery-status) reports; None for any other mail and
     for reports of success (delivered, relayed, expanded)."""
@@ -82,7 +79,7 @@ def read_notification(message: EmailMessage) -> Notification | None:
     for block in blocks[1:] if len(blocks) > 1 else blocks:
         if not isinstance(block, Message):
             continue
-        fields = _fields(block)
+        fields = report_fields(block)
         action = fields.get("action", "").lower()
         status = fields.get("status", "")
         if action in ("failed", "delayed") or status[:1] in ("4", "5"):
@@ -93,16 +90,7 @@ def read_notification(message: EmailMessage) -> Notification | None:
     code = _STATUS.search(chosen.get("status", ""))
     action = chosen.get("action", "").lower()
     permanent = action == "failed" if action in ("failed", "delayed") else bool(code and code.group(1) == "5")
-    returned_id = None
-    for part in message.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
-            headers = part.get_payload()
-            inner = headers[0] if isinstance(headers, list) and headers else None
-            if isinstance(headers, str):
-                inner = email.message_from_string(headers)
-            if isinstance(inner, Message) and inner.get("Message-ID"):
-                returned_id = str(inner["Message-ID"]).strip()
-                break
+    returned_id = returned_message_id(message)
     recipient = chosen.get("final-recipient", chosen.get("original-recipient", "")).split(";")[-1].strip()
     addressed = tuple(
         str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
@@ -229,22 +217,8 @@ def complaint_about(message: EmailMessage) -> tuple[tuple[str, ...], str | None,
         return None
     if str(message.get_param("report-type", "")).lower() != "feedback-report":
         return None
-    fields: dict[str, str] = {}
-    returned_id = None
-    for part in message.walk():
-        if part.get_content_type() == "message/feedback-report":
-            payload = part.get_payload()
-            blocks = payload if isinstance(payload, list) else [email.message_from_string(str(payload))]
-            for block in blocks:
-                if isinstance(block, Message):
-                    fields |= _fields(block)
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
-            headers = part.get_payload()
-            inner = headers[0] if isinstance(headers, list) and headers else None
-            if isinstance(headers, str):
-                inner = email.message_from_string(headers)
-            if isinstance(inner, Message) and inner.get("Message-ID") and returned_id is None:
-                returned_id = str(inner["Message-ID"]).strip()
+    fields = feedback_fields(message)
+    returned_id = returned_message_id(message)
     mail_from = fields.get("original-mail-from", "").strip("<> ")
     addressed = tuple(str(v) for name in ("Delivered-To", "X-Original-To", "To") for v in message.get_all(name, []))
     return ((mail_from, *addressed) if mail_from else addressed), returned_id, fields.get("feedback-type", "abuse")

@@ -91,13 +91,13 @@ def _subject(message: Message) -> str:
     return header_safe(str(message.get("Subject", "")), limit=200)
 
 
-def _fields(block: Message) -> dict[str, str]:
+def report_fields(block: Message) -> dict[str, str]:
+    """A report's fields (a DSN's recipient block, an ARF report), names lower-cased, values on one line."""
     return {k.lower(): " ".join(str(v).split()) for k, v in block.items()}
 
 
-def _complaint(message: EmailMessage) -> Reading:
-    """An ARF report: the recipient who complained as the report gives it (often redacted: the caller matches it by
-    the return path or the returned Message-ID, never by an address quoted in a body)."""
+def feedback_fields(message: Message) -> dict[str, str]:
+    """The fields of an ARF report's message/feedback-report part (empty when it has none)."""
     fields: dict[str, str] = {}
     for part in message.walk():
         if part.get_content_type() == "message/feedback-report":
@@ -105,7 +105,27 @@ def _complaint(message: EmailMessage) -> Reading:
             blocks = payload if isinstance(payload, list) else [email.message_from_string(str(payload))]
             for block in blocks:
                 if isinstance(block, Message):
-                    fields |= _fields(block)
+                    fields |= report_fields(block)
+    return fields
+
+
+def returned_message_id(message: Message) -> str | None:
+    """The Message-ID of the message a report returns (whole, or its headers only), if it has one."""
+    for part in message.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            headers = part.get_payload()
+            inner = headers[0] if isinstance(headers, list) and headers else None
+            if isinstance(headers, str):
+                inner = email.message_from_string(headers)
+            if isinstance(inner, Message) and inner.get("Message-ID"):
+                return str(inner["Message-ID"]).strip()
+    return None
+
+
+def _complaint(message: EmailMessage) -> Reading:
+    """An ARF report: the recipient who complained as the report gives it (often redacted: the caller matches it by
+    the return path or the returned Message-ID, never by an address quoted in a body)."""
+    fields = feedback_fields(message)
     recipient = fields.get("original-rcpt-to", "")
     return Reading(COMPLAINT, _address(recipient), "", "feedback", fields.get("feedback-type", "abuse"))
 
@@ -134,7 +154,7 @@ def _dsn(message: EmailMessage) -> list[Reading]:
         for block in blocks[1:] if len(blocks) > 1 else blocks:
             if not isinstance(block, Message):
                 continue
-            fields = _fields(block)
+            fields = report_fields(block)
             recipient = _address(fields.get("final-recipient") or fields.get("original-recipient") or "")
             action = fields.get("action", "").lower()
             diagnostic = header_safe(fields.get("diagnostic-code", ""), limit=1000)
