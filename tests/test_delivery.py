@@ -29,7 +29,7 @@ from digest.mail.send.resend import resend
 from digest.mail.send.runs import deliver_due, plan_and_send
 from digest.mail.send.transport import transport_for
 from digest.store.digests import any_claimable
-from digest.store.models import Digest, Subscriber
+from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.queries import ledger
 from digest.subscriptions.subscribers import get_subscriber
 from tests.conftest import Cli, at, fixture_path, free_port, smtp_controller
@@ -241,6 +241,9 @@ def test_a_refusal_of_this_message_at_rcpt_is_soft_and_keeps_the_reader(
     assert kept.status == "confirmed" and kept.bounces == 0
     failed = digest_of(sessions, BO)
     assert failed.status == "failed" and f"soft bounce ({reason})" in (failed.last_error or "")
+    with sessions() as session:  # kept with its reason: repeated ones lead to "do you still want these?"
+        kept = session.execute(select(Bounce.kind, Bounce.reason, Bounce.digest_id)).all()
+    assert [tuple(row) for row in kept] == [("soft", reason, failed.id)]
     at("2026-11-19T10:00:00Z")
     ingest(sessions, "listing-water-week2.txt")
     at("2026-11-23T09:00:00Z")

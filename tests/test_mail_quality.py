@@ -354,7 +354,7 @@ def test_late_bounces_are_read_from_a_maildir_and_an_mbox_once(
     now = at("2026-11-16T10:00:00Z")
     report = read_bounces(sessions, settings, tmp_path / "bounces", now)
     assert (report.read, report.hard, report.soft, report.suppressed) == (5, 1, 1, 1)
-    assert len(report.skipped) == 3 and any("not a delivery failure report" in why for _, why in report.skipped)
+    assert len(report.skipped) == 3 and any("not a delivery failure" in why for _, why in report.skipped)
     with sessions() as session:
         status = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
         assert status == {
@@ -420,19 +420,20 @@ def test_a_replayed_bounce_counts_once_and_odd_mailboxes_are_read_or_named(
 
 
 def test_a_dsn_parses_like_postfix_writes_it() -> None:
-    from digest.mail.replies.bounces import read_notification
+    from digest.mail.replies.reader import read_bytes, returned_message_id
 
-    parsed = email.message_from_bytes(
-        dsn("bounces+1f-aaaaaaaaaaaa@d.test", "x@example.org", "failed", "5.7.1", "<m@d.test>", "550 5.7.1 spam"),
-        policy=email.policy.default,
-    )
-    assert isinstance(parsed, EmailMessage)
-    note = read_notification(parsed)
+    raw = dsn("bounces+1f-aaaaaaaaaaaa@d.test", "x@example.org", "failed", "5.7.1", "<m@d.test>", "550 5.7.1 spam")
+    (reading,) = read_bytes(raw)
     # 5.7.1 is the receiver refusing this message (spam), not the address gone: soft (RFC 3463's class is not its
     # meaning), so no reader is dropped for it.
-    assert note is not None and (note.kind, note.status, note.recipient) == ("soft", "5.7.1", "x@example.org")
-    assert note.reason == "spam"
-    assert note.message_id == "<m@d.test>" and "spam" in note.diagnostic
+    assert (reading.kind, reading.status, reading.recipient, reading.reason) == (
+        "soft",
+        "5.7.1",
+        "x@example.org",
+        "spam",
+    )
+    assert "spam" in reading.diagnostic
+    assert returned_message_id(email.message_from_bytes(raw, policy=email.policy.default)) == "<m@d.test>"
 
 
 # Templates ----------------------------------------------------------------------------------------------------

@@ -253,3 +253,44 @@ def test_a_complaint_suppresses_its_subscriber_at_once_matched_by_our_return_pat
     again = read_bounces(web.sessions, web.settings, tmp_path / "box", clock.now())
     assert (again.complaints, again.already) == (0, 1)
     clock.set_fixed_now(None)
+
+
+def test_a_bounce_without_a_dsn_is_acted_on_like_a_report(web: Web, tmp_path: Path) -> None:
+    """qmail's prose bounce (no multipart/report) to a digest's return path: read as hard/user-unknown, kept with
+    its reason, the address suppressed; a prose bounce quoting only a returned Message-ID of ours is matched by it;
+    an Exim "retry timeout" (soft) keeps the reader."""
+    import mailbox
+
+    from sqlalchemy import select
+
+    from digest import clock
+    from digest.config import SourceConfig
+    from digest.ingest import ingest_sources
+    from digest.mail.build.verp import return_path
+    from digest.mail.replies.bounces import read_bounces
+    from digest.store.models import Bounce, Digest, Subscriber
+    from tests.conftest import at, fixture_path
+
+    for address in ("cy@example.org", "dee@example.org"):
+        confirmed(web, address, WATER)
+    at("2026-11-20T10:00:00Z")
+    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    at("2026-11-23T09:00:00Z")
+    web.send()
+    with web.sessions() as session:
+        ids = {e: i for e, i in session.execute(select(Subscriber.email, Digest.id).join(Digest))}
+        dee_message_id = session.scalars(select(Digest.message_id).where(Digest.id == ids["dee@example.org"])).one()
+    qmail = (REPLIES / "qmail-no-mailbox.eml").read_text()
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+    box.add(qmail.replace("bounces+1b-0123456789ab@digest.test", return_path(web.settings, ids["cy@example.org"])))
+    # Sent to the plain bounce address (the return path rewritten on the way): the quoted Message-ID names dee's.
+    by_id = qmail.replace("bounces+1b-0123456789ab@digest.test", "bounces@digest.test").replace("cy@", "dee@")
+    box.add(by_id.replace("To: dee@example.org", f"To: dee@example.org\nMessage-ID: {dee_message_id}"))
+    box.close()
+    report = read_bounces(web.sessions, web.settings, tmp_path / "box", clock.now())
+    assert (report.hard, report.suppressed, report.skipped) == (2, 2, []), report
+    assert web.status("cy@example.org") == "suppressed" and web.status("dee@example.org") == "suppressed"
+    with web.sessions() as session:
+        kept = session.execute(select(Bounce.kind, Bounce.reason, Bounce.status)).all()
+    assert sorted(tuple(row) for row in kept) == [("hard", "user-unknown", "5.1.1")] * 2
+    clock.set_fixed_now(None)

@@ -185,6 +185,12 @@ class Settings:
     max_attempts: int = 6
     # Hard bounces (5xx for the address) in a row after which an address is suppressed.
     suppress_after_bounces: int = 1
+    # Soft bounces (a full mailbox, a block, a policy: the receiver refused this message, not the address) after
+    # which the reader is asked "do you still want these?", when they span soft_bounce_days with no digest
+    # accepted in between; unanswered for reconfirm_days, they leave with the reason "stopped receiving".
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 15
+    reconfirm_days: int = 30
     # Messages per second at most (0 = no limit).
     rate_per_second: float = 0.0
     # Messages per hour at most, counted from the store, across runs (0 = no limit); the rest waits.
@@ -259,6 +265,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "retry_delay_minutes": (0, 10_080),
     "max_attempts": (1, 100),
     "suppress_after_bounces": (1, 100),
+    "soft_bounce_limit": (1, 100),
+    "soft_bounce_days": (0, 365),
+    "reconfirm_days": (1, 365),
     "rate_per_second": (0, 100_000),
     "rate_per_hour": (0, 1_000_000_000),
     "claim_timeout": (0, 7 * 86_400),

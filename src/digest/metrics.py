@@ -38,7 +38,10 @@ SMTP_REPLIES = Counter(
     "digest_smtp_replies", "SMTP answers to a message, by class (2xx, 4xx, 5xx)", ["class"], registry=None
 )
 BOUNCES = Counter(
-    "digest_bounces", "Bounces, hard or soft, at send (smtp) or from a report (dsn)", ["kind", "via"], registry=None
+    "digest_bounces",
+    "Bounces, hard or soft, by reason (docs/bounces.md), at send (smtp) or from a report (dsn)",
+    ["kind", "reason", "via"],
+    registry=None,
 )
 COMPLAINTS = Counter("digest_complaints", "Spam complaints (ARF) matched to a digest of ours", registry=None)
 INGEST_RUNS = Counter("digest_ingest_runs", "Source reads, by source and outcome", ["source", "outcome"], registry=None)

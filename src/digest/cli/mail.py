@@ -49,6 +49,11 @@ def print_send(report: SendReport, where: str, as_json: bool) -> None:
         f"{report.sent} sent to {where}, {report.deferred} deferred, {report.failed} failed, "
         f"{report.bounced} bounced ({report.suppressed} suppressed), {report.cancelled} cancelled"
     )
+    if report.reconfirm_asked or report.stopped_receiving:
+        click.echo(
+            f"  soft bounces again and again: {report.reconfirm_asked} asked 'do you still want these?', "
+            f"{report.stopped_receiving} left unanswered (stopped receiving)"
+        )
     for error in report.errors:
         click.secho(f"  {error}", fg="yellow", err=True)
     if report.sent and where.startswith("outbox "):

@@ -64,7 +64,11 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
     if summary.status == SubscriberStatus.PENDING:
         return f"{schedule.describe()}; awaiting confirmation"
     if summary.status != SubscriberStatus.CONFIRMED:
-        return f"{schedule.describe()}; nothing is sent ({summary.status})"
+        why = f": {summary.left_reason}" if summary.left_reason else ""
+        why += (
+            f": {summary.last_bounce}" if summary.status == SubscriberStatus.SUPPRESSED and summary.last_bounce else ""
+        )
+        return f"{schedule.describe()}; nothing is sent ({summary.status}{why})"
     paused_until, next_due = local(summary.paused_until, schedule.zone), local(summary.next_due_at, schedule.zone)
     paused = f", paused until {paused_until.date().isoformat()}" if paused_until else ""
     nxt = next_due.strftime("%Y-%m-%d %H:%M") if next_due else "at the next run"
@@ -72,6 +76,8 @@ def _describe(summary: queries.SubscriberSummary, defaults: Defaults) -> str:
     languages += f"; mails in {summary.language}" if summary.language else ""
     feed = "; feed only, no mail" if summary.feed_only else ""
     feed += "; plain text" if summary.format == "text" else ""
+    asked = local(summary.reconfirm_asked_at, schedule.zone)
+    feed += f"; asked 'do you still want these?' on {asked.date().isoformat()}, no answer yet" if asked else ""
     return f"{schedule.describe()}; next {nxt}{paused}{languages}{feed}"
 
 

@@ -1,16 +1,55 @@
-"""Hard bounces counted per subscriber, and the address suppressed at the limit: whether the refusal came during
-the SMTP transaction (digest.mail.send.delivery) or later as a delivery status notification
-(digest.mail.replies.bounces)."""
+"""Bounces recorded and acted on: hard ones counted per subscriber and the address suppressed at the limit, soft
+ones recorded with their reason until they add up to a "do you still want these?" (the sunset), complaints
+suppressing at once; whether the refusal came during the SMTP transaction (digest.mail.send.delivery) or later as
+a report (digest.mail.replies.bounces)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy.orm import Session
 
-from digest.store.models import Digest, Subscriber
-from digest.store.states import DigestStatus, SubscriberStatus
+from digest.store.models import Bounce, Digest, Subscriber
+from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus
+
+STOPPED_RECEIVING = "stopped receiving"
+
+
+def at_transaction_key(digest_id: int) -> str:
+    """The source key of a refusal during the SMTP transaction: one per digest (a digest is refused once)."""
+    return hashlib.sha256(f"smtp\n{digest_id}".encode()).hexdigest()
+
+
+def record(
+    conn: Connection,
+    source: str,
+    subscriber_id: int,
+    digest_id: int | None,
+    kind: BounceKind,
+    status: str,
+    reason: str,
+    diagnostic: str,
+    now: datetime,
+) -> bool:
+    """One bounce kept, on ``conn``'s transaction, unless one with this ``source`` is kept already. True when new."""
+    if conn.scalar(select(Bounce.id).where(Bounce.source == source)) is not None:
+        return False
+    conn.execute(
+        insert(Bounce).values(
+            source=source,
+            subscriber_id=subscriber_id,
+            digest_id=digest_id,
+            kind=kind.value,
+            status=status[:20],
+            reason=reason[:20],
+            diagnostic=diagnostic,
+            received_at=now,
+        )
+    )
+    return True
 
 
 def count_hard_bounce(conn: Connection, subscriber_id: int, error: str, limit: int, now: datetime) -> bool:
@@ -40,12 +79,77 @@ def _suppress(conn: Connection, subscriber_id: int, now: datetime, *also: Any) -
         .values(status=SubscriberStatus.SUPPRESSED, suppressed_at=now)
     ).rowcount
     if suppressed:
-        conn.execute(
-            update(Digest)
-            .where(
-                Digest.subscriber_id == subscriber_id,
-                Digest.status.in_((DigestStatus.PLANNED, DigestStatus.DEFERRED)),
-            )
-            .values(status=DigestStatus.CANCELLED)
-        )
+        _cancel_unsent(conn, subscriber_id)
     return bool(suppressed)
+
+
+def _cancel_unsent(conn: Connection, subscriber_id: int) -> None:
+    conn.execute(
+        update(Digest)
+        .where(Digest.subscriber_id == subscriber_id, Digest.status.in_(WAITING))
+        .values(status=DigestStatus.CANCELLED)
+    )
+
+
+# The sunset ------------------------------------------------------------------------------------------------------
+
+
+def to_reconfirm(session: Session, limit: int, days: int, now: datetime) -> list[Subscriber]:
+    """Confirmed subscribers not asked yet whose digests bounced softly ``limit`` times or more over at least
+    ``days`` days with no digest accepted in between (since their last clean delivery, their confirmation, or their
+    last "yes"); marked asked as of ``now`` on the session's transaction (the caller mails them after it commits,
+    and calls ``not_asked`` for a mail that could not go)."""
+    candidates = session.scalars(
+        select(Bounce.subscriber_id)
+        .join(Subscriber, Subscriber.id == Bounce.subscriber_id)
+        .where(
+            Bounce.kind == BounceKind.SOFT,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            Subscriber.reconfirm_asked_at.is_(None),
+        )
+        .group_by(Bounce.subscriber_id)
+        .having(func.count() >= limit)
+    ).all()
+    asked = []
+    for subscriber_id in candidates:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        clean = session.scalar(
+            select(func.max(Digest.sent_at)).where(
+                Digest.subscriber_id == subscriber_id,
+                Digest.status == DigestStatus.SENT,
+                ~exists().where(Bounce.digest_id == Digest.id),
+            )
+        )
+        marks = [t for t in (clean, subscriber.confirmed_at, subscriber.reconfirmed_at) if t is not None]
+        since = max(marks, default=now - timedelta(days=36_500))
+        first, last, count = session.execute(
+            select(func.min(Bounce.received_at), func.max(Bounce.received_at), func.count()).where(
+                Bounce.subscriber_id == subscriber_id, Bounce.kind == BounceKind.SOFT, Bounce.received_at > since
+            )
+        ).one()
+        if count >= limit and last - first >= timedelta(days=days):
+            subscriber.reconfirm_asked_at = now
+            asked.append(subscriber)
+    return asked
+
+
+def not_asked(session: Session, subscriber_id: int) -> None:
+    """The "do you still want these?" mail could not go: they are asked again by the next run."""
+    session.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(reconfirm_asked_at=None))
+
+
+def stopped_receiving(session: Session, days: int, now: datetime) -> list[str]:
+    """Those asked ``days`` ago or more who never answered leave, with the reason "stopped receiving"; their digests
+    not sent yet are cancelled. Their addresses."""
+    gone = session.scalars(
+        select(Subscriber).where(
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            Subscriber.reconfirm_asked_at <= now - timedelta(days=days),
+        )
+    ).all()
+    for subscriber in gone:
+        subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+        subscriber.left_reason, subscriber.reconfirm_asked_at = STOPPED_RECEIVING, None
+        _cancel_unsent(session.connection(), subscriber.id)
+    return [s.email for s in gone]

@@ -19,10 +19,10 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.store.bounces import count_hard_bounce
+from digest.store.bounces import at_transaction_key, count_hard_bounce, record
 from digest.store.db import conflict_insert, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
-from digest.store.states import WAITING, DigestStatus, SubscriberStatus, UTCDateTime
+from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
 
 # Planning ---------------------------------------------------------------------------------------------------------
 
@@ -298,12 +298,28 @@ def fail_refused(conn: Connection, digest_id: int, holder: str, error: str) -> N
     )
 
 
-def refused(engine: Engine, claimed: Claimed, holder: str, error: str, limit: int, now: datetime) -> bool:
-    """A recipient refused during the SMTP transaction (a hard bounce): the digest failed for good and the bounce
-    counted, in one transaction; True when that suppressed the address (at ``limit`` bounces in a row)."""
+def refused(engine: Engine, claimed: Claimed, holder: str, refusal: Refusal, limit: int, now: datetime) -> bool:
+    """A recipient refused during the SMTP transaction. Hard (the address is gone): the digest failed for good,
+    the bounce kept and counted, in one transaction; True when that suppressed the address (at ``limit`` bounces in
+    a row). Soft (a full mailbox, a block, a policy): the digest failed for good, the bounce kept with its reason
+    (digest.store.bounces.to_reconfirm counts those), the address stays."""
     with engine.begin() as conn:
-        fail_refused(conn, claimed.id, holder, error)
-        return count_hard_bounce(conn, claimed.subscriber_id, error, limit, now)
+        fail_refused(conn, claimed.id, holder, refusal.error)
+        source = at_transaction_key(claimed.id)
+        kind = BounceKind.HARD if refusal.hard else BounceKind.SOFT
+        args = (refusal.status, refusal.reason, refusal.error)
+        if not record(conn, source, claimed.subscriber_id, claimed.id, kind, *args, now) or not refusal.hard:
+            return False
+        return count_hard_bounce(conn, claimed.subscriber_id, refusal.error, limit, now)
+
+
+class Refusal(NamedTuple):
+    """A recipient refused during the SMTP transaction, as read (digest.mail.replies.classify)."""
+
+    hard: bool
+    status: str
+    reason: str
+    error: str
 
 
 def renew(engine: Engine, ids: Sequence[int], holder: str, now: datetime) -> None:

@@ -294,3 +294,24 @@ def sources_table(connection: Connection) -> list[tuple[str, str, datetime, str 
             ).order_by(SourceState.location)
         )
     ]
+
+
+def by_reason(connection: Connection, since: datetime) -> list[tuple[str, str, int]]:
+    """Bounces received since ``since`` by kind and reason (most first): (kind, reason, count)."""
+    rows = connection.execute(
+        select(Bounce.kind, func.coalesce(Bounce.reason, "undetermined"), func.count())
+        .where(Bounce.received_at >= since)
+        .group_by(Bounce.kind, func.coalesce(Bounce.reason, "undetermined"))
+        .order_by(func.count().desc())
+    ).all()
+    return [(str(k.value if isinstance(k, BounceKind) else k), str(r), int(n)) for k, r, n in rows]
+
+
+def waiting_to_reconfirm(connection: Connection) -> list[tuple[str, datetime]]:
+    """Those asked "do you still want these?" who have not answered: (address, asked at), oldest first."""
+    rows = connection.execute(
+        select(Subscriber.email, Subscriber.reconfirm_asked_at)
+        .where(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.reconfirm_asked_at.is_not(None))
+        .order_by(Subscriber.reconfirm_asked_at)
+    ).all()
+    return [(str(e), t) for e, t in rows if t is not None]

@@ -194,6 +194,14 @@ class Subscriber(Base):
     welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # How they read their digests (MailFormat): None is HTML with its text alternative.
     format: Mapped[MailFormat | None] = mapped_column(EnumText(MailFormat, 8))
+    # When the "do you still want these?" mail went, after their digests bounced softly again and again (None: not
+    # asked, or they answered). Unanswered for reconfirm_days, they leave with left_reason "stopped receiving".
+    reconfirm_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When they last answered "yes, keep sending" (or changed anything on their page): soft bounces before it
+    # no longer count.
+    reconfirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why they left when it was not by their own hand ("stopped receiving"); None otherwise.
+    left_reason: Mapped[str | None] = mapped_column(String(40))
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber", cascade="all, delete-orphan")
 
@@ -448,3 +456,5 @@ class Bounce(Base):
     status: Mapped[str] = mapped_column(String(20))
     diagnostic: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Why (digest.mail.replies.classify's vocabulary: user-unknown, mailbox-full ...); None for rows from before.
+    reason: Mapped[str | None] = mapped_column(String(20))

@@ -73,10 +73,26 @@ class SubscriberSummary:
     language: str | None = None
     # How they read their digests: "html" (None) or "text".
     format: str | None = None
+    # Asked "do you still want these?" after repeated soft bounces, not answered yet (when); why they left when not
+    # by their own hand ("stopped receiving"); the last bounce's words (a suppression's reason too).
+    reconfirm_asked_at: str | None = None
+    left_reason: str | None = None
+    last_bounce: str | None = None
 
 
 # The summary's fields that are the subscriber's columns as stored.
-_AS_STORED = ("frequency", "day", "hour", "timezone", "feed_only", "practice_languages", "language", "format")
+_AS_STORED = (
+    "frequency",
+    "day",
+    "hour",
+    "timezone",
+    "feed_only",
+    "practice_languages",
+    "language",
+    "format",
+    "left_reason",
+    "last_bounce",
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -154,6 +170,7 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
             confirmed_at=_iso(s.confirmed_at),
             next_due_at=_iso(s.next_due_at),
             paused_until=_iso(s.paused_until),
+            reconfirm_asked_at=_iso(s.reconfirm_asked_at),
             **{name: getattr(s, name) for name in _AS_STORED},
         )
         for s in session.scalars(query)

@@ -183,6 +183,7 @@ def start_over(subscriber: Subscriber) -> None:
     subscriber.status = SubscriberStatus.PENDING
     subscriber.subscriptions.clear()
     subscriber.key, subscriber.feed_key = new_key(), new_key()
+    subscriber.left_reason = subscriber.reconfirm_asked_at = None
 
 
 def apply_choice(subscriber: Subscriber, choice: Choice) -> None:
@@ -306,6 +307,15 @@ def to_welcome(session: Session, subscriber: Subscriber, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     ).first()
     return marked is not None
+
+
+def still_wanted(subscriber: Subscriber, now: datetime) -> bool:
+    """They answered "do you still want these?" (pressed yes, or changed anything on their page): not asked any more,
+    and the soft bounces before now forgiven (digest.store.bounces.to_reconfirm). True when they had been asked."""
+    asked = subscriber.reconfirm_asked_at is not None
+    if asked:
+        subscriber.reconfirm_asked_at, subscriber.reconfirmed_at = None, now
+    return asked
 
 
 def set_format(subscriber: Subscriber, value: str) -> None:

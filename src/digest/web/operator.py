@@ -91,6 +91,8 @@ def page() -> Any:
         bounces = figures.bounces_per_day(connection, now - timedelta(days=30))
         failed = figures.failed_per_day(connection, now - timedelta(days=30))
         people = figures.joins_and_leaves(connection, now - timedelta(days=90))
+        reasons = figures.by_reason(connection, now - timedelta(days=30))
+        waiting = figures.waiting_to_reconfirm(connection)
     with site().sessions() as session:
         themes = queries.themes(session)
     charts = [
@@ -115,6 +117,11 @@ def page() -> Any:
         sources=sources,
         themes=themes,
         charts=charts,
+        reasons=reasons,
+        waiting=waiting,
+        reconfirm_wait=timedelta(days=site().settings.reconfirm_days),
+        soft_limit=site().settings.soft_bounce_limit,
+        soft_days=site().settings.soft_bounce_days,
         now=now,
         switcher=[],  # the operator page stays English, as the command line: no language to switch to
     )

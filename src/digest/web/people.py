@@ -264,7 +264,11 @@ def manage_change(token: str) -> BaseResponse:
             if subscriber.status == SubscriberStatus.UNSUBSCRIBED and action != "leave":
                 raise SubscriberError(_("You have left: subscribe again on the home page to come back."))
             defaults = defaults_from(settings)
-            if action == "themes":
+            # Any change but leaving answers "do you still want these?" (digest.mail.send.sunset).
+            answered = action != "leave" and people.still_wanted(subscriber, now)
+            if action == "still":
+                message = _("Thank you: your digests keep coming.")
+            elif action == "themes":
                 people.set_themes(session, subscriber, request.form.getlist("theme"), now)
                 message = _("Your themes are saved.")
             elif action == "schedule":
@@ -314,6 +318,8 @@ def manage_change(token: str) -> BaseResponse:
                 message = _("You have left: no more digests will be sent.")
             else:
                 abort(400, _("Unknown change."))
+            if answered:
+                events("reconfirm.answered", subscriber_id=subscriber.id)
     except (SubscriberError, ScheduleError) as e:
         flash(str(e), "error")
         return redirect(url_for("people.manage", token=token), 303)

@@ -1,10 +1,12 @@
-"""Late bounces: delivery status notifications (RFC 3464) read back from a Maildir or mbox.
+"""Late bounces and complaints read back from a Maildir or mbox, and acted on.
 
-Every digest leaves with an envelope sender of its own (digest.mail.build.verp). A notification that comes back to that
-address names the digest, hence the subscriber; one whose recipient was rewritten is
-matched by the returned message's Message-ID instead. A permanent failure (Action: failed, Status 5.x.x)
-counts a hard bounce (the address is suppressed at ``suppress_after_bounces``, as for a 5xx during the SMTP
-transaction); a temporary one (delayed, 4.x.x) is recorded. Anything else in the mailbox is skipped and named.
+Every message is read the one way (digest.mail.replies.reader: DSNs, prose bounces, ARF complaints, auto-replies).
+Every digest leaves with an envelope sender of its own (digest.mail.build.verp): a report that comes back to that
+address names the digest, hence the subscriber; one whose recipient was rewritten is matched by the returned
+message's Message-ID instead, never by an address quoted in a body. A hard bounce (the address is gone) is kept and
+counted (suppressed at ``suppress_after_bounces``, as for a refusal during the SMTP transaction); a soft one is kept
+with its reason (repeated ones lead to a "do you still want these?", digest.mail.send.sunset); a complaint
+suppresses at once. Anything else in the mailbox is skipped and named.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import email
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from pathlib import Path
 
 from sqlalchemy import select
@@ -27,87 +28,30 @@ from digest import logs, metrics
 from digest.config import Settings
 from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
-from digest.mail.replies.classify import HARD, classify
-from digest.mail.replies.reader import feedback_fields, report_fields, returned_message_id
-from digest.store.bounces import count_hard_bounce, suppress_for_complaint
+from digest.mail.replies.reader import (
+    COMPLAINT,
+    HARD,
+    SOFT,
+    Reading,
+    feedback_fields,
+    read_message,
+    returned_message_id,
+)
+from digest.store.bounces import count_hard_bounce, record, suppress_for_complaint
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import BounceKind, SubscriberStatus
 from digest.text.clean import header_safe
 
 events = logs.EventLog(__name__)
-_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 
 
-@dataclass(frozen=True)
-class Notification:
-    """What one delivery status notification says about the (first failed) recipient."""
-
-    kind: BounceKind
-    status: str
-    diagnostic: str
-    recipient: str
-    # Addresses the notification was delivered to (where a VERP token is), and the returned Message-ID.
-    addressed_to: tuple[str, ...]
-    message_id: str | None
-    # Why, from the vocabulary of digest.mail.replies.classify ("user-unknown", "mailbox-full" ...).
-    reason: str = "undetermined"
-
-
-def report_key(digest_id: int, note: Notification) -> str:
+def report_key(digest_id: int, message_id: str | None, reading: Reading) -> str:
     """What a report is about, as a key: the digest, the returned message, the recipient and the status. Two copies
     of one report share it whatever their bytes; a report about a resend of the digest (another Message-ID), or
     a later one with another status (delayed, then failed), does not."""
-    about = "\n".join((str(digest_id), note.message_id or "", note.recipient.lower(), note.status, note.kind))
+    about = "\n".join((str(digest_id), message_id or "", reading.recipient.lower(), reading.status, reading.kind))
     return hashlib.sha256(about.encode()).hexdigest()
-
-
-def read_notification(message: EmailMessage) -> Notification | None:
-    """The failure a DSN (multipart/report; report-type=delivery-status) reports; None for any other mail and
-    for reports of success (delivered, relayed, expanded)."""
-    if message.get_content_type() != "multipart/report":
-        return None
-    if str(message.get_param("report-type", "")).lower() != "delivery-status":
-        return None
-    status_part = next((p for p in message.walk() if p.get_content_type() == "message/delivery-status"), None)
-    if status_part is None:
-        return None
-    blocks = status_part.get_payload()
-    if not isinstance(blocks, list):
-        return None
-    chosen: dict[str, str] | None = None
-    for block in blocks[1:] if len(blocks) > 1 else blocks:
-        if not isinstance(block, Message):
-            continue
-        fields = report_fields(block)
-        action = fields.get("action", "").lower()
-        status = fields.get("status", "")
-        if action in ("failed", "delayed") or status[:1] in ("4", "5"):
-            chosen = fields
-            break
-    if chosen is None:
-        return None
-    code = _STATUS.search(chosen.get("status", ""))
-    action = chosen.get("action", "").lower()
-    permanent = action == "failed" if action in ("failed", "delayed") else bool(code and code.group(1) == "5")
-    returned_id = returned_message_id(message)
-    recipient = chosen.get("final-recipient", chosen.get("original-recipient", "")).split(";")[-1].strip()
-    addressed = tuple(
-        str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
-    )
-    diagnostic = header_safe(chosen.get("diagnostic-code", ""), limit=1000)
-    # A permanent failure is a hard bounce only when the address is gone (5.1.1, 5.1.2 ...): a full mailbox or a
-    # refusal of this message or sender (5.2.2, 5.7.x, 5.3.4) is soft, whatever its class says.
-    verdict = classify(chosen.get("status", ""), diagnostic, permanent)
-    return Notification(
-        kind=BounceKind.HARD if verdict.kind == HARD else BounceKind.SOFT,
-        status=code.group(0) if code else chosen.get("status", "")[:20],
-        diagnostic=diagnostic,
-        reason=verdict.reason,
-        recipient=recipient,
-        addressed_to=addressed,
-        message_id=returned_id,
-    )
 
 
 @dataclass
@@ -190,10 +134,6 @@ def messages_of(path: Path, single: bool = True) -> Iterator[tuple[str, bytes]]:
         box.close()
 
 
-def _digest_for(session: Session, settings: Settings, note: Notification) -> Digest | None:
-    return _digest_by(session, settings, note.addressed_to, note.message_id)
-
-
 def _digest_by(
     session: Session, settings: Settings, addresses: tuple[str, ...], message_id: str | None
 ) -> Digest | None:
@@ -225,7 +165,7 @@ def complaint_about(message: EmailMessage) -> tuple[tuple[str, ...], str | None,
 
 
 def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
-    """Read every notification in a Maildir or mbox and record it once; see the module's docstring."""
+    """Read every message in a Maildir or mbox and act on each once; see the module's docstring."""
     from email import policy
 
     location = Path(path)
@@ -233,70 +173,89 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
     for key, data in _messages(location):
         report.read += 1
         copy = hashlib.sha256(data).hexdigest()
-        parsed = email.message_from_bytes(data, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
         try:
-            complaint = complaint_about(parsed)
-        except Exception as e:  # a malformed report is skipped and named, the rest are read
+            text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            parsed = email.message_from_bytes(text, policy=policy.default)
+            assert isinstance(parsed, EmailMessage)
+            readings = read_message(parsed)
+            complaint = complaint_about(parsed) if any(r.kind == COMPLAINT for r in readings) else None
+        except Exception as e:  # a malformed message is skipped and named, the rest are read
             report.skipped.append((key, f"unreadable report: {type(e).__name__}: {e}"))
             continue
         if complaint is not None:
             _complained(factory, settings, key, complaint, now, report)
             continue
-        try:
-            note = read_notification(parsed)
-        except Exception as e:  # a malformed report is skipped and named, the rest are read
-            report.skipped.append((key, f"unreadable report: {type(e).__name__}: {e}"))
-            continue
-        if note is None:
+        failures = [r for r in readings if r.kind in (HARD, SOFT)]
+        if not failures:
+            first = readings[0]
             subject = header_safe(str(parsed.get("Subject", "")), limit=80)
-            report.skipped.append((key, f"not a delivery failure report (subject {subject!r})"))
+            report.skipped.append((key, f"not a delivery failure ({first.kind}: {first.reason}; subject {subject!r})"))
             continue
-        with transaction(factory) as session:
-            digest = _digest_for(session, settings, note)
-            if digest is None:
-                whom = note.recipient or "someone"
-                report.skipped.append((key, f"a {note.kind} bounce for {whom} of no digest here"))
-                continue
-            # The same report again (re-read, replayed, relayed with another Received: line) counts once; rows
-            # recorded by earlier versions are keyed by their copy's bytes, which a re-read still matches.
-            source = report_key(digest.id, note)
-            if session.scalar(select(Bounce.id).where(Bounce.source.in_((source, copy)))) is not None:
-                report.already += 1
-                continue
-            subscriber = session.get(Subscriber, digest.subscriber_id)
-            assert subscriber is not None
-            session.add(
-                Bounce(
-                    source=source,
-                    subscriber_id=subscriber.id,
-                    digest_id=digest.id,
-                    kind=note.kind,
-                    status=note.status,
-                    diagnostic=note.diagnostic,
-                    received_at=now,
-                )
-            )
-            error = f"late bounce {note.status} ({note.reason}): {note.diagnostic or 'no diagnostic'}"
-            if note.kind == BounceKind.HARD:
-                report.hard += 1
-                session.flush()
-                if subscriber.status == SubscriberStatus.CONFIRMED:
-                    if count_hard_bounce(
-                        session.connection(), subscriber.id, error, settings.suppress_after_bounces, now
-                    ):
-                        report.suppressed += 1
-            else:
-                report.soft += 1
-        metrics.BOUNCES.labels(note.kind, "dsn").inc()
-        events(
-            f"bounce.{note.kind.value}",
-            logging.WARNING,
-            digest_id=digest.id,
-            status=note.status,
-            diagnostic=note.diagnostic,
-        )
+        _bounced(factory, settings, key, parsed, failures, copy, now, report)
     return report
+
+
+def _bounced(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    key: str,
+    message: EmailMessage,
+    failures: list[Reading],
+    copy: str,
+    now: datetime,
+    report: BounceReport,
+) -> None:
+    """A bounce (hard or soft) kept once for the digest it returns, and a hard one counted."""
+    addressed = tuple(
+        str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
+    )
+    message_id = returned_message_id(message)
+    with transaction(factory) as session:
+        digest = _digest_by(session, settings, addressed, message_id)
+        if digest is None:
+            whom = ", ".join(r.recipient for r in failures if r.recipient) or "someone"
+            report.skipped.append((key, f"a {failures[0].kind} bounce for {whom} of no digest here"))
+            return
+        subscriber = session.get(Subscriber, digest.subscriber_id)
+        assert subscriber is not None
+        # A report about several recipients: the reading about ours (the digest went to one).
+        mine = [r for r in failures if r.recipient.lower() == subscriber.email.lower()]
+        reading = (mine or failures)[0]
+        # The same report again (re-read, replayed, relayed with another Received: line) counts once; rows
+        # recorded by earlier versions are keyed by their copy's bytes, which a re-read still matches.
+        source = report_key(digest.id, message_id, reading)
+        kind = BounceKind(reading.kind)
+        status = reading.status or "-"
+        if session.scalar(select(Bounce.id).where(Bounce.source == copy)) is not None or not record(
+            session.connection(),
+            source,
+            subscriber.id,
+            digest.id,
+            kind,
+            status,
+            reading.reason,
+            reading.diagnostic,
+            now,
+        ):
+            report.already += 1
+            return
+        error = f"late bounce {status} ({reading.reason}): {reading.diagnostic or 'no diagnostic'}"
+        if kind == BounceKind.HARD:
+            report.hard += 1
+            if subscriber.status == SubscriberStatus.CONFIRMED:
+                if count_hard_bounce(session.connection(), subscriber.id, error, settings.suppress_after_bounces, now):
+                    report.suppressed += 1
+        else:
+            report.soft += 1
+    metrics.BOUNCES.labels(kind, reading.reason, "dsn").inc()
+    events(
+        f"bounce.{kind.value}",
+        logging.WARNING,
+        digest_id=digest.id,
+        status=status,
+        reason=reading.reason,
+        diagnostic=reading.diagnostic,
+    )
 
 
 def _complained(

@@ -41,6 +41,7 @@ _VACATION_SUBJECT = re.compile(
     r"автоответ",
     re.I,
 )
+_QUOTED_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+@[^<>\s]+>)", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,11 @@ def returned_message_id(message: Message) -> str | None:
                 inner = email.message_from_string(headers)
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 return str(inner["Message-ID"]).strip()
-    return None
+    # A bounce without a DSN quotes the returned message in its text (qmail's "Below this line is a copy").
+    body = message.get_body(("plain",)) if isinstance(message, EmailMessage) else None
+    text = body.get_content() if body is not None else ""
+    quoted = _QUOTED_ID.search(text) if isinstance(text, str) else None
+    return quoted.group(1) if quoted else None
 
 
 def _complaint(message: EmailMessage) -> Reading:

@@ -95,6 +95,9 @@ class SendReport(PlanReport):
     bounced: int = 0
     suppressed: int = 0
     cancelled: int = 0
+    # The sunset after the run (digest.mail.send.sunset): asked "do you still want these?", and gone unanswered.
+    reconfirm_asked: int = 0
+    stopped_receiving: int = 0
     # True when the hourly limit stopped the run; the rest waits for the next one.
     rate_limited: bool = False
     # Set when the run stopped early (the server is down); every digest not sent is still waiting.
@@ -321,10 +324,13 @@ class Deliverer:
             except RecipientRefused as e:
                 _answered("5xx", started)
                 verdict = classify(text=str(e), permanent=True)
-                if verdict.kind == HARD:
-                    self._bounce(claimed, f"{e} ({verdict.reason})")
+                hard = verdict.kind == HARD
+                said = f"{e} ({verdict.reason})" if hard else f"soft bounce ({verdict.reason}): {e}"
+                refusal = digests.Refusal(hard, verdict.status, verdict.reason, said)
+                if refusal.hard:
+                    self._bounce(claimed, refusal)
                 else:
-                    self._refused_softly(claimed, str(e), verdict.reason)
+                    self._refused_softly(claimed, refusal)
                 return
             except MessageRejected as e:
                 _answered("5xx", started)
@@ -384,13 +390,14 @@ class Deliverer:
             "digest.deferred", logging.WARNING, digest_id=claimed.id, email=claimed.email, wait=str(wait), error=error
         )
 
-    def _bounce(self, claimed: Claimed, error: str) -> None:
+    def _bounce(self, claimed: Claimed, refusal: digests.Refusal) -> None:
         """A hard bounce: the digest fails for good; at the limit the address is suppressed (one transaction)."""
         now = clock.now()
-        suppressed = digests.refused(self.engine, claimed, self.holder, error, self.policy.bounce_limit, now)
+        error = refusal.error
+        suppressed = digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, now)
         self.report.bounced += 1
         metrics.DELIVERIES.labels(Delivery.BOUNCED).inc()
-        metrics.BOUNCES.labels(BounceKind.HARD, "smtp").inc()
+        metrics.BOUNCES.labels(BounceKind.HARD, refusal.reason, "smtp").inc()
         self.report.suppressed += suppressed
         events(
             "digest.bounced",
@@ -402,11 +409,17 @@ class Deliverer:
         )
         self.report.errors.append(error + (" (address suppressed)" if suppressed else ""))
 
-    def _refused_softly(self, claimed: Claimed, error: str, reason: str) -> None:
+    def _refused_softly(self, claimed: Claimed, refusal: digests.Refusal) -> None:
         """The receiver refused this message, not the address (a full mailbox, a policy, a block): this digest
-        fails, the address stays (no hard bounce is counted), and the next digest is tried as usual."""
-        metrics.BOUNCES.labels(BounceKind.SOFT, "smtp").inc()
-        self._fail(claimed, f"soft bounce ({reason}): {error}")
+        fails and the soft bounce is kept with its reason (repeated ones lead to a "do you still want these?",
+        digest.mail.send.sunset); the address stays, and the next digest is tried as usual."""
+        digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, clock.now())
+        error = refusal.error
+        self.report.failed += 1
+        metrics.DELIVERIES.labels(Delivery.FAILED).inc()
+        metrics.BOUNCES.labels(BounceKind.SOFT, refusal.reason, "smtp").inc()
+        self.report.errors.append(f"{claimed.email}: {error}")
+        events("digest.soft_bounced", logging.WARNING, digest_id=claimed.id, email=claimed.email, error=error)
 
     def _release(self, claimed: list[Claimed]) -> None:
         """Hand claimed digests back untouched: the run stops for a reason that is not theirs."""

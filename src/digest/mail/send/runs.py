@@ -15,6 +15,7 @@ from digest.mail.build.render import check_templates
 from digest.mail.build.verp import return_path
 from digest.mail.plan.planner import PlanPolicy, plan_due
 from digest.mail.send.delivery import Deliverer, DeliveryPolicy, SendReport
+from digest.mail.send.sunset import sunset
 from digest.mail.send.transport import Transport
 
 
@@ -58,4 +59,23 @@ def plan_and_send(
     """Plan a digest for every subscriber who is due, then deliver everything due."""
     plan = plan_due(factory, PlanPolicy.from_settings(settings), clock.now())
     report = SendReport(due=plan.due, planned=plan.planned, empty=plan.empty)
-    return deliver_due(factory, settings, transport, report, should_stop)
+    deliver_due(factory, settings, transport, report, should_stop)
+    if not should_stop():
+        ask_and_let_go(factory, settings, transport, report)
+    return report
+
+
+def ask_and_let_go(
+    factory: sessionmaker[Session], settings: Settings, transport: Transport, report: SendReport
+) -> None:
+    """After a run's deliveries: those whose digests keep bouncing softly are asked "do you still want these?", and
+    those who never answered leave (digest.mail.send.sunset); counted in the run's report. Not while the mail
+    server is away (the asks would not go)."""
+    if not report.ok:
+        return
+    done = sunset(factory, settings, transport, clock.now())
+    report.reconfirm_asked += len(done.asked)
+    report.stopped_receiving += len(done.left)
+    report.errors += [
+        f'{a}: the "do you still want these?" mail could not go; asked again next run' for a in done.not_reached
+    ]

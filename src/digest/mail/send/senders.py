@@ -20,7 +20,7 @@ from digest.config import Settings
 from digest.mail.build.render import check_templates
 from digest.mail.plan.planner import PlanPolicy, plan_due
 from digest.mail.send.delivery import SendReport
-from digest.mail.send.runs import deliver_due
+from digest.mail.send.runs import ask_and_let_go, deliver_due
 from digest.mail.send.transport import transport_for
 
 events = logs.EventLog(__name__)
@@ -178,6 +178,8 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
     if crashed:
         # Whatever a dead sender held and no other sender took over (they had all finished) goes now.
         _add(total, deliver_due(factory, settings, transport_for(settings), SendReport()).as_dict())
+    if not stopping.is_set():
+        ask_and_let_go(factory, settings, transport_for(settings), total)
     return total
 
 
@@ -192,7 +194,7 @@ def _report(receive: Any) -> dict[str, Any]:
 
 def _add(total: SendReport, part: dict[str, Any]) -> None:
     """Add one sender's report to the run's."""
-    for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):
+    for name in ("sent", "deferred", "failed", "bounced", "suppressed", "cancelled"):  # the sunset is the parent's
         setattr(total, name, getattr(total, name) + int(part[name]))
     total.rate_limited = total.rate_limited or bool(part["rate_limited"])
     total.errors += list(part["errors"])
