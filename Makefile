@@ -34,8 +34,9 @@ run: $(STAMP) $(CATALOGS)
 
 ## system-packages: what the tests need from Debian (chromium: browser test; spamassassin; openssl: DKIM test key;
 ## nginx: the reverse-proxy test; postfix: smtp-sink, a real MTA's SMTP server for the delivery test; newsboat: a
-## real feed reader reads every feed; prometheus: promtool checks the alert rules, and a real Prometheus scrapes)
-SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix newsboat prometheus
+## real feed reader reads every feed; prometheus: promtool checks the alert rules, and a real Prometheus scrapes;
+## dovecot-imapd, dovecot-lmtpd: a real IMAP server holds the bounce mailbox, and a full mailbox (a quota) behind Postfix)
+SYSTEM_PACKAGES := chromium spamassassin openssl nginx postfix newsboat prometheus dovecot-imapd dovecot-lmtpd
 system-packages:
 	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
 

@@ -92,10 +92,13 @@ class Settings:
     # Envelope sender (Return-Path) of digests, where bounces go; each digest's is made unique (VERP):
     # local+<token>@domain. Empty = mail_from's address. The MTA must deliver local+anything to local.
     bounce_address: str = ""
-    # Maildir where bounces (delivery status notifications) arrive; the worker reads it every bounce_minutes.
-    # Empty = the worker reads none (`digest bounces PATH` reads one by hand).
+    # Where bounces, complaints and auto-replies arrive: a Maildir, an mbox, or an IMAP folder over TLS
+    # (imaps://user:password@host[:port]/INBOX; read messages are moved to a "processed" folder). The worker reads it
+    # every bounce_minutes. Empty = the worker reads none (`digest bounces PATH` reads one by hand).
+    bounce_mailbox: str = ""
+    # The older name of bounce_mailbox (a Maildir or mbox); read when bounce_mailbox is empty.
     bounce_maildir: str = ""
-    # Worker: minutes between reads of bounce_maildir.
+    # Worker: minutes between reads of the bounce mailbox.
     bounce_minutes: float = 10.0
     # PEM file of the RSA key that DKIM-signs every mail; empty = no DKIM signature.
     dkim_private_key: str = ""
@@ -237,6 +240,11 @@ class Settings:
     def smtp(self) -> SmtpSettings | None:
         """The SMTP server, or None when mail goes to the outbox."""
         return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def bounces_from(self) -> str:
+        """The bounce mailbox the worker reads: bounce_mailbox, else the older bounce_maildir (empty: none)."""
+        return self.bounce_mailbox or self.bounce_maildir
 
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

@@ -146,6 +146,7 @@ def validate(settings: Settings, where: Origins) -> Settings:
         )
     if settings.smtp_url:
         parse_smtp_url(settings.smtp_url, where("smtp_url"))
+    _check_mailbox(settings.bounce_mailbox, where("bounce_mailbox"))
     if settings.smtp_pipelining not in PIPELINING:
         raise ConfigError(
             f"{where('smtp_pipelining')}: {settings.smtp_pipelining!r} is not one of {', '.join(PIPELINING)}",
@@ -287,3 +288,20 @@ def subscribers_from(raw: Any, origin: str) -> tuple[SeedSubscriber, ...]:
             ) from e
         out.append(SeedSubscriber(email=email, themes=tuple(themes), where=f"subscribers #{i} (from {origin})"))
     return tuple(out)
+
+
+def _check_mailbox(location: str, where: str) -> None:
+    """A bounce mailbox given as a URL must be an IMAP one with a host and a user (its password is never shown)."""
+    if "://" not in location:
+        return
+    parts = urlsplit(location)
+    if parts.scheme.lower() not in ("imaps", "imap"):
+        raise ConfigError(
+            f"{where}: {redact_url(location)!r} is neither a path nor an imaps:// URL",
+            "give a Maildir or mbox path, or imaps://USER:PASSWORD@HOST/FOLDER",
+        )
+    if not parts.hostname or not parts.username or parts.password is None:
+        raise ConfigError(
+            f"{where}: {redact_url(location)!r} names no host, user or password",
+            "write imaps://USER:PASSWORD@HOST/FOLDER (the password percent-encoded)",
+        )

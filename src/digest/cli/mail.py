@@ -7,7 +7,6 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from email.utils import make_msgid
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -22,7 +21,8 @@ from digest.mail.build.recipient import Addressed, digest_message
 from digest.mail.build.render import check_templates
 from digest.mail.plan.compose import DigestContent
 from digest.mail.plan.planner import PlanPolicy, preview_content
-from digest.mail.replies.bounces import messages_of, read_bounces
+from digest.mail.replies.bounces import read_bounces
+from digest.mail.replies.mailboxes import messages_of
 from digest.mail.replies.reader import read_bytes
 from digest.mail.send.delivery import SendReport
 from digest.mail.send.resend import resend
@@ -135,7 +135,7 @@ def bounces_explain(paths: tuple[str, ...], as_json: bool) -> None:
     Example: digest bounces explain /var/mail/digest-bounces --json
     """
     for path in paths:
-        for key, data in messages_of(Path(path)):
+        for key, data in messages_of(path, keep=True):
             for reading in read_bytes(data):
                 if as_json:
                     click.echo(json.dumps({"message": key, **reading.as_dict()}, ensure_ascii=False))

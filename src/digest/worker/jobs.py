@@ -70,7 +70,7 @@ def poll_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
 
 
 def bounces_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
-    report = read_bounces(worker.factory, worker.settings, worker.settings.bounce_maildir, clock.now())
+    report = read_bounces(worker.factory, worker.settings, worker.settings.bounces_from, clock.now())
     counts = {k: v for k, v in report.as_dict().items() if k not in ("source", "skipped")}
     return counts | {"skipped": len(report.skipped)}, None
 

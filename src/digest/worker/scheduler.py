@@ -182,7 +182,7 @@ class Worker:
             POLL: self.settings.poll_minutes,
             RETRY: self.settings.retry_minutes,
         }
-        if self.settings.bounce_maildir:
+        if self.settings.bounces_from:
             every[BOUNCES] = self.settings.bounce_minutes
         for job_id, minutes in every.items():
             # Polling starts at once; the others at their first interval.

@@ -14,8 +14,6 @@ from __future__ import annotations
 import email
 import hashlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -26,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import logs, metrics
 from digest.config import Settings
-from digest.errors import SourceError
 from digest.mail.build.verp import digest_of
+from digest.mail.replies.mailboxes import messages_of, shown
 from digest.mail.replies.reader import (
     COMPLAINT,
     HARD,
@@ -83,57 +81,6 @@ class BounceReport:
         }
 
 
-def _maildir(path: Path) -> Iterator[tuple[str, bytes]]:
-    """The messages of a Maildir's new/ and cur/, whichever of them exist (an MTA may have made only one so far)."""
-    folders = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
-    if not folders:
-        raise SourceError(f"{path}: not a Maildir (no new/ or cur/)", "give a Maildir folder or an mbox file")
-    for folder in folders:
-        for name in sorted(os.listdir(folder)):
-            if name.startswith("."):
-                continue
-            try:
-                data = (folder / name).read_bytes()
-            except (FileNotFoundError, IsADirectoryError):
-                continue  # gone meanwhile (another reader moved it)
-            yield f"{folder.name}/{name.split(':', 1)[0]}", data
-
-
-def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
-    return messages_of(path, single=False)
-
-
-def messages_of(path: Path, single: bool = True) -> Iterator[tuple[str, bytes]]:
-    """The messages of a Maildir, an mbox, or (``single``) a file holding one message; each with its key."""
-    import mailbox  # here: a send run needs this module's VERP addresses, not its readers
-
-    if path.is_dir():
-        yield from _maildir(path)
-        return
-    if not path.is_file():
-        raise SourceError(f"{path}: no such Maildir or mbox", "check the path (or bounce_maildir)")
-    with path.open("rb") as first:
-        start = first.read(5)
-    if single and start != b"From ":
-        yield str(path), path.read_bytes()
-        return
-    if start and start != b"From ":
-        raise SourceError(
-            f"{path}: not an mbox file (an mbox starts with a 'From ' line): nothing read",
-            "give a Maildir folder or an mbox file",
-        )
-    box = mailbox.mbox(path, create=False)
-    try:
-        for key in box.iterkeys():
-            try:
-                with box.get_file(key) as handle:
-                    yield str(key), handle.read()
-            except (OSError, KeyError):
-                continue  # gone meanwhile
-    finally:
-        box.close()
-
-
 def _digest_by(
     session: Session, settings: Settings, addresses: tuple[str, ...], message_id: str | None
 ) -> Digest | None:
@@ -165,12 +112,11 @@ def complaint_about(message: EmailMessage) -> tuple[tuple[str, ...], str | None,
 
 
 def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str | Path, now: datetime) -> BounceReport:
-    """Read every message in a Maildir or mbox and act on each once; see the module's docstring."""
+    """Read every message in a Maildir, an mbox or an IMAP folder and act on each once; see the module's docstring."""
     from email import policy
 
-    location = Path(path)
-    report = BounceReport(str(location))
-    for key, data in _messages(location):
+    report = BounceReport(shown(str(path)))
+    for key, data in messages_of(path, single=False, timeout=settings.http_timeout):
         report.read += 1
         copy = hashlib.sha256(data).hexdigest()
         try:
