@@ -133,7 +133,7 @@ service anvil {{
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
                         log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
-                        raise RuntimeError(f"dovecot did not start (exit code {server.poll()}): {log}")
+                        raise RuntimeError(f"dovecot did not start (exit code {server.poll()}): {log}") from None
                     time.sleep(0.1)
             yield Imap(port, root / "cert.pem", lmtp_port)
         finally:
