@@ -193,7 +193,8 @@ def test_subscribe_confirm_receive_and_leave_in_one_click(
         wait_for_mail(handler, address, 3)
         mail = handler.to(address)[-1].message
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
+        unsubscribe_url, mailto = re.findall(r"<([^>]+)>", mail["List-Unsubscribe"])  # https first (one click)
+        assert mailto.startswith("mailto:") and mailto.endswith("?subject=unsubscribe")
         assert unsubscribe_url.startswith(base + "/unsubscribe/")
 
         html = mail.get_body(("html",))

@@ -294,3 +294,61 @@ def test_a_bounce_without_a_dsn_is_acted_on_like_a_report(web: Web, tmp_path: Pa
         kept = session.execute(select(Bounce.kind, Bounce.reason, Bounce.status)).all()
     assert sorted(tuple(row) for row in kept) == [("hard", "user-unknown", "5.1.1")] * 2
     clock.set_fixed_now(None)
+
+
+def test_a_mail_to_the_list_unsubscribe_mailto_unsubscribes_its_reader_and_nobody_else(
+    web: Web, tmp_path: Path
+) -> None:
+    """Each digest's List-Unsubscribe has a mailto: beside its https URL (RFC 2369; one click stays the https one).
+    A mail to that address, read from the bounce mailbox, unsubscribes the reader of that digest; one to an address
+    with a forged token, or with another digest's number and this one's token, unsubscribes nobody."""
+    import mailbox
+    import re
+
+    from sqlalchemy import select
+
+    from digest import clock
+    from digest.config import SourceConfig
+    from digest.ingest import ingest_sources
+    from digest.mail.replies.bounces import read_bounces
+    from digest.store.models import Digest, Subscriber
+    from tests.conftest import at, fixture_path
+
+    confirmed(web, "ada@example.org", WATER)
+    confirmed(web, "bo@example.org", WATER)
+    at("2026-11-20T10:00:00Z")
+    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    at("2026-11-23T09:00:00Z")
+    web.send()
+    (digest,) = [m for m in web.mails_to("ada@example.org") if m["List-Unsubscribe"]]
+    https, mailto = re.findall(r"<([^>]+)>", digest["List-Unsubscribe"])
+    assert https.startswith("http://digest.localhost/unsubscribe/") and digest["List-Unsubscribe-Post"]
+    address = mailto.removeprefix("mailto:").split("?")[0]
+    with web.sessions() as session:
+        bo_digest = session.scalars(
+            select(Digest.id).join(Subscriber).where(Subscriber.email == "bo@example.org")
+        ).one()
+    token = re.search(r"\+u([0-9a-f]+)-([0-9a-f]{12})@", address)
+    assert token is not None
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+
+    def mail_to(to: str) -> bytes:
+        return f"From: Ada <ada@example.org>\nTo: {to}\nSubject: unsubscribe\n\nunsubscribe\n".encode()
+
+    # Forged: bo's digest number with ada's token, and a made-up token: nobody leaves.
+    box.add(mail_to(address.replace(f"+u{token.group(1)}-", f"+u{bo_digest:x}-")))
+    box.add(mail_to(address.replace(token.group(2), "0123456789ab")))
+    box.close()
+    report = read_bounces(web.sessions, web.settings, tmp_path / "box", clock.now())
+    assert report.unsubscribed == 0
+    assert web.status("ada@example.org") == "confirmed" and web.status("bo@example.org") == "confirmed"
+
+    box = mailbox.Maildir(tmp_path / "box2", create=True)
+    box.add(mail_to(address))
+    box.close()
+    report = read_bounces(web.sessions, web.settings, tmp_path / "box2", clock.now())
+    assert report.unsubscribed == 1, report
+    assert web.status("ada@example.org") == "unsubscribed" and web.status("bo@example.org") == "confirmed"
+    again = read_bounces(web.sessions, web.settings, tmp_path / "box2", clock.now())
+    assert (again.unsubscribed, again.already) == (0, 1)
+    clock.set_fixed_now(None)

@@ -164,8 +164,8 @@ def bounces_command(app: App, path: str, as_json: bool) -> None:
         return
     click.echo(
         f"{report.source}: {report.read} read; {report.hard} hard bounce(s) ({report.suppressed} address(es) "
-        f"suppressed), {report.soft} soft, {report.complaints} complaint(s); {report.already} counted before; "
-        f"{len(report.skipped)} skipped"
+        f"suppressed), {report.soft} soft, {report.complaints} complaint(s), {report.unsubscribed} unsubscribed by "
+        f"mail; {report.already} counted before; {len(report.skipped)} skipped"
     )
     for key, why in report.skipped:
         click.echo(f"  skipped {key}: {why}")

@@ -71,6 +71,22 @@ def suppress_for_complaint(conn: Connection, subscriber_id: int, reason: str, no
     return _suppress(conn, subscriber_id, now)
 
 
+def unsubscribe_by_mail(conn: Connection, subscriber_id: int, now: datetime) -> bool:
+    """A mail to a digest's List-Unsubscribe mailto: its reader leaves, on ``conn``'s transaction, their digests not
+    yet sent cancelled. True when this unsubscribed them (False: they had left, or were never confirmed)."""
+    left = conn.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.status.in_((SubscriberStatus.CONFIRMED, SubscriberStatus.SUPPRESSED)),
+        )
+        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now)
+    ).rowcount
+    if left:
+        _cancel_unsent(conn, subscriber_id)
+    return bool(left)
+
+
 def _suppress(conn: Connection, subscriber_id: int, now: datetime, *also: Any) -> bool:
     """A confirmed subscriber (meeting ``also``) suppressed, and their digests not yet sent cancelled."""
     suppressed = conn.execute(

@@ -39,6 +39,8 @@ class Envelope:
     # The list's name in List-Id (its human part) and the language the bodies are written in (Content-Language).
     list_name: str = "Practice digest"
     language: str = ""
+    # The address a mail unsubscribes at (List-Unsubscribe's mailto:, beside the https URL; RFC 2369); "": none.
+    unsubscribe_mailto: str = ""
 
 
 @lru_cache(maxsize=64)
@@ -161,7 +163,15 @@ class MessageTemplate:
         self._before_html = sep + _body_head("text/html")
         self._end = f"\n--{boundary}--\n".encode()
 
-    def fill(self, to: str, message_id: str, date: datetime, unsubscribe_url: str, values: dict[str, str]) -> bytes:
+    def fill(
+        self,
+        to: str,
+        message_id: str,
+        date: datetime,
+        unsubscribe_url: str,
+        values: dict[str, str],
+        unsubscribe_mailto: str = "",
+    ) -> bytes:
         parts = [
             self._head,
             # Punycode domain; a non-ASCII local part stays UTF-8 (RFC 6532), sent only where SMTPUTF8 is offered.
@@ -174,6 +184,8 @@ class MessageTemplate:
         ]
         if self.bulk:
             parts.append(header_safe(unsubscribe_url, limit=900).encode("utf-8"))
+            if unsubscribe_mailto:  # second: one-click (RFC 8058) is the https URL's
+                parts.append(f">, <mailto:{header_safe(unsubscribe_mailto, limit=320)}?subject=unsubscribe".encode())
         encoded = encode_values(values)
         parts += [self._before_text, self.text.fill(values, encoded)]
         if self.html is not None:
@@ -196,4 +208,6 @@ def build_message(envelope: Envelope, text: str, html: str | None) -> bytes:
     """A multipart/alternative message (text first, HTML last), or a text/plain one without ``html``, as bytes with
     LF line ends."""
     template = MessageTemplate(envelope, EncodedBody(text, {}), EncodedBody(html, {}) if html is not None else None)
-    return template.fill(envelope.to, envelope.message_id, envelope.date, envelope.unsubscribe_url, {})
+    return template.fill(
+        envelope.to, envelope.message_id, envelope.date, envelope.unsubscribe_url, {}, envelope.unsubscribe_mailto
+    )

@@ -13,6 +13,7 @@ from digest import clock
 from digest.mail.build.dkim import signer_for
 from digest.mail.build.mime import EncodedBody, Envelope, MessageTemplate, build_message
 from digest.mail.build.render import Links, RenderedDigest, render_digest
+from digest.mail.build.verp import unsubscribe_address
 from digest.mail.plan.compose import DigestContent
 from digest.store.states import MailFormat
 from digest.subscriptions.tokens import Purpose, make_token
@@ -55,6 +56,8 @@ class Addressed:
     message_id: str
     subject: str | None = None
     period: str | None = None
+    # The digest it is (a resend): its List-Unsubscribe then has a mailto: too (None: a preview).
+    digest_id: int | None = None
 
 
 def digest_message(
@@ -74,6 +77,7 @@ def digest_message(
         reply_to=settings.reply_to,
         list_name=list_name(content.language),
         language=content.language,
+        unsubscribe_mailto=unsubscribe_address(settings, to.digest_id) if to.digest_id is not None else "",
     )
     message = build_message(envelope, rendered.text, rendered.html)
     signer = signer_for(settings)
@@ -129,5 +133,6 @@ class MessageFactory:
         template = self._template(claimed.content_hash, claimed.subject, body, claimed.format == MailFormat.TEXT)
         links = links_for(self.settings, claimed.key, claimed.period)
         values = {"unsubscribe": links.unsubscribe, "manage": links.manage, "view": links.view}
-        message = template.fill(claimed.email, claimed.message_id, now, links.unsubscribe, values)
+        mailto = unsubscribe_address(self.settings, claimed.id)
+        message = template.fill(claimed.email, claimed.message_id, now, links.unsubscribe, values, mailto)
         return self.signer.sign(message) if self.signer else message

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import logs, metrics
 from digest.config import Settings
-from digest.mail.build.verp import digest_of
+from digest.mail.build.verp import digest_of, unsubscribing
 from digest.mail.replies.mailboxes import messages_of, shown
 from digest.mail.replies.reader import (
     COMPLAINT,
@@ -35,7 +35,7 @@ from digest.mail.replies.reader import (
     read_message,
     returned_message_id,
 )
-from digest.store.bounces import count_hard_bounce, record, suppress_for_complaint
+from digest.store.bounces import count_hard_bounce, record, suppress_for_complaint, unsubscribe_by_mail
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import BounceKind, SubscriberStatus
@@ -63,6 +63,8 @@ class BounceReport:
     suppressed: int = 0
     # Spam complaints (ARF) matched to a digest of ours: each suppresses its subscriber at once.
     complaints: int = 0
+    # Mails to a digest's List-Unsubscribe mailto: that unsubscribed its reader.
+    unsubscribed: int = 0
     # Counted by an earlier read of the same mailbox.
     already: int = 0
     # (mailbox key, why it was not counted): unrelated mail, reports of success, bounces of no digest of ours.
@@ -76,6 +78,7 @@ class BounceReport:
             "soft": self.soft,
             "suppressed": self.suppressed,
             "complaints": self.complaints,
+            "unsubscribed": self.unsubscribed,
             "already": self.already,
             "skipped": [{"key": k, "why": w} for k, w in self.skipped],
         }
@@ -131,6 +134,8 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
         if complaint is not None:
             _complained(factory, settings, key, complaint, now, report)
             continue
+        if _unsubscribed(factory, settings, key, parsed, now, report):
+            continue
         failures = [r for r in readings if r.kind in (HARD, SOFT)]
         if not failures:
             first = readings[0]
@@ -139,6 +144,41 @@ def read_bounces(factory: sessionmaker[Session], settings: Settings, path: str |
             continue
         _bounced(factory, settings, key, parsed, failures, copy, now, report)
     return report
+
+
+def _addressed(message: EmailMessage) -> tuple[str, ...]:
+    """Where the message was delivered to (where our VERP or unsubscribe token is)."""
+    return tuple(
+        str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
+    )
+
+
+def _unsubscribed(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    key: str,
+    message: EmailMessage,
+    now: datetime,
+    report: BounceReport,
+) -> bool:
+    """A mail to a digest's List-Unsubscribe mailto: (RFC 2369): its reader leaves. True when it was one (acted on or
+    not); the token's HMAC is ours or it names no one."""
+    digest_id = next((d for a in _addressed(message) if (d := unsubscribing(settings, a)) is not None), None)
+    if digest_id is None:
+        return False
+    with transaction(factory) as session:
+        digest = session.get(Digest, digest_id)
+        if digest is None:
+            report.skipped.append((key, "an unsubscribe mail for a digest no longer here"))
+            return True
+        left = unsubscribe_by_mail(session.connection(), digest.subscriber_id, now)
+    if not left:
+        report.already += 1
+        return True
+    report.unsubscribed += 1
+    metrics.UNSUBSCRIBES.labels("mail").inc()
+    events("subscriber.unsubscribed", digest_id=digest_id, via="mail")
+    return True
 
 
 def _bounced(
@@ -152,9 +192,7 @@ def _bounced(
     report: BounceReport,
 ) -> None:
     """A bounce (hard or soft) kept once for the digest it returns, and a hard one counted."""
-    addressed = tuple(
-        str(v) for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To") for v in message.get_all(name, [])
-    )
+    addressed = _addressed(message)
     message_id = returned_message_id(message)
     with transaction(factory) as session:
         digest = _digest_by(session, settings, addressed, message_id)

@@ -58,7 +58,7 @@ def resend(
         email_address, key, body = subscriber.email, subscriber.key, digest.content
     message_id = new_message_id(f"{digest.period}.resend", digest.subscriber_id, settings.id_domain)
     now = clock.now()
-    to = Addressed(key, email_address, message_id, digest.subject, digest.period)
+    to = Addressed(key, email_address, message_id, digest.subject, digest.period, digest.id)
     _, message = digest_message(settings, DigestContent.from_json(body), to, now)
     try:
         transport.send(return_path(settings, digest.id), email_address, message)
