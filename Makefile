@@ -82,6 +82,7 @@ bench: $(STAMP) $(CATALOGS) bench-packages
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_replies.py
 
 clean:
 	rm -rf var feeds/*.atom

@@ -57,6 +57,9 @@ def test_subscribe_by_slug_or_name_and_normalised_address(themed: sessionmaker[S
                 "practice_languages": None,
                 "language": None,
                 "format": None,
+                "reconfirm_asked_at": None,
+                "left_reason": None,
+                "last_bounce": None,
             }
         ]
 

@@ -439,10 +439,10 @@ class RateWindow(Base):
 
 
 class Bounce(Base):
-    """A delivery status notification read from the bounce mailbox: a hard (permanent) or soft (temporary)
-    failure for one subscriber's digest. ``source`` (a hash of what the report is about: digest, Message-ID,
-    recipient, status; see digest.mail.replies.bounces.report_key) keeps a re-read or a replay from counting it
-    twice."""
+    """A bounce kept for one subscriber's digest: a refusal at RCPT during the SMTP transaction, or a report read
+    from the bounce mailbox (a DSN, a prose bounce); hard (the address is gone) or soft, with its reason.
+    ``source`` (a hash of what it is about: digest.mail.replies.bounces.report_key for a report,
+    digest.store.bounces.at_transaction_key for a refusal) keeps a re-read or a replay from counting it twice."""
 
     __tablename__ = "bounces"
     __table_args__ = (CheckConstraint(check("kind", BounceKind), name="kind"),)

@@ -357,6 +357,10 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
         },
         "bounces_in_a_row": subscriber.bounces,
         "last_bounce": subscriber.last_bounce,
+        # The sunset (docs/bounces.md): asked "do you still want these?" and when, their last answer, why they left.
+        "reconfirm_asked_at": _iso(subscriber.reconfirm_asked_at),
+        "reconfirmed_at": _iso(subscriber.reconfirmed_at),
+        "left_reason": subscriber.left_reason,
         "subscriptions": [
             {"theme": s.theme.name, "slug": s.theme.slug, "since": _iso(s.created_at)}
             for s in sorted(subscriber.subscriptions, key=lambda s: s.theme.name)
@@ -385,6 +389,7 @@ def personal_data(session: Session, key: str) -> dict[str, object]:
                 "digest": periods.get(b.digest_id) if b.digest_id is not None else None,
                 "kind": b.kind,
                 "status": b.status,
+                "reason": b.reason,
                 "diagnostic": b.diagnostic,
                 "received_at": _iso(b.received_at),
             }

@@ -58,7 +58,8 @@ _GENERIC = {"0.0", "1.0", "2.0", "4.0", "5.0", "5.1", "5.2", "5.3", "5.4", "5.5"
 # (Exchange Online's directory-based edge blocking as 5.4.1, Office 365's 5.1.10, Yahoo's 554).
 _DECISIVE = re.compile(
     r"recipient address rejected: access denied|resolver\.adr\.recipnotfound|recipientnotfound|recipient not "
-    r"found by smtp address lookup|no such user here|(user|recipient) doesn't have an? [\w.-]+ account",
+    r"found by smtp address lookup|no such user here|(user|recipient) doesn't have an? [\w.-]+ account|"
+    r"not listed in (the )?(domino |public )?(directory|address book)",
     re.IGNORECASE,
 )
 
@@ -84,12 +85,13 @@ _WORDS: tuple[tuple[str, str], ...] = (
     ),
     (
         "spam",
-        r"\bspam|junk mail|bulk mail|content (was )?(rejected|filtered)|message (content )?rejected as|"
-        r"\bubl\b|looks like spam|spamhaus|spamcop|suspicious",
+        r"\bspam(my)?\b|junk mail|bulk mail|content (was )?(rejected|filtered)|message (content )?rejected as|"
+        r"\bubl\b|looks like spam|suspicious",
     ),
     (
         "blocked",
-        r"blacklist|blocklist|block ?list|black ?list|\blisted\b|\bblocked\b|reputation|rbl|dnsbl|"
+        r"blacklist|blocklist|block ?list|black ?list|\blisted\b|\bblocked\b|reputation|rbl|dnsbl|spamhaus|spamcop|"
+        r"barracuda|"
         r"poor reputation|ip .*(banned|blocked)|client host .*(rejected|blocked)|access denied|banned",
     ),
     (

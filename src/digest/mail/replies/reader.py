@@ -32,7 +32,8 @@ _ADDRESS = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Z
 _BOUNCER = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)|mail administrator", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|returned mail|delivery (status notification|failure|has failed|failed)|failure notice|"
-    r"mail delivery failed|could not be delivered|non.?delivery|rejected|returned to sender",
+    r"mail delivery failed|could not be delivered|non.?delivery|rejected|returned to sender|mail failure|"
+    r"address not found|delivery problem|nicht zustellbar|non remis|no entregado|配信|エラー|返送|送信失敗",
     re.I,
 )
 _VACATION_SUBJECT = re.compile(
@@ -42,6 +43,12 @@ _VACATION_SUBJECT = re.compile(
     re.I,
 )
 _QUOTED_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+@[^<>\s]+>)", re.I | re.M)
+# Challenge-response systems (the sender is asked to prove they are a person): an auto-reply, never a bounce.
+_CHALLENGE = re.compile(
+    r"confirm (that )?(your|you sent (this|the)) (message|mail|e-?mail)|challenge.response|verify (that )?you are "
+    r"(a )?(human|person)|whitelist|allow ?list request|spam ?arrest|boxbe|mailsbestfriend",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,10 @@ def read_message(message: EmailMessage) -> list[Reading]:
     if _looks_like_a_bounce(message):
         return _prose_bounce(message)
     if _auto_reply(message):
-        return [Reading(AUTO_REPLY, reason="vacation", diagnostic=_subject(message))]
+        challenge = _CHALLENGE.search(_subject(message)) or _CHALLENGE.search(_text(message)[:2000])
+        return [
+            Reading(AUTO_REPLY, reason="challenge-response" if challenge else "vacation", diagnostic=_subject(message))
+        ]
     return [Reading(NOT_A_REPORT, reason="not a report", diagnostic=_subject(message))]
 
 
@@ -174,18 +184,25 @@ def _dsn(message: EmailMessage) -> list[Reading]:
 
 
 def _looks_like_a_bounce(message: EmailMessage) -> bool:
+    """X-Failed-Recipients, or a mail system's sender (MAILER-DAEMON, postmaster ...), or a bounce's subject from a
+    sender that is not a person's auto-reply."""
     sender = str(message.get("From", ""))
-    return bool(message.get("X-Failed-Recipients")) or (
-        bool(_BOUNCER.search(sender)) and bool(_BOUNCE_SUBJECT.search(_subject(message)))
-    )
+    if message.get("X-Failed-Recipients") or _BOUNCER.search(sender):
+        return True
+    return bool(_BOUNCE_SUBJECT.search(_subject(message))) and not _auto_reply(message)
+
+
+def _text(message: EmailMessage) -> str:
+    """The message's plain text (decoded from its transfer encoding and charset), or ""."""
+    body = message.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return text if isinstance(text, str) else ""
 
 
 def _prose_bounce(message: EmailMessage) -> list[Reading]:
-    """A bounce without a DSN: its words classified, its recipients from X-Failed-Recipients or the lines that
-    name them (qmail's "<address>:" and the like), else one reading with no recipient."""
-    body = message.get_body(("plain",))
-    text = body.get_content() if body is not None else ""
-    text = text if isinstance(text, str) else ""
+    """A bounce without a DSN: its words classified, its recipients from X-Failed-Recipients, the lines that name
+    them (qmail's "<address>:" and the like) or any address its own words name, else one reading with none."""
+    text = _text(message)
     # The part before the returned message: its headers would name our own addresses.
     own = re.split(r"\n-+ ?(original message|this is a copy of the message|below this line)", text, flags=re.I)[0]
     words = " ".join(own.split())[:2000]
@@ -193,6 +210,11 @@ def _prose_bounce(message: EmailMessage) -> list[Reading]:
     recipients = [_address(a) for a in str(message.get("X-Failed-Recipients", "")).split(",") if a.strip()]
     if not recipients:
         recipients = [m.group(1) for m in re.finditer(r"^\s*<([^>\s]+@[^>\s]+)>\s*:", own, flags=re.M)]
+    if not recipients:
+        # Any address its own words name (Exim without DSN, Domino, webmail providers' texts), but the bounce's own
+        # sender and the return path it came to.
+        ours = {_address(str(v)).lower() for name in ("From", "To") for v in message.get_all(name, [])}
+        recipients = list(dict.fromkeys(m.group(1) for m in _ADDRESS.finditer(own) if m.group(1).lower() not in ours))
     diagnostic = header_safe(words, limit=300)
     return [Reading(verdict.kind, r, verdict.status, verdict.reason, diagnostic) for r in recipients] or [
         Reading(verdict.kind, "", verdict.status, verdict.reason, diagnostic)
