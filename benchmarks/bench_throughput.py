@@ -158,13 +158,15 @@ def digest_send(env: dict[str, str], processes: int) -> tuple[float, int]:
     return elapsed, int(json.loads(done.stdout)["sent"])
 
 
-def smtp_source(port: int, count: int, size: int) -> float:
+def smtp_source(port: int, count: int, size: int, sessions: int) -> float:
+    """smtp-source sending ``count`` messages of ``size`` bytes over ``sessions`` parallel sessions (as many as
+    `digest send` has senders: the link's speed with that much parallelism)."""
     started = time.perf_counter()
     subprocess.run(
         [
             "/usr/sbin/smtp-source",
             "-s",
-            "1",
+            str(sessions),
             "-m",
             str(count),
             "-l",
@@ -208,7 +210,7 @@ def run(label: str, database_url: str, subscribers: int, processes: int, restore
             url = restore()
             Path(env["DIGEST_CONFIG"]).write_text(config.replace(database_url, url), encoding="utf-8")
             elapsed, sent = digest_send(env, processes)
-            reference = smtp_source(sink.port, sent, size)
+            reference = smtp_source(sink.port, sent, size, processes)
             rounds.append((sent / elapsed / (sent / reference), elapsed, reference, sent))
     for n, (ratio, elapsed, reference, sent) in enumerate(rounds, 1):
         print(
@@ -227,7 +229,10 @@ def main() -> None:
     subscribers = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     if not shutil.which("/usr/sbin/smtp-sink"):
         sys.exit("needs Postfix's smtp-sink and smtp-source: apt-get install postfix")
-    print(f"{subscribers} subscribers, 7 distinct digests; plan + render + SMTP + ledger vs smtp-source -s 1")
+    print(
+        f"{subscribers} subscribers, 7 distinct digests; plan + render + SMTP + ledger vs smtp-source with as many "
+        "sessions as senders (-s N)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         prepared, database = Path(tmp) / "prepared.db", Path(tmp) / "bench.db"
 

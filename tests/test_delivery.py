@@ -226,7 +226,7 @@ def test_bounces_in_a_row_up_to_the_configured_limit(
     assert subscriber(sessions, BO).bounces == 0
 
 
-@pytest.mark.parametrize(("fault", "reason"), [("552full", "mailbox-full"), ("550block", "spam")])
+@pytest.mark.parametrize(("fault", "reason"), [("552full", "mailbox-full"), ("550block", "blocked")])
 def test_a_refusal_of_this_message_at_rcpt_is_soft_and_keeps_the_reader(
     sessions: sessionmaker[Session], mail: Settings, faulty: tuple[FaultyHandler, str], fault: str, reason: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -270,8 +271,10 @@ def test_message_headers_structure_and_escaping(
         if line.startswith("List-"):
             assert "=?" not in line
     unsubscribe_line = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
-    url = unsubscribe_line.removeprefix("List-Unsubscribe: <").removesuffix(">")
+    # The https URL first (one click, RFC 8058), then the mailto: (RFC 2369), on the one unfolded line.
+    url, mailto = unsubscribe_line.removeprefix("List-Unsubscribe: <").removesuffix(">").split(">, <")
     assert url.startswith(settings.base_url + "/unsubscribe/")
+    assert re.fullmatch(r"mailto:[^@?]+\+u[0-9a-f]+-[0-9a-f]{12}@[^?]+\?subject=unsubscribe", mailto), mailto
     token = url.rsplit("/", 1)[1]
     with sessions() as session:
         key = session.scalars(select(Subscriber.key).where(Subscriber.email == "alice@example.org")).one()

@@ -56,6 +56,10 @@ class SmtpSettings:
     starttls: bool
     username: str | None
     password: str | None
+    # Messages per second at most through this relay, across every sender and host (0: no limit of its own);
+    # its share of the senders against the other relays'.
+    rate: float = 0.0
+    weight: int = 1
 
     def display(self) -> str:
         """The server as an operator would name it, without the password."""
@@ -72,6 +76,9 @@ class Settings:
     # Public URL of the web app; every link in mails and feeds starts with it.
     base_url: str = "https://digest.example.org"
     # Where SMTP mail goes: smtp://[user:password@]host[:port][?starttls=1] or smtps://...; empty = outbox.
+    # Several relays, separated by spaces: senders share them (by ?weight=N), a relay that is down is skipped for a
+    # while (60 s, doubling) and its digests go through the next; ?rate=N (messages per second) holds for that
+    # relay across every sender and host.
     smtp_url: str = ""
     # Seconds to wait for the SMTP server before giving up on a command.
     smtp_timeout: float = 30.0
@@ -238,8 +245,13 @@ class Settings:
         return self.websub_hubs.split()
 
     def smtp(self) -> SmtpSettings | None:
-        """The SMTP server, or None when mail goes to the outbox."""
-        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+        """The (first) SMTP relay, or None when mail goes to the outbox."""
+        relays = self.relays()
+        return relays[0] if relays else None
+
+    def relays(self) -> list[SmtpSettings]:
+        """Every SMTP relay smtp_url names (separated by spaces), in its order; none: mail goes to the outbox."""
+        return [parse_smtp_url(url) for url in self.smtp_url.split()]
 
     @property
     def bounces_from(self) -> str:
@@ -318,7 +330,19 @@ def parse_smtp_url(url: str, origin: str = "smtp_url") -> SmtpSettings:
         raise ConfigError(f"{origin}: {shown!r} is not smtp://host[:port] or smtps://host[:port]")
     query = parse_qs(parts.query)
     starttls = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
+    try:
+        rate = float(query.get("rate", ["0"])[0])
+        weight = int(query.get("weight", ["1"])[0])
+    except ValueError:
+        raise ConfigError(
+            f"{origin}: {shown!r}: rate must be a number (messages per second) and weight a whole number",
+            "for example smtp://relay.example:25?rate=14&weight=2",
+        ) from None
+    if not 0 <= rate <= 100_000 or not 1 <= weight <= 100:
+        raise ConfigError(f"{origin}: {shown!r}: rate must be 0 to 100000 and weight 1 to 100")
     return SmtpSettings(
+        rate=rate,
+        weight=weight,
         host=parts.hostname,
         port=port or (465 if parts.scheme == "smtps" else 25),
         ssl=parts.scheme == "smtps",

@@ -32,7 +32,12 @@ from digest import clock, logs
 
 # Created outside any registry: each server (the web app, the worker's metrics port) registers them in its own,
 # beside its store's figures.
-DELIVERIES = Counter("digest_deliveries", "Digests this process tried to send, by outcome", ["outcome"], registry=None)
+DELIVERIES = Counter(
+    "digest_deliveries",
+    "Digests this process tried to send, by relay (scheme, host and port; outbox) and outcome",
+    ["relay", "outcome"],
+    registry=None,
+)
 PLANNED = Counter("digest_digests_planned", "Digests this process planned", registry=None)
 SMTP_REPLIES = Counter(
     "digest_smtp_replies", "SMTP answers to a message, by class (2xx, 4xx, 5xx)", ["class"], registry=None
@@ -195,6 +200,12 @@ class StoreFigures(Collector):
         yield GaugeMetricFamily(
             "digest_sources_failing", "Sources whose last read failed", value=sum(s.failures > 0 for s in found.sources)
         )
+        relay_up = GaugeMetricFamily(
+            "digest_relay_up", "1 when the senders last reached this SMTP relay, 0 when it was down", labels=["relay"]
+        )
+        for relay, up_now, _, _ in found.relays:
+            relay_up.add_metric([relay], 1 if up_now else 0)
+        yield relay_up
 
 
 def registry_for(engine: Engine) -> CollectorRegistry:

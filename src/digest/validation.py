@@ -144,8 +144,8 @@ def validate(settings: Settings, where: Origins) -> Settings:
             f"{where('operator_password_hash')}: not an argon2 hash",
             "make one with `digest operator password` and paste the line it prints",
         )
-    if settings.smtp_url:
-        parse_smtp_url(settings.smtp_url, where("smtp_url"))
+    for url in settings.smtp_url.split():
+        parse_smtp_url(url, where("smtp_url"))
     _check_mailbox(settings.bounce_mailbox, where("bounce_mailbox"))
     if settings.smtp_pipelining not in PIPELINING:
         raise ConfigError(

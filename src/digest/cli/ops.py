@@ -47,6 +47,9 @@ def status(app: App, as_json: bool) -> None:
             f"subscribers due now: {report['subscribers_due']}; last 24 h: {day['planned']} planned, "
             f"{day['sent']} sent; waiting: {waiting or 'none'}"
         )
+        for relay in report["relays"]:
+            state = "up" if relay["up"] else f"down since {relay['since']}: {relay['last_error']}"
+            click.secho(f"relay {relay['relay']}: {state}", fg=None if relay["up"] else "yellow")
         for source in report["failing_sources"]:
             click.secho(f"source {source['location']}: {source['status']}: {source['last_error']}", fg="yellow")
         for problem in report["problems"]:

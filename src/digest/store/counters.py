@@ -1,18 +1,21 @@
-"""Counters in fixed time windows, kept in the store so every process (and host) on it counts together.
+"""What every process (and host) on the store shares as it goes: counters in fixed time windows, and the SMTP
+relays' health.
 
-The web app's rate limits use them: two server processes behind one balancer see the same counts. One
-statement per hit (an upsert that returns the new count), on SQLite as on PostgreSQL.
+The rate limits use the counters (the web app's: two server processes behind one balancer see the same counts; the
+senders' rate_per_second and each relay's ?rate=). One statement per hit (an upsert that returns the new count),
+on SQLite as on PostgreSQL. A relay's health is written by the senders when it changes (digest.mail.send.relays)
+and read by `digest status`, the operator page and /metrics.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from digest.store.db import conflict_insert
-from digest.store.models import RateWindow
+from digest.store.models import RateWindow, RelayHealth
 
 
 def window_start(now: datetime, window: timedelta) -> datetime:
@@ -53,3 +56,33 @@ def give_back(session: Session, bucket: str, window: timedelta, now: datetime) -
 def forget(session: Session, bucket: str) -> None:
     """Delete every window of ``bucket`` (an erased address leaves no trace, not even a keyed hash)."""
     session.execute(delete(RateWindow).where(RateWindow.bucket == bucket))
+
+
+# Relays -------------------------------------------------------------------------------------------------------------
+
+
+def record_relay(engine: Engine, relay: str, up: bool, error: str | None, now: datetime) -> None:
+    """The relay (its display name: no credentials) found up, or down with ``error``; in a transaction of its own."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    upsert = (
+        insert(RelayHealth)
+        .values(relay=relay, up=up, last_error=error, changed_at=now)
+        .on_conflict_do_update(
+            index_elements=[RelayHealth.relay], set_={"up": up, "last_error": error, "changed_at": now}
+        )
+    )
+    with engine.begin() as connection:
+        connection.execute(upsert)
+
+
+def relay_health(connection: Connection) -> list[tuple[str, bool, str | None, datetime]]:
+    """Every relay the senders have found: (relay, up, last error, since), by name."""
+    rows = connection.execute(
+        select(RelayHealth.relay, RelayHealth.up, RelayHealth.last_error, RelayHealth.changed_at).order_by(
+            RelayHealth.relay
+        )
+    )
+    return [(str(r), bool(u), e, t) for r, u, e, t in rows]

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, text, union_all
 from sqlalchemy.engine import Connection
 
+from digest.store.counters import relay_health
 from digest.store.models import (
     UNSENT_SQL,
     Bounce,
@@ -58,6 +59,8 @@ class Figures:
     lease_expires: datetime | None = None
     jobs: list[JobFigures] = field(default_factory=list)
     sources: list[SourceFigures] = field(default_factory=list)
+    # SMTP relays as the senders last found them: (relay, up, last error, since).
+    relays: list[tuple[str, bool, str | None, datetime]] = field(default_factory=list)
 
 
 def figures(connection: Connection, now: datetime) -> Figures:
@@ -108,6 +111,7 @@ def figures(connection: Connection, now: datetime) -> Figures:
             )
         )
     ]
+    found.relays = relay_health(connection)
     return found
 
 

@@ -427,6 +427,18 @@ class Tally(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class RelayHealth(Base):
+    """An SMTP relay's state as the senders last found it (written when it changes): up, or down since when and why.
+    Named by its scheme, host and port, never with its credentials."""
+
+    __tablename__ = "relay_health"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)
+    up: Mapped[bool] = mapped_column(Boolean)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class RateWindow(Base):
     """A counter in a fixed time window, shared by every process on the store (web rate limits)."""
 

@@ -38,13 +38,17 @@ def _send_counts(report: SendReport) -> tuple[dict[str, Any], str | None]:
 
 
 def plan_send_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
-    report = plan_and_send(worker.factory, worker.settings, transport_for(worker.settings), worker.stop.is_set)
+    report = plan_and_send(
+        worker.factory, worker.settings, transport_for(worker.settings, worker.factory), worker.stop.is_set
+    )
     return _send_counts(report)
 
 
 def retry_job(worker: JobContext) -> tuple[dict[str, Any], str | None]:
     report = SendReport()
-    deliver_due(worker.factory, worker.settings, transport_for(worker.settings), report, worker.stop.is_set)
+    deliver_due(
+        worker.factory, worker.settings, transport_for(worker.settings, worker.factory), report, worker.stop.is_set
+    )
     return _send_counts(report)
 
 

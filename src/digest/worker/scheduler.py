@@ -148,7 +148,7 @@ class Worker:
             report = deliver_due(
                 self.factory,
                 self.settings,
-                transport_for(self.settings),
+                transport_for(self.settings, self.factory),
                 SendReport(),
                 lambda: self.stop.is_set() or time.monotonic() > until,
             )

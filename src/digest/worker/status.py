@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from digest import clock
 from digest.store import figures
+from digest.store.counters import relay_health
 from digest.store.states import FAILING, WAITING, JobOutcome
 from digest.worker.lease import wall_now
 
@@ -88,4 +89,9 @@ def status_of(connection: Connection) -> dict[str, Any]:
         "last_day": day,
         "digests_waiting": {str(k): found.digests.get(k, 0) for k in sorted(WAITING)},
         "failing_sources": failing,
+        # Each SMTP relay as the senders last found it (never with its credentials).
+        "relays": [
+            {"relay": relay, "up": up, "last_error": error, "since": _iso(since)}
+            for relay, up, error, since in relay_health(connection)
+        ],
     }

@@ -253,10 +253,10 @@ class Deliverer:
             self.engine, now, self.policy.claim_timeout, dead, self.policy.max_attempts
         )
         self.report.cancelled += cancelled
-        metrics.DELIVERIES.labels(Delivery.CANCELLED).inc(cancelled)
+        metrics.DELIVERIES.labels(self._relay(), Delivery.CANCELLED).inc(cancelled)
         for digest_id in exhausted:
             self.report.failed += 1
-            metrics.DELIVERIES.labels(Delivery.FAILED).inc()
+            metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
             self.report.errors.append(f"digest {digest_id}: gave up after {self.policy.max_attempts} attempts")
             events("digest.failed", logging.ERROR, digest_id=digest_id, reason="out of attempts")
 
@@ -346,10 +346,14 @@ class Deliverer:
         """Record an outcome other than sent, if the claim is still ours (an unsubscribe may have cancelled it)."""
         digests.finish(self.engine, digest_id, self.holder, status, **values)
 
+    def _relay(self) -> str:
+        """The relay the outcome is about (digest.mail.send.relays: its name, no credentials), or "outbox"."""
+        return str(getattr(self.transport, "relay", "outbox"))
+
     def _fail(self, claimed: Claimed, error: str) -> None:
         self._finish(claimed.id, DigestStatus.FAILED, last_error=error)
         self.report.failed += 1
-        metrics.DELIVERIES.labels(Delivery.FAILED).inc()
+        metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.failed", logging.ERROR, digest_id=claimed.id, email=claimed.email, error=error)
 
@@ -362,7 +366,7 @@ class Deliverer:
         assert self._recorder is not None
         self._recorder.sent(claimed, clock.now())
         self.report.sent += 1
-        metrics.DELIVERIES.labels(Delivery.SENT).inc()
+        metrics.DELIVERIES.labels(self._relay(), Delivery.SENT).inc()
 
     def _flush(self) -> None:
         """Write the accepted messages still waiting in the recorder's group."""
@@ -384,7 +388,7 @@ class Deliverer:
         wait = self.policy.retry_delay * 2 ** (attempts - 1)
         self._finish(claimed.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
-        metrics.DELIVERIES.labels(Delivery.DEFERRED).inc()
+        metrics.DELIVERIES.labels(self._relay(), Delivery.DEFERRED).inc()
         self.report.errors.append(f"{claimed.email}: deferred for {wait}: {error}")
         events(
             "digest.deferred", logging.WARNING, digest_id=claimed.id, email=claimed.email, wait=str(wait), error=error
@@ -396,7 +400,7 @@ class Deliverer:
         error = refusal.error
         suppressed = digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, now)
         self.report.bounced += 1
-        metrics.DELIVERIES.labels(Delivery.BOUNCED).inc()
+        metrics.DELIVERIES.labels(self._relay(), Delivery.BOUNCED).inc()
         metrics.BOUNCES.labels(BounceKind.HARD, refusal.reason, "smtp").inc()
         self.report.suppressed += suppressed
         events(
@@ -416,7 +420,7 @@ class Deliverer:
         digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, clock.now())
         error = refusal.error
         self.report.failed += 1
-        metrics.DELIVERIES.labels(Delivery.FAILED).inc()
+        metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
         metrics.BOUNCES.labels(BounceKind.SOFT, refusal.reason, "smtp").inc()
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.soft_bounced", logging.WARNING, digest_id=claimed.id, email=claimed.email, error=error)

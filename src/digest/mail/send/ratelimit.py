@@ -17,8 +17,12 @@ from digest.store.digests import hour_budget
 class RateLimiter:
     """One sender's view of the shared limits."""
 
-    def __init__(self, factory: sessionmaker[Session], per_second: float = 0.0, per_hour: int = 0) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], per_second: float = 0.0, per_hour: int = 0, bucket: str = "smtp"
+    ) -> None:
         self.factory = factory
+        # What the per-second counter is kept under: "smtp" for rate_per_second, "smtp:<relay>" for a relay's ?rate=.
+        self.bucket = f"{bucket}:per-second"
         self.per_second = per_second
         self.per_hour = per_hour
         self._last = 0.0
@@ -41,7 +45,7 @@ class RateLimiter:
         limit = max(1, int(self.per_second))
         while True:
             with transaction(self.factory) as session:
-                if counters.take(session, "smtp:per-second", limit, timedelta(seconds=1), datetime.now(UTC)):
+                if counters.take(session, self.bucket, limit, timedelta(seconds=1), datetime.now(UTC)):
                     break
             time.sleep(max(0.01, 1 - (time.time() % 1)))
         self._last = time.monotonic()

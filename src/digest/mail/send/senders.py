@@ -54,7 +54,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
                 pass
 
 
-def _sender(settings: Settings, instant: str | None, parent: Engine | None, planned: Any, out: Any) -> None:
+def _sender(
+    settings: Settings, number: int, instant: str | None, parent: Engine | None, planned: Any, out: Any
+) -> None:
     """One sender process of `digest send --processes N`, with its own engine and SMTP connection. It sends while
     the parent plans (what each planning batch commits is due at once) and stops once planning is over and
     nothing due is left; its report goes back through ``out``. If the parent dies (kill -9), the sender finishes
@@ -85,11 +87,12 @@ def _sender(settings: Settings, instant: str | None, parent: Engine | None, plan
     if instant:
         clock.set_fixed_now(clock.parse_instant(instant))
     engine = db.make_engine(settings.database_url)
+    factory = db.session_factory(engine)
     try:
         deliver_due(
-            db.session_factory(engine),
+            factory,
             settings,
-            transport_for(settings),
+            transport_for(settings, factory, start=number - 1),
             report,
             should_stop=should_stop,
             more_coming=lambda: not should_stop() and not planned.wait(0.05),
@@ -131,7 +134,7 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
     senders: dict[int, tuple[Any, Any]] = {}
     for n in range(1, processes + 1):
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_sender, args=(settings, instant, parent, planned, send), daemon=True)
+        process = context.Process(target=_sender, args=(settings, n, instant, parent, planned, send), daemon=True)
         process.start()
         _children.append(process.pid or 0)
         send.close()
@@ -177,9 +180,9 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
         _add(total, reports[n])
     if crashed:
         # Whatever a dead sender held and no other sender took over (they had all finished) goes now.
-        _add(total, deliver_due(factory, settings, transport_for(settings), SendReport()).as_dict())
+        _add(total, deliver_due(factory, settings, transport_for(settings, factory), SendReport()).as_dict())
     if not stopping.is_set():
-        ask_and_let_go(factory, settings, transport_for(settings), total)
+        ask_and_let_go(factory, settings, transport_for(settings, factory), total)
     return total
 
 

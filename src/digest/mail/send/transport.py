@@ -9,12 +9,15 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from digest import logs
 from digest.config import Settings, SmtpSettings, require_real_secret
 from digest.errors import TransportError
 from digest.mail.build.addresses import AddressError, wire_address
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 events = logs.EventLog(__name__)
 
@@ -380,14 +383,21 @@ def _reply(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
-def transport_for(settings: Settings) -> Transport:
-    """SMTP when smtp_url is set, else the Maildir outbox.
+def transport_for(
+    settings: Settings, factory: sessionmaker[Session] | None = None, start: int | None = None
+) -> Transport:
+    """SMTP when smtp_url is set (its relays: digest.mail.send.relays), else the Maildir outbox. ``factory``: the
+    store, where relays' health and their ``?rate=`` are kept; ``start``: this sender's number (senders spread over
+    the relays by it; None: a random share).
 
     Mail over SMTP reaches real people, and its links are signed with secret_key: a ConfigError when that is
     the development default (the Maildir of `make run` is fine with it).
     """
-    server = settings.smtp()
-    if server is None:
+    from digest.mail.send.relays import RelayTransport  # it builds on SmtpTransport, here
+
+    relays = settings.relays()
+    if not relays:
         return MaildirTransport(settings.outbox_dir)
-    require_real_secret(settings, f"sending over SMTP ({server.display()})")
-    return SmtpTransport(server, settings.smtp_timeout, pipelining=settings.smtp_pipelining == "auto")
+    require_real_secret(settings, f"sending over SMTP ({relays[0].display()})")
+    pipelining = settings.smtp_pipelining == "auto"
+    return RelayTransport(relays, settings.smtp_timeout, pipelining, start, factory)
