@@ -125,6 +125,8 @@ class Settings:
     # Worker: port of its own /metrics (for a host without the web app); 0 = none. Bound to metrics_host.
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # REST API (/api/v1/): requests a minute per token (429 with Retry-After past it), counted in the store.
+    api_per_minute: int = 600
     # The operator page (/operator/): an argon2 hash of its password (`digest operator password` makes one);
     # empty = no operator page (404). Wrong passwords per client per hour before it answers 429.
     operator_password_hash: str = ""
@@ -286,6 +288,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_attempts": (1, 100),
     "suppress_after_bounces": (1, 100),
     "soft_bounce_limit": (1, 100),
+    "api_per_minute": (1, 1_000_000),
     "soft_bounce_days": (0, 365),
     "reconfirm_days": (1, 365),
     "rate_per_second": (0, 100_000),

@@ -86,3 +86,66 @@ def operator_password() -> None:
     if len(password) < 12:
         raise click.ClickException("the password is shorter than 12 characters: choose a longer one")
     click.echo(PasswordHasher().hash(password))
+
+
+@cli.group("api")
+def api_group() -> None:
+    """The REST API (/api/v1/; reference at /api/v1/, docs/api.md)."""
+
+
+@api_group.group("token")
+def token_group() -> None:
+    """The API's tokens: create (printed once), list, revoke."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--write", is_flag=True, help="The token may also change things (create, change, erase subscribers).")
+@pass_app
+def token_create(app: App, name: str, write: bool) -> None:
+    """Make a token named NAME and print it once, as the last line: only its hash is kept, so copy it now.
+
+    Example: digest api token create crm-sync --write
+    """
+    from digest import clock
+    from digest.access import tokens
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        token = tokens.create(session, name, write, clock.now())
+    click.echo(f"{name}: a {'read and write' if write else 'read-only'} token; it is shown this once:", err=True)
+    click.echo(token)
+
+
+@token_group.command("list")
+@json_option
+@pass_app
+def token_list(app: App, as_json: bool) -> None:
+    """List the tokens: name, rights, when made, last used, revoked (never the tokens themselves)."""
+    from dataclasses import asdict
+
+    from digest.access import tokens
+
+    with app.sessions() as session:
+        found = tokens.listed(session)
+    if as_json:
+        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(t).items()} for t in found])
+        return
+    for t in found:
+        used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "never"
+        state = f"revoked {t.revoked_at.isoformat(timespec='minutes')}" if t.revoked_at else "live"
+        click.echo(f"{t.name}\t{'write' if t.can_write else 'read'}\tused {used}\t{state}")
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@pass_app
+def token_revoke(app: App, name: str) -> None:
+    """Revoke the token named NAME: refused from now on (its name stays, for the audit log)."""
+    from digest import clock
+    from digest.access import tokens
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        tokens.revoke(session, name, clock.now())
+    click.echo(f"{name}: revoked")

@@ -427,6 +427,38 @@ class Tally(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class ApiToken(Base):
+    """A token of the REST API (/api/v1/): only its SHA-256 is kept (the token is printed once, at creation). A read
+    token reads; a write token also writes. Revoked tokens stay (their name, for the audit log), refused."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what to whom, when, from where: each change made through the API (and the operator's actions)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # "api:<token name>" or "operator".
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    # The address acted on (kept as long as the subscriber is; an erasure blanks it).
+    subject: Mapped[str] = mapped_column(String(320), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    # A short keyed hash of the client's address (enough to group, nothing to trace).
+    client: Mapped[str] = mapped_column(String(16), default="")
+
+
 class RelayHealth(Base):
     """An SMTP relay's state as the senders last found it (written when it changes): up, or down since when and why.
     Named by its scheme, host and port, never with its credentials."""

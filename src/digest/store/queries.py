@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -20,6 +21,7 @@ from digest.store.models import (
     Subscription,
     Theme,
 )
+from digest.store.states import DigestStatus
 from digest.text.clean import slugify
 
 
@@ -150,6 +152,44 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
     return out
 
 
+def subscriber_page(
+    session: Session, prefix: str | None, status: str | None, theme: str | None, after: str | None, limit: int
+) -> list[SubscriberSummary]:
+    """Up to ``limit`` subscribers by address after ``after`` (keyset paging on the unique address index), filtered
+    by an address prefix, a status and a theme's slug."""
+    query = select(Subscriber.id).order_by(Subscriber.email).limit(limit)
+    if prefix:
+        escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Subscriber.email.like(escaped + "%", escape="\\"))
+    if status:
+        query = query.where(Subscriber.status == status)
+    if theme:
+        query = query.where(
+            Subscriber.id.in_(select(Subscription.subscriber_id).join(Theme).where(Theme.slug == theme))
+        )
+    if after is not None:
+        query = query.where(Subscriber.email > after)
+    ids = list(session.scalars(query))
+    return (
+        _summaries(session, select(Subscriber).where(Subscriber.id.in_(ids)).order_by(Subscriber.email)) if ids else []
+    )
+
+
+def digest_counts(session: Session, email: str) -> dict[str, int]:
+    """A subscriber's ledger in figures: digests sent, digests in all, hard bounces in a row."""
+    subscriber = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+    rows = dict(
+        session.execute(
+            select(Digest.status, func.count()).where(Digest.subscriber_id == subscriber.id).group_by(Digest.status)
+        ).all()
+    )
+    return {
+        "digests_sent": int(rows.get(DigestStatus.SENT, 0)),
+        "digests_total": int(sum(rows.values())),
+        "bounces_in_a_row": subscriber.bounces,
+    }
+
+
 def subscribers(session: Session, email: str | None = None, key: str | None = None) -> list[SubscriberSummary]:
     """Every subscriber (or the one with this stored address, or this key): status, themes, schedule, by address."""
     query = (
@@ -161,6 +201,11 @@ def subscribers(session: Session, email: str | None = None, key: str | None = No
         query = query.where(Subscriber.email == email)
     if key is not None:
         query = query.where(Subscriber.key == key)
+    return _summaries(session, query)
+
+
+def _summaries(session: Session, query: Any) -> list[SubscriberSummary]:
+    query = query.options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
     return [
         SubscriberSummary(
             email=s.email,

@@ -318,6 +318,30 @@ def still_wanted(subscriber: Subscriber, now: datetime) -> bool:
     return asked
 
 
+def suppress(session: Session, subscriber: Subscriber, reason: str, now: datetime) -> None:
+    """Stop all mail to a confirmed address by hand (the operator's or an API client's decision), the reason kept;
+    their digests not yet sent are cancelled. SubscriberError when they are not confirmed."""
+    if subscriber.status != SubscriberStatus.CONFIRMED:
+        raise SubscriberError(f"{subscriber.email} is {subscriber.status}: only a confirmed address is suppressed")
+    subscriber.status, subscriber.suppressed_at = SubscriberStatus.SUPPRESSED, now
+    subscriber.last_bounce = f"suppressed by hand: {reason}" if reason else "suppressed by hand"
+    session.execute(
+        update(Digest)
+        .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
+        .values(status=DigestStatus.CANCELLED)
+    )
+
+
+def unsuppress(subscriber: Subscriber, defaults: Defaults, now: datetime) -> None:
+    """Take back a suppression (a bounce misread, a complaint withdrawn): confirmed again, the bounce count from
+    zero, the next digest at their next slot. SubscriberError when they are not suppressed."""
+    if subscriber.status != SubscriberStatus.SUPPRESSED:
+        raise SubscriberError(f"{subscriber.email} is {subscriber.status}, not suppressed")
+    subscriber.status, subscriber.suppressed_at, subscriber.bounces = SubscriberStatus.CONFIRMED, None, 0
+    subscriber.last_bounce = None
+    _place(subscriber, defaults, now)
+
+
 def set_format(subscriber: Subscriber, value: str) -> None:
     """How they read their digests: "html" (with its text alternative) or "text" (a single plain-text part, still
     with its unsubscribe header and manage link); SubscriberError naming the field otherwise."""

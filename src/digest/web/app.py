@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # The CSRF token lives as long as the page's session, so a form left open for hours still posts.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=False,
-        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_CONTENT_LENGTH=64 * 1024,  # the API's bodies too: a larger one is a 413 problem
         # Pages over 1 KB, brotli or gzip as the client prefers (the feeds compress and cache their own).
         COMPRESS_REGISTER=False,
         COMPRESS_MIN_SIZE=1024,
@@ -84,14 +84,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_request(lambda _error: i18n.set_current(i18n.DEFAULT))
     csrf = CSRFProtect(app)
 
-    from digest.web import errors, feeds, operator, pages, people
+    from digest.web import errors, feeds, operator, pages, people, rest
 
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(operator.blueprint)
     app.register_blueprint(feeds.blueprint)
     app.register_blueprint(people.blueprint)
+    app.register_blueprint(rest.blueprint)
     # RFC 8058: a mail provider's one-click POST carries no cookie and no token but the link's own.
     csrf.exempt(people.one_click)
+    # The API is called by programs with a token in a header, never with the browser's cookies: no CSRF to fear.
+    csrf.exempt(rest.blueprint)
 
     compress = Compress(app)
 

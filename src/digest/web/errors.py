@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, request
@@ -36,15 +37,41 @@ RETRY_AFTER = {"store": 30, "mail": 120}
 
 
 def register(app: Flask) -> None:
+    from digest.web import rest
+
     app.extensions["digest.refusals"] = limits.Refusals()
     app.register_error_handler(CSRFError, _expired_form)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(NotFoundError, _not_found)
+    app.register_error_handler(HTTPException, _api_or(_http_error))
+    app.register_error_handler(NotFoundError, _api_or(_not_found))
     app.register_error_handler(TokenError, _refused_link)
-    app.register_error_handler(TransportError, _mail_unavailable)
-    app.register_error_handler(OperationalError, _store_unavailable)
-    app.register_error_handler(InterfaceError, _store_unavailable)
-    app.register_error_handler(DigestError, _refused)
+    app.register_error_handler(TransportError, _api_or(_mail_unavailable))
+    app.register_error_handler(OperationalError, _api_or(_store_unavailable))
+    app.register_error_handler(InterfaceError, _api_or(_store_unavailable))
+    app.register_error_handler(DigestError, _api_or(_refused))
+    app.register_error_handler(rest.ProblemError, _api_or(_refused))
+    app.register_error_handler(rest._Invalid, _api_or(_refused))
+
+
+def _api_or(page: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Under /api/, an error is answered as RFC 9457 problem+json (digest.web.rest); elsewhere, as a page."""
+
+    def answer(error: Any) -> Any:
+        from digest.web import rest
+
+        if request.path.startswith("/api/"):
+            if isinstance(error, (OperationalError, InterfaceError)):
+                events("web.store_unavailable", logging.ERROR, route=route(), error=type(error).__name__)
+                response = rest.problem(503, "Service Unavailable", "the store cannot answer now: try in a minute")
+                response.headers["Retry-After"] = str(RETRY_AFTER["store"])
+                return response
+            found = rest.answered(error)
+            if found is not None:
+                if found.status_code >= 500:
+                    events("web.error", logging.ERROR, status=found.status_code, route=route())
+                return found
+        return page(error)
+
+    return answer
 
 
 def _expired_form(error: CSRFError) -> Any:
