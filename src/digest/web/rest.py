@@ -34,6 +34,7 @@ from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.store import counters, queries
 from digest.store.db import transaction
+from digest.store.states import SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.web.site import site
 
@@ -435,7 +436,7 @@ def create() -> Response:
         raise ProblemError(422, "Unprocessable Content", str(e)) from None
     with transaction(site().sessions) as session:
         known = queries.subscribers(session, email=address)
-        if known and known[0].status == "confirmed":
+        if known and known[0].status == SubscriberStatus.CONFIRMED:
             raise ProblemError(409, "Conflict", f"{address} is subscribed already: PATCH it to change its themes")
         if body.confirmed:
             people.subscribe(session, address, body.themes, now, confirmed=True, language=body.language)
@@ -506,7 +507,7 @@ def _act(email: str, action: str, reason: str) -> Response:
         elif action == "unsuppress":
             people.unsuppress(found, defaults_from(settings), now)
         else:
-            if found.status != "pending":
+            if found.status != SubscriberStatus.PENDING:
                 raise ProblemError(409, "Conflict", f"{found.email} is {found.status}, not awaiting confirmation")
             names = sorted(s.theme.name for s in found.subscriptions)
             mail = (found.key, names, found.language or settings.default_language)
