@@ -125,6 +125,9 @@ class Settings:
     # Worker: port of its own /metrics (for a host without the web app); 0 = none. Bound to metrics_host.
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # Webhooks: seconds between the worker's deliveries of due events, and to wait for an endpoint's answer.
+    webhook_seconds: float = 5.0
+    webhook_timeout: float = 10.0
     # REST API (/api/v1/): requests a minute per token (429 with Retry-After past it), counted in the store.
     api_per_minute: int = 600
     # The operator page (/operator/): an argon2 hash of its password (`digest operator password` makes one);
@@ -289,6 +292,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "suppress_after_bounces": (1, 100),
     "soft_bounce_limit": (1, 100),
     "api_per_minute": (1, 1_000_000),
+    "webhook_seconds": (0.5, 3600),
+    "webhook_timeout": (0.5, 120),
     "soft_bounce_days": (0, 365),
     "reconfirm_days": (1, 365),
     "rate_per_second": (0, 100_000),

@@ -200,6 +200,16 @@ class StoreFigures(Collector):
         yield GaugeMetricFamily(
             "digest_sources_failing", "Sources whose last read failed", value=sum(s.failures > 0 for s in found.sources)
         )
+        yield GaugeMetricFamily(
+            "digest_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after three days of failures",
+            value=found.webhooks_disabled,
+        )
+        yield GaugeMetricFamily(
+            "digest_webhook_deliveries_pending",
+            "Webhook deliveries waiting for a (next) try",
+            value=found.webhooks_pending,
+        )
         relay_up = GaugeMetricFamily(
             "digest_relay_up", "1 when the senders last reached this SMTP relay, 0 when it was down", labels=["relay"]
         )

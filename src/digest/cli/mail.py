@@ -32,7 +32,7 @@ from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import choice_of, schedule_of
 from digest.store import db, digests
-from digest.store.ledger import ledger
+from digest.store.queries import ledger
 from digest.store.states import DigestStatus
 from digest.subscriptions.subscribers import ensure_subscriber, get_subscriber, membership_cursor, normalize_email
 

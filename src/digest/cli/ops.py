@@ -7,6 +7,7 @@ import sys
 import click
 
 from digest.cli.app import App, cli, emit, json_option, pass_app
+from digest.errors import DigestError
 from digest.worker.status import status_of
 
 
@@ -149,3 +150,134 @@ def token_revoke(app: App, name: str) -> None:
     with db.transaction(app.sessions) as session:
         tokens.revoke(session, name, clock.now())
     click.echo(f"{name}: revoked")
+
+
+@cli.group("webhooks")
+def webhooks_group() -> None:
+    """Webhooks (Standard Webhooks): endpoints that hear of changes as they happen (docs/webhooks.md)."""
+
+
+@webhooks_group.command("add")
+@click.argument("url")
+@click.option("--event", "types", multiple=True, help="An event type it wants (repeat; none: every type).")
+@pass_app
+def webhooks_add(app: App, url: str, types: tuple[str, ...]) -> None:
+    """Add an endpoint and print its signing secret once, as the last line (whsec_...: verify each delivery with it).
+
+    Example: digest webhooks add https://crm.example/hooks --event subscriber.created --event subscriber.unsubscribed
+    """
+    from digest import clock
+    from digest.access import webhooks
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        ident, secret = webhooks.add(session, url, list(types), clock.now())
+    wanted = ", ".join(types) if types else "every event"
+    click.echo(f"endpoint {ident}: {wanted}; its signing secret, shown this once:", err=True)
+    click.echo(secret)
+
+
+@webhooks_group.command("list")
+@json_option
+@pass_app
+def webhooks_list(app: App, as_json: bool) -> None:
+    """List the endpoints: id, URL (no credentials), events, deliveries pending, delivered and given up, and whether
+    one is failing or disabled."""
+    from dataclasses import asdict
+
+    from digest.access import webhooks
+
+    with app.sessions() as session:
+        found = webhooks.listed(session)
+    if as_json:
+        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(e).items()} for e in found])
+        return
+    for e in found:
+        failing = f"failing since {e.failing_since:%Y-%m-%d %H:%M}" if e.failing_since else "ok"
+        state = "disabled" if e.disabled_at else failing
+        kinds = " ".join(e.events) or "every event"
+        counts = f"{e.pending} pending, {e.delivered} delivered, {e.failed} given up"
+        click.echo(f"{e.id}\t{e.url}\t{kinds}\t{counts}\t{state}")
+
+
+@webhooks_group.command("remove")
+@click.argument("ident", type=int)
+@pass_app
+def webhooks_remove(app: App, ident: int) -> None:
+    """Remove endpoint IDENT and its delivery log: nothing more is sent to it."""
+    from digest.access import webhooks
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        webhooks.remove(session, ident)
+    click.echo(f"endpoint {ident}: removed")
+
+
+@webhooks_group.command("enable")
+@click.argument("ident", type=int)
+@pass_app
+def webhooks_enable(app: App, ident: int) -> None:
+    """Take deliveries again at an endpoint disabled after three days of failures."""
+    from digest.access import webhooks
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        webhooks.enable(session, ident)
+    click.echo(f"endpoint {ident}: enabled")
+
+
+@webhooks_group.command("test")
+@click.argument("ident", type=int)
+@pass_app
+def webhooks_test(app: App, ident: int) -> None:
+    """Send endpoint IDENT a webhook.test event now, and say what it answered."""
+    from digest import clock
+    from digest.access import webhooks
+    from digest.store import db
+
+    with db.transaction(app.sessions) as session:
+        msg_id = webhooks.test(session, ident, clock.now())
+    webhooks.deliver_due(app.sessions, app.settings.webhook_timeout)
+    with app.sessions() as session:
+        attempt = next(a for a in webhooks.log(session, ident) if a.msg_id == msg_id)
+    if attempt.state != "delivered":
+        raise DigestError(
+            f"endpoint {ident} did not take {msg_id}: {attempt.last_error}",
+            "check the URL and that the receiver answers 2xx; it is tried again on the retry schedule",
+        )
+    click.echo(f"endpoint {ident}: {msg_id} delivered ({attempt.last_status})")
+
+
+@webhooks_group.command("log")
+@click.argument("ident", type=int)
+@json_option
+@pass_app
+def webhooks_log(app: App, ident: int, as_json: bool) -> None:
+    """The delivery log of endpoint IDENT, newest first: event, state, tries, the last answer, the next try."""
+    from dataclasses import asdict
+
+    from digest.access import webhooks
+
+    with app.sessions() as session:
+        found = webhooks.log(session, ident)
+    if as_json:
+        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(a).items()} for a in found])
+        return
+    for a in found:
+        answer = f"{a.last_status}" if a.last_status else (a.last_error or "-")
+        after = f"next {a.next_attempt_at:%Y-%m-%d %H:%M:%S}" if a.state == "pending" else ""
+        click.echo(f"{a.msg_id}\t{a.type}\t{a.state}\t{a.attempts} tries\t{answer}\t{after}")
+
+
+@webhooks_group.command("deliver")
+@json_option
+@pass_app
+def webhooks_deliver(app: App, as_json: bool) -> None:
+    """Deliver every due event now (the worker does it every webhook_seconds)."""
+    from digest.access import webhooks
+
+    done = webhooks.deliver_due(app.sessions, app.settings.webhook_timeout)
+    if as_json:
+        emit(done.as_dict())
+        return
+    click.echo(f"{done.delivered} delivered, {done.failed} failed (tried again later)")

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 from digest.errors import SourceError
 from digest.ingest.items import ParsedItem, ParsedSource, Problem
 from digest.ingest.vet import vet
-from digest.store import translations
-from digest.store.models import Membership, Practice, PracticeKey
+from digest.store import outbox, translations
+from digest.store.models import Membership, Practice, PracticeKey, Theme
 from digest.store.themes import ThemeCache, touch
 from digest.text.clean import fingerprint, sha, title_form
+from digest.text.links import redact_url
 
 CHUNK = 500
 
@@ -295,6 +296,23 @@ def store_parsed(
         chunk = ordered[start : start + 500]
         touched.update(session.scalars(select(Membership.theme_id).where(Membership.practice_id.in_(chunk))))
     touch(session, touched, now)
+    # practice.added for the webhooks, in this same transaction (digest.store.outbox): each new practice, its themes.
+    new = [practice for practice, _, created in placed if created]
+    if new and outbox.wanted(session.connection(), "practice.added"):
+        joined: dict[int, set[int]] = {}
+        for row in added:
+            joined.setdefault(int(str(row["practice_id"])), set()).add(int(str(row["theme_id"])))
+        slugs = {theme_id: slug for theme_id, slug in session.execute(select(Theme.id, Theme.slug))}
+        for practice in new:
+            data = {
+                "practice_id": practice.id,
+                "title": practice.title,
+                "url": practice.url,
+                "language": practice.language,
+                "themes": sorted(slugs[t] for t in joined.get(practice.id, set())),
+                "source": redact_url(source),
+            }
+            outbox.emit(session.connection(), "practice.added", data, now)
     if advance is not None:
         advance(len(placed) % 100)
     return report

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from digest.store import outbox
 from digest.store.models import Bounce, Digest, Subscriber
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus
 
@@ -37,6 +38,9 @@ def record(
     """One bounce kept, on ``conn``'s transaction, unless one with this ``source`` is kept already. True when new."""
     if conn.scalar(select(Bounce.id).where(Bounce.source == source)) is not None:
         return False
+    email = conn.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id)) or ""
+    data = {"email": email, "digest_id": digest_id, "kind": kind.value, "status": status, "reason": reason}
+    outbox.emit(conn, "bounce.received", data | {"diagnostic": diagnostic[:500]}, now, subject=email)
     conn.execute(
         insert(Bounce).values(
             source=source,
@@ -84,6 +88,7 @@ def unsubscribe_by_mail(conn: Connection, subscriber_id: int, now: datetime) -> 
     ).rowcount
     if left:
         _cancel_unsent(conn, subscriber_id)
+        _told(conn, "subscriber.unsubscribed", subscriber_id, now)
     return bool(left)
 
 
@@ -96,7 +101,19 @@ def _suppress(conn: Connection, subscriber_id: int, now: datetime, *also: Any) -
     ).rowcount
     if suppressed:
         _cancel_unsent(conn, subscriber_id)
+        _told(conn, "subscriber.suppressed", subscriber_id, now)
     return bool(suppressed)
+
+
+def _told(conn: Connection, event: str, subscriber_id: int, now: datetime) -> None:
+    """A subscriber.* event into the webhooks' outbox, on ``conn``'s transaction."""
+    email, status, why, left = conn.execute(
+        select(Subscriber.email, Subscriber.status, Subscriber.last_bounce, Subscriber.left_reason).where(
+            Subscriber.id == subscriber_id
+        )
+    ).one()
+    data = {"email": email, "status": str(status), "reason": left or why or ""}
+    outbox.emit(conn, event, data, now, subject=email)
 
 
 def _cancel_unsent(conn: Connection, subscriber_id: int) -> None:
@@ -168,4 +185,6 @@ def stopped_receiving(session: Session, days: int, now: datetime) -> list[str]:
         subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
         subscriber.left_reason, subscriber.reconfirm_asked_at = STOPPED_RECEIVING, None
         _cancel_unsent(session.connection(), subscriber.id)
+        session.flush()
+        _told(session.connection(), "subscriber.unsubscribed", subscriber.id, now)
     return [s.email for s in gone]

@@ -13,15 +13,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.store import outbox
 from digest.store.bounces import at_transaction_key, count_hard_bounce, record
 from digest.store.db import conflict_insert, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
+from digest.store.outbox import SentEvents
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
 
 # Planning ---------------------------------------------------------------------------------------------------------
@@ -285,17 +287,32 @@ def finish(engine: Engine, digest_id: int, holder: str, status: DigestStatus, **
     """Record an outcome other than sent (deferred, failed), in a transaction of its own, if the claim is still
     ``holder``'s."""
     with engine.begin() as conn:
-        conn.execute(update(Digest).where(held([digest_id], holder)).values(status=status, claimed_by=None, **values))
+        done = conn.execute(
+            update(Digest).where(held([digest_id], holder)).values(status=status, claimed_by=None, **values)
+        ).rowcount
+        if done and status == DigestStatus.FAILED:
+            _failed_event(conn, digest_id, str(values.get("last_error", "")))
+
+
+def _failed_event(conn: Connection, digest_id: int, error: str) -> None:
+    """digest.failed into the webhooks' outbox, on ``conn``'s transaction."""
+    email, period = conn.execute(
+        select(Subscriber.email, Digest.period).join(Subscriber).where(Digest.id == digest_id)
+    ).one()
+    data = {"digest_id": digest_id, "email": email, "period": period, "error": error[:500]}
+    outbox.emit(conn, "digest.failed", data, datetime.now(UTC), subject=email)
 
 
 def fail_refused(conn: Connection, digest_id: int, holder: str, error: str) -> None:
     """The recipient was refused (a hard bounce): failed for good, on ``conn``'s transaction (the bounce is counted
     in the same one)."""
-    conn.execute(
+    done = conn.execute(
         update(Digest)
         .where(Digest.id == digest_id, Digest.claimed_by == holder)
         .values(status=DigestStatus.FAILED, claimed_by=None, last_error=error)
-    )
+    ).rowcount
+    if done:
+        _failed_event(conn, digest_id, error)
 
 
 def refused(engine: Engine, claimed: Claimed, holder: str, refusal: Refusal, limit: int, now: datetime) -> bool:
@@ -397,6 +414,10 @@ class SentRecorder:
         if dialect.name == "postgresql":
             self._cursor.execute("SET synchronous_commit TO OFF")
         self._rows: list[tuple[Any, int, str]] = []
+        # digest.sent events for the webhooks' outbox, written in the same transaction as the group.
+        self._outbox = SentEvents(engine)
+        self._events: list[tuple[int, str, str, str]] = []
+        self._last = datetime.now(UTC)
         # Subscribers whose run of hard bounces an accepted message ends (in the same transaction).
         self._cleared: list[tuple[int]] = []
         self._since = 0.0
@@ -410,6 +431,8 @@ class SentRecorder:
         if not self._rows:
             self._since = time.monotonic()
         self._rows.append((self._when(now), claimed.id, self.holder))
+        self._events.append((claimed.id, claimed.email, claimed.period, claimed.message_id))
+        self._last = now
         if claimed.bounces:
             self._cleared.append((claimed.subscriber_id,))
         if len(self._rows) >= self.group:
@@ -425,20 +448,19 @@ class SentRecorder:
         it, or the claims run out and the messages are sent again with their Message-IDs."""
         if not self._rows:
             return
-        if len(self._rows) == 1 and not self._cleared:
-            self._cursor.execute(self._sent, self._rows[0])  # one autocommitted statement
-        else:
-            self._cursor.execute("BEGIN")
-            try:
-                self._cursor.executemany(self._sent, self._rows)
-                if self._cleared:
-                    self._cursor.executemany(self._clear_bounces, self._cleared)
-            except BaseException:
-                self._cursor.execute("ROLLBACK")
-                raise
-            self._cursor.execute("COMMIT")
+        self._cursor.execute("BEGIN")
+        try:
+            self._cursor.executemany(self._sent, self._rows)
+            if self._cleared:
+                self._cursor.executemany(self._clear_bounces, self._cleared)
+            self._outbox.write(self._cursor, self._events, self._last)
+        except BaseException:
+            self._cursor.execute("ROLLBACK")
+            raise
+        self._cursor.execute("COMMIT")
         self._rows.clear()
         self._cleared.clear()
+        self._events.clear()
 
     def close(self) -> None:
         self._raw.close()

@@ -23,10 +23,12 @@ from digest.store.models import (
     SourceState,
     Subscriber,
     Tally,
+    WebhookDelivery,
+    WebhookEndpoint,
     due,
     waiting,
 )
-from digest.store.states import FIRST_PLAN, BounceKind, DigestStatus, JobOutcome, SubscriberStatus
+from digest.store.states import FIRST_PLAN, BounceKind, DigestStatus, JobOutcome, SubscriberStatus, WebhookState
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class Figures:
     lease_expires: datetime | None = None
     jobs: list[JobFigures] = field(default_factory=list)
     sources: list[SourceFigures] = field(default_factory=list)
+    # Webhook endpoints disabled (three days of failures), and deliveries waiting for a (next) try.
+    webhooks_disabled: int = 0
+    webhooks_pending: int = 0
     # SMTP relays as the senders last found them: (relay, up, last error, since).
     relays: list[tuple[str, bool, str | None, datetime]] = field(default_factory=list)
 
@@ -112,6 +117,18 @@ def figures(connection: Connection, now: datetime) -> Figures:
         )
     ]
     found.relays = relay_health(connection)
+    found.webhooks_disabled = (
+        connection.scalar(
+            select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_not(None))
+        )
+        or 0
+    )
+    found.webhooks_pending = (
+        connection.scalar(
+            select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.state == WebhookState.PENDING)
+        )
+        or 0
+    )
     return found
 
 

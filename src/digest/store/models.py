@@ -36,6 +36,7 @@ from digest.store.states import (
     SourceStatus,
     SubscriberStatus,
     UTCDateTime,
+    WebhookState,
     among,
     check,
 )
@@ -457,6 +458,58 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     # A short keyed hash of the client's address (enough to group, nothing to trace).
     client: Mapped[str] = mapped_column(String(16), default="")
+
+
+class WebhookEndpoint(Base):
+    """Where events are delivered (Standard Webhooks): a URL, its signing secret (whsec_...), the event types it wants
+    (space-separated; "" = every type). Failing for three days, it is disabled (``disabled_at``)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Since when every try has failed (None: the last one succeeded, or none was made yet).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookMessage(Base):
+    """An event in the outbox, written in the same transaction as the change it tells of. ``subject`` is the address
+    it is about, if any: when that subscriber is erased, the payload is blanked once its deliveries are done."""
+
+    __tablename__ = "webhook_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(320), default="", index=True)
+    # Blank the payload once delivered (its subscriber was erased).
+    forget: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: its tries, the last answer, when it goes next. The endpoint's delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(check("state", WebhookState), name="state"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    state: Mapped[WebhookState] = mapped_column(EnumText(WebhookState, 10), default=WebhookState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RelayHealth(Base):

@@ -96,6 +96,14 @@ class BounceKind(StrEnum):
     SOFT = "soft"  # temporary: recorded
 
 
+class WebhookState(StrEnum):
+    """A webhook delivery: waiting for its (next) try, taken by the endpoint (2xx), or given up after the retries."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 def check(column: str, states: type[StrEnum]) -> str:
     """The SQL of a CHECK constraint that keeps ``column`` to the values of ``states``."""
     return f"{column} IN ({', '.join(repr(s.value) for s in states)})"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError, SubscriberError
 from digest.schedules.slots import Choice, Defaults, ScheduleError, choice_of, schedule_of
+from digest.store import outbox
 from digest.store.models import (
     Digest,
     Erasure,
@@ -28,6 +29,13 @@ from digest.store.states import WAITING, DigestStatus, Frequency, MailFormat, Su
 from digest.text.clean import slugify
 from digest.text.i18n import UnknownLanguage, _, supported
 from digest.text.languages import language_tag
+
+
+def _told(session: Session, event: str, subscriber: Subscriber, now: datetime, **more: object) -> None:
+    """A subscriber.* event into the webhooks' outbox, on the session's transaction (digest.store.outbox)."""
+    themes = sorted(s.theme.slug for s in subscriber.subscriptions if s.theme is not None)
+    data = {"email": subscriber.email, "status": str(subscriber.status), "themes": themes, **more}
+    outbox.emit(session.connection(), event, data, now, subject=subscriber.email)
 
 
 def normalize_email(address: str) -> str:
@@ -128,6 +136,8 @@ def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_da
     subscriber.next_due_at = now if backfill_days else None
     for subscription in subscriber.subscriptions:
         subscription.cursor = cursor
+    session.flush()
+    _told(session, "subscriber.confirmed", subscriber, now)
 
 
 def subscribe(
@@ -153,6 +163,7 @@ def subscribe(
     subscriber = session.scalar(
         select(Subscriber).where(Subscriber.email == address).options(selectinload(Subscriber.subscriptions))
     )
+    created = subscriber is None
     if subscriber is None:
         subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING, created_at=now)
         session.add(subscriber)
@@ -168,6 +179,9 @@ def subscribe(
         if theme.id not in have:
             subscriber.subscriptions.append(Subscription(theme_id=theme.id, created_at=now, cursor=cursor))
     session.flush()
+    if created:
+        session.refresh(subscriber, ["subscriptions"])
+        _told(session, "subscriber.created", subscriber, now)
     if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
         confirm(session, subscriber, now, backfill_days)
     return subscriber
@@ -325,6 +339,7 @@ def suppress(session: Session, subscriber: Subscriber, reason: str, now: datetim
         raise SubscriberError(f"{subscriber.email} is {subscriber.status}: only a confirmed address is suppressed")
     subscriber.status, subscriber.suppressed_at = SubscriberStatus.SUPPRESSED, now
     subscriber.last_bounce = f"suppressed by hand: {reason}" if reason else "suppressed by hand"
+    _told(session, "subscriber.suppressed", subscriber, now, reason=subscriber.last_bounce)
     session.execute(
         update(Digest)
         .where(Digest.subscriber_id == subscriber.id, Digest.status.in_(WAITING))
@@ -379,6 +394,7 @@ def unsubscribe(session: Session, email: str, now: datetime, theme: str | None =
 
 def unsubscribe_subscriber(session: Session, subscriber: Subscriber, now: datetime) -> None:
     subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+    _told(session, "subscriber.unsubscribed", subscriber, now, reason="by their own hand")
     # Everything not sent, a `sending` leftover too; a sender with it in flight still records it sent.
     session.execute(
         update(Digest)
@@ -457,6 +473,8 @@ def erase(session: Session, subscriber: Subscriber, now: datetime) -> None:
         .select_from(Digest)
         .where(Digest.subscriber_id == subscriber.id, Digest.status == DigestStatus.SENT)
     )
+    _told(session, "subscriber.erased", subscriber, now)
+    outbox.forget(session.connection(), subscriber.email)  # this event too, once delivered
     day = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
     session.add(Erasure(erased_on=day, digests_sent=sent or 0, themes=len(subscriber.subscriptions)))
     digests = select(Digest.id).where(Digest.subscriber_id == subscriber.id)

@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Blueprint, Response, abort, render_template, request
 
 from digest import clock, logs
+from digest.access import webhooks
 from digest.metrics import authorized, exposition
 from digest.store import figures, queries
 from digest.store.db import transaction
@@ -95,6 +96,7 @@ def page() -> Any:
         waiting = figures.waiting_to_reconfirm(connection)
     with site().sessions() as session:
         themes = queries.themes(session)
+        endpoints = webhooks.listed(session)
     charts = [
         bar_chart("sent", "Digests sent per hour, last 7 days (UTC)", hours, {"sent": sent}),
         bar_chart(
@@ -118,6 +120,7 @@ def page() -> Any:
         themes=themes,
         charts=charts,
         reasons=reasons,
+        endpoints=endpoints,
         waiting=waiting,
         reconfirm_wait=timedelta(days=site().settings.reconfirm_days),
         soft_limit=site().settings.soft_bounce_limit,

@@ -559,7 +559,7 @@ def resend_confirmation(email: str) -> Response:
 )
 def digests(email: str) -> Response:
     """A subscriber's digests (the ledger): each one's period, state, times and practices."""
-    from digest.store.ledger import ledger
+    from digest.store.queries import ledger
 
     with site().sessions() as session:
         found = _one(session, email)

@@ -51,6 +51,9 @@ from digest.worker.lease import acquire_lease, current_holder, release_lease, re
 from digest.worker.outage import STORE_ERRORS, StoreOutage
 from digest.worker.service import Notifier, serve_metrics
 
+# The scheduler's own loops: neither is a job whose runs and next run are recorded (status, the operator page).
+_UNRECORDED = ("renew-lease", "deliver-webhooks")
+
 
 class Worker:
     """One `digest worker` process."""
@@ -199,6 +202,14 @@ class Worker:
         scheduler.add_job(
             self._renew, IntervalTrigger(seconds=renew_every, timezone=zone), id="renew-lease", replace_existing=True
         )
+        # Webhooks go out within seconds of their change: a loop of its own, not a recorded job (a run row every
+        # few seconds would say nothing); each delivery is in the endpoint's log, each failure in the log.
+        scheduler.add_job(
+            self._webhooks,
+            IntervalTrigger(seconds=self.settings.webhook_seconds, timezone=zone),
+            id="deliver-webhooks",
+            replace_existing=True,
+        )
         if any(s.enabled for s in self.settings.sources):
             self._plan_after_poll = True  # added by _job once the first poll has finished
         else:
@@ -226,8 +237,20 @@ class Worker:
         )
 
     def _on_job_event(self, event: Any) -> None:
-        if getattr(event, "job_id", None) != "renew-lease":
+        if getattr(event, "job_id", None) not in _UNRECORDED:
             self._record_next_runs()
+
+    def _webhooks(self) -> None:
+        """Deliver the webhook events that are due (digest.access.webhooks); the store's trouble waits for the next."""
+        from digest.access.webhooks import deliver_due
+
+        try:
+            done = deliver_due(self.factory, self.settings.webhook_timeout, self.stop.is_set)
+        except STORE_ERRORS as e:
+            self.outage.failed("delivering webhooks", e)
+            return
+        if done.delivered or done.failed:
+            logs.event("webhooks.delivered", delivered=done.delivered, failed=done.failed, disabled=done.disabled)
 
     def _renew(self) -> None:
         """Renew the lease; a leader that cannot (another took it, or the store is away past the lease's end) stops
@@ -260,7 +283,7 @@ class Worker:
         jobs = [
             (job.id, str(job.trigger), getattr(job, "next_run_time", None))
             for job in scheduler.get_jobs()
-            if job.id != "renew-lease"
+            if job.id not in _UNRECORDED
         ]
         try:
             self._store_next_runs(jobs, now)

@@ -35,6 +35,7 @@ from digest.mail.replies.reader import (
     read_message,
     returned_message_id,
 )
+from digest.store import outbox
 from digest.store.bounces import count_hard_bounce, record, suppress_for_complaint, unsubscribe_by_mail
 from digest.store.db import transaction
 from digest.store.models import Bounce, Digest, Subscriber
@@ -258,9 +259,12 @@ def _complained(
         if digest is None:
             report.skipped.append((key, f"a complaint ({feedback}) about no digest here"))
             return
+        email = session.scalars(select(Subscriber.email).where(Subscriber.id == digest.subscriber_id)).one()
+        data = {"email": email, "digest_id": digest.id, "feedback_type": feedback}
         if not suppress_for_complaint(session.connection(), digest.subscriber_id, f"complaint: {feedback}", now):
             report.already += 1
             return
+        outbox.emit(session.connection(), "complaint.received", data, now, subject=email)
     report.complaints += 1
     report.suppressed += 1
     metrics.COMPLAINTS.inc()

@@ -19,10 +19,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "relay_health",
-        sa.Column("relay", sa.String(300), primary_key=True),
+        sa.Column("relay", sa.String(300), nullable=False),
         sa.Column("up", sa.Boolean(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("relay", name="pk_relay_health"),
     )
 
 

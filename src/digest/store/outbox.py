@@ -1,0 +1,233 @@
+"""The webhooks' outbox: each event is written in the same transaction as the change it tells of, with one delivery
+per endpoint that wants its type (none written when no endpoint does). A delivery is claimed for a while before it
+is tried, so a sender killed mid-try leaves it due again, under the same webhook-id (at least once). An erased
+subscriber's address is kept in no payload once its deliveries are done.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine, and_, exists, insert, literal, or_, select, update
+
+from digest.store.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
+from digest.store.states import UTCDateTime, WebhookState
+
+# Waits between tries (the Standard Webhooks schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h):
+# about 28 hours from the first to the last.
+RETRIES = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+)
+DISABLE_AFTER = timedelta(days=3)
+BLANK = json.dumps({"type": "redacted", "data": {}})
+
+
+def new_message_id() -> str:
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+def _wanting(event: str) -> Any:
+    """Live endpoints that want ``event`` (their types space-separated; "" is every type)."""
+    return and_(
+        WebhookEndpoint.disabled_at.is_(None),
+        or_(WebhookEndpoint.events == "", (literal(" ") + WebhookEndpoint.events + " ").contains(f" {event} ")),
+    )
+
+
+def wanted(conn: Connection, event: str) -> bool:
+    """Whether any live endpoint wants ``event`` (to skip building what nobody will be sent)."""
+    return conn.scalar(select(WebhookEndpoint.id).where(_wanting(event)).limit(1)) is not None
+
+
+def emit(conn: Connection, event: str, data: dict[str, Any], now: datetime, subject: str = "") -> str | None:
+    """The event ``event`` with ``data`` into the outbox, on ``conn``'s transaction, for every endpoint that wants it;
+    its webhook-id (None when no endpoint wants it: nothing is written). ``subject``: the address it is about."""
+    endpoints = list(conn.scalars(select(WebhookEndpoint.id).where(_wanting(event))))
+    if not endpoints:
+        return None
+    msg_id = new_message_id()
+    payload = json.dumps({"type": event, "timestamp": now.isoformat(), "data": data}, ensure_ascii=False)
+    message = conn.execute(
+        insert(WebhookMessage)
+        .values(msg_id=msg_id, type=event, payload=payload, subject=subject, forget=False, created_at=now)
+        .returning(WebhookMessage.id)
+    ).scalar_one()
+    conn.execute(
+        insert(WebhookDelivery),
+        [
+            {
+                "message_id": message,
+                "endpoint_id": e,
+                "state": WebhookState.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for e in endpoints
+        ],
+    )
+    return msg_id
+
+
+class Due(NamedTuple):
+    delivery_id: int
+    endpoint_id: int
+    url: str
+    secret: str
+    msg_id: str
+    payload: str
+    attempts: int
+
+
+def claim(engine: Engine, now: datetime, hold: timedelta, limit: int = 50) -> list[Due]:
+    """Deliveries due now, to live endpoints, held for ``hold`` (their next try moved past it: a sender that dies
+    with them leaves them due again then); the oldest first."""
+    query = (
+        select(
+            WebhookDelivery.id,
+            WebhookEndpoint.id,
+            WebhookEndpoint.url,
+            WebhookEndpoint.secret,
+            WebhookMessage.msg_id,
+            WebhookMessage.payload,
+            WebhookDelivery.attempts,
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
+        .where(
+            WebhookDelivery.state == WebhookState.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookEndpoint.disabled_at.is_(None),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+    )
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
+    with engine.begin() as conn:
+        found = [Due(*row) for row in conn.execute(query)]
+        if found:
+            conn.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_([d.delivery_id for d in found]))
+                .values(next_attempt_at=now + hold)
+            )
+    return found
+
+
+def delivered(engine: Engine, due: Due, status: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == due.delivery_id)
+            .values(
+                state=WebhookState.DELIVERED,
+                attempts=due.attempts + 1,
+                last_status=status,
+                last_error=None,
+                delivered_at=now,
+            )
+        )
+        conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == due.endpoint_id).values(failing_since=None))
+        _forget_done(conn)
+
+
+def failed(engine: Engine, due: Due, status: int | None, error: str, now: datetime) -> bool:
+    """A try that failed: the next one scheduled, or the delivery given up after the last; the endpoint disabled
+    when it has failed for DISABLE_AFTER. True when this disabled it."""
+    attempts = due.attempts + 1
+    last = attempts > len(RETRIES)
+    with engine.begin() as conn:
+        conn.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == due.delivery_id)
+            .values(
+                state=WebhookState.FAILED if last else WebhookState.PENDING,
+                attempts=attempts,
+                last_status=status,
+                last_error=error[:1000],
+                next_attempt_at=now if last else now + RETRIES[attempts - 1],
+            )
+        )
+        conn.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == due.endpoint_id, WebhookEndpoint.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        disabled = conn.execute(
+            update(WebhookEndpoint)
+            .where(
+                WebhookEndpoint.id == due.endpoint_id,
+                WebhookEndpoint.disabled_at.is_(None),
+                WebhookEndpoint.failing_since <= now - DISABLE_AFTER,
+            )
+            .values(disabled_at=now)
+        ).rowcount
+        _forget_done(conn)
+    return bool(disabled)
+
+
+def forget(conn: Connection, address: str) -> None:
+    """An erased subscriber: every message about them is blanked once its deliveries are done (at once for those
+    done already), on ``conn``'s transaction."""
+    conn.execute(update(WebhookMessage).where(WebhookMessage.subject == address).values(forget=True))
+    _forget_done(conn)
+
+
+def _forget_done(conn: Connection) -> None:
+    pending = exists().where(
+        WebhookDelivery.message_id == WebhookMessage.id, WebhookDelivery.state == WebhookState.PENDING
+    )
+    conn.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.forget.is_(True), WebhookMessage.subject != "", ~pending)
+        .values(payload=BLANK, subject="")
+    )
+
+
+class SentEvents:
+    """digest.sent events written by the SentRecorder's own driver statements (its transaction, no ORM): prepared
+    once per run for the store's dialect."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+        self._when: Callable[[datetime], Any] = UTCDateTime().dialect_impl(dialect).bind_processor(dialect) or (
+            lambda value: value
+        )
+        self.wanting = (
+            "SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL AND "
+            "(events = '' OR (' ' || events || ' ') LIKE '% digest.sent %')"
+        )
+        false = "false" if dialect.name == "postgresql" else "0"
+        self.message = (
+            "INSERT INTO webhook_messages (msg_id, type, payload, subject, forget, created_at) "
+            f"VALUES ({mark}, 'digest.sent', {mark}, {mark}, {false}, {mark}) RETURNING id"
+        )
+        self.delivery = (
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, state, attempts, next_attempt_at) "
+            f"VALUES ({mark}, {mark}, 'pending', 0, {mark})"
+        )
+
+    def write(self, cursor: Any, sent: list[tuple[int, str, str, str]], now: datetime) -> None:
+        """One digest.sent event per (digest id, address, period, Message-ID), for every endpoint that wants it."""
+        cursor.execute(self.wanting)
+        endpoints = [row[0] for row in cursor.fetchall()]
+        if not endpoints:
+            return
+        when = self._when(now)
+        for digest_id, email, period, message_id in sent:
+            data = {"digest_id": digest_id, "email": email, "period": period, "message_id": message_id}
+            payload = json.dumps({"type": "digest.sent", "timestamp": now.isoformat(), "data": data})
+            cursor.execute(self.message, (new_message_id(), payload, email, when))
+            message = cursor.fetchone()[0]
+            cursor.executemany(self.delivery, [(message, e, when) for e in endpoints])
