@@ -83,6 +83,7 @@ bench: $(STAMP) $(CATALOGS) bench-packages
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_replies.py
+	$(BIN)/python benchmarks/bench_api.py
 
 clean:
 	rm -rf var feeds/*.atom

@@ -229,3 +229,72 @@ def test_schemathesis_finds_nothing(web: Web, api: tuple) -> None:
             case.call_and_validate(headers=write)
 
         check()
+
+
+def test_practices_are_listed_read_and_added_as_any_ingest_adds_them(web: Web, api: tuple) -> None:
+    client, read, write = api
+    listed = client.get(f"/api/v1/practices?theme={WATER}&limit=2", headers=read).get_json()
+    assert len(listed["items"]) == 2 and listed["next_cursor"]
+    ids = [p["id"] for p in listed["items"]]
+    more = client.get(
+        f"/api/v1/practices?theme={WATER}&limit=2&cursor={listed['next_cursor']}", headers=read
+    ).get_json()
+    assert all(p["id"] < min(ids) for p in more["items"])
+    _problem(client.get("/api/v1/practices?theme=no-such-theme", headers=read), 404)
+    _problem(client.get(f"/api/v1/practices?limit=2&cursor={listed['next_cursor']}", headers=read), 400)
+    one = client.get(f"/api/v1/practices/{ids[0]}", headers=read).get_json()
+    assert one["id"] == ids[0] and WATER in [t["slug"] for t in one["themes"]]
+
+    feed_before = client.get(f"/feeds/{WATER}.atom").headers["ETag"]
+    body = {
+        "title": "Rain Gardens on Every Street",
+        "summary": "Streets catch their rain in gardens.",
+        "url": "https://practices.example/rain-gardens",
+        "themes": ["Water and Sanitation"],
+        "language": "en",
+    }
+    added = client.post("/api/v1/practices", json=body, headers=write)
+    assert added.status_code == 201, added.get_data(as_text=True)
+    assert added.headers["Location"] == f"/api/v1/practices/{added.get_json()['id']}"
+    assert client.get(f"/feeds/{WATER}.atom").headers["ETag"] != feed_before  # its theme's feed changed
+    again = client.post("/api/v1/practices", json=body, headers=write)
+    assert again.status_code == 200 and again.get_json()["id"] == added.get_json()["id"]  # deduplicated
+    newest = client.get("/api/v1/practices?language=en&limit=1", headers=read).get_json()["items"][0]
+    assert newest["title"] == body["title"]
+    _problem(client.post("/api/v1/practices", json={"title": "No theme", "themes": []}, headers=write), 422)
+    _problem(client.post("/api/v1/practices", json={"summary": "no title", "themes": [WATER]}, headers=write), 422)
+    _problem(client.post("/api/v1/practices", json=body, headers=read), 403)
+
+
+def test_bounces_complaints_and_one_digest(web: Web, api: tuple, tmp_path: Path) -> None:
+    import mailbox
+
+    from digest.config import SourceConfig
+    from digest.ingest import ingest_sources
+    from digest.mail.build.verp import return_path
+    from digest.mail.replies.bounces import read_bounces
+    from digest.store.models import Digest
+    from tests.conftest import at, fixture_path
+    from tests.test_mail_quality import dsn
+
+    client, read, _ = api
+    confirmed(web, "ada@example.org", WATER)
+    at("2026-11-20T10:00:00Z")
+    ingest_sources(web.sessions, [SourceConfig(fixture_path("listing-water-week2.txt"))], clock.now())
+    at("2026-11-23T09:00:00Z")
+    web.send()
+    with web.sessions() as session:
+        digest_id, message_id = session.execute(select(Digest.id, Digest.message_id)).one()
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(dsn(return_path(web.settings, digest_id), "ada@example.org", "failed", "5.2.2", message_id, "552 full"))
+    box.close()
+    read_bounces(web.sessions, web.settings, tmp_path / "bounces", clock.now())
+    clock.set_fixed_now(None)
+    page = client.get("/api/v1/bounces?kind=soft", headers=read).get_json()
+    assert [(b["email"], b["kind"], b["reason"]) for b in page["items"]] == [
+        ("ada@example.org", "soft", "mailbox-full")
+    ]
+    assert client.get("/api/v1/complaints", headers=read).get_json() == {"items": []}
+    one = client.get(f"/api/v1/digests/{digest_id}", headers=read).get_json()
+    assert (one["email"], one["status"], one["message_id"]) == ("ada@example.org", "sent", message_id)
+    _problem(client.get("/api/v1/digests/999999", headers=read), 404)

@@ -395,6 +395,32 @@ def test_the_operator_page_passes_axe_and_shows_its_charts(
             assert not violations, violations
             if os.environ.get("DIGEST_SCREENSHOTS"):
                 page.screenshot(path=str(DOCS / "operator.png"), full_page=True)
+
+            # The operator acts: finds a subscriber, suppresses them after confirming, and the audit log says so.
+            def clean() -> list[str]:
+                return [
+                    f"{page.url}: {v['id']} ({v['impact']}): {v['help']}"
+                    for v in Axe().run(page).response["violations"]
+                    if v["impact"] in ("serious", "critical")
+                ]
+
+            page.fill("#q", "r1")
+            page.click("form[role=search] button")
+            assert not clean()
+            page.click("a:has-text('r1@example.org')")
+            assert page.locator("#status").inner_text().startswith("confirmed")
+            assert page.locator("#ledger th[scope=row]").count() == 1
+            assert not clean()
+            page.click("#act-suppress")
+            assert "This will stop all mail to r1@example.org" in page.content()
+            assert not clean()
+            page.fill("#reason", "asked by phone")
+            page.click("#confirm")
+            assert page.locator("#status").inner_text().startswith("suppressed")
+            page.goto(base + "/operator/")
+            row = page.locator("#audit tbody tr").first.inner_text()
+            assert "operator" in row and "subscriber.suppress" in row and "r1@example.org" in row
+            assert "asked by phone" in row
         finally:
             context.close()
 

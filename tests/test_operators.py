@@ -448,3 +448,57 @@ def test_refusals_from_very_many_clients_are_bounded_in_threads_and_lines(
     many = [f for f in fields if f.get("clients") == "many"]
     assert len(firsts) == 5 and len(repeats) == 5 and all(f["count"] == 1 for f in repeats)
     assert many == [{"clients": "many", "count": 30}]
+
+
+def test_the_operator_finds_a_subscriber_and_acts_after_confirming_each_step_audited(web: Web) -> None:
+    from digest.store.models import AuditEntry
+
+    confirmed(web, "ada@example.org", WATER)
+    client = create_app(replace(web.settings, operator_password_hash=HASH)).test_client()
+    auth = basic(PASSWORD)
+    found = client.get("/operator/subscribers?q=ad", headers=auth).text
+    assert "/operator/subscribers/ada@example.org" in found
+    assert client.get("/operator/subscribers?q=ada", headers=basic("wrong")).status_code == 401
+    page = client.get("/operator/subscribers/ada@example.org", headers=auth).text
+    assert 'id="status">confirmed' in page and "Water and Sanitation" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    url = "/operator/subscribers/ada@example.org/suppress"
+    # No CSRF token: refused. The first POST only asks to confirm; nothing changes.
+    assert client.post(url, data={}, headers=auth).status_code == 400
+    asked = client.post(url, data={"csrf_token": token.group(1)}, headers=auth)
+    assert asked.status_code == 200 and "This will stop all mail to ada@example.org" in asked.text
+    assert web.status("ada@example.org") == "confirmed"
+    done = client.post(
+        url, data={"csrf_token": token.group(1), "confirmed": "yes", "reason": "asked by phone"}, headers=auth
+    )
+    assert done.status_code == 303 and web.status("ada@example.org") == "suppressed"
+    again = client.post(
+        "/operator/subscribers/ada@example.org/suppress",
+        data={"csrf_token": token.group(1), "confirmed": "yes"},
+        headers=auth,
+    )
+    assert again.status_code == 303  # a state that does not fit: said on the page, nothing done
+    client.post(
+        "/operator/subscribers/ada@example.org/unsuppress",
+        data={"csrf_token": token.group(1), "confirmed": "yes", "reason": "misread bounce"},
+        headers=auth,
+    )
+    assert web.status("ada@example.org") == "confirmed"
+    with web.sessions() as session:
+        lines = [tuple(r) for r in session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.detail))]
+    assert lines == [
+        ("operator", "subscriber.suppress", "asked by phone"),
+        ("operator", "subscriber.unsuppress", "misread bounce"),
+    ]
+    trail = client.get("/operator/", headers=auth).text
+    assert "asked by phone" in trail and "subscriber.unsuppress" in trail
+    client.post(
+        "/operator/subscribers/ada@example.org/erase",
+        data={"csrf_token": token.group(1), "confirmed": "yes"},
+        headers=auth,
+    )
+    assert web.status("ada@example.org") is None
+    with web.sessions() as session:
+        subjects = set(session.scalars(select(AuditEntry.subject)))
+    assert subjects == {"(erased)"}  # the log keeps what was done, not to whom

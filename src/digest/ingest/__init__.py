@@ -271,6 +271,25 @@ def ingest_one(
         )
 
 
+def ingest_record(
+    factory: sessionmaker[Session], record: dict[str, object], source: str, now: datetime
+) -> IngestReport:
+    """One practice given as a JSON export's record (the REST API's POST): parsed and checked as an export is,
+    deduplicated and stored as any ingest stores (one transaction, the planning lock on PostgreSQL), under the source
+    name ``source``. A record left out is in the report's ``rejected``, with why."""
+    import json
+
+    from digest.ingest.export import parse_json
+
+    parsed = parse_json(json.dumps({"practices": [record]}), source)
+    with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": MEMBERSHIP_LOCK})
+        report = store_parsed(session, parsed, source, now)
+    events("source.ingested", source=source, new=report.new, updated=report.updated, rejected=len(report.rejected))
+    return report
+
+
 def ingest_sources(
     factory: sessionmaker[Session],
     sources: Sequence[SourceConfig],

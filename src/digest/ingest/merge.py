@@ -41,6 +41,8 @@ class IngestReport:
     hint: str = ""
     # The source is gone for good (HTTP 410): no run fetches it again.
     gone: bool = False
+    # The practices its items are stored as, in item order (a new one, or the one it matched).
+    practice_ids: list[int] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -296,6 +298,7 @@ def store_parsed(
         chunk = ordered[start : start + 500]
         touched.update(session.scalars(select(Membership.theme_id).where(Membership.practice_id.in_(chunk))))
     touch(session, touched, now)
+    report.practice_ids = [practice.id for practice, _, _ in placed]
     # practice.added for the webhooks, in this same transaction (digest.store.outbox): each new practice, its themes.
     new = [practice for practice, _, created in placed if created]
     if new and outbox.wanted(session.connection(), "practice.added"):

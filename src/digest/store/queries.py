@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
@@ -24,7 +24,7 @@ from digest.store.models import (
     Subscription,
     Theme,
 )
-from digest.store.states import DigestStatus
+from digest.store.states import DigestStatus, SubscriberStatus
 from digest.text.clean import slugify
 
 
@@ -125,8 +125,17 @@ def themes(session: Session) -> list[ThemeSummary]:
     ]
 
 
-def practices(session: Session, theme: str | None = None) -> list[PracticeSummary]:
-    """Practices, newest first, with their themes; only one theme's when ``theme`` (slug or name) is given."""
+def practices(
+    session: Session,
+    theme: str | None = None,
+    since: datetime | None = None,
+    language: str | None = None,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[PracticeSummary]:
+    """Practices, newest first, with their themes; only one theme's when ``theme`` (slug or name) is given, those
+    added here since ``since``, those in ``language`` (a BCP 47 tag or its primary subtag); paged by id with
+    ``before`` and ``limit``."""
     query = (
         select(Practice)
         .order_by(Practice.id.desc())
@@ -135,6 +144,14 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
     if theme:
         target = theme_by_name(session, theme)
         query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.theme_id == target.id)))
+    if since is not None:
+        query = query.where(Practice.id.in_(select(Membership.practice_id).where(Membership.added_at >= since)))
+    if language:
+        query = query.where(or_(Practice.language == language, Practice.language.like(language + "-%")))
+    if before is not None:
+        query = query.where(Practice.id < before)
+    if limit is not None:
+        query = query.limit(limit)
     out = []
     for p in session.scalars(query):
         members = sorted(p.memberships, key=lambda m: m.id)
@@ -153,6 +170,62 @@ def practices(session: Session, theme: str | None = None) -> list[PracticeSummar
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class BounceRow:
+    id: int
+    email: str
+    kind: str
+    status: str
+    reason: str
+    diagnostic: str
+    received_at: str
+
+
+def bounce_page(session: Session, kind: str | None, before: int | None, limit: int) -> list[BounceRow]:
+    """Bounces kept, newest first, with whose they were (paged by id)."""
+    query = select(Bounce, Subscriber.email).join(Subscriber).order_by(Bounce.id.desc()).limit(limit)
+    if kind:
+        query = query.where(Bounce.kind == kind)
+    if before is not None:
+        query = query.where(Bounce.id < before)
+    return [
+        BounceRow(
+            b.id,
+            email,
+            str(b.kind),
+            b.status,
+            b.reason or "undetermined",
+            b.diagnostic,
+            _iso(b.received_at) or "",
+        )
+        for b, email in session.execute(query)
+    ]
+
+
+def one_digest(session: Session, digest_id: int) -> tuple[str, LedgerDigest] | None:
+    """One digest's state, and whose it is (None: no such digest)."""
+    found = session.execute(select(Subscriber, Digest).join(Digest).where(Digest.id == digest_id)).first()
+    if found is None:
+        return None
+    subscriber, digest = found
+    record = ledger(session, subscriber)
+    index = [
+        d.id for d in session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id))
+    ]
+    return subscriber.email, record.digests[index.index(digest.id)]
+
+
+def complaints(session: Session, limit: int = 100) -> list[tuple[str, str, str]]:
+    """Subscribers a complaint suppressed: (address, when, the feedback type), the newest first."""
+    rows = session.execute(
+        select(Subscriber.email, Subscriber.suppressed_at, Subscriber.last_bounce)
+        .where(Subscriber.status == SubscriberStatus.SUPPRESSED, Subscriber.last_bounce.like("complaint:%"))
+        .order_by(Subscriber.suppressed_at.desc())
+        .limit(limit)
+    )
+    return [(str(e), _iso(t) or "", str(r).removeprefix("complaint:").strip()) for e, t, r in rows]
 
 
 def subscriber_page(

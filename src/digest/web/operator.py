@@ -13,15 +13,18 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from digest import clock, logs
-from digest.access import webhooks
+from digest.access import audit, webhooks
 from digest.metrics import authorized, exposition
+from digest.schedules.defaults import defaults_from
+from digest.schedules.slots import choice_of, schedule_of
 from digest.store import figures, queries
 from digest.store.db import transaction
+from digest.subscriptions import subscribers as people
 from digest.text import i18n
-from digest.web import limits
+from digest.web import actions, limits
 from digest.web.charts import bar_chart, buckets
 from digest.web.site import PRIVATE, message_page, site, speak
 
@@ -97,6 +100,7 @@ def page() -> Any:
     with site().sessions() as session:
         themes = queries.themes(session)
         endpoints = webhooks.listed(session)
+        trail = audit.recent(session, 20)
     charts = [
         bar_chart("sent", "Digests sent per hour, last 7 days (UTC)", hours, {"sent": sent}),
         bar_chart(
@@ -121,6 +125,7 @@ def page() -> Any:
         charts=charts,
         reasons=reasons,
         endpoints=endpoints,
+        trail=trail,
         waiting=waiting,
         reconfirm_wait=timedelta(days=site().settings.reconfirm_days),
         soft_limit=site().settings.soft_bounce_limit,
@@ -129,3 +134,84 @@ def page() -> Any:
         switcher=[],  # the operator page stays English, as the command line: no language to switch to
     )
     return page, 200, PRIVATE
+
+
+# Acting on one subscriber -----------------------------------------------------------------------------------------
+
+
+def _guarded() -> Any:
+    speak(i18n.DEFAULT)
+    return _refusal()
+
+
+@blueprint.get("/operator/subscribers")
+def search() -> Any:
+    """Subscribers whose address starts with ?q= (the first fifty)."""
+    refused = _guarded()
+    if refused is not None:
+        return refused
+    wanted = request.args.get("q", "").strip()[:320]
+    with site().sessions() as session:
+        found = queries.subscriber_page(session, wanted.lower(), None, None, None, 50) if wanted else []
+    return render_template("operator_people.html", q=wanted, found=found, person=None, switcher=[]), 200, PRIVATE
+
+
+@blueprint.get("/operator/subscribers/<email>")
+def person(email: str) -> Any:
+    """One subscriber: themes, schedule, status, ledger, bounces, complaint; and what can be done."""
+    refused = _guarded()
+    if refused is not None:
+        return refused
+    with site().sessions() as session:
+        summary = queries.subscribers(session, email=email.lower())
+        if not summary:
+            return message_page(404, "Not found", f"No subscriber {email}.")
+        subscriber = people.get_subscriber(session, email)
+        record = queries.ledger(session, subscriber)
+        bounces = [b for b in queries.bounce_page(session, None, None, 500) if b.email == subscriber.email][:20]
+    schedule = schedule_of(choice_of(summary[0]), defaults_from(site().settings)).describe()
+    page = render_template(
+        "operator_people.html",
+        q="",
+        found=[],
+        person=summary[0],
+        schedule=schedule,
+        record=record,
+        bounces=bounces,
+        actions=actions.ACTIONS,
+        switcher=[],
+    )
+    return page, 200, PRIVATE
+
+
+@blueprint.post("/operator/subscribers/<email>/<action>")
+def act(email: str, action: str) -> Any:
+    """An action, after a confirmation step: the first POST shows what it will do, the second (confirmed) does it."""
+    refused = _guarded()
+    if refused is not None:
+        return refused
+    if action not in actions.ACTIONS:
+        abort(404)
+    reason = request.form.get("reason", "").strip()[:500]
+    if request.form.get("confirmed") != "yes":
+        page = render_template("operator_confirm.html", email=email, action=action, reason=reason, switcher=[])
+        return page, 200, PRIVATE
+    try:
+        address = actions.act(
+            site().sessions, site().settings, email, action, reason, "operator", _client_hash(), clock.now()
+        )
+    except actions.StateConflict as e:
+        flash(str(e), "error")
+        return redirect(url_for("operator.person", email=email), 303)
+    flash(f"{action.replace('-', ' ')}: done for {email}", "ok")
+    if address == "(erased)":
+        return redirect(url_for("operator.search"), 303)
+    return redirect(url_for("operator.person", email=address), 303)
+
+
+def _client_hash() -> str:
+    import hashlib
+    import hmac
+
+    secret = site().settings.secret_key.encode()
+    return hmac.new(secret, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:12]

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import wraps
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from digest.store import counters, queries
 from digest.store.db import transaction
 from digest.store.states import SubscriberStatus
 from digest.subscriptions import subscribers as people
+from digest.web import actions
 from digest.web.site import site
 
 blueprint = Blueprint("rest", __name__, url_prefix="/api/v1")
@@ -146,6 +147,80 @@ class Reason(BaseModel):
     reason: str = Field("", max_length=500)
 
 
+class PracticeThemeRef(BaseModel):
+    name: str
+    slug: str
+
+
+class PracticeOut(BaseModel):
+    id: int
+    title: str
+    summary: str
+    url: str | None
+    submitted_by: str | None
+    themes: list[PracticeThemeRef]
+    added: str | None
+    language: str | None
+    published: str | None
+
+
+class PracticePage(BaseModel):
+    items: list[PracticeOut]
+    next_cursor: str | None
+
+
+class PracticeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_query_schema)
+    theme: str | None = Field(None, max_length=200, description="A theme's slug")
+    since: datetime | None = Field(None, description="Added here since (ISO 8601, with its offset)")
+    language: str | None = Field(None, max_length=35, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+    cursor: str | None = Field(None, max_length=400, description="next_cursor of the page before")
+    limit: int = Field(100, ge=1, le=100)
+
+
+class NewPractice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=500)
+    summary: str = Field("", max_length=20_000)
+    url: str | None = Field(None, max_length=2000)
+    themes: list[str] = Field(min_length=1, max_length=50, description="Theme names (a new name makes a theme)")
+    language: str | None = Field(None, max_length=35)
+    submitted_by: str | None = Field(None, max_length=200)
+    published: str | None = Field(None, max_length=40, description="ISO 8601")
+
+
+class BounceOut(BaseModel):
+    id: int
+    email: str
+    kind: str
+    status: str
+    reason: str
+    diagnostic: str
+    received_at: str
+
+
+class BounceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_query_schema)
+    kind: Literal["hard", "soft"] | None = None
+    cursor: str | None = Field(None, max_length=400, description="next_cursor of the page before")
+    limit: int = Field(100, ge=1, le=100)
+
+
+class BouncePage(BaseModel):
+    items: list[BounceOut]
+    next_cursor: str | None
+
+
+class Complaint(BaseModel):
+    email: str
+    suppressed_at: str
+    feedback_type: str
+
+
+class ComplaintList(BaseModel):
+    items: list[Complaint]
+
+
 class Digest(BaseModel):
     period: str
     status: str
@@ -160,6 +235,10 @@ class Digest(BaseModel):
 
 class DigestList(BaseModel):
     items: list[Digest]
+
+
+class DigestDetail(Digest):
+    email: str
 
 
 # The answers every route may give besides its own (spectree puts them in the document).
@@ -310,12 +389,13 @@ def _cursors() -> URLSafeSerializer:
     return URLSafeSerializer(site().settings.secret_key, salt="digest.api.cursor")
 
 
-def _query_key(query: SubscriberQuery) -> str:
-    shape = json.dumps([query.prefix, query.status, query.theme, query.limit])
+def _query_key(query: BaseModel) -> str:
+    """What a query asked, but its cursor: a cursor continues only the query that made it."""
+    shape = type(query).__name__ + query.model_dump_json(exclude={"cursor"})
     return hashlib.sha256(shape.encode()).hexdigest()[:16]
 
 
-def _after(query: SubscriberQuery) -> str | None:
+def _after(query: Any) -> str | None:
     if query.cursor is None:
         return None
     try:
@@ -487,35 +567,17 @@ def change(email: str) -> Response:
 @documented("subscribers", HTTP_204=None, HTTP_404=Problem)
 def erase(email: str) -> Response:
     """Erase a subscriber and everything stored about them, as their own erase page does."""
-    now = clock.now()
-    with transaction(site().sessions) as session:
-        found = _one(session, email)
-        people.erase(session, found, now)
-        audit.forget(session, found.email)
-        _audit(session, "subscriber.erase", "(erased)")
+    _act(email, "erase", "")
     return Response(status=204)
 
 
-def _act(email: str, action: str, reason: str) -> Response:
-    now = clock.now()
-    settings = site().settings
-    mail = None
-    with transaction(site().sessions) as session:
-        found = _one(session, email)
-        if action == "suppress":
-            people.suppress(session, found, reason, now)
-        elif action == "unsuppress":
-            people.unsuppress(found, defaults_from(settings), now)
-        else:
-            if found.status != SubscriberStatus.PENDING:
-                raise ProblemError(409, "Conflict", f"{found.email} is {found.status}, not awaiting confirmation")
-            names = sorted(s.theme.name for s in found.subscriptions)
-            mail = (found.key, names, found.language or settings.default_language)
-        _audit(session, f"subscriber.{action}", found.email, reason)
-        address = found.email
-    if mail is not None:
-        send_confirmation(settings, transport_for(settings), address, *mail)
-    return _json(_detail(address))
+def _act(email: str, action: str, reason: str) -> str:
+    try:
+        return actions.act(site().sessions, site().settings, email, action, reason, g.api_actor, _client(), clock.now())
+    except actions.StateConflict as e:
+        raise ProblemError(409, "Conflict", str(e)) from None
+    except (NotFoundError, SubscriberError):  # none, or not even an address
+        raise ProblemError(404, "Not Found", f"no subscriber {email!r}") from None
 
 
 _ACTION: dict[str, Any] = {
@@ -533,7 +595,7 @@ _ACTION: dict[str, Any] = {
 @documented("subscribers", **_ACTION)
 def suppress(email: str) -> Response:
     """Stop all mail to a confirmed address, with a reason (kept, and in the audit log)."""
-    return _act(email, "suppress", _body(Reason).reason)
+    return _json(_detail(_act(email, "suppress", _body(Reason).reason)))
 
 
 @blueprint.post("/subscribers/<email>/unsuppress")
@@ -541,7 +603,7 @@ def suppress(email: str) -> Response:
 @documented("subscribers", **_ACTION)
 def unsuppress(email: str) -> Response:
     """Take back a suppression: confirmed again, the next digest at their next slot."""
-    return _act(email, "unsuppress", _body(Reason).reason)
+    return _json(_detail(_act(email, "unsuppress", _body(Reason).reason)))
 
 
 @blueprint.post("/subscribers/<email>/resend-confirmation")
@@ -549,7 +611,7 @@ def unsuppress(email: str) -> Response:
 @documented("subscribers", **_ACTION)
 def resend_confirmation(email: str) -> Response:
     """Mail the confirmation again to an address awaiting it."""
-    return _act(email, "resend-confirmation", _body(Reason).reason)
+    return _json(_detail(_act(email, "resend-confirmation", _body(Reason).reason)))
 
 
 @blueprint.get("/subscribers/<email>/digests")
@@ -564,24 +626,138 @@ def digests(email: str) -> Response:
     with site().sessions() as session:
         found = _one(session, email)
         record = ledger(session, found)
-    return _json(
-        DigestList(
-            items=[
-                Digest(
-                    period=d.period,
-                    status=str(d.status),
-                    subject=d.subject,
-                    message_id=d.message_id,
-                    planned_at=d.planned_at,
-                    sent_at=d.sent_at,
-                    attempts=d.attempts,
-                    last_error=d.last_error,
-                    practices=len(d.practices),
-                )
-                for d in record.digests
-            ]
-        )
+    return _json(DigestList(items=[Digest(**_digest_fields(d)) for d in record.digests]))
+
+
+def _practice(p: queries.PracticeSummary) -> PracticeOut:
+    return PracticeOut(
+        id=p.id,
+        title=p.title,
+        summary=p.summary,
+        url=p.url,
+        submitted_by=p.submitted_by,
+        themes=[PracticeThemeRef(name=t.name, slug=t.slug) for t in p.themes],
+        added=p.added,
+        language=p.language,
+        published=p.published,
     )
+
+
+@blueprint.get("/practices")
+@authorised()
+@documented(
+    "practices", query=PracticeQuery, HTTP_200=PracticePage, HTTP_400=Problem, HTTP_404=Problem, HTTP_422=Problem
+)
+def practices() -> Response:
+    """Practices, newest first: of a theme, added since, in a language."""
+    query = PracticeQuery.model_validate(request.args.to_dict())
+    after = _after(query)
+    before = int(after) if after is not None and after.isdigit() else None
+    with site().sessions() as session:
+        try:
+            rows = queries.practices(session, query.theme, query.since, query.language, before, query.limit + 1)
+        except NotFoundError:
+            raise ProblemError(404, "Not Found", f"no theme {query.theme!r}: GET /api/v1/themes lists them") from None
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = _cursors().dumps([_query_key(query), str(rows[-1].id)]) if more and rows else None
+    return _json(PracticePage(items=[_practice(p) for p in rows], next_cursor=cursor))
+
+
+def _one_practice(practice_id: int) -> PracticeOut:
+    with site().sessions() as session:
+        found = queries.practices(session, before=practice_id + 1, limit=1)
+    if not found or found[0].id != practice_id:
+        raise ProblemError(404, "Not Found", f"no practice {practice_id}")
+    return _practice(found[0])
+
+
+@blueprint.get("/practices/<int:practice_id>")
+@authorised()
+@documented("practices", HTTP_200=PracticeOut, HTTP_404=Problem)
+def practice(practice_id: int) -> Response:
+    """One practice, with its themes."""
+    return _json(_one_practice(practice_id))
+
+
+@blueprint.post("/practices")
+@authorised(write=True)
+@documented("practices", json=NewPractice, HTTP_200=PracticeOut, HTTP_201=PracticeOut, HTTP_422=Problem)
+def add_practice() -> Response:
+    """Add a practice as the source "api": checked, deduplicated and stored as any ingest (200 with the practice it
+    matched, when it is known already); its themes' feeds change, and their hubs are told."""
+    from digest.feeds import websub
+    from digest.ingest import ingest_record
+
+    body = _body(NewPractice)
+    settings = site().settings
+    before = websub.revisions(site().sessions)
+    record = {k: v for k, v in body.model_dump().items() if v is not None}
+    report = ingest_record(site().sessions, record, "api", clock.now())
+    if report.rejected or not report.practice_ids:
+        reason = report.rejected[0].reason if report.rejected else "nothing to store"
+        raise ProblemError(422, "Unprocessable Content", reason)
+    with transaction(site().sessions) as session:
+        _audit(session, "practice.add", "", f"{report.practice_ids[0]}: {body.title}")
+    websub.announce(site().sessions, settings, before)
+    stored = _one_practice(report.practice_ids[0])
+    if report.new:
+        return _json(stored, 201, {"Location": f"/api/v1/practices/{stored.id}"})
+    return _json(stored)
+
+
+@blueprint.get("/bounces")
+@authorised()
+@documented("replies", query=BounceQuery, HTTP_200=BouncePage, HTTP_400=Problem, HTTP_422=Problem)
+def bounces() -> Response:
+    """Bounces kept, newest first: whose, hard or soft, the status, the reason and the server's words."""
+    query = BounceQuery.model_validate(request.args.to_dict())
+    after = _after(query)
+    before = int(after) if after is not None and after.isdigit() else None
+    with site().sessions() as session:
+        rows = queries.bounce_page(session, query.kind, before, query.limit + 1)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = _cursors().dumps([_query_key(query), str(rows[-1].id)]) if more and rows else None
+    items = [BounceOut(**vars(r)) for r in rows]
+    return _json(BouncePage(items=items, next_cursor=cursor))
+
+
+@blueprint.get("/complaints")
+@authorised()
+@documented("replies", HTTP_200=ComplaintList)
+def complaints() -> Response:
+    """Subscribers a spam complaint suppressed, the newest first (the hundred last)."""
+    with site().sessions() as session:
+        rows = queries.complaints(session)
+    return _json(ComplaintList(items=[Complaint(email=e, suppressed_at=t, feedback_type=f) for e, t, f in rows]))
+
+
+@blueprint.get("/digests/<int:digest_id>")
+@authorised()
+@documented("subscribers", HTTP_200=DigestDetail, HTTP_404=Problem)
+def digest(digest_id: int) -> Response:
+    """One digest's state: whose, its period, state, times, attempts, last error."""
+    with site().sessions() as session:
+        found = queries.one_digest(session, digest_id)
+    if found is None:
+        raise ProblemError(404, "Not Found", f"no digest {digest_id}")
+    email, d = found
+    return _json(DigestDetail(email=email, **_digest_fields(d)))
+
+
+def _digest_fields(d: Any) -> dict[str, Any]:
+    return {
+        "period": d.period,
+        "status": str(d.status),
+        "subject": d.subject,
+        "message_id": d.message_id,
+        "planned_at": d.planned_at,
+        "sent_at": d.sent_at,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "practices": len(d.practices),
+    }
 
 
 @blueprint.get("/openapi.json")
