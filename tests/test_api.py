@@ -153,6 +153,13 @@ def test_writes_go_through_the_pages_functions_with_their_mail_and_an_audit_line
     )
     assert changed.status_code == 200 and set(changed.get_json()["themes"]) == {WATER, GOAL6}
     assert changed.get_json()["format"] == "text"
+    scheduled = client.patch(
+        "/api/v1/subscribers/bo@example.org",
+        json={"frequency": "daily", "hour": 7, "timezone": "Europe/Paris"},
+        headers=write,
+    )
+    assert scheduled.status_code == 200 and "7" in scheduled.get_json()["schedule"], scheduled.get_json()
+    _problem(client.patch("/api/v1/subscribers/bo@example.org", json={"timezone": "Europe/Pariss"}, headers=write), 422)
     held = client.post("/api/v1/subscribers/bo@example.org/suppress", json={"reason": "asked by phone"}, headers=write)
     assert held.get_json()["status"] == "suppressed" and "asked by phone" in held.get_json()["last_bounce"]
     back = client.post("/api/v1/subscribers/bo@example.org/unsuppress", json={}, headers=write)
@@ -166,6 +173,7 @@ def test_writes_go_through_the_pages_functions_with_their_mail_and_an_audit_line
         ("api:writer", "subscriber.create", "ann@example.org"),
         ("api:writer", "subscriber.resend-confirmation", "ann@example.org"),
         ("api:writer", "subscriber.create", "(erased)"),
+        ("api:writer", "subscriber.change", "(erased)"),
         ("api:writer", "subscriber.change", "(erased)"),
         ("api:writer", "subscriber.suppress", "(erased)"),
         ("api:writer", "subscriber.unsuppress", "(erased)"),

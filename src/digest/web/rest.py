@@ -32,6 +32,7 @@ from digest.errors import DigestError, NotFoundError, SubscriberError, Transport
 from digest.mail.send.notices import send_confirmation
 from digest.mail.send.transport import transport_for
 from digest.schedules.defaults import defaults_from
+from digest.schedules.slots import ScheduleError, choice_of, parse_choice
 from digest.store import counters, queries
 from digest.store.db import transaction
 from digest.store.states import SubscriberStatus
@@ -138,6 +139,10 @@ class SubscriberChange(BaseModel):
     themes: list[str] | None = Field(None, min_length=1, max_length=100)
     language: LANGUAGES | None = None
     format: Literal["html", "text"] | None = None
+    frequency: Literal["daily", "weekly", "monthly"] | None = None
+    day: int | None = Field(None, ge=0, le=31, description="Weekly: 0 (Monday) to 6; monthly: 1 to 28, or 31 (last)")
+    hour: int | None = Field(None, ge=0, le=23, description="Their local hour")
+    timezone: str | None = Field(None, max_length=64, description="An IANA zone: Europe/Paris")
     paused_until: date | None = Field(None, description="Send nothing before this day (their zone); see resume")
     resume: bool | None = Field(None, description="true: end a pause now")
 
@@ -553,6 +558,15 @@ def change(email: str) -> Response:
             people.set_language(found, body.language)
         if body.format is not None:
             people.set_format(found, body.format)
+        if any(v is not None for v in (body.frequency, body.day, body.hour, body.timezone)):
+            current = choice_of(found)
+            choice = parse_choice(
+                body.frequency or current.frequency,
+                body.day if body.day is not None else current.day,
+                body.hour if body.hour is not None else current.hour,
+                body.timezone or current.timezone,
+            )
+            people.set_schedule(session, found, choice, defaults, now)
         if body.paused_until is not None:
             people.pause(session, found, body.paused_until, defaults, now)
         if body.resume:
@@ -817,6 +831,8 @@ def answered(error: BaseException) -> Response | None:
         response = problem(503, "Service Unavailable", f"the mail could not be sent: {error}")
         response.headers["Retry-After"] = "120"
         return response
+    if isinstance(error, ScheduleError):
+        return problem(422, "Unprocessable Content", str(error))
     if isinstance(error, (SubscriberError, NotFoundError, DigestError)):
         status = 404 if isinstance(error, NotFoundError) else 422
         return problem(status, "Not Found" if status == 404 else "Unprocessable Content", str(error))
