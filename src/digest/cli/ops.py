@@ -122,7 +122,10 @@ def token_create(app: App, name: str, write: bool) -> None:
 @json_option
 @pass_app
 def token_list(app: App, as_json: bool) -> None:
-    """List the tokens: name, rights, when made, last used, revoked (never the tokens themselves)."""
+    """List the tokens: name, rights, when made, last used, revoked (never the tokens themselves).
+
+    Example: digest api token list --json
+    """
     from dataclasses import asdict
 
     from digest.access import tokens
@@ -142,7 +145,10 @@ def token_list(app: App, as_json: bool) -> None:
 @click.argument("name")
 @pass_app
 def token_revoke(app: App, name: str) -> None:
-    """Revoke the token named NAME: refused from now on (its name stays, for the audit log)."""
+    """Revoke the token named NAME: refused from now on (its name stays, for the audit log).
+
+    Example: digest api token revoke crm-sync
+    """
     from digest import clock
     from digest.access import tokens
     from digest.store import db
@@ -182,7 +188,10 @@ def webhooks_add(app: App, url: str, types: tuple[str, ...]) -> None:
 @pass_app
 def webhooks_list(app: App, as_json: bool) -> None:
     """List the endpoints: id, URL (no credentials), events, deliveries pending, delivered and given up, and whether
-    one is failing or disabled."""
+    one is failing or disabled.
+
+    Example: digest webhooks list --json
+    """
     from dataclasses import asdict
 
     from digest.access import webhooks
@@ -204,7 +213,10 @@ def webhooks_list(app: App, as_json: bool) -> None:
 @click.argument("ident", type=int)
 @pass_app
 def webhooks_remove(app: App, ident: int) -> None:
-    """Remove endpoint IDENT and its delivery log: nothing more is sent to it."""
+    """Remove endpoint IDENT and its delivery log: nothing more is sent to it.
+
+    Example: digest webhooks remove 2
+    """
     from digest.access import webhooks
     from digest.store import db
 
@@ -217,7 +229,10 @@ def webhooks_remove(app: App, ident: int) -> None:
 @click.argument("ident", type=int)
 @pass_app
 def webhooks_enable(app: App, ident: int) -> None:
-    """Take deliveries again at an endpoint disabled after three days of failures."""
+    """Take deliveries again at an endpoint disabled after three days of failures.
+
+    Example: digest webhooks enable 2
+    """
     from digest.access import webhooks
     from digest.store import db
 
@@ -230,7 +245,10 @@ def webhooks_enable(app: App, ident: int) -> None:
 @click.argument("ident", type=int)
 @pass_app
 def webhooks_test(app: App, ident: int) -> None:
-    """Send endpoint IDENT a webhook.test event now, and say what it answered."""
+    """Send endpoint IDENT a webhook.test event now, and say what it answered.
+
+    Example: digest webhooks test 2
+    """
     from digest import clock
     from digest.access import webhooks
     from digest.store import db
@@ -253,7 +271,10 @@ def webhooks_test(app: App, ident: int) -> None:
 @json_option
 @pass_app
 def webhooks_log(app: App, ident: int, as_json: bool) -> None:
-    """The delivery log of endpoint IDENT, newest first: event, state, tries, the last answer, the next try."""
+    """The delivery log of endpoint IDENT, newest first: event, state, tries, the last answer, the next try.
+
+    Example: digest webhooks log 2 --json
+    """
     from dataclasses import asdict
 
     from digest.access import webhooks
@@ -273,7 +294,10 @@ def webhooks_log(app: App, ident: int, as_json: bool) -> None:
 @json_option
 @pass_app
 def webhooks_deliver(app: App, as_json: bool) -> None:
-    """Deliver every due event now (the worker does it every webhook_seconds)."""
+    """Deliver every due event now (the worker does it every webhook_seconds).
+
+    Example: digest webhooks deliver --json
+    """
     from digest.access import webhooks
 
     done = webhooks.deliver_due(app.sessions, app.settings.webhook_timeout)
