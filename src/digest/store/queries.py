@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from digest.errors import NotFoundError
@@ -246,9 +246,7 @@ def subscriber_page(
     if after is not None:
         query = query.where(Subscriber.email > after)
     ids = list(session.scalars(query))
-    return (
-        _summaries(session, select(Subscriber).where(Subscriber.id.in_(ids)).order_by(Subscriber.email)) if ids else []
-    )
+    return _summaries(session, Subscriber.id.in_(ids)) if ids else []
 
 
 def digest_counts(session: Session, email: str) -> dict[str, int]:
@@ -268,33 +266,57 @@ def digest_counts(session: Session, email: str) -> dict[str, int]:
 
 def subscribers(session: Session, email: str | None = None, key: str | None = None) -> list[SubscriberSummary]:
     """Every subscriber (or the one with this stored address, or this key): status, themes, schedule, by address."""
-    query = (
-        select(Subscriber)
-        .order_by(Subscriber.email)
-        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
-    )
+    condition: Any = true()
     if email is not None:
-        query = query.where(Subscriber.email == email)
+        condition = Subscriber.email == email
     if key is not None:
-        query = query.where(Subscriber.key == key)
-    return _summaries(session, query)
+        condition = and_(condition, Subscriber.key == key)
+    return _summaries(session, condition)
 
 
-def _summaries(session: Session, query: Any) -> list[SubscriberSummary]:
-    query = query.options(selectinload(Subscriber.subscriptions).selectinload(Subscription.theme))
+def _stored(values: Any) -> dict[str, Any]:
+    """The summary's fields that are columns as stored, from their values in _AS_STORED's order."""
+    return dict(zip(_AS_STORED, values, strict=True))
+
+
+def _summaries(session: Session, condition: Any) -> list[SubscriberSummary]:
+    """The subscribers meeting ``condition``, by address: two plain reads (their rows, their themes), no ORM rows."""
+    columns = [getattr(Subscriber, name) for name in _AS_STORED]
+    rows = session.execute(
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.status,
+            Subscriber.confirmed_at,
+            Subscriber.next_due_at,
+            Subscriber.paused_until,
+            Subscriber.reconfirm_asked_at,
+            *columns,
+        )
+        .where(condition)
+        .order_by(Subscriber.email)
+    ).all()
+    themes: dict[int, list[tuple[str, str]]] = {}
+    for subscriber_id, slug, name in session.execute(
+        select(Subscription.subscriber_id, Theme.slug, Theme.name)
+        .join(Theme, Theme.id == Subscription.theme_id)
+        .where(Subscription.subscriber_id.in_(select(Subscriber.id).where(condition)))
+        .order_by(Theme.slug)
+    ):
+        themes.setdefault(subscriber_id, []).append((slug, name))
     return [
         SubscriberSummary(
-            email=s.email,
-            status=str(s.status),
-            themes=[sub.theme.slug for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
-            theme_names=[sub.theme.name for sub in sorted(s.subscriptions, key=lambda sub: sub.theme.slug)],
-            confirmed_at=_iso(s.confirmed_at),
-            next_due_at=_iso(s.next_due_at),
-            paused_until=_iso(s.paused_until),
-            reconfirm_asked_at=_iso(s.reconfirm_asked_at),
-            **{name: getattr(s, name) for name in _AS_STORED},
+            email=row[1],
+            status=str(row[2]),
+            themes=[slug for slug, _ in themes.get(row[0], [])],
+            theme_names=[name for _, name in themes.get(row[0], [])],
+            confirmed_at=_iso(row[3]),
+            next_due_at=_iso(row[4]),
+            paused_until=_iso(row[5]),
+            reconfirm_asked_at=_iso(row[6]),
+            **_stored(row[7:]),
         )
-        for s in session.scalars(query)
+        for row in rows
     ]
 
 

@@ -415,17 +415,21 @@ def _after(query: Any) -> str | None:
 # Views ---------------------------------------------------------------------------------------------------------
 
 
-def _summary(row: queries.SubscriberSummary) -> Subscriber:
-    from digest.schedules.slots import choice_of, schedule_of
+def _summary(row: queries.SubscriberSummary, said: dict[tuple[Any, ...], str] | None = None) -> Subscriber:
+    """The API's view of a subscriber; ``said``: schedules in words already made for this answer (most share one)."""
+    from digest.schedules.slots import schedule_of
 
-    schedule = schedule_of(choice_of(row), defaults_from(site().settings))
+    said = {} if said is None else said
+    key = (row.frequency, row.day, row.hour, row.timezone)
+    if key not in said:
+        said[key] = schedule_of(choice_of(row), defaults_from(site().settings)).describe()
     return Subscriber(
         email=row.email,
         status=row.status,
         themes=row.themes,
         language=row.language,
         format=row.format,
-        schedule=schedule.describe(),
+        schedule=said[key],
         paused_until=row.paused_until,
         confirmed_at=row.confirmed_at,
         next_due_at=row.next_due_at,
@@ -475,7 +479,8 @@ def subscribers() -> Response:
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = _cursors().dumps([_query_key(query), rows[-1].email]) if more and rows else None
-    return _json(SubscriberPage(items=[_summary(r) for r in rows], next_cursor=cursor))
+    said: dict[tuple[Any, ...], str] = {}
+    return _json(SubscriberPage(items=[_summary(r, said) for r in rows], next_cursor=cursor))
 
 
 def _one(session: Any, email: str) -> Any:
