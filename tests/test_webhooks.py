@@ -254,3 +254,25 @@ def test_the_webhooks_commands(web: Web, receiver: Receiver) -> None:
     assert run.invoke(cli, ["webhooks", "remove", "1"], env=env).exit_code == 0
     assert run.invoke(cli, ["webhooks", "list"], env=env).output.strip() == ""
     time.sleep(0)
+
+
+def test_an_endpoint_removed_during_a_run_breaks_no_sender_and_gets_nothing(web: Web, receiver: Receiver) -> None:
+    """A sender reads which endpoints want digest.sent every few seconds, not per group: one removed meanwhile gets
+    no delivery, and the group is recorded all the same."""
+    from digest.store.digests import Claimed, SentRecorder
+
+    _endpoint(web, receiver.url, "digest.sent")
+    engine = web.sessions.kw["bind"]
+    recorder = SentRecorder(engine, "test-holder", group=1)
+    try:
+        now = clock.now()
+        recorder.sent(Claimed(1, 1, "ada@example.org", "k", "<m1@d>", "s", "2026-11-16", "h", 1), now)
+        with db.transaction(web.sessions) as session:
+            webhooks.remove(session, 1)
+        recorder.sent(Claimed(2, 1, "ada@example.org", "k", "<m2@d>", "s", "2026-11-23", "h", 1), now)
+    finally:
+        recorder.close()
+    with web.sessions() as session:
+        kinds = list(session.scalars(select(WebhookMessage.type)))
+        deliveries = list(session.scalars(select(WebhookDelivery.id)))
+    assert kinds == ["digest.sent", "digest.sent"] and deliveries == []  # the first's went with its endpoint

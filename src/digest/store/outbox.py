@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -29,6 +30,8 @@ RETRIES = (
     timedelta(hours=10),
 )
 DISABLE_AFTER = timedelta(days=3)
+# Seconds a sender trusts what it last read of which endpoints want digest.sent.
+RECHECK = 5.0
 BLANK = json.dumps({"type": "redacted", "data": {}})
 
 
@@ -213,15 +216,23 @@ class SentEvents:
             "INSERT INTO webhook_messages (msg_id, type, payload, subject, forget, created_at) "
             f"VALUES ({mark}, 'digest.sent', {mark}, {mark}, {false}, {mark}) RETURNING id"
         )
+        self._endpoints: list[int] | None = None
+        self._checked = 0.0
+        # From the endpoint's row, so that one removed since it was read gets nothing (and breaks nothing).
         self.delivery = (
             "INSERT INTO webhook_deliveries (message_id, endpoint_id, state, attempts, next_attempt_at) "
-            f"VALUES ({mark}, {mark}, 'pending', 0, {mark})"
+            f"SELECT {mark}, id, 'pending', 0, {mark} FROM webhook_endpoints WHERE id = {mark} AND disabled_at IS NULL"
         )
 
     def write(self, cursor: Any, sent: list[tuple[int, str, str, str]], now: datetime) -> None:
-        """One digest.sent event per (digest id, address, period, Message-ID), for every endpoint that wants it."""
-        cursor.execute(self.wanting)
-        endpoints = [row[0] for row in cursor.fetchall()]
+        """One digest.sent event per (digest id, address, period, Message-ID), for every endpoint that wants it.
+        Which endpoints want it is read again every RECHECK seconds, not per group: a sender's groups come many a
+        second, and an endpoint added during a run hears of what is sent from then on, within those seconds."""
+        if self._endpoints is None or time.monotonic() - self._checked > RECHECK:
+            cursor.execute(self.wanting)
+            self._endpoints = [row[0] for row in cursor.fetchall()]
+            self._checked = time.monotonic()
+        endpoints = self._endpoints
         if not endpoints:
             return
         when = self._when(now)
@@ -230,4 +241,4 @@ class SentEvents:
             payload = json.dumps({"type": "digest.sent", "timestamp": now.isoformat(), "data": data})
             cursor.execute(self.message, (new_message_id(), payload, email, when))
             message = cursor.fetchone()[0]
-            cursor.executemany(self.delivery, [(message, e, when) for e in endpoints])
+            cursor.executemany(self.delivery, [(message, when, e) for e in endpoints])
