@@ -137,11 +137,21 @@ lmtp_host_lookup = native
                 time.sleep(0.1)
         yield Mta(port, mail / "bounces", root / "maillog")
     finally:
+        pidfile = root / "queue" / "pid" / "master.pid"
+        master = int(pidfile.read_text().split()[0]) if pidfile.exists() else 0
         _postfix(conf, "stop")
-        deadline = time.monotonic() + 30
-        while (root / "queue" / "pid" / "master.pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 30  # generous: its daemons finish what they hold first
+        while master and _alive(master) and time.monotonic() < deadline:
+            time.sleep(0.05)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def wait_for_mail(maildir: Path, count: int, log: Path, seconds: float = 90) -> list[Path]:

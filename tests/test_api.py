@@ -232,7 +232,7 @@ def test_schemathesis_finds_nothing(web: Web, api: tuple) -> None:
     for operation, mode in [(o, m) for o in operations for m in GenerationMode]:
 
         @given(operation.as_strategy(mode))
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(headers=write)
 

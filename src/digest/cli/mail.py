@@ -91,7 +91,7 @@ def send(app: App, processes: int, as_json: bool) -> None:
 
     Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send --processes 4
     """
-    transport = transport_for(app.settings, app.sessions)
+    transport = transport_for(app.settings, app.sessions, start=0)  # one sender: the first relay is its home
     stop_on_signals()  # SIGTERM: the message in flight finished and recorded, the rest handed back, exit
     if processes > 1:
         if app.engine.dialect.name == "sqlite":
