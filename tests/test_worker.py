@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -134,11 +135,21 @@ def test_two_workers_send_each_due_digest_once(
         (run,) = plan_runs(sessions)
         assert run.reason == "start" and run.outcome == "ok" and json.loads(run.counts or "{}")["planned"] == 6
         assert leader_pid(sessions) in (a.pid, b.pid)
-        code, report = workers.status()
+        # The retry job runs every few tenths of a second here: the status may catch one running; wait for one
+        # that has finished (generous deadline: a busy machine), and it must have gone well.
+        seen: dict[str, Any] = {}
+
+        def retry_finished() -> bool:
+            seen["code"], seen["report"] = workers.status()
+            jobs = {j["id"]: j for j in seen["report"]["jobs"]}
+            return bool(jobs["retry-deliveries"]["last_run"]["outcome"] != "running")
+
+        wait_for(retry_finished, what="a retry run that has finished")
+        code, report = seen["code"], seen["report"]
         assert code == 0 and report["healthy"]
         leader = report["leader"]
         assert isinstance(leader, dict) and leader["pid"] in (a.pid, b.pid) and leader["alive"]
-        jobs = {j["id"]: j for j in report["jobs"]}  # type: ignore[attr-defined]
+        jobs = {j["id"]: j for j in report["jobs"]}
         assert jobs["plan-send"]["next_run_at"] is not None
         assert jobs["plan-send"]["last_run"]["counts"]["planned"] == 6
         assert jobs["retry-deliveries"]["last_run"]["outcome"] == "ok"
