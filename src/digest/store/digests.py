@@ -16,7 +16,21 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.store import outbox
@@ -60,11 +74,33 @@ def store_planned(
         for h in new
         for n, (p, t, more) in enumerate(contents[h][1])
     ]
-    if given:
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if given and postgresql:
+        session.execute(_UNNEST_GIVEN, {k: [g[k] for g in given] for k in given[0]})
+    elif given:
         session.execute(insert(_table(ContentPractice)), given)
+    if postgresql and planned:
+        # One statement of five arrays, whatever the batch's size: parsed once and kept by psycopg, where a VALUES
+        # list of thousands of parameters is parsed again for every batch.
+        columns = {name: [getattr(p, name) for p in planned] for name in Planned._fields}
+        done: Any = session.execute(_UNNEST_DIGESTS, columns | {"now": now, "status": DigestStatus.PLANNED.value})
+        return int(done.rowcount)
     # One INSERT ... RETURNING for the batch: no flush per digest.
     rows = [p._asdict() | {"status": DigestStatus.PLANNED, "planned_at": now, "attempts": 0} for p in planned]
     return len(session.execute(_insert_ignoring_conflicts(session, Digest).returning(Digest.id), rows).all())
+
+
+_UNNEST_DIGESTS = text(
+    "INSERT INTO digests (subscriber_id, period, message_id, subject, content_hash, status, planned_at, attempts) "
+    "SELECT s, p, m, j, h, :status, :now, 0 FROM unnest(CAST(:subscriber_id AS integer[]), CAST(:period AS text[]), "
+    "CAST(:message_id AS text[]), CAST(:subject AS text[]), CAST(:content_hash AS text[])) AS t(s, p, m, j, h) "
+    "ON CONFLICT DO NOTHING"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_UNNEST_GIVEN = text(
+    "INSERT INTO content_practices (content_hash, position, practice_id, theme_id, summarised) "
+    "SELECT * FROM unnest(CAST(:content_hash AS text[]), CAST(:position AS integer[]), "
+    "CAST(:practice_id AS integer[]), CAST(:theme_id AS integer[]), CAST(:summarised AS boolean[]))"
+)
 
 
 def set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
