@@ -38,9 +38,13 @@ def record(
     """One bounce kept, on ``conn``'s transaction, unless one with this ``source`` is kept already. True when new."""
     if conn.scalar(select(Bounce.id).where(Bounce.source == source)) is not None:
         return False
-    email = conn.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id)) or ""
-    data = {"email": email, "digest_id": digest_id, "kind": kind.value, "status": status, "reason": reason}
-    outbox.emit(conn, "bounce.received", data | {"diagnostic": diagnostic[:500]}, now, subject=email)
+
+    def tell() -> tuple[dict[str, Any], str]:
+        email = conn.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id)) or ""
+        data = {"email": email, "digest_id": digest_id, "kind": kind.value, "status": status, "reason": reason}
+        return data | {"diagnostic": diagnostic[:500]}, email
+
+    outbox.emit(conn, "bounce.received", now, tell)
     conn.execute(
         insert(Bounce).values(
             source=source,
@@ -88,7 +92,7 @@ def unsubscribe_by_mail(conn: Connection, subscriber_id: int, now: datetime) -> 
     ).rowcount
     if left:
         _cancel_unsent(conn, subscriber_id)
-        _told(conn, "subscriber.unsubscribed", subscriber_id, now)
+        outbox.tell_of_subscriber(conn, "subscriber.unsubscribed", subscriber_id, now)
     return bool(left)
 
 
@@ -101,19 +105,8 @@ def _suppress(conn: Connection, subscriber_id: int, now: datetime, *also: Any) -
     ).rowcount
     if suppressed:
         _cancel_unsent(conn, subscriber_id)
-        _told(conn, "subscriber.suppressed", subscriber_id, now)
+        outbox.tell_of_subscriber(conn, "subscriber.suppressed", subscriber_id, now)
     return bool(suppressed)
-
-
-def _told(conn: Connection, event: str, subscriber_id: int, now: datetime) -> None:
-    """A subscriber.* event into the webhooks' outbox, on ``conn``'s transaction."""
-    email, status, why, left = conn.execute(
-        select(Subscriber.email, Subscriber.status, Subscriber.last_bounce, Subscriber.left_reason).where(
-            Subscriber.id == subscriber_id
-        )
-    ).one()
-    data = {"email": email, "status": str(status), "reason": left or why or ""}
-    outbox.emit(conn, event, data, now, subject=email)
 
 
 def _cancel_unsent(conn: Connection, subscriber_id: int) -> None:
@@ -186,5 +179,5 @@ def stopped_receiving(session: Session, days: int, now: datetime) -> list[str]:
         subscriber.left_reason, subscriber.reconfirm_asked_at = STOPPED_RECEIVING, None
         _cancel_unsent(session.connection(), subscriber.id)
         session.flush()
-        _told(session.connection(), "subscriber.unsubscribed", subscriber.id, now)
+        outbox.tell_of_subscriber(session.connection(), "subscriber.unsubscribed", subscriber.id, now)
     return [s.email for s in gone]

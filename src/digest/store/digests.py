@@ -332,11 +332,14 @@ def finish(engine: Engine, digest_id: int, holder: str, status: DigestStatus, **
 
 def _failed_event(conn: Connection, digest_id: int, error: str) -> None:
     """digest.failed into the webhooks' outbox, on ``conn``'s transaction."""
-    email, period = conn.execute(
-        select(Subscriber.email, Digest.period).join(Subscriber).where(Digest.id == digest_id)
-    ).one()
-    data = {"digest_id": digest_id, "email": email, "period": period, "error": error[:500]}
-    outbox.emit(conn, "digest.failed", data, datetime.now(UTC), subject=email)
+
+    def tell() -> tuple[dict[str, Any], str]:
+        email, period = conn.execute(
+            select(Subscriber.email, Digest.period).join(Subscriber).where(Digest.id == digest_id)
+        ).one()
+        return {"digest_id": digest_id, "email": email, "period": period, "error": error[:500]}, email
+
+    outbox.emit(conn, "digest.failed", datetime.now(UTC), tell)
 
 
 def fail_refused(conn: Connection, digest_id: int, holder: str, error: str) -> None:

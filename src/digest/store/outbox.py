@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, exists, insert, literal, or_, select, update
 
-from digest.store.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
+from digest.store.models import Subscriber, Subscription, Theme, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from digest.store.states import UTCDateTime, WebhookState
 
 # Waits between tries (the Standard Webhooks schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h):
@@ -39,8 +39,11 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
-def _wanting(event: str) -> Any:
-    """Live endpoints that want ``event`` (their types space-separated; "" is every type)."""
+def _wanting(event: str, endpoint: int | None = None) -> Any:
+    """Live endpoints that want ``event`` (their types space-separated; "" is every type); only ``endpoint``, if given
+    (a test event for one endpoint, whatever types it wants)."""
+    if endpoint is not None:
+        return and_(WebhookEndpoint.id == endpoint, WebhookEndpoint.disabled_at.is_(None))
     return and_(
         WebhookEndpoint.disabled_at.is_(None),
         or_(WebhookEndpoint.events == "", (literal(" ") + WebhookEndpoint.events + " ").contains(f" {event} ")),
@@ -48,16 +51,22 @@ def _wanting(event: str) -> Any:
 
 
 def wanted(conn: Connection, event: str) -> bool:
-    """Whether any live endpoint wants ``event`` (to skip building what nobody will be sent)."""
+    """Whether any live endpoint wants ``event`` (before building many events of one kind)."""
     return conn.scalar(select(WebhookEndpoint.id).where(_wanting(event)).limit(1)) is not None
 
 
-def emit(conn: Connection, event: str, data: dict[str, Any], now: datetime, subject: str = "") -> str | None:
-    """The event ``event`` with ``data`` into the outbox, on ``conn``'s transaction, for every endpoint that wants it;
-    its webhook-id (None when no endpoint wants it: nothing is written). ``subject``: the address it is about."""
-    endpoints = list(conn.scalars(select(WebhookEndpoint.id).where(_wanting(event))))
+# What an event says, made only when some endpoint wants it: its data and the address it is about ("": none).
+Telling = Callable[[], tuple[dict[str, Any], str]]
+
+
+def emit(conn: Connection, event: str, now: datetime, tell: Telling, endpoint: int | None = None) -> str | None:
+    """The event ``event`` into the outbox, on ``conn``'s transaction, for every endpoint that wants it (or only
+    ``endpoint``); its webhook-id. ``tell`` is asked for the event's data and subject only when some endpoint wants
+    it: when none does, nothing is read or written but the one query that says so."""
+    endpoints = list(conn.scalars(select(WebhookEndpoint.id).where(_wanting(event, endpoint))))
     if not endpoints:
         return None
+    data, subject = tell()
     msg_id = new_message_id()
     payload = json.dumps({"type": event, "timestamp": now.isoformat(), "data": data}, ensure_ascii=False)
     message = conn.execute(
@@ -79,6 +88,29 @@ def emit(conn: Connection, event: str, data: dict[str, Any], now: datetime, subj
         ],
     )
     return msg_id
+
+
+def tell_of_subscriber(conn: Connection, event: str, subscriber_id: int, now: datetime, **more: object) -> None:
+    """A subscriber.* event: their address, status, themes and why (``more`` says it, else their left reason or last
+    bounce), read from the store on ``conn``'s transaction only when some endpoint wants it."""
+
+    def tell() -> tuple[dict[str, Any], str]:
+        email, status, why, left = conn.execute(
+            select(Subscriber.email, Subscriber.status, Subscriber.last_bounce, Subscriber.left_reason).where(
+                Subscriber.id == subscriber_id
+            )
+        ).one()
+        themes = sorted(
+            conn.scalars(
+                select(Theme.slug)
+                .join(Subscription, Subscription.theme_id == Theme.id)
+                .where(Subscription.subscriber_id == subscriber_id)
+            )
+        )
+        data = {"email": email, "status": str(status), "themes": themes, "reason": left or why or "", **more}
+        return data, email
+
+    emit(conn, event, now, tell)
 
 
 class Due(NamedTuple):

@@ -32,10 +32,10 @@ from digest.text.languages import language_tag
 
 
 def _told(session: Session, event: str, subscriber: Subscriber, now: datetime, **more: object) -> None:
-    """A subscriber.* event into the webhooks' outbox, on the session's transaction (digest.store.outbox)."""
-    themes = sorted(s.theme.slug for s in subscriber.subscriptions if s.theme is not None)
-    data = {"email": subscriber.email, "status": str(subscriber.status), "themes": themes, **more}
-    outbox.emit(session.connection(), event, data, now, subject=subscriber.email)
+    """A subscriber.* event into the webhooks' outbox, on the session's transaction (digest.store.outbox), as the
+    subscriber stands once the session's changes are flushed."""
+    session.flush()
+    outbox.tell_of_subscriber(session.connection(), event, subscriber.id, now, **more)
 
 
 def normalize_email(address: str) -> str:
@@ -136,7 +136,6 @@ def confirm(session: Session, subscriber: Subscriber, now: datetime, backfill_da
     subscriber.next_due_at = now if backfill_days else None
     for subscription in subscriber.subscriptions:
         subscription.cursor = cursor
-    session.flush()
     _told(session, "subscriber.confirmed", subscriber, now)
 
 
@@ -180,7 +179,6 @@ def subscribe(
             subscriber.subscriptions.append(Subscription(theme_id=theme.id, created_at=now, cursor=cursor))
     session.flush()
     if created:
-        session.refresh(subscriber, ["subscriptions"])
         _told(session, "subscriber.created", subscriber, now)
     if confirmed and subscriber.status != SubscriberStatus.CONFIRMED:
         confirm(session, subscriber, now, backfill_days)

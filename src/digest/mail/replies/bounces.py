@@ -259,12 +259,16 @@ def _complained(
         if digest is None:
             report.skipped.append((key, f"a complaint ({feedback}) about no digest here"))
             return
-        email = session.scalars(select(Subscriber.email).where(Subscriber.id == digest.subscriber_id)).one()
-        data = {"email": email, "digest_id": digest.id, "feedback_type": feedback}
         if not suppress_for_complaint(session.connection(), digest.subscriber_id, f"complaint: {feedback}", now):
             report.already += 1
             return
-        outbox.emit(session.connection(), "complaint.received", data, now, subject=email)
+        digest_id, subscriber_id = digest.id, digest.subscriber_id
+
+        def tell() -> tuple[dict[str, object], str]:
+            email = session.scalars(select(Subscriber.email).where(Subscriber.id == subscriber_id)).one()
+            return {"email": email, "digest_id": digest_id, "feedback_type": feedback}, email
+
+        outbox.emit(session.connection(), "complaint.received", now, tell)
     report.complaints += 1
     report.suppressed += 1
     metrics.COMPLAINTS.inc()
