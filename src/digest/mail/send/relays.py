@@ -17,7 +17,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,14 +74,12 @@ class RelayTransport:
         others = len(self.relays) - 1
         return self.relay + (f" (and {others} other relay{'s' if others > 1 else ''})" if others else "")
 
-    def _order(self) -> list[int]:
-        """The relays to try, in order: home, then the others from it on; those backing off last (never tried)."""
+    def _ready(self) -> Iterator[int]:
+        """The relays not backing off, home first, then the others from it on (lazily: with the home relay up, as it
+        nearly always is, nothing else is looked at)."""
         n = len(self.relays)
-        ring = [(self.home + k) % n for k in range(n)]
         now = time.monotonic()
-        ready = [i for i in ring if self._down_until[i] <= now]
-        waiting = sorted((i for i in ring if self._down_until[i] > now), key=lambda i: self._down_until[i])
-        return ready + waiting
+        return (i for i in ((self.home + k) % n for k in range(n)) if self._down_until[i] <= now)
 
     def send(
         self,
@@ -92,10 +90,7 @@ class RelayTransport:
         following: Following | None = None,
     ) -> None:
         failures: list[ServerUnavailable] = []
-        now = time.monotonic()
-        for index in self._order():
-            if self._down_until[index] > now:
-                break  # the rest are backing off: none is due yet
+        for index in self._ready():
             self.current = index
             pacer = self._pacers[index]
             if pacer is not None:
