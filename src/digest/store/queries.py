@@ -183,9 +183,13 @@ class BounceRow:
     received_at: str
 
 
-def bounce_page(session: Session, kind: str | None, before: int | None, limit: int) -> list[BounceRow]:
-    """Bounces kept, newest first, with whose they were (paged by id)."""
+def bounce_page(
+    session: Session, email: str | None, kind: str | None, before: int | None, limit: int
+) -> list[BounceRow]:
+    """Bounces kept, newest first, with whose they were (only ``email``'s, if given), paged by id."""
     query = select(Bounce, Subscriber.email).join(Subscriber).order_by(Bounce.id.desc()).limit(limit)
+    if email:
+        query = query.where(Subscriber.email == email)
     if kind:
         query = query.where(Bounce.kind == kind)
     if before is not None:
@@ -210,11 +214,8 @@ def one_digest(session: Session, digest_id: int) -> tuple[str, LedgerDigest] | N
     if found is None:
         return None
     subscriber, digest = found
-    record = ledger(session, subscriber)
-    index = [
-        d.id for d in session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id))
-    ]
-    return subscriber.email, record.digests[index.index(digest.id)]
+    (only,) = ledger(session, subscriber, only=digest.id).digests
+    return subscriber.email, only
 
 
 def complaints(session: Session, limit: int = 100) -> list[tuple[str, str, str]]:
@@ -233,20 +234,17 @@ def subscriber_page(
 ) -> list[SubscriberSummary]:
     """Up to ``limit`` subscribers by address after ``after`` (keyset paging on the unique address index), filtered
     by an address prefix, a status and a theme's slug."""
-    query = select(Subscriber.id).order_by(Subscriber.email).limit(limit)
+    terms: list[Any] = []
     if prefix:
         escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Subscriber.email.like(escaped + "%", escape="\\"))
+        terms.append(Subscriber.email.like(escaped + "%", escape="\\"))
     if status:
-        query = query.where(Subscriber.status == status)
+        terms.append(Subscriber.status == status)
     if theme:
-        query = query.where(
-            Subscriber.id.in_(select(Subscription.subscriber_id).join(Theme).where(Theme.slug == theme))
-        )
+        terms.append(Subscriber.id.in_(select(Subscription.subscriber_id).join(Theme).where(Theme.slug == theme)))
     if after is not None:
-        query = query.where(Subscriber.email > after)
-    ids = list(session.scalars(query))
-    return _summaries(session, Subscriber.id.in_(ids)) if ids else []
+        terms.append(Subscriber.email > after)
+    return _summaries(session, and_(true(), *terms), limit)
 
 
 def digest_counts(session: Session, email: str) -> dict[str, int]:
@@ -279,8 +277,9 @@ def _stored(values: Any) -> dict[str, Any]:
     return dict(zip(_AS_STORED, values, strict=True))
 
 
-def _summaries(session: Session, condition: Any) -> list[SubscriberSummary]:
-    """The subscribers meeting ``condition``, by address: two plain reads (their rows, their themes), no ORM rows."""
+def _summaries(session: Session, condition: Any, limit: int | None = None) -> list[SubscriberSummary]:
+    """The (first ``limit``) subscribers meeting ``condition``, by address: two plain reads (their rows, their
+    themes), no ORM rows."""
     columns = [getattr(Subscriber, name) for name in _AS_STORED]
     rows = session.execute(
         select(
@@ -295,12 +294,17 @@ def _summaries(session: Session, condition: Any) -> list[SubscriberSummary]:
         )
         .where(condition)
         .order_by(Subscriber.email)
+        .limit(limit)
     ).all()
+    # A page's themes by its ids; everyone's (a listing of all) by the same condition, never a list of every id.
+    whose = Subscription.subscriber_id.in_(
+        [row[0] for row in rows] if limit else select(Subscriber.id).where(condition)
+    )
     themes: dict[int, list[tuple[str, str]]] = {}
     for subscriber_id, slug, name in session.execute(
         select(Subscription.subscriber_id, Theme.slug, Theme.name)
         .join(Theme, Theme.id == Subscription.theme_id)
-        .where(Subscription.subscriber_id.in_(select(Subscriber.id).where(condition)))
+        .where(whose)
         .order_by(Theme.slug)
     ):
         themes.setdefault(subscriber_id, []).append((slug, name))
@@ -587,9 +591,12 @@ class SubscriberLedger:
     digests: list[LedgerDigest]
 
 
-def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
-    """A subscriber's digests, oldest first: state, times, Message-IDs, the practices in each, and resends."""
-    digests = session.scalars(select(Digest).where(Digest.subscriber_id == subscriber.id).order_by(Digest.id)).all()
+def ledger(session: Session, subscriber: Subscriber, only: int | None = None) -> SubscriberLedger:
+    """A subscriber's digests, oldest first: state, times, Message-IDs, the practices in each, and resends; only the
+    digest ``only``, if given."""
+    mine = Digest.subscriber_id == subscriber.id
+    chosen = and_(mine, Digest.id == only) if only is not None else mine
+    digests = session.scalars(select(Digest).where(chosen).order_by(Digest.id)).all()
     ids = [d.id for d in digests]
     practices: dict[int, list[LedgerPractice]] = {i: [] for i in ids}
     rows = session.execute(
@@ -597,7 +604,7 @@ def ledger(session: Session, subscriber: Subscriber) -> SubscriberLedger:
         .join(ContentPractice, ContentPractice.content_hash == Digest.content_hash)
         .join(Practice, Practice.id == ContentPractice.practice_id)
         .join(Theme, Theme.id == ContentPractice.theme_id)
-        .where(Digest.subscriber_id == subscriber.id)
+        .where(chosen)
         .order_by(Digest.id, ContentPractice.position)
     )
     for digest_id, uid, title, url, theme, summarised in rows:

@@ -12,8 +12,6 @@ Each is logged with the route, never the path (paths carry tokens).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +26,7 @@ from digest.errors import DigestError, NotFoundError, TransportError
 from digest.subscriptions.tokens import TokenError
 from digest.text.i18n import _
 from digest.web import limits
-from digest.web.site import message_page, route
+from digest.web.site import client, message_page, route
 
 events = logs.EventLog("digest.web")
 
@@ -107,14 +105,8 @@ def _not_found(error: NotFoundError) -> Any:
     return message_page(404, _("Not found"), message[:1].upper() + message[1:] + ".", hint=error.hint)
 
 
-def _client() -> str:
-    """The client as the log names it: a short keyed hash of its address (enough to group, nothing to trace)."""
-    secret = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(secret, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:12]
-
-
 def _refused_link(error: TokenError) -> Any:
-    current_app.extensions["digest.refusals"].refused(_client(), route(), error.reason)
+    current_app.extensions["digest.refusals"].refused(client(), route(), error.reason)
     if error.expired:
         return message_page(410, _("This link has expired"), _("Subscribe again on the home page to get a new one."))
     return message_page(

@@ -26,7 +26,7 @@ from digest.subscriptions import subscribers as people
 from digest.text import i18n
 from digest.web import actions, limits
 from digest.web.charts import bar_chart, buckets
-from digest.web.site import PRIVATE, message_page, site, speak
+from digest.web.site import PRIVATE, client, message_page, site, speak
 
 blueprint = Blueprint("operator", __name__)
 events = logs.EventLog("digest.web")
@@ -168,7 +168,7 @@ def person(email: str) -> Any:
             return message_page(404, "Not found", f"No subscriber {email}.")
         subscriber = people.get_subscriber(session, email)
         record = queries.ledger(session, subscriber)
-        bounces = [b for b in queries.bounce_page(session, None, None, 500) if b.email == subscriber.email][:20]
+        bounces = queries.bounce_page(session, subscriber.email, None, None, 20)
     schedule = schedule_of(choice_of(summary[0]), defaults_from(site().settings)).describe()
     page = render_template(
         "operator_people.html",
@@ -198,7 +198,7 @@ def act(email: str, action: str) -> Any:
         return page, 200, PRIVATE
     try:
         address = actions.act(
-            site().sessions, site().settings, email, action, reason, "operator", _client_hash(), clock.now()
+            site().sessions, site().settings, email, action, reason, "operator", client(), clock.now()
         )
     except actions.StateConflict as e:
         flash(str(e), "error")
@@ -207,11 +207,3 @@ def act(email: str, action: str) -> Any:
     if address == "(erased)":
         return redirect(url_for("operator.search"), 303)
     return redirect(url_for("operator.person", email=address), 303)
-
-
-def _client_hash() -> str:
-    import hashlib
-    import hmac
-
-    secret = site().settings.secret_key.encode()
-    return hmac.new(secret, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:12]

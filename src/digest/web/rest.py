@@ -12,14 +12,14 @@ with its audit line (who: the token's name).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from functools import wraps
 from typing import Any, Literal, TypeVar
 
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Response, g, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spectree import Response as Answers
@@ -38,7 +38,7 @@ from digest.store.db import transaction
 from digest.store.states import SubscriberStatus
 from digest.subscriptions import subscribers as people
 from digest.web import actions
-from digest.web.site import site
+from digest.web.site import client, site
 
 blueprint = Blueprint("rest", __name__, url_prefix="/api/v1")
 events = logs.EventLog("digest.web")
@@ -378,13 +378,8 @@ def _body(model: type[M]) -> M:
         ) from None
 
 
-def _client() -> str:
-    secret = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(secret, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:12]
-
-
 def _audit(session: Any, action: str, subject: str, detail: str = "") -> None:
-    audit.record(session, g.api_actor, action, subject, clock.now(), detail, _client())
+    audit.record(session, g.api_actor, action, subject, clock.now(), detail, client())
 
 
 # Cursors: which query they continue, and after which address, signed so that neither can be made up.
@@ -412,6 +407,22 @@ def _after(query: Any) -> str | None:
     return str(said[1])
 
 
+T = TypeVar("T")
+
+
+def _paged(query: Any, rows: list[T], mark: Callable[[T], object]) -> tuple[list[T], str | None]:
+    """A page of ``rows`` (read one past the limit) and the cursor that continues the same query after its last
+    row, by ``mark`` (None: this was the last page)."""
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
+    return page, _cursors().dumps([_query_key(query), str(mark(page[-1]))]) if more and page else None
+
+
+def _numbered(after: str | None) -> int | None:
+    """A cursor's mark that is a row's id (practices, bounces)."""
+    return int(after) if after is not None and after.isdigit() else None
+
+
 # Views ---------------------------------------------------------------------------------------------------------
 
 
@@ -423,21 +434,7 @@ def _summary(row: queries.SubscriberSummary, said: dict[tuple[Any, ...], str] | 
     key = (row.frequency, row.day, row.hour, row.timezone)
     if key not in said:
         said[key] = schedule_of(choice_of(row), defaults_from(site().settings)).describe()
-    return Subscriber(
-        email=row.email,
-        status=row.status,
-        themes=row.themes,
-        language=row.language,
-        format=row.format,
-        schedule=said[key],
-        paused_until=row.paused_until,
-        confirmed_at=row.confirmed_at,
-        next_due_at=row.next_due_at,
-        feed_only=row.feed_only,
-        reconfirm_asked_at=row.reconfirm_asked_at,
-        left_reason=row.left_reason,
-        last_bounce=row.last_bounce,
-    )
+    return Subscriber.model_validate(asdict(row) | {"schedule": said[key]})
 
 
 @blueprint.get("/themes")
@@ -476,11 +473,9 @@ def subscribers() -> Response:
     after = _after(query)
     with site().sessions() as session:
         rows = queries.subscriber_page(session, query.prefix, query.status, query.theme, after, query.limit + 1)
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    cursor = _cursors().dumps([_query_key(query), rows[-1].email]) if more and rows else None
+    page, cursor = _paged(query, rows, lambda row: row.email)
     said: dict[tuple[Any, ...], str] = {}
-    return _json(SubscriberPage(items=[_summary(r, said) for r in rows], next_cursor=cursor))
+    return _json(SubscriberPage(items=[_summary(r, said) for r in page], next_cursor=cursor))
 
 
 def _one(session: Any, email: str) -> Any:
@@ -592,7 +587,7 @@ def erase(email: str) -> Response:
 
 def _act(email: str, action: str, reason: str) -> str:
     try:
-        return actions.act(site().sessions, site().settings, email, action, reason, g.api_actor, _client(), clock.now())
+        return actions.act(site().sessions, site().settings, email, action, reason, g.api_actor, client(), clock.now())
     except actions.StateConflict as e:
         raise ProblemError(409, "Conflict", str(e)) from None
     except (NotFoundError, SubscriberError):  # none, or not even an address
@@ -645,21 +640,11 @@ def digests(email: str) -> Response:
     with site().sessions() as session:
         found = _one(session, email)
         record = ledger(session, found)
-    return _json(DigestList(items=[Digest(**_digest_fields(d)) for d in record.digests]))
+    return _json(DigestList(items=[Digest.model_validate(_digest_fields(d)) for d in record.digests]))
 
 
 def _practice(p: queries.PracticeSummary) -> PracticeOut:
-    return PracticeOut(
-        id=p.id,
-        title=p.title,
-        summary=p.summary,
-        url=p.url,
-        submitted_by=p.submitted_by,
-        themes=[PracticeThemeRef(name=t.name, slug=t.slug) for t in p.themes],
-        added=p.added,
-        language=p.language,
-        published=p.published,
-    )
+    return PracticeOut.model_validate(asdict(p))
 
 
 @blueprint.get("/practices")
@@ -670,17 +655,14 @@ def _practice(p: queries.PracticeSummary) -> PracticeOut:
 def practices() -> Response:
     """Practices, newest first: of a theme, added since, in a language."""
     query = PracticeQuery.model_validate(request.args.to_dict())
-    after = _after(query)
-    before = int(after) if after is not None and after.isdigit() else None
+    before = _numbered(_after(query))
     with site().sessions() as session:
         try:
             rows = queries.practices(session, query.theme, query.since, query.language, before, query.limit + 1)
         except NotFoundError:
             raise ProblemError(404, "Not Found", f"no theme {query.theme!r}: GET /api/v1/themes lists them") from None
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    cursor = _cursors().dumps([_query_key(query), str(rows[-1].id)]) if more and rows else None
-    return _json(PracticePage(items=[_practice(p) for p in rows], next_cursor=cursor))
+    page, cursor = _paged(query, rows, lambda row: row.id)
+    return _json(PracticePage(items=[_practice(p) for p in page], next_cursor=cursor))
 
 
 def _one_practice(practice_id: int) -> PracticeOut:
@@ -731,15 +713,10 @@ def add_practice() -> Response:
 def bounces() -> Response:
     """Bounces kept, newest first: whose, hard or soft, the status, the reason and the server's words."""
     query = BounceQuery.model_validate(request.args.to_dict())
-    after = _after(query)
-    before = int(after) if after is not None and after.isdigit() else None
     with site().sessions() as session:
-        rows = queries.bounce_page(session, query.kind, before, query.limit + 1)
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    cursor = _cursors().dumps([_query_key(query), str(rows[-1].id)]) if more and rows else None
-    items = [BounceOut(**vars(r)) for r in rows]
-    return _json(BouncePage(items=items, next_cursor=cursor))
+        rows = queries.bounce_page(session, None, query.kind, _numbered(_after(query)), query.limit + 1)
+    page, cursor = _paged(query, rows, lambda row: row.id)
+    return _json(BouncePage(items=[BounceOut.model_validate(asdict(r)) for r in page], next_cursor=cursor))
 
 
 @blueprint.get("/complaints")
@@ -762,21 +739,12 @@ def digest(digest_id: int) -> Response:
     if found is None:
         raise ProblemError(404, "Not Found", f"no digest {digest_id}")
     email, d = found
-    return _json(DigestDetail(email=email, **_digest_fields(d)))
+    return _json(DigestDetail.model_validate(_digest_fields(d) | {"email": email}))
 
 
-def _digest_fields(d: Any) -> dict[str, Any]:
-    return {
-        "period": d.period,
-        "status": str(d.status),
-        "subject": d.subject,
-        "message_id": d.message_id,
-        "planned_at": d.planned_at,
-        "sent_at": d.sent_at,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "practices": len(d.practices),
-    }
+def _digest_fields(d: queries.LedgerDigest) -> dict[str, Any]:
+    """A ledger's digest as the API tells it: its practices counted."""
+    return asdict(d) | {"practices": len(d.practices)}
 
 
 @blueprint.get("/openapi.json")
