@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -51,6 +53,34 @@ def ab(url: str, requests: int, *headers: str) -> float:
     return float(found.group(1))
 
 
+@contextmanager
+def serving(env: dict[str, str], port: int) -> Iterator[str]:
+    """`digest serve` on ``port`` with ``env``'s config, once it answers /healthz; its base URL. Stopped after."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def report(figures: list[tuple[str, float]]) -> None:
+    """Each request's rate and its ratio to the first (the /healthz reference)."""
+    reference = figures[0][1]
+    print(f"{'request':28} {'req/s':>9} {'x /healthz':>11}")
+    for name, rate in figures:
+        print(f"{name:28} {rate:9.0f} {rate / reference:11.2f}")
+
+
 def main() -> None:
     practices = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     requests = int(sys.argv[2]) if len(sys.argv) > 2 else 4000
@@ -80,15 +110,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(config)}
         digest = [sys.executable, "-m", "digest"]
         subprocess.run([*digest, "ingest", str(export)], env=env, check=True, capture_output=True)
-        server = subprocess.Popen([*digest, "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with serving(env, port) as base:
             feed = base + "/feeds/connectivity-and-migration.atom"
             first = httpx.get(feed)
             etag = first.headers["ETag"]
@@ -105,13 +127,7 @@ def main() -> None:
                 ("home page 200", base + "/", ()),
             ]
             figures = [(name, ab(url, requests, *headers)) for name, url, headers in cases]
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    reference = figures[0][1]
-    print(f"{'request':28} {'req/s':>9} {'x /healthz':>11}")
-    for name, rate in figures:
-        print(f"{name:28} {rate:9.0f} {rate / reference:11.2f}")
+    report(figures)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
 
 import click
 
@@ -126,14 +130,12 @@ def token_list(app: App, as_json: bool) -> None:
 
     Example: digest api token list --json
     """
-    from dataclasses import asdict
-
     from digest.access import tokens
 
     with app.sessions() as session:
         found = tokens.listed(session)
     if as_json:
-        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(t).items()} for t in found])
+        emit(_records(found))
         return
     for t in found:
         used = t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "never"
@@ -192,14 +194,12 @@ def webhooks_list(app: App, as_json: bool) -> None:
 
     Example: digest webhooks list --json
     """
-    from dataclasses import asdict
-
     from digest.access import webhooks
 
     with app.sessions() as session:
         found = webhooks.listed(session)
     if as_json:
-        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(e).items()} for e in found])
+        emit(_records(found))
         return
     for e in found:
         failing = f"failing since {e.failing_since:%Y-%m-%d %H:%M}" if e.failing_since else "ok"
@@ -275,14 +275,12 @@ def webhooks_log(app: App, ident: int, as_json: bool) -> None:
 
     Example: digest webhooks log 2 --json
     """
-    from dataclasses import asdict
-
     from digest.access import webhooks
 
     with app.sessions() as session:
         found = webhooks.log(session, ident)
     if as_json:
-        emit([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(a).items()} for a in found])
+        emit(_records(found))
         return
     for a in found:
         answer = f"{a.last_status}" if a.last_status else (a.last_error or "-")
@@ -305,3 +303,8 @@ def webhooks_deliver(app: App, as_json: bool) -> None:
         emit(done.as_dict())
         return
     click.echo(f"{done.delivered} delivered, {done.failed} failed (tried again later)")
+
+
+def _records(found: Sequence[Any]) -> list[dict[str, Any]]:
+    """Dataclass records for --json, their times in ISO 8601 (as every listing writes them)."""
+    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(r).items()} for r in found]
