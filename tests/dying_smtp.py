@@ -13,7 +13,6 @@ import os
 import socket
 import sys
 import threading
-import time
 from typing import Any
 
 
@@ -42,8 +41,7 @@ def die_at(port: int, maildir: str, limit: int) -> None:
 
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
-    threading.Event().wait()
-    time.sleep(1)
+    threading.Event().wait()  # until killed (or dead by its own hand, above)
 
 
 if __name__ == "__main__":

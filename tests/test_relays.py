@@ -81,7 +81,7 @@ def test_a_relay_in_trouble_is_skipped_and_every_digest_goes_once_through_the_ot
 ) -> None:
     handler, good_url = good
     count = 30
-    sessions, people = populate(f"sqlite:///{tmp_path / 'digest.db'}", count)
+    sessions, _ = populate(f"sqlite:///{tmp_path / 'digest.db'}", count)
     process = None
     kept = tmp_path / "first"
     if trouble == "down":
@@ -135,7 +135,7 @@ def test_with_four_senders_both_relays_carry_mail_and_none_goes_twice(tmp_path: 
     # seconds by itself), even when the others are slow to start on a busy machine.
     one, two = FaultyHandler(pace=0.03), FaultyHandler(pace=0.03)
     count = 200
-    sessions, people = populate(f"sqlite:///{tmp_path / 'digest.db'}", count)
+    populate(f"sqlite:///{tmp_path / 'digest.db'}", count)
     with smtp_controller(one) as a, smtp_controller(two) as b:
         env = config(tmp_path, f"sqlite:///{tmp_path / 'digest.db'}", f"{a} {b}", batch_size=10)
         report = _send(env, "--processes", "4")

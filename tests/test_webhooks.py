@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -253,7 +252,6 @@ def test_the_webhooks_commands(web: Web, receiver: Receiver) -> None:
     assert "webhook.test\tdelivered\t1 tries\t200" in log.output
     assert run.invoke(cli, ["webhooks", "remove", "1"], env=env).exit_code == 0
     assert run.invoke(cli, ["webhooks", "list"], env=env).output.strip() == ""
-    time.sleep(0)
 
 
 def test_an_endpoint_removed_during_a_run_breaks_no_sender_and_gets_nothing(web: Web, receiver: Receiver) -> None:

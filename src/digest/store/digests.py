@@ -361,12 +361,13 @@ def refused(engine: Engine, claimed: Claimed, holder: str, refusal: Refusal, lim
     (digest.store.bounces.to_reconfirm counts those), the address stays."""
     with engine.begin() as conn:
         fail_refused(conn, claimed.id, holder, refusal.error)
-        source = at_transaction_key(claimed.id)
         kind = BounceKind.HARD if refusal.hard else BounceKind.SOFT
-        args = (refusal.status, refusal.reason, refusal.error)
-        if not record(conn, source, claimed.subscriber_id, claimed.id, kind, *args, now) or not refusal.hard:
-            return False
-        return count_hard_bounce(conn, claimed.subscriber_id, refusal.error, limit, now)
+        new = record(
+            conn, at_transaction_key(claimed.id), claimed.subscriber_id, claimed.id, kind, refusal.status,
+            refusal.reason, refusal.error, now,
+        )  # fmt: skip
+        counted = new and refusal.hard  # a soft bounce is kept, never counted; the same refusal twice counts once
+        return count_hard_bounce(conn, claimed.subscriber_id, refusal.error, limit, now) if counted else False
 
 
 class Refusal(NamedTuple):

@@ -13,6 +13,7 @@ import mailbox
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from digest.errors import SourceError
@@ -143,11 +144,9 @@ def _imap(location: str, timeout: float, keep: bool) -> Iterator[tuple[str, byte
             pass  # what was not moved is read again, and counted once (digest.mail.replies.bounces)
 
 
-def _move(client: object, uids: list[int], folder: str) -> None:
-    """Move these messages to ``folder`` (MOVE where the server has it, else copy, flag deleted, expunge them)."""
-    from imapclient import IMAPClient
-
-    assert isinstance(client, IMAPClient)
+def _move(client: Any, uids: list[int], folder: str) -> None:
+    """Move these messages to ``folder`` (MOVE where the server has it, else copy, flag deleted, expunge them) on
+    the IMAPClient ``client``; ``uids`` is emptied."""
     if not uids:
         return
     if client.has_capability("MOVE"):

@@ -131,9 +131,7 @@ def returned_message_id(message: Message) -> str | None:
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 return str(inner["Message-ID"]).strip()
     # A bounce without a DSN quotes the returned message in its text (qmail's "Below this line is a copy").
-    body = message.get_body(("plain",)) if isinstance(message, EmailMessage) else None
-    text = body.get_content() if body is not None else ""
-    quoted = _QUOTED_ID.search(text) if isinstance(text, str) else None
+    quoted = _QUOTED_ID.search(_text(message)) if isinstance(message, EmailMessage) else None
     return quoted.group(1) if quoted else None
 
 
