@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Update
 
 from digest.store import outbox
 from digest.store.bounces import at_transaction_key, count_hard_bounce, record
@@ -161,14 +164,22 @@ class Claimed(NamedTuple):
 def claimable(now: datetime, claim_timeout: timedelta, dead: Sequence[str]) -> ColumnElement[bool]:
     """Waiting and ready to send now: planned; deferred and its time has come; sending, but its claim was
     abandoned (older than ``claim_timeout``, or held by one of the ``dead`` processes)."""
-    stale = Digest.claimed_at < now - claim_timeout
+    return _claimable(now, now - claim_timeout, list(dead) if dead else None)
+
+
+def _claimable(now: Any, stale_before: Any, dead: Any | None) -> ColumnElement[bool]:
+    """claimable's condition, over values or bound parameters (``dead``: None when there are none)."""
+    stale = Digest.claimed_at < stale_before
     return or_(
         Digest.status == DigestStatus.PLANNED,
         and_(
             Digest.status == DigestStatus.DEFERRED,
             or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
         ),
-        and_(Digest.status == DigestStatus.SENDING, or_(stale, Digest.claimed_by.in_(dead)) if dead else stale),
+        and_(
+            Digest.status == DigestStatus.SENDING,
+            or_(stale, Digest.claimed_by.in_(dead)) if dead is not None else stale,
+        ),
     )
 
 
@@ -253,17 +264,16 @@ def claim(
     """Mark up to ``limit`` ready digests of confirmed subscribers `sending` by ``holder``, in one committed UPDATE,
     and return them in id order; other senders skip the rows this one is claiming (PostgreSQL) or wait their turn
     (SQLite). With ``per_hour``, never past the hour's budget, on every host at once."""
-    # A walk down ix_digests_waiting (its predicate, word for word, lets the database use it; SQLite is told).
-    candidates = (
-        select(Digest.id)
-        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
-        .where(waiting(), claimable(now, claim_timeout, dead), _confirmed(), Digest.attempts < max_attempts)
-        .order_by(Digest.id)
-        .limit(limit)
-    )
     postgres = engine.dialect.name == "postgresql"
-    if postgres:
-        candidates = candidates.with_for_update(skip_locked=True, of=Digest)
+    values: dict[str, Any] = {
+        "now": now,
+        "stale_before": now - claim_timeout,
+        "max_attempts": max_attempts,
+        "limit": limit,
+        "holder": holder,
+    }
+    if dead:
+        values["dead"] = list(dead)
     with engine.begin() as conn:
         if postgres and per_hour > 0:
             # The hour's budget is read and spent by one sender at a time, on every host: never over it.
@@ -272,46 +282,68 @@ def claim(
                 budget = hour_budget(session, per_hour, now)
             if budget <= 0:
                 return []
-            candidates = candidates.limit(min(limit, budget))
-        claimed = conn.execute(
-            update(Digest)
-            .where(Digest.id.in_(candidates.scalar_subquery()))
-            .values(status=DigestStatus.SENDING, claimed_by=holder, claimed_at=now, attempts=Digest.attempts + 1)
-            .returning(
-                Digest.id,
-                Digest.subscriber_id,
-                Digest.message_id,
-                Digest.subject,
-                Digest.period,
-                Digest.content_hash,
-                Digest.attempts,
-            )
-        ).all()
-        if not claimed:
-            return []
-        rows = conn.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.key, Subscriber.bounces, Subscriber.format).where(
-                Subscriber.id.in_({row.subscriber_id for row in claimed})
-            )
-        )
-        who = {sid: (email, key, bounces, fmt) for sid, email, key, bounces, fmt in rows}
+            values["limit"] = min(limit, budget)
+        rows: Sequence[Any] = [tuple(row) for row in conn.execute(_claiming(postgres, bool(dead)), values)]
+        if rows and not postgres:  # SQLite's RETURNING names only the table it updates: the subscribers come after
+            who = conn.execute(select(Subscriber.id, *_RECIPIENT).where(Subscriber.id.in_({r[1] for r in rows})))
+            found = {sid: tuple(rest) for sid, *rest in who}
+            rows = [(*row, *found[row[1]]) for row in rows]
     return sorted(
         (
-            Claimed(
-                row.id,
-                row.subscriber_id,
-                *who[row.subscriber_id][:2],
-                row.message_id,
-                row.subject,
-                row.period,
-                row.content_hash,
-                row.attempts,
-                *who[row.subscriber_id][2:],
-            )
-            for row in claimed
+            Claimed(i, s, email, key, m, subject, p, h, a, bounces, fmt)
+            for i, s, m, subject, p, h, a, email, key, bounces, fmt in rows
         ),
         key=lambda c: c.id,
     )
+
+
+@lru_cache(maxsize=4)
+def _claiming(postgres: bool, dead: bool) -> Update:
+    """The claim's UPDATE, built once (building it cost as much as running it), over bound parameters: now,
+    stale_before, dead (with ``dead``), max_attempts, limit, holder."""
+    # A walk down ix_digests_waiting (its predicate, word for word, lets the database use it; SQLite is told).
+    candidates = (
+        select(Digest.id)
+        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
+        .where(
+            waiting(),
+            _claimable(
+                bindparam("now"), bindparam("stale_before"), bindparam("dead", expanding=True) if dead else None
+            ),
+            _confirmed(),
+            Digest.attempts < bindparam("max_attempts"),
+        )
+        .order_by(Digest.id)
+        .limit(bindparam("limit"))
+    )
+    claiming = update(Digest).values(
+        status=DigestStatus.SENDING,
+        claimed_by=bindparam("holder"),
+        claimed_at=bindparam("now"),
+        attempts=Digest.attempts + 1,
+    )
+    if not postgres:
+        return claiming.where(Digest.id.in_(candidates.scalar_subquery())).returning(*_CLAIMED)
+    # Other senders' rows skipped, never waited for; the ids as an array, each row then found by its primary key
+    # (`IN (subquery)` is planned as a hash join over every digest ever planned); the subscriber comes back with
+    # it (UPDATE ... FROM): one statement.
+    candidates = candidates.with_for_update(skip_locked=True, of=Digest)
+    return claiming.where(
+        Digest.id == any_(func.array(candidates.scalar_subquery())), Subscriber.id == Digest.subscriber_id
+    ).returning(*_CLAIMED, *_RECIPIENT)
+
+
+# What a claim returns of each digest, and of its subscriber.
+_CLAIMED = (
+    Digest.id,
+    Digest.subscriber_id,
+    Digest.message_id,
+    Digest.subject,
+    Digest.period,
+    Digest.content_hash,
+    Digest.attempts,
+)
+_RECIPIENT = (Subscriber.email, Subscriber.key, Subscriber.bounces, Subscriber.format)
 
 
 def held(ids: Sequence[int], holder: str) -> ColumnElement[bool]:
@@ -437,10 +469,16 @@ class SentRecorder:
             lambda value: value
         )
         mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
-        self._sent = (
-            f"UPDATE digests SET status = '{DigestStatus.SENT.value}', sent_at = {mark}, claimed_by = NULL, "
-            f"last_error = NULL, next_attempt_at = NULL WHERE id = {mark} AND claimed_by = {mark}"
-        )
+        self._postgres = dialect.name == "postgresql"
+        done = f"status = '{DigestStatus.SENT.value}', claimed_by = NULL, last_error = NULL, next_attempt_at = NULL"
+        if self._postgres:
+            # The whole group in one statement (ids and times as two arrays): one round trip, parsed once.
+            self._sent = (
+                f"UPDATE digests SET {done}, sent_at = t.at FROM unnest(%s::integer[], %s::timestamptz[]) AS t(id, at)"
+                " WHERE digests.id = t.id AND digests.claimed_by = %s"
+            )
+        else:
+            self._sent = f"UPDATE digests SET {done}, sent_at = {mark} WHERE id = {mark} AND claimed_by = {mark}"
         self._clear_bounces = f"UPDATE subscribers SET bounces = 0 WHERE id = {mark}"
         raw = engine.raw_connection()
         driver: Any = raw.driver_connection
@@ -484,23 +522,35 @@ class SentRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is waiting, in one transaction. If that fails, it is kept (and raised): a later flush writes
-        it, or the claims run out and the messages are sent again with their Message-IDs."""
+        """Write what is waiting, in one transaction (on PostgreSQL, with no bounces to clear and no webhook to
+        tell, a single statement). If that fails, it is kept (and raised): a later flush writes it, or the claims
+        run out and the messages are sent again with their Message-IDs."""
         if not self._rows:
             return
-        self._cursor.execute("BEGIN")
-        try:
-            self._cursor.executemany(self._sent, self._rows)
-            if self._cleared:
-                self._cursor.executemany(self._clear_bounces, self._cleared)
-            self._outbox.write(self._cursor, self._events, self._last)
-        except BaseException:
-            self._cursor.execute("ROLLBACK")
-            raise
-        self._cursor.execute("COMMIT")
+        cursor = self._cursor
+        if self._postgres and not self._cleared and not self._outbox.wanted(cursor):
+            cursor.execute(self._sent, *self._group())
+        else:
+            cursor.execute("BEGIN")
+            try:
+                if self._postgres:
+                    cursor.execute(self._sent, *self._group())
+                else:
+                    cursor.executemany(self._sent, self._rows)
+                if self._cleared:
+                    cursor.executemany(self._clear_bounces, self._cleared)
+                self._outbox.write(cursor, self._events, self._last)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
         self._rows.clear()
         self._cleared.clear()
         self._events.clear()
+
+    def _group(self) -> tuple[tuple[list[int], list[Any], str]]:
+        """The group as PostgreSQL's statement takes it: the ids, the times, the holder."""
+        return (([r[1] for r in self._rows], [r[0] for r in self._rows], self.holder),)
 
     def close(self) -> None:
         self._raw.close()

@@ -256,15 +256,22 @@ class SentEvents:
             f"SELECT {mark}, id, 'pending', 0, {mark} FROM webhook_endpoints WHERE id = {mark} AND disabled_at IS NULL"
         )
 
-    def write(self, cursor: Any, sent: list[tuple[int, str, str, str]], now: datetime) -> None:
-        """One digest.sent event per (digest id, address, period, Message-ID), for every endpoint that wants it.
-        Which endpoints want it is read again every RECHECK seconds, not per group: a sender's groups come many a
-        second, and an endpoint added during a run hears of what is sent from then on, within those seconds."""
+    def wanted(self, cursor: Any) -> bool:
+        """Whether any endpoint wants digest.sent (see write: looked up again every RECHECK seconds)."""
+        return bool(self._wanting(cursor))
+
+    def _wanting(self, cursor: Any) -> list[int]:
         if self._endpoints is None or time.monotonic() - self._checked > RECHECK:
             cursor.execute(self.wanting)
             self._endpoints = [row[0] for row in cursor.fetchall()]
             self._checked = time.monotonic()
-        endpoints = self._endpoints
+        return self._endpoints
+
+    def write(self, cursor: Any, sent: list[tuple[int, str, str, str]], now: datetime) -> None:
+        """One digest.sent event per (digest id, address, period, Message-ID), for every endpoint that wants it.
+        Which endpoints want it is read again every RECHECK seconds, not per group: a sender's groups come many a
+        second, and an endpoint added during a run hears of what is sent from then on, within those seconds."""
+        endpoints = self._wanting(cursor)
         if not endpoints:
             return
         when = self._when(now)
