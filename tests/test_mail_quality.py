@@ -511,3 +511,39 @@ def test_a_shared_encoded_body_decodes_to_each_recipients_text() -> None:
         assert max(len(line) for line in encoded.split(b"\n")) <= 76
         expected = text.replace("@@u@@", values["unsubscribe"]).replace("@@m@@", values["manage"])
         assert quopri.decodestring(encoded).decode() == expected.replace("@@v@@", values["view"])
+
+
+def test_a_message_laid_out_for_smtp_once_is_the_message_as_data_carries_it() -> None:
+    """The send run's messages come in DATA's form from their template (CRLF, a dot doubled wherever a line begins
+    with one): byte for byte what converting the plain message gives (RFC 5321 4.5.2, done the obvious way here), and
+    back again for a Maildir. Dots at the start of the text, after a slot, inside values cut across lines."""
+    import random
+    from datetime import UTC, datetime
+
+    from digest.mail.build.mime import DataForm, EncodedBody, Envelope, MessageTemplate
+
+    slots = {"unsubscribe": "@@u@@", "manage": "@@m@@", "view": "@@v@@"}
+    rng = random.Random(11)
+    envelope = Envelope("Digest <d@x.test>", "", "Subject", "", datetime(2026, 12, 7, tzinfo=UTC), "l.x.test", "")
+    for n in range(300):
+        pieces = ["".join(rng.choice("ab .\n.é=") for _ in range(rng.randint(0, 160))) for _ in range(6)]
+        text = "".join(p + rng.choice(["@@u@@", "@@m@@", "@@v@@", ""]) for p in pieces)
+        html = rng.choice([None, "." + text.replace("\n", "\n.")])
+        values = {
+            "unsubscribe": "https://d.test/u/" + "." * rng.randint(0, 120),
+            "manage": "." + "x" * rng.randint(60, 90) + "." * 20,
+            "view": rng.choice(["", ".", "https://d.test/v/.."]),
+        }
+        bodies = (EncodedBody(text, slots), EncodedBody(html, slots) if html is not None else None)
+        plain = MessageTemplate(envelope, *bodies)
+        data = MessageTemplate(envelope, *bodies, data=True)
+        args = ("ada@example.org", f"<{n}@x.test>", envelope.date, "https://d.test/u/1", values)
+        message = plain.fill(*args)
+        laid_out = data.fill(*args)
+        assert isinstance(laid_out, DataForm)
+        boundary = re.search(rb'boundary="([^"]+)"', message)
+        if boundary:  # each template draws its own boundary
+            laid_out = DataForm(laid_out.replace(re.search(rb'boundary="([^"]+)"', laid_out)[1], boundary[1]))
+        expected = re.sub(rb"(?m)^\.", b"..", message.replace(b"\n", b"\r\n"))
+        assert bytes(laid_out) == expected
+        assert laid_out.message() == message

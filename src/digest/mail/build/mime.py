@@ -43,6 +43,27 @@ class Envelope:
     unsubscribe_mailto: str = ""
 
 
+class DataForm(bytes):
+    """A message as SMTP's DATA carries it (RFC 5321 4.5.2): CRLF line ends, a second dot before every line that
+    begins with one, ending in CRLF (the final "." is the transport's). MessageTemplate lays a message out so once
+    for all its copies, where converting each copy cost a sender more than building it; a transport sends it as it
+    is."""
+
+    def message(self) -> bytes:
+        """The message itself, with LF line ends (a Maildir's; the dots single again)."""
+        lines = self.replace(b"\r\n..", b"\r\n.")
+        return (lines[1:] if lines.startswith(b"..") else lines).replace(b"\r\n", b"\n")
+
+
+def data_form(piece: bytes, line_start: bool = True) -> bytes:
+    """A piece of a message (LF line ends) in DATA's form: CRLF, and dots doubled where a line begins with one
+    (the piece's own first byte too, when it begins a line)."""
+    piece = piece.replace(b"\n", b"\r\n")
+    if b"\n." in piece:
+        piece = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + piece if line_start and piece.startswith(b".") else piece
+
+
 @lru_cache(maxsize=64)
 def sender_address(mail_from: str) -> str:
     """The bare address of a From value (the SMTP envelope sender)."""
@@ -106,20 +127,34 @@ class EncodedBody:
         self.parts = [_soft_end(p) if isinstance(p, bytes) and n + 1 < len(parts) else p for n, p in enumerate(parts)]
         self.slots = {p for p in parts if isinstance(p, str)}
         self.ends_in_slot = bool(parts) and isinstance(parts[-1], str)
+        self.data = False
+
+    def in_data_form(self) -> EncodedBody:
+        """This body with its parts in DATA's form (see DataForm); its fill then wants values in that form too
+        (``encode_values(values, data=True)``). Every part begins a line: the body's first, and each one after a
+        soft line break."""
+        copy = object.__new__(EncodedBody)
+        copy.parts = [p if isinstance(p, str) else data_form(p) for p in self.parts]
+        copy.slots, copy.ends_in_slot, copy.data = self.slots, self.ends_in_slot, True
+        return copy
 
     def fill(self, values: dict[str, str], encoded: dict[str, bytes] | None = None) -> bytes:
         """The body with ``values`` in its slots; ``encoded``: the values already encoded (`encode_values`), for
         a message whose two bodies share them."""
         if encoded is None:
-            encoded = encode_values(values)
+            encoded = encode_values(values, self.data)
         out = [encoded[p] if isinstance(p, str) else p for p in self.parts]
         if self.ends_in_slot:
-            out[-1] = _qp(values[str(self.parts[-1])])
+            last = _qp(values[str(self.parts[-1])])
+            out[-1] = data_form(last) if self.data else last
         return b"".join(out)
 
 
-def encode_values(values: dict[str, str]) -> dict[str, bytes]:
-    """Slot values encoded as a body's slots take them: quoted-printable, between soft line breaks."""
+def encode_values(values: dict[str, str], data: bool = False) -> dict[str, bytes]:
+    """Slot values encoded as a body's slots take them: quoted-printable, between soft line breaks (with ``data``,
+    in DATA's form: see DataForm)."""
+    if data:
+        return {name: data_form(_soft_end(_qp(value))) for name, value in values.items()}
     return {name: _soft_end(_qp(value)) for name, value in values.items()}
 
 
@@ -133,10 +168,11 @@ class MessageTemplate:
     """A multipart/alternative message (text first, HTML last, LF line ends) laid out once for every recipient of
     one rendering: per message only To, Date, Message-ID, List-Unsubscribe and the bodies' slots are filled in.
     Of the envelope it is made from, only what every copy shares is used (From, Subject, List-Id, Reply-To).
-    Without ``html``, a single text/plain part: for readers who chose plain text."""
+    Without ``html``, a single text/plain part: for readers who chose plain text. With ``data``, every copy is a
+    DataForm: laid out for SMTP once, here, instead of converted copy by copy."""
 
-    def __init__(self, envelope: Envelope, text: EncodedBody, html: EncodedBody | None) -> None:
-        self.text, self.html, self.bulk = text, html, envelope.bulk
+    def __init__(self, envelope: Envelope, text: EncodedBody, html: EncodedBody | None, data: bool = False) -> None:
+        self.text, self.html, self.bulk, self.data = text, html, envelope.bulk, data
         boundary = "=_digest_" + secrets.token_hex(12)
         self._head = f"From: {_from_header(envelope.mail_from)}\nTo: ".encode()
         self._after_to = f"\nSubject: {_encoded(envelope.subject)}\nDate: ".encode()
@@ -152,16 +188,23 @@ class MessageTemplate:
         tail += "Auto-Submitted: auto-generated\nMIME-Version: 1.0\n"
         if envelope.language:
             tail += f"Content-Language: {envelope.language}\n"
+        self._before_id = b"\nMessage-ID: "
         if html is None:
             self._before_text = tail.encode() + _body_head("text/plain")
             self._before_html, self._end = b"", b"\n"
-            return
-        tail += f'Content-Type: multipart/alternative; boundary="{boundary}"\n'
-        tail += "\nThis is a multipart message in MIME format."
-        sep = f"\n--{boundary}\n".encode()
-        self._before_text = tail.encode() + sep + _body_head("text/plain")
-        self._before_html = sep + _body_head("text/html")
-        self._end = f"\n--{boundary}--\n".encode()
+        else:
+            tail += f'Content-Type: multipart/alternative; boundary="{boundary}"\n'
+            tail += "\nThis is a multipart message in MIME format."
+            sep = f"\n--{boundary}\n".encode()
+            self._before_text = tail.encode() + sep + _body_head("text/plain")
+            self._before_html = sep + _body_head("text/html")
+            self._end = f"\n--{boundary}--\n".encode()
+        if data:
+            # Header lines and boundaries never begin with a dot; the bodies' parts each begin a line.
+            for name in ("_head", "_after_to", "_before_id", "_after_id", "_before_text", "_before_html", "_end"):
+                setattr(self, name, data_form(getattr(self, name), line_start=False))
+            self.text = text.in_data_form()
+            self.html = html.in_data_form() if html is not None else None
 
     def fill(
         self,
@@ -178,7 +221,7 @@ class MessageTemplate:
             header_safe(wire_address(to).address, limit=320).encode("utf-8"),
             self._after_to,
             _date(date.replace(microsecond=0)),
-            b"\nMessage-ID: ",
+            self._before_id,
             header_safe(message_id).encode("utf-8"),
             self._after_id,
         ]
@@ -186,12 +229,12 @@ class MessageTemplate:
             parts.append(header_safe(unsubscribe_url, limit=900).encode("utf-8"))
             if unsubscribe_mailto:  # second: one-click (RFC 8058) is the https URL's
                 parts.append(f">, <mailto:{header_safe(unsubscribe_mailto, limit=320)}?subject=unsubscribe".encode())
-        encoded = encode_values(values)
+        encoded = encode_values(values, self.data)
         parts += [self._before_text, self.text.fill(values, encoded)]
         if self.html is not None:
             parts += [self._before_html, self.html.fill(values, encoded)]
         parts.append(self._end)
-        return b"".join(parts)
+        return DataForm(b"".join(parts)) if self.data else b"".join(parts)
 
 
 @lru_cache(maxsize=4)

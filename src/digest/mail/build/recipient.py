@@ -120,7 +120,8 @@ class MessageFactory:
                 language=content.language,
             )
             html = None if text_only else EncodedBody(rendered.html, _SLOTS)
-            found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), html)
+            # In SMTP's form unless signed (DKIM signs the message itself; the transport lays that out).
+            found = MessageTemplate(shared, EncodedBody(rendered.text, _SLOTS), html, data=self.signer is None)
             self._templates[key] = found
             if len(self._templates) > self.keep:
                 self._templates.popitem(last=False)
@@ -129,7 +130,8 @@ class MessageFactory:
         return found
 
     def build(self, claimed: Claimed, body: str, now: datetime) -> bytes:
-        """The message of a claimed digest, with its fixed Message-ID and its recipient's links."""
+        """The message of a claimed digest, with its fixed Message-ID and its recipient's links: a DataForm (see
+        digest.mail.build.mime), or, signed, CRLF bytes."""
         template = self._template(claimed.content_hash, claimed.subject, body, claimed.format == MailFormat.TEXT)
         links = links_for(self.settings, claimed.key, claimed.period)
         values = {"unsubscribe": links.unsubscribe, "manage": links.manage, "view": links.view}

@@ -15,6 +15,7 @@ from digest import logs
 from digest.config import Settings, SmtpSettings, require_real_secret
 from digest.errors import TransportError
 from digest.mail.build.addresses import AddressError, wire_address
+from digest.mail.build.mime import DataForm, data_form
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -87,7 +88,7 @@ class MaildirTransport:
         try:
             if self._box is None:
                 self._box = mailbox.Maildir(self.path, create=True)
-            self._box.add(message)
+            self._box.add(message.message() if isinstance(message, DataForm) else message)
         except OSError as e:
             raise ServerUnavailable(f"cannot write to the outbox {self.path}: {e.strerror}", "check outbox_dir") from e
         if meanwhile is not None:
@@ -174,14 +175,14 @@ class SmtpTransport:
         if opened is not None and (opened.sender, opened.recipient, opened.message) != (sender, rcpt.address, message):
             self._drop()  # the server waits for the data of another message
             opened = None
-        wire = opened.wire if opened is not None else _wire(message)
+        wire = opened.wire if opened is not None else _data(message)
         if self._conn is None:
             self._conn = self._connect()
         options: list[str] = []
         try:
             self._conn.ehlo_or_helo_if_needed()
             if not self.pipelining:
-                self._sendmail(sender, rcpt.address, wire, rcpt.needs_smtputf8)
+                self._sendmail(sender, rcpt.address, _crlf(message), rcpt.needs_smtputf8)
                 if meanwhile is not None:
                     meanwhile()
                 return
@@ -261,7 +262,7 @@ class SmtpTransport:
             return None
         if rcpt.needs_smtputf8:
             return None
-        wire = _wire(message)
+        wire = _data(message)
         return _commands(self._conn, sender, rcpt.address, wire, []), _Opened(sender, rcpt.address, message, wire)
 
     def _abandon(self) -> None:
@@ -288,12 +289,25 @@ class SmtpTransport:
             self._conn = None
 
 
-def _wire(message: bytes) -> bytes:
-    """Messages are built with LF (the Maildir convention); the wire wants CRLF, and smtplib converts only str
-    messages, never bytes."""
+def _crlf(message: bytes) -> bytes:
+    """The message with CRLF line ends, its dots as they are (smtplib's sendmail doubles them itself, and converts
+    only str messages, never bytes)."""
+    if isinstance(message, DataForm):
+        return message.message().replace(b"\n", b"\r\n")
     if b"\r" in message:
         message = message.replace(b"\r\n", b"\n")
     return message.replace(b"\n", b"\r\n")
+
+
+def _data(message: bytes) -> bytes:
+    """What DATA carries of a message: a DataForm as it is; other messages (built with LF, or signed with CRLF)
+    laid out so here."""
+    if isinstance(message, DataForm):
+        return message
+    if b"\r" in message:
+        message = message.replace(b"\r\n", b"\n")
+    wire = data_form(message)
+    return wire if wire.endswith(b"\r\n") else wire + b"\r\n"
 
 
 def _envelope(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> tuple[bytes, bytes]:
@@ -321,12 +335,11 @@ def _transaction(
     opened: bool = False,
     ahead: bytes = b"",
 ) -> None:
-    """MAIL, RCPT, DATA and the message, as smtplib's sendmail does, raising the same exceptions; but with the
-    three commands in one write when the server offers PIPELINING (RFC 2920), the message's leading dots doubled
-    with a bytes replace instead of a regular expression, and ``meanwhile`` run while the server takes the data
-    (the wait for its answer overlaps that work). ``opened``: the three commands were written already (with the
-    message before), only their answers are read; ``ahead``: commands written with the end of this message's
-    data (the next transaction's)."""
+    """MAIL, RCPT, DATA and the message (``wire``: in DATA's form, see _data), as smtplib's sendmail does, raising
+    the same exceptions; but with the three commands in one write when the server offers PIPELINING (RFC 2920),
+    and ``meanwhile`` run while the server takes the data (the wait for its answer overlaps that work).
+    ``opened``: the three commands were written already (with the message before), only their answers are read;
+    ``ahead``: commands written with the end of this message's data (the next transaction's)."""
     conn.ehlo_or_helo_if_needed()
     if opened:
         replies = [conn.getreply(), conn.getreply(), conn.getreply()]
@@ -355,12 +368,7 @@ def _transaction(
     if data_code != 354:
         _reset(conn, data_open=False)
         raise smtplib.SMTPDataError(data_code, data_reply)
-    body = wire.replace(b"\r\n.", b"\r\n..") if b"\n." in wire else wire
-    if body.startswith(b"."):
-        body = b"." + body
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    conn.send(body + b".\r\n" + ahead)
+    conn.send(wire + b".\r\n" + ahead)
     if meanwhile is not None:
         meanwhile()
     code, reply = conn.getreply()
