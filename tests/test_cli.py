@@ -156,3 +156,35 @@ themes = ["Water and Sanitation"]
     again = run_cli("run", "--once", "--json", now="2026-11-16T10:00:00Z")
     report = json.loads(again.stdout)
     assert report["send"]["sent"] == 0 and not any(f["changed"] for f in report["feeds"])
+
+
+def test_the_group_knows_every_command_by_the_module_that_defines_it() -> None:
+    """Commands are imported when invoked (digest.cli.app.COMMANDS): a command left out of the list would not exist
+    for the CLI, one listed under the wrong module would not be found."""
+    import importlib
+    import pkgutil
+
+    import digest.cli
+    from digest.cli.app import COMMANDS
+
+    for module in pkgutil.iter_modules(digest.cli.__path__):
+        importlib.import_module(f"digest.cli.{module.name}")
+    defined = {name: command.callback.__module__ for name, command in cli.commands.items() if command.callback}
+    assert defined == COMMANDS | {"db": "digest.cli.app"}
+
+
+def test_a_command_imports_its_own_module_and_not_the_others() -> None:
+    """`digest send` starts without the web app, the worker's scheduler or the other commands' modules."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom digest.cli import main\nsys.argv = ['digest', 'send', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('digest.cli.', 'flask', 'apscheduler')))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    imported = set(done.stdout.split())
+    assert "digest.cli.mail" in imported
+    others = {"digest.cli.ops", "digest.cli.people", "digest.cli.web", "digest.cli.worker", "flask"}
+    assert not imported & others and not any(m.startswith("apscheduler.schedulers") for m in imported)

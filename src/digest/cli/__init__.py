@@ -1,8 +1,8 @@
-"""The `digest` command: one click group, each command a thin layer over the service code."""
+"""The `digest` command: one click group, each command a thin layer over the service code, imported when it is
+invoked (digest.cli.app.COMMANDS)."""
 
 from __future__ import annotations
 
-from digest.cli import mail, ops, people, sources, web  # noqa: F401  (each module adds its commands to the group)
 from digest.cli.app import App, cli
 
 __all__ = ["App", "cli", "main"]

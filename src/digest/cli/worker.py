@@ -1,6 +1,6 @@
-"""`digest worker`: the worker's command. The CLI group loads this module by name when the command is invoked,
-so no other command imports the scheduler (or pays for APScheduler's import); the import contracts hold the rest
-of the CLI to that."""
+"""`digest worker`: the worker's command. The CLI group loads this module by name when the command is invoked
+(as it does every command's), so no other command imports the scheduler (or pays for APScheduler's import); the
+import contracts hold the rest of the CLI to that."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 import click
 
 from digest import logs
-from digest.cli.app import App, pass_app
+from digest.cli.app import App, cli, pass_app
 from digest.worker.scheduler import Worker
 
 
-@click.command()
+@cli.command()
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "text"]),
