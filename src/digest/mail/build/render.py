@@ -9,7 +9,15 @@ from importlib.resources import files
 from pathlib import Path
 
 import css_inline
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemBytecodeCache,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
 from markupsafe import Markup
 
 from digest.errors import DigestError
@@ -69,6 +77,16 @@ class RenderedDigest:
     html: str
 
 
+@lru_cache(maxsize=1)
+def _compiled() -> FileSystemBytecodeCache | None:
+    """Jinja's cache of compiled templates, in its per-user folder; None where no safe folder can be had (each run
+    then compiles them, as it would without)."""
+    try:
+        return FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None
+
+
 @lru_cache(maxsize=4 * len(i18n.LANGUAGES))
 def environment(templates_dir: str, language: str = i18n.DEFAULT) -> Environment:
     """The templates of ``templates_dir`` writing in ``language`` (their ``_()`` and ``ngettext()`` read its
@@ -81,6 +99,9 @@ def environment(templates_dir: str, language: str = i18n.DEFAULT) -> Environment
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Compiled templates kept between runs (Jinja's per-user cache folder; a changed template is compiled
+        # again): compiling them was a tenth of a second of every `digest send`, before anything was sent.
+        bytecode_cache=_compiled(),
     )
     # Summary HTML was sanitised at ingest; cleaning it again here keeps a bad row from reaching a mail client.
     env.filters["sanitized"] = lambda html: Markup(sanitize_html(str(html)))
