@@ -38,7 +38,7 @@ from sqlalchemy.sql.dml import Update
 
 from digest.store import outbox
 from digest.store.bounces import at_transaction_key, count_hard_bounce, record
-from digest.store.db import conflict_insert, transaction
+from digest.store.db import conflict_insert, one_of, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
 from digest.store.outbox import SentEvents
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
@@ -113,7 +113,7 @@ def set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
     for subscriber_id, when in due.items():
         by_time[when].append(subscriber_id)
     for when, ids in by_time.items():
-        session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(next_due_at=when))
+        session.execute(update(Subscriber).where(one_of(session, Subscriber.id, ids)).values(next_due_at=when))
 
 
 def refresh_statistics(factory: sessionmaker[Session]) -> None:

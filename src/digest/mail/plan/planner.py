@@ -26,7 +26,7 @@ from digest.mail.plan.compose import DigestContent
 from digest.mail.plan.reads import Frozen, PlanningContext, Wanted, given_to
 from digest.schedules.defaults import defaults_from
 from digest.schedules.slots import Choice, Defaults, Schedule, choice_of, schedule_of, slot_key
-from digest.store.db import transaction
+from digest.store.db import one_of, transaction
 from digest.store.digests import Planned, refresh_statistics, set_next_due, store_planned
 from digest.store.models import (
     Digest,
@@ -221,7 +221,7 @@ def _plan_batch(
     subscriptions: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for sub_id, theme_id, cursor in session.execute(
         select(Subscription.subscriber_id, Subscription.theme_id, Subscription.cursor).where(
-            Subscription.subscriber_id.in_(ids)
+            one_of(session, Subscription.subscriber_id, ids)
         )
     ):
         subscriptions[sub_id].append((theme_id, cursor))
@@ -249,7 +249,7 @@ def _plan_batch(
     set_next_due(session, next_due)
     session.execute(
         update(Subscription)
-        .where(Subscription.subscriber_id.in_(ids), Subscription.cursor < context.hwm)
+        .where(one_of(session, Subscription.subscriber_id, ids), Subscription.cursor < context.hwm)
         .values(cursor=context.hwm)
     )
 

@@ -26,7 +26,7 @@ from digest.mail.plan.compose import (
 )
 from digest.schedules.slots import Choice, Defaults, schedule_of, slot_key
 from digest.store import translations
-from digest.store.db import MEMBERSHIP_LOCK
+from digest.store.db import MEMBERSHIP_LOCK, one_of
 from digest.store.models import ContentPractice, Digest, Membership, Practice, Subscriber, Subscription, Theme
 from digest.store.states import SubscriberStatus
 from digest.text.i18n import DEFAULT
@@ -125,17 +125,17 @@ def given_to(
     content)."""
     carried: dict[str, list[int]] = defaultdict(list)
     for subscriber_id, content_hash in session.execute(
-        select(Digest.subscriber_id, Digest.content_hash).where(Digest.subscriber_id.in_(subscriber_ids))
+        select(Digest.subscriber_id, Digest.content_hash).where(one_of(session, Digest.subscriber_id, subscriber_ids))
     ):
         carried[content_hash].append(subscriber_id)
     given: dict[int, set[int]] = defaultdict(set)
     hashes = list(carried)
     for start in range(0, len(hashes), 500):
         query = select(ContentPractice.content_hash, ContentPractice.practice_id).where(
-            ContentPractice.content_hash.in_(hashes[start : start + 500])
+            one_of(session, ContentPractice.content_hash, hashes[start : start + 500])
         )
         if practices is not None:
-            query = query.where(ContentPractice.practice_id.in_(practices))
+            query = query.where(one_of(session, ContentPractice.practice_id, practices))
         for content_hash, practice_id in session.execute(query):
             for subscriber_id in carried[content_hash]:
                 given[subscriber_id].add(practice_id)
