@@ -13,7 +13,7 @@ import hmac
 import json
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -72,16 +72,9 @@ def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
     )
 
 
+@lru_cache(maxsize=32)
 def _key(secret: str, purpose: Purpose) -> bytes:
     return hmac.new(secret.encode(), f"digest.link.{purpose.value}".encode(), hashlib.sha256).digest()
-
-
-@lru_cache(maxsize=32)
-def _signing(secret: str, purpose: Purpose) -> tuple[TimestampSigner, Any]:
-    """The serializer's signer (for its clock) and an HMAC-SHA256 keyed for the purpose, made once: each signature
-    copies it rather than keying a new one."""
-    signer = cast(TimestampSigner, _serializer(secret, purpose).make_signer())
-    return signer, hmac.new(_key(secret, purpose), digestmod=hashlib.sha256)
 
 
 # itsdangerous's compact JSON (its _CompactJSON.dumps), made once.
@@ -90,21 +83,33 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def make_token(secret: str, purpose: Purpose, key: str, period: str | None = None) -> str:
     """A token for the subscriber with this key (and, to view a digest, its period): exactly the one
-    itsdangerous's URLSafeTimedSerializer makes, made in a third of its time (a send run signs three links a
+    itsdangerous's URLSafeTimedSerializer makes, made in a fraction of its time (a send run signs three links a
     message). itsdangerous tries zlib on every payload and keeps the compressed form only when it is shorter;
     starting zlib costs most of a signature, and a short payload in which no three bytes repeat holds nothing
     deflate could match, so it can never come out shorter: such payloads (a key, a key and a period) are signed
     here, the same steps without the attempt (payload, timestamp and signature, each URL-safe base64, joined by
-    dots); any other takes itsdangerous's own path. tests/test_tokens.py compares the two."""
-    payload: Any = key if period is None else [key, period]
-    data = _JSON.encode(payload).encode()
+    dots; the payload's part kept for the message's next link, the time's for the second); any other takes
+    itsdangerous's own path. tests/test_tokens.py compares the two."""
+    payload = _payload_part(key, period)
+    if payload is None:
+        return _serializer(secret, purpose).dumps(key if period is None else [key, period])
+    value = payload + b"." + _time_part(int(clock.now().timestamp()))
+    return (value + b"." + base64_encode(hmac.digest(_key(secret, purpose), value, "sha256"))).decode()
+
+
+@lru_cache(maxsize=8)
+def _payload_part(key: str, period: str | None) -> bytes | None:
+    """The payload as a token carries it (its compact JSON in URL-safe base64), or None when itsdangerous must
+    make the token (a payload zlib might shorten)."""
+    data = _JSON.encode(key if period is None else [key, period]).encode()
     if len(data) > _SHORT or _repeats(data):
-        return _serializer(secret, purpose).dumps(payload)
-    signer, keyed = _signing(secret, purpose)
-    value = base64_encode(data) + b"." + base64_encode(int_to_bytes(signer.get_timestamp()))
-    mac = keyed.copy()
-    mac.update(value)
-    return (value + b"." + base64_encode(mac.digest())).decode()
+        return None
+    return base64_encode(data)
+
+
+@lru_cache(maxsize=2)
+def _time_part(timestamp: int) -> bytes:
+    return base64_encode(int_to_bytes(timestamp))
 
 
 def _payload(secret: str, token: str, purpose: Purpose, max_age: float | None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import idna
 
@@ -23,8 +24,10 @@ class WireAddress:
     needs_smtputf8: bool
 
 
+@lru_cache(maxsize=1024)
 def wire_address(address: str) -> WireAddress:
-    """``josé@bücher.example`` -> ``josé@xn--bcher-kva.example`` (needs SMTPUTF8); ASCII stays as it is."""
+    """``josé@bücher.example`` -> ``josé@xn--bcher-kva.example`` (needs SMTPUTF8); ASCII stays as it is. Kept for
+    the last addresses (a message's is asked for by its header, its transaction begun ahead, and its own)."""
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise AddressError(f"{address!r} is not an address (local@domain)")

@@ -17,7 +17,7 @@ _UNSUBSCRIBE = re.compile(r"\+u([0-9a-f]{1,12})-([0-9a-f]{12})@", re.IGNORECASE)
 
 
 def _mac(settings: Settings, digest_id: int, purpose: str = "verp") -> str:
-    return hmac.new(settings.secret_key.encode(), f"{purpose}:{digest_id}".encode(), hashlib.sha256).hexdigest()[:12]
+    return hmac.digest(settings.secret_key.encode(), f"{purpose}:{digest_id}".encode(), hashlib.sha256).hex()[:12]
 
 
 def _address(settings: Settings, token: str) -> str:
