@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,8 +116,14 @@ class SendReport(PlanReport):
 
 def _answered(reply: str, started: float) -> None:
     """One SMTP transaction's answer class and time, in this process's metrics."""
-    metrics.SMTP_REPLIES.labels(reply).inc()
+    _replies(reply).inc()
     metrics.SMTP_SECONDS.observe(time.perf_counter() - started)
+
+
+@cache
+def _replies(reply: str) -> Any:
+    """The counter of one answer class (prometheus_client's labels() takes a lock and builds a key each time)."""
+    return metrics.SMTP_REPLIES.labels(reply)
 
 
 class Deliverer:
@@ -165,6 +172,7 @@ class Deliverer:
         self._paths: dict[int, str] = {}
         self._recorder: SentRecorder | None = None
         self._dead: list[str] = []
+        self._counters: dict[tuple[str, Delivery], Any] = {}
         self._dead_at = float("-inf")
 
     def run(self) -> None:
@@ -191,8 +199,9 @@ class Deliverer:
             limit = self.claim_size if budget is None else min(self.claim_size, budget)
             dead = self._dead_holders()
             batch = self._claim_batch(limit, dead)
-            if not batch:
-                # Nothing left to claim: a holder that died since the last look may have left some.
+            if not batch and self.more_coming is None:
+                # Nothing left to claim: a holder that died since the last look may have left some. (While planning
+                # goes on, the look each DEAD_LOOK is enough: senders ahead of it would ask again and again.)
                 again = self._dead_holders(fresh=True)
                 batch = self._claim_batch(limit, again) if again != dead else []
             if not batch:
@@ -253,10 +262,10 @@ class Deliverer:
             self.engine, now, self.policy.claim_timeout, dead, self.policy.max_attempts
         )
         self.report.cancelled += cancelled
-        metrics.DELIVERIES.labels(self._relay(), Delivery.CANCELLED).inc(cancelled)
+        self._count(Delivery.CANCELLED, cancelled)
         for digest_id in exhausted:
             self.report.failed += 1
-            metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
+            self._count(Delivery.FAILED)
             self.report.errors.append(f"digest {digest_id}: gave up after {self.policy.max_attempts} attempts")
             events("digest.failed", logging.ERROR, digest_id=digest_id, reason="out of attempts")
 
@@ -346,6 +355,14 @@ class Deliverer:
         """Record an outcome other than sent, if the claim is still ours (an unsubscribe may have cancelled it)."""
         digests.finish(self.engine, digest_id, self.holder, status, **values)
 
+    def _count(self, outcome: Delivery, n: int = 1) -> None:
+        """Count outcomes in digest_deliveries_total, under the relay they went through."""
+        key = (self._relay(), outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = metrics.DELIVERIES.labels(*key)
+        counter.inc(n)
+
     def _relay(self) -> str:
         """The relay the outcome is about (digest.mail.send.relays: its name, no credentials), or "outbox"."""
         return str(getattr(self.transport, "relay", "outbox"))
@@ -353,7 +370,7 @@ class Deliverer:
     def _fail(self, claimed: Claimed, error: str) -> None:
         self._finish(claimed.id, DigestStatus.FAILED, last_error=error)
         self.report.failed += 1
-        metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
+        self._count(Delivery.FAILED)
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.failed", logging.ERROR, digest_id=claimed.id, email=claimed.email, error=error)
 
@@ -366,7 +383,7 @@ class Deliverer:
         assert self._recorder is not None
         self._recorder.sent(claimed, clock.now())
         self.report.sent += 1
-        metrics.DELIVERIES.labels(self._relay(), Delivery.SENT).inc()
+        self._count(Delivery.SENT)
 
     def _flush(self) -> None:
         """Write the accepted messages still waiting in the recorder's group."""
@@ -388,7 +405,7 @@ class Deliverer:
         wait = self.policy.retry_delay * 2 ** (attempts - 1)
         self._finish(claimed.id, DigestStatus.DEFERRED, last_error=error, next_attempt_at=clock.now() + wait)
         self.report.deferred += 1
-        metrics.DELIVERIES.labels(self._relay(), Delivery.DEFERRED).inc()
+        self._count(Delivery.DEFERRED)
         self.report.errors.append(f"{claimed.email}: deferred for {wait}: {error}")
         events(
             "digest.deferred", logging.WARNING, digest_id=claimed.id, email=claimed.email, wait=str(wait), error=error
@@ -400,7 +417,7 @@ class Deliverer:
         error = refusal.error
         suppressed = digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, now)
         self.report.bounced += 1
-        metrics.DELIVERIES.labels(self._relay(), Delivery.BOUNCED).inc()
+        self._count(Delivery.BOUNCED)
         metrics.BOUNCES.labels(BounceKind.HARD, refusal.reason, "smtp").inc()
         self.report.suppressed += suppressed
         events(
@@ -420,7 +437,7 @@ class Deliverer:
         digests.refused(self.engine, claimed, self.holder, refusal, self.policy.bounce_limit, clock.now())
         error = refusal.error
         self.report.failed += 1
-        metrics.DELIVERIES.labels(self._relay(), Delivery.FAILED).inc()
+        self._count(Delivery.FAILED)
         metrics.BOUNCES.labels(BounceKind.SOFT, refusal.reason, "smtp").inc()
         self.report.errors.append(f"{claimed.email}: {error}")
         events("digest.soft_bounced", logging.WARNING, digest_id=claimed.id, email=claimed.email, error=error)
