@@ -10,6 +10,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 from digest.text.clean import header_safe
 from digest.text.i18n import DEFAULT, ngettext, using
@@ -87,7 +88,7 @@ class DigestContent:
         """New practices past the cap: counted, not listed."""
         return sum(s.more for s in self.sections)
 
-    @property
+    @cached_property
     def subject(self) -> str:
         """The theme with most news first, with its own count, then the rest: "3 new practices in Connectivity and
         Migration", "2 new practices in Decent Work and 1 in Urban Resilience", "2 new practices in Decent Work and
