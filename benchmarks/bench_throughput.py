@@ -116,6 +116,13 @@ def prepare(workdir: Path, database_url: str, smtp_url: str, subscribers: int, p
         check=True,
         capture_output=True,
     )
+    if database_url.startswith("postgresql"):
+        # A store in service has its statistics (autovacuum's ANALYZE); one just filled has none until autovacuum
+        # comes by, and each round's copy is made from this one.
+        engine = db.make_engine(database_url)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+        engine.dispose()
     return env
 
 
