@@ -39,7 +39,7 @@ from sqlalchemy.sql.dml import Update
 from digest.store import outbox
 from digest.store.bounces import at_transaction_key, count_hard_bounce, record
 from digest.store.db import conflict_insert, one_of, transaction
-from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, waiting
+from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, sending, waiting
 from digest.store.outbox import SentEvents
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
 
@@ -193,8 +193,8 @@ def claim_holders(session: Session) -> list[str]:
     """Who holds `sending` claims ("host:pid"), each once."""
     holders = (
         select(Digest.claimed_by)
-        .with_hint(Digest, "INDEXED BY ix_digests_waiting", "sqlite")
-        .where(waiting(), Digest.status == DigestStatus.SENDING)
+        .with_hint(Digest, "INDEXED BY ix_digests_sending", "sqlite")
+        .where(sending())
         .distinct()
     )
     return [holder for holder in session.scalars(holders) if holder]
@@ -211,7 +211,10 @@ def hour_budget(session: Session, per_hour: int, now: datetime) -> int:
     """How many more may be claimed this hour: ``per_hour`` less what went out in the last hour and what is in
     flight."""
     in_flight = session.scalar(
-        select(func.count()).select_from(Digest).where(waiting(), Digest.status == DigestStatus.SENDING)
+        select(func.count())
+        .select_from(Digest)
+        .with_hint(Digest, "INDEXED BY ix_digests_sending", "sqlite")
+        .where(sending())
     )
     return per_hour - sent_since(session, now - timedelta(hours=1)) - (in_flight or 0)
 
@@ -275,6 +278,8 @@ def claim(
     if dead:
         values["dead"] = list(dead)
     with engine.begin() as conn:
+        if postgres:
+            conn.execute(_WALK)
         if postgres and per_hour > 0:
             # The hour's budget is read and spent by one sender at a time, on every host: never over it.
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RATE_LOCK})
@@ -332,6 +337,11 @@ def _claiming(postgres: bool, dead: bool) -> Update:
         Digest.id == any_(func.array(candidates.scalar_subquery())), Subscriber.id == Digest.subscriber_id
     ).returning(*_CLAIMED, *_RECIPIENT)
 
+
+# A claim walks ix_digests_waiting in id order and stops after its hundred rows, whatever the statistics say. While
+# a big planning run fills the table, they still describe it as it was (nearly empty), and the planner then reads
+# every waiting digest through a bitmap and sorts them: 40-90 ms a claim at 50k digests instead of one or two.
+_WALK = text("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)")
 
 # What a claim returns of each digest, and of its subscriber.
 _CLAIMED = (
