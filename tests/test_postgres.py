@@ -175,3 +175,46 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Digest)) == 300
     engine.dispose()
+
+
+def test_a_claim_walks_the_waiting_digests_in_order_whatever_the_statistics_say(pg_url: str) -> None:
+    """Statistics taken while the table was empty, then 20,000 digests planned (as in a big run before autovacuum
+    comes by): the claim still walks ix_digests_waiting in id order and stops at its limit, never reading every
+    waiting digest through a bitmap and sorting them (40-90 ms a claim at 50k)."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.store.digests import _WALK, _claiming, claim
+
+    engine = db.make_engine(pg_url)
+    db.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscribers (email, key, feed_key, status, created_at, confirmed_at, bounces) "
+                "VALUES ('ada@example.org', 'k', 'f', 'confirmed', now(), now(), 0)"
+            )
+        )
+        conn.execute(text("INSERT INTO contents (hash, body, created_at) VALUES ('h', '{}', now())"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO digests (subscriber_id, period, message_id, subject, content_hash, status, planned_at, "
+                "attempts) SELECT 1, 'p' || n, '<' || n || '@x>', 's', 'h', 'planned', now(), 0 "
+                "FROM generate_series(1, 20000) AS n"
+            )
+        )
+    now = datetime.now(UTC)
+    values = {"now": now, "stale_before": now - timedelta(minutes=10), "max_attempts": 6, "limit": 100, "holder": "h"}
+    compiled = _claiming(True, False).compile(dialect=engine.dialect)
+    with engine.begin() as conn:
+        conn.execute(_WALK)
+        plan = "\n".join(
+            row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.construct_params(values))
+        )
+    assert "Index Scan using ix_digests_waiting" in plan, plan
+    assert "Bitmap" not in plan and "Sort" not in plan, plan
+    claimed = claim(engine, "h", now, 100, timedelta(minutes=10), [], 6)
+    assert [c.id for c in claimed] == list(range(1, 101))
+    engine.dispose()
