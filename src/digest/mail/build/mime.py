@@ -141,13 +141,17 @@ class EncodedBody:
     def fill(self, values: dict[str, str], encoded: dict[str, bytes] | None = None) -> bytes:
         """The body with ``values`` in its slots; ``encoded``: the values already encoded (`encode_values`), for
         a message whose two bodies share them."""
+        return b"".join(self.pieces(values, encoded))
+
+    def pieces(self, values: dict[str, str], encoded: dict[str, bytes] | None = None) -> list[bytes]:
+        """The filled body's pieces, for a message to join with its other parts at once (a copy of 27 KB less)."""
         if encoded is None:
             encoded = encode_values(values, self.data)
         out = [encoded[p] if isinstance(p, str) else p for p in self.parts]
         if self.ends_in_slot:
             last = _qp(values[str(self.parts[-1])])
             out[-1] = data_form(last) if self.data else last
-        return b"".join(out)
+        return out
 
 
 def encode_values(values: dict[str, str], data: bool = False) -> dict[str, bytes]:
@@ -230,9 +234,11 @@ class MessageTemplate:
             if unsubscribe_mailto:  # second: one-click (RFC 8058) is the https URL's
                 parts.append(f">, <mailto:{header_safe(unsubscribe_mailto, limit=320)}?subject=unsubscribe".encode())
         encoded = encode_values(values, self.data)
-        parts += [self._before_text, self.text.fill(values, encoded)]
+        parts.append(self._before_text)
+        parts += self.text.pieces(values, encoded)
         if self.html is not None:
-            parts += [self._before_html, self.html.fill(values, encoded)]
+            parts.append(self._before_html)
+            parts += self.html.pieces(values, encoded)
         parts.append(self._end)
         return DataForm(b"".join(parts)) if self.data else b"".join(parts)
 
