@@ -66,21 +66,25 @@ def _sender(
     parent_pid = os.getppid()
     report = SendReport()
     told = time.monotonic()
+    gone = False
 
     def orphaned() -> bool:
         return os.getppid() != parent_pid  # re-parented: the command that forked this sender is gone
 
     def should_stop() -> bool:
-        """Asked before each message: stop when orphaned or told to (SIGTERM); and now and then, tell the parent
-        how far this sender has come, so a sender killed later is not reported as having sent nothing."""
-        nonlocal told
+        """Asked before each message: stop when told to (SIGTERM) or once orphaned; and every PROGRESS_EVERY, tell
+        the parent how far this sender has come (so a sender killed later is not reported as having sent nothing)
+        and look whether the parent is still there (a system call each message was a twentieth of a sender's
+        time)."""
+        nonlocal told, gone
         if time.monotonic() - told >= PROGRESS_EVERY:
             told = time.monotonic()
             try:
                 out.send({"progress": report.as_dict()})
             except OSError:
                 pass  # the parent is gone: orphaned() says so
-        return orphaned() or stopping.is_set()
+            gone = orphaned()
+        return gone or stopping.is_set()
 
     if parent is not None:
         parent.dispose(close=False)  # forked: the parent's pooled connections stay the parent's, untouched
