@@ -558,9 +558,12 @@ class SentRecorder:
         self._cleared.clear()
         self._events.clear()
 
-    def _group(self) -> tuple[tuple[list[int], list[Any], str]]:
-        """The group as PostgreSQL's statement takes it: the ids, the times, the holder."""
-        return (([r[1] for r in self._rows], [r[0] for r in self._rows], self.holder),)
+    def _group(self) -> tuple[tuple[str, str, str]]:
+        """The group as PostgreSQL's statement takes it: the ids and the times as array literals (digits, and ISO
+        times in UTC: nothing to quote; psycopg dumps a list element by element in Python), the holder."""
+        ids = ",".join(str(r[1]) for r in self._rows)
+        times = ",".join(r[0].isoformat() for r in self._rows)
+        return ((f"{{{ids}}}", f"{{{times}}}", self.holder),)
 
     def close(self) -> None:
         self._raw.close()
