@@ -49,7 +49,7 @@ _SHORT = 128
 
 def _repeats(data: bytes) -> bool:
     """Whether any three bytes occur twice (the shortest match deflate uses)."""
-    return len(set(zip(data, data[1:], data[2:]))) < len(data) - 2
+    return len(set(zip(data, data[1:], data[2:], strict=False))) < len(data) - 2
 
 
 class _ClockSigner(TimestampSigner):
