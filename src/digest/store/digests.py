@@ -539,14 +539,11 @@ class SentRecorder:
             return
         cursor = self._cursor
         if self._postgres and not self._cleared and not self._outbox.wanted(cursor):
-            cursor.execute(self._sent, *self._group())
+            self._write_sent(cursor)  # one statement: its own transaction
         else:
             cursor.execute("BEGIN")
             try:
-                if self._postgres:
-                    cursor.execute(self._sent, *self._group())
-                else:
-                    cursor.executemany(self._sent, self._rows)
+                self._write_sent(cursor)
                 if self._cleared:
                     cursor.executemany(self._clear_bounces, self._cleared)
                 self._outbox.write(cursor, self._events, self._last)
@@ -558,12 +555,16 @@ class SentRecorder:
         self._cleared.clear()
         self._events.clear()
 
-    def _group(self) -> tuple[tuple[str, str, str]]:
-        """The group as PostgreSQL's statement takes it: the ids and the times as array literals (digits, and ISO
-        times in UTC: nothing to quote; psycopg dumps a list element by element in Python), the holder."""
+    def _write_sent(self, cursor: Any) -> None:
+        """The group's digests marked sent: on PostgreSQL one statement, its ids and times as array literals
+        (digits, and ISO times in UTC: nothing to quote; psycopg dumps a list element by element in Python); on
+        SQLite a statement a digest."""
+        if not self._postgres:
+            cursor.executemany(self._sent, self._rows)
+            return
         ids = ",".join(str(r[1]) for r in self._rows)
         times = ",".join(r[0].isoformat() for r in self._rows)
-        return ((f"{{{ids}}}", f"{{{times}}}", self.holder),)
+        cursor.execute(self._sent, (f"{{{ids}}}", f"{{{times}}}", self.holder))
 
     def close(self) -> None:
         self._raw.close()
