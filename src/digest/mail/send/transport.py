@@ -292,11 +292,7 @@ class SmtpTransport:
 def _crlf(message: bytes) -> bytes:
     """The message with CRLF line ends, its dots as they are (smtplib's sendmail doubles them itself, and converts
     only str messages, never bytes)."""
-    if isinstance(message, DataForm):
-        return message.message().replace(b"\n", b"\r\n")
-    if b"\r" in message:
-        message = message.replace(b"\r\n", b"\n")
-    return message.replace(b"\n", b"\r\n")
+    return _lf(message).replace(b"\n", b"\r\n")
 
 
 def _data(message: bytes) -> bytes:
@@ -304,10 +300,15 @@ def _data(message: bytes) -> bytes:
     laid out so here."""
     if isinstance(message, DataForm):
         return message
-    if b"\r" in message:
-        message = message.replace(b"\r\n", b"\n")
-    wire = data_form(message)
+    wire = data_form(_lf(message))
     return wire if wire.endswith(b"\r\n") else wire + b"\r\n"
+
+
+def _lf(message: bytes) -> bytes:
+    """The message with LF line ends (a DataForm's dots single again)."""
+    if isinstance(message, DataForm):
+        return message.message()
+    return message.replace(b"\r\n", b"\n") if b"\r" in message else message
 
 
 def _envelope(conn: smtplib.SMTP, sender: str, recipient: str, wire: bytes, options: list[str]) -> tuple[bytes, bytes]:
