@@ -8,6 +8,7 @@ Every header is ASCII but To for an address with a non-ASCII local part (RFC 653
 
 from __future__ import annotations
 
+import copy
 import quopri
 import re
 import secrets
@@ -133,10 +134,10 @@ class EncodedBody:
         """This body with its parts in DATA's form (see DataForm); its fill then wants values in that form too
         (``encode_values(values, data=True)``). Every part begins a line: the body's first, and each one after a
         soft line break."""
-        copy = object.__new__(EncodedBody)
-        copy.parts = [p if isinstance(p, str) else data_form(p) for p in self.parts]
-        copy.slots, copy.ends_in_slot, copy.data = self.slots, self.ends_in_slot, True
-        return copy
+        laid_out = copy.copy(self)
+        laid_out.parts = [p if isinstance(p, str) else data_form(p) for p in self.parts]
+        laid_out.data = True
+        return laid_out
 
     def fill(self, values: dict[str, str], encoded: dict[str, bytes] | None = None) -> bytes:
         """The body with ``values`` in its slots; ``encoded``: the values already encoded (`encode_values`), for
