@@ -126,6 +126,12 @@ def _replies(reply: str) -> Any:
     return metrics.SMTP_REPLIES.labels(reply)
 
 
+@cache
+def _deliveries(relay: str, outcome: Delivery) -> Any:
+    """The counter of one relay's outcome (see _replies)."""
+    return metrics.DELIVERIES.labels(relay, outcome)
+
+
 class Deliverer:
     """Sends the claimable digests of one run through one transport, recording every outcome.
 
@@ -172,7 +178,6 @@ class Deliverer:
         self._paths: dict[int, str] = {}
         self._recorder: SentRecorder | None = None
         self._dead: list[str] = []
-        self._counters: dict[tuple[str, Delivery], Any] = {}
         self._dead_at = float("-inf")
 
     def run(self) -> None:
@@ -199,9 +204,8 @@ class Deliverer:
             limit = self.claim_size if budget is None else min(self.claim_size, budget)
             dead = self._dead_holders()
             batch = self._claim_batch(limit, dead)
-            if not batch and self.more_coming is None:
-                # Nothing left to claim: a holder that died since the last look may have left some. (While planning
-                # goes on, the look each DEAD_LOOK is enough: senders ahead of it would ask again and again.)
+            if not batch:
+                # Nothing left to claim: a holder that died since the last look may have left some.
                 again = self._dead_holders(fresh=True)
                 batch = self._claim_batch(limit, again) if again != dead else []
             if not batch:
@@ -214,8 +218,8 @@ class Deliverer:
                 return
 
     def _dead_holders(self, fresh: bool = False) -> list[str]:
-        """The dead local processes that hold claims, looked up at most once a `DEAD_LOOK` (the lookup reads every
-        waiting digest's row: before each claim, it cost more than the claim)."""
+        """The dead local processes that hold claims, looked up at most once a `DEAD_LOOK` (ix_digests_sending makes
+        a look cheap, but it still opens a session and reads /proc for each holder: not before every claim)."""
         if fresh or time.monotonic() - self._dead_at >= DEAD_LOOK:
             with self.factory() as session:
                 self._dead = dead_local_holders(session)
@@ -357,11 +361,7 @@ class Deliverer:
 
     def _count(self, outcome: Delivery, n: int = 1) -> None:
         """Count outcomes in digest_deliveries_total, under the relay they went through."""
-        key = (self._relay(), outcome)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = metrics.DELIVERIES.labels(*key)
-        counter.inc(n)
+        _deliveries(self._relay(), outcome).inc(n)
 
     def _relay(self) -> str:
         """The relay the outcome is about (digest.mail.send.relays: its name, no credentials), or "outbox"."""
