@@ -12,6 +12,7 @@ import click
 
 from digest.cli.app import App, cli, emit, json_option, pass_app
 from digest.errors import DigestError
+from digest.store.states import WebhookState
 from digest.worker.status import status_of
 
 
@@ -284,7 +285,7 @@ def webhooks_log(app: App, ident: int, as_json: bool) -> None:
         return
     for a in found:
         answer = f"{a.last_status}" if a.last_status else (a.last_error or "-")
-        after = f"next {a.next_attempt_at:%Y-%m-%d %H:%M:%S}" if a.state == "pending" else ""
+        after = f"next {a.next_attempt_at:%Y-%m-%d %H:%M:%S}" if a.state == WebhookState.PENDING else ""
         click.echo(f"{a.msg_id}\t{a.type}\t{a.state}\t{a.attempts} tries\t{answer}\t{after}")
 
 

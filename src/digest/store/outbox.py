@@ -253,7 +253,8 @@ class SentEvents:
         # From the endpoint's row, so that one removed since it was read gets nothing (and breaks nothing).
         self.delivery = (
             "INSERT INTO webhook_deliveries (message_id, endpoint_id, state, attempts, next_attempt_at) "
-            f"SELECT {mark}, id, 'pending', 0, {mark} FROM webhook_endpoints WHERE id = {mark} AND disabled_at IS NULL"
+            f"SELECT {mark}, id, '{WebhookState.PENDING.value}', 0, {mark} FROM webhook_endpoints WHERE id = {mark} "
+            "AND disabled_at IS NULL"
         )
 
     def wanted(self, cursor: Any) -> bool:
