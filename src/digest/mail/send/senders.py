@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from digest import clock, logs
 from digest.config import Settings
@@ -86,11 +86,16 @@ def _sender(
             gone = orphaned()
         return gone or stopping.is_set()
 
-    if parent is not None:
-        parent.dispose(close=False)  # forked: the parent's pooled connections stay the parent's, untouched
     if instant:
         clock.set_fixed_now(clock.parse_instant(instant))
-    engine = db.make_engine(settings.database_url)
+    if parent is not None:
+        # Forked: the parent's engine, as SQLAlchemy's pooling guide has it, its pooled connections left to the
+        # parent untouched (this process opens its own) and what it already knows kept: the dialect set up on its
+        # first connection, the statements it has compiled.
+        parent.dispose(close=False)
+        engine = parent
+    else:
+        engine = db.make_engine(settings.database_url)
     factory = db.session_factory(engine)
     try:
         deliver_due(
@@ -129,6 +134,7 @@ def send_in_processes(factory: sessionmaker[Session], settings: Settings, proces
     from multiprocessing.connection import wait
 
     check_templates(settings.templates_dir or None)  # a broken template stops the run before any sender starts
+    configure_mappers()  # once, before the senders are forked, not in each on its first query
     fixed = clock.fixed_now()
     instant = fixed.isoformat() if fixed else None
     forked = "fork" in multiprocessing.get_all_start_methods()
