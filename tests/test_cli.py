@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -197,3 +199,24 @@ def test_a_command_imports_its_own_module_and_not_the_others() -> None:
         "flask",
     }
     assert not imported & others and not any(m.startswith("apscheduler.schedulers") for m in imported)
+
+
+def test_a_copy_of_the_sqlite_file_taken_after_a_command_holds_what_it_wrote(run_cli: Cli, tmp_path: Path) -> None:
+    """A command run as a process closes its connections as it ends (SQLite then moves its write-ahead log into the
+    file): the file copied alone, as a backup taken between commands would be, holds every practice ingested."""
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+
+    database = tmp_path / "var" / "digest.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {"DIGEST_CONFIG": str(run_cli.config)}
+    command = [sys.executable, "-m", "digest", "ingest", str(fixture_path("listing-water.txt"))]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(database, copy)  # the file alone: not its -wal beside it
+    with closing(sqlite3.connect(copy)) as conn:
+        copied = conn.execute("SELECT count(*) FROM practices").fetchone()[0]
+    with closing(sqlite3.connect(database)) as conn:
+        stored = conn.execute("SELECT count(*) FROM practices").fetchone()[0]
+    assert stored > 0 and copied == stored

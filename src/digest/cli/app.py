@@ -46,6 +46,13 @@ class App:
     def sessions(self) -> sessionmaker[Session]:
         return db.session_factory(self.engine)
 
+    def close(self) -> None:
+        """At the command's end, its pooled connections closed: SQLite checkpoints its write-ahead log into the
+        database file as the last one closes, so the file alone holds what the command wrote (a copy of it is a
+        backup), and nothing is left to the interpreter's exit."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
 
 def json_option(func: F) -> F:
     """Shared --json flag for listing and report commands."""
@@ -165,6 +172,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
                 f"DIGEST_NOW: {instant!r} is not an ISO 8601 instant from 1971 to 9998 such as 2026-11-23T08:00:00Z"
             ) from e
     ctx.obj = App(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 pass_app = click.make_pass_decorator(App)
