@@ -218,3 +218,32 @@ def test_a_claim_walks_the_waiting_digests_in_order_whatever_the_statistics_say(
     claimed = claim(engine, "h", now, 100, timedelta(minutes=10), [], 6)
     assert [c.id for c in claimed] == list(range(1, 101))
     engine.dispose()
+
+
+def test_planned_digests_keep_every_character_of_their_subjects(pg_sessions: sessionmaker[Session]) -> None:
+    """Planning writes a batch's texts to PostgreSQL as binary arrays: quotes, backslashes, commas, braces, the
+    word NULL, spaces at the ends and any script come back as they went in."""
+    from digest.store.digests import Planned, store_planned
+    from digest.store.models import Subscriber
+    from digest.store.states import SubscriberStatus
+
+    now = at("2026-11-16T09:00:00Z")
+    subjects = ['Water "kiosks", {pipes}', "a\\b\\\\c", "NULL", " edges ", "Zoë & Łódź — 水と衛生", "", "x,y}{"]
+    with db.transaction(pg_sessions) as s:
+        ids = []
+        for n in range(len(subjects)):
+            subscriber = Subscriber(email=f"r{n}@example.org", status=SubscriberStatus.CONFIRMED, created_at=now)
+            s.add(subscriber)
+            s.flush()
+            ids.append(subscriber.id)
+        planned = [
+            Planned(sid, "2026-11-16", f"<2026-11-16.{sid}@digest.test>", subject, "h" * 64)
+            for sid, subject in zip(ids, subjects, strict=True)
+        ]
+        assert store_planned(s, {"h" * 64: ("{}", [])}, planned, now) == len(subjects)
+        again = store_planned(s, {"h" * 64: ("{}", [])}, planned[:2], now)
+        assert again == 0  # a slot already planned is passed over, never an error
+    with pg_sessions() as s:
+        stored = s.execute(select(Digest.subscriber_id, Digest.subject, Digest.message_id, Digest.planned_at)).all()
+    assert sorted((r[0], r[1], r[2]) for r in stored) == sorted((p[0], p[3], p[2]) for p in planned)
+    assert {r[3] for r in stored} == {now}

@@ -84,21 +84,23 @@ def store_planned(
         session.execute(insert(_table(ContentPractice)), given)
     if postgresql and planned:
         # One statement of five arrays, whatever the batch's size: parsed once and kept by psycopg, where a VALUES
-        # list of thousands of parameters is parsed again for every batch.
-        columns = {name: [getattr(p, name) for p in planned] for name in Planned._fields}
-        done: Any = session.execute(_UNNEST_DIGESTS, columns | {"now": now, "status": DigestStatus.PLANNED.value})
-        return int(done.rowcount)
+        # list of thousands of parameters is parsed again for every batch. The ids go as an array literal, the
+        # texts in PostgreSQL's binary array form (psycopg's %b): its text form quotes each element in Python.
+        columns: dict[str, Any] = {name: [getattr(p, name) for p in planned] for name in Planned._fields}
+        columns["subscriber_id"] = "{" + ",".join(map(str, map(int, columns["subscriber_id"]))) + "}"
+        values = columns | {"now": now.astimezone(UTC), "status": DigestStatus.PLANNED.value}
+        return int(session.connection().exec_driver_sql(_UNNEST_DIGESTS, values).rowcount)
     # One INSERT ... RETURNING for the batch: no flush per digest.
     rows = [p._asdict() | {"status": DigestStatus.PLANNED, "planned_at": now, "attempts": 0} for p in planned]
     return len(session.execute(_insert_ignoring_conflicts(session, Digest).returning(Digest.id), rows).all())
 
 
-_UNNEST_DIGESTS = text(
+_UNNEST_DIGESTS = (
     "INSERT INTO digests (subscriber_id, period, message_id, subject, content_hash, status, planned_at, attempts) "
-    "SELECT s, p, m, j, h, :status, :now, 0 FROM unnest(CAST(:subscriber_id AS integer[]), CAST(:period AS text[]), "
-    "CAST(:message_id AS text[]), CAST(:subject AS text[]), CAST(:content_hash AS text[])) AS t(s, p, m, j, h) "
+    "SELECT s, p, m, j, h, %(status)s, %(now)s, 0 FROM unnest(%(subscriber_id)s::integer[], %(period)b::text[], "
+    "%(message_id)b::text[], %(subject)b::text[], %(content_hash)b::text[]) AS t(s, p, m, j, h) "
     "ON CONFLICT DO NOTHING"
-).bindparams(bindparam("now", type_=UTCDateTime()))
+)
 _UNNEST_GIVEN = text(
     "INSERT INTO content_practices (content_hash, position, practice_id, theme_id, summarised) "
     "SELECT * FROM unnest(CAST(:content_hash AS text[]), CAST(:position AS integer[]), "
@@ -113,7 +115,10 @@ def set_next_due(session: Session, due: Mapping[int, datetime]) -> None:
     for subscriber_id, when in due.items():
         by_time[when].append(subscriber_id)
     for when, ids in by_time.items():
-        session.execute(update(Subscriber).where(one_of(session, Subscriber.id, ids)).values(next_due_at=when))
+        session.execute(
+            update(Subscriber).where(one_of(session, Subscriber.id, ids)).values(next_due_at=when),
+            execution_options={"synchronize_session": False},  # planning holds no Subscriber objects to refresh
+        )
 
 
 def refresh_statistics(factory: sessionmaker[Session]) -> None:

@@ -250,7 +250,8 @@ def _plan_batch(
     session.execute(
         update(Subscription)
         .where(one_of(session, Subscription.subscriber_id, ids), Subscription.cursor < context.hwm)
-        .values(cursor=context.hwm)
+        .values(cursor=context.hwm),
+        execution_options={"synchronize_session": False},  # the batch read columns, not Subscription objects
     )
 
 
