@@ -174,7 +174,53 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
     assert [len(handler.to(p)) for p in people] == [1] * 300
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Digest)) == 300
+        # Each digest counted once in the sent tally, by four senders' statements at once (and no claim counted).
+        assert s.scalar(text("SELECT n FROM tallies WHERE name = 'sent'")) == 300
     engine.dispose()
+
+
+def test_the_sent_tally_counts_digests_that_become_sent_whatever_the_statement(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """One statement marking several digests sent counts each once; digests already sent, updated again, and
+    digests moved to any other state count nothing; a rolled-back statement counts nothing."""
+    from digest.store.digests import Planned, store_planned
+    from digest.store.models import Subscriber
+    from digest.store.states import SubscriberStatus
+
+    now = at("2026-11-16T09:00:00Z")
+    with db.transaction(pg_sessions) as s:
+        ids = []
+        for n in range(5):
+            subscriber = Subscriber(email=f"t{n}@example.org", status=SubscriberStatus.CONFIRMED, created_at=now)
+            s.add(subscriber)
+            s.flush()
+            ids.append(subscriber.id)
+        planned = [Planned(i, "2026-11-16", f"<t{i}@digest.test>", "s", "h" * 64) for i in ids]
+        store_planned(s, {"h" * 64: ("{}", [])}, planned, now)
+
+    def tally() -> int:
+        with pg_sessions() as s:
+            return int(s.scalar(text("SELECT n FROM tallies WHERE name = 'sent'")) or 0)
+
+    def update(sql: str) -> None:
+        with db.transaction(pg_sessions) as s:
+            s.execute(text(sql))
+
+    assert tally() == 0
+    update("UPDATE digests SET status = 'sending'")  # a claim
+    assert tally() == 0
+    update("UPDATE digests SET status = 'sent' WHERE subscriber_id IN (SELECT id FROM subscribers ORDER BY id LIMIT 3)")
+    assert tally() == 3
+    update("UPDATE digests SET status = 'sent'")  # three already sent, two become so
+    assert tally() == 5
+    update("UPDATE digests SET subject = 'again'")
+    assert tally() == 5
+    with pytest.raises(RuntimeError), db.transaction(pg_sessions) as s:
+        s.execute(text("UPDATE digests SET status = 'deferred'"))
+        s.execute(text("UPDATE digests SET status = 'sent'"))
+        raise RuntimeError("rolled back")
+    assert tally() == 5
 
 
 def test_a_claim_walks_the_waiting_digests_in_order_whatever_the_statistics_say(pg_url: str) -> None:

@@ -1,8 +1,9 @@
 """A digest's whole life in the store, in one place: planned (its content stored once, the digest inserted, the
 subscriber's next due time), then claims, outcomes, hand-back, renewal, the sweep before a run, and the recorder's
-grouped "sent" statements (each also counted in the `sent` tally by a trigger of migration 0016, which the
-operator's figures read). Planning (digest.mail.plan) and senders (digest.mail.send.delivery) decide; this module
-writes, each change in the transaction its docstring names.
+grouped "sent" statements (each also counted in the `sent` tally, which the operator's figures read: by the
+statement itself on PostgreSQL, by a trigger of migration 0016 elsewhere and for every other statement). Planning
+(digest.mail.plan) and senders (digest.mail.send.delivery) decide; this module writes, each change in the
+transaction its docstring names.
 
 A digest is `sending` only between its claim and its outcome, held by one process (`claimed_by`); every outcome
 is written only while the claim is still that process's own (an unsubscribe may have cancelled it meanwhile).
@@ -42,6 +43,10 @@ from digest.store.db import conflict_insert, one_of, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, sending, waiting
 from digest.store.outbox import SentEvents
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
+
+# The setting of a connection whose statements add the digests they mark sent to the sent tally themselves: the
+# trigger then leaves them out (migration 0028, PostgreSQL).
+TALLY_SENT_BY_STATEMENT = "digest.tally_sent_by_statement"
 
 # Planning ---------------------------------------------------------------------------------------------------------
 
@@ -487,10 +492,15 @@ class SentRecorder:
         self._postgres = dialect.name == "postgresql"
         done = f"status = '{DigestStatus.SENT.value}', claimed_by = NULL, last_error = NULL, next_attempt_at = NULL"
         if self._postgres:
-            # The whole group in one statement (ids and times as two arrays): one round trip, parsed once.
+            # The whole group in one statement (ids and times as two arrays): one round trip, parsed once. It adds
+            # what it marks sent to the sent tally itself, once (this connection tells the row trigger of migration
+            # 0016 not to, see 0028).
             self._sent = (
-                f"UPDATE digests SET {done}, sent_at = t.at FROM unnest(%s::integer[], %s::timestamptz[]) AS t(id, at)"
+                f"WITH done AS (UPDATE digests SET {done}, sent_at = t.at"
+                " FROM unnest(%s::integer[], %s::timestamptz[]) AS t(id, at)"
                 " WHERE digests.id = t.id AND digests.claimed_by = %s"
+                f" AND digests.status <> '{DigestStatus.SENT.value}'"
+                " RETURNING 1) UPDATE tallies SET n = n + (SELECT count(*) FROM done) WHERE name = 'sent'"
             )
         else:
             self._sent = f"UPDATE digests SET {done}, sent_at = {mark} WHERE id = {mark} AND claimed_by = {mark}"
@@ -506,6 +516,7 @@ class SentRecorder:
         self._cursor = raw.cursor()
         if dialect.name == "postgresql":
             self._cursor.execute("SET synchronous_commit TO OFF")
+            self._cursor.execute(f"SET {TALLY_SENT_BY_STATEMENT} TO on")
         self._rows: list[tuple[Any, int, str]] = []
         # digest.sent events for the webhooks' outbox, written in the same transaction as the group.
         self._outbox = SentEvents(engine)
