@@ -39,7 +39,7 @@ from sqlalchemy.sql.dml import Update
 
 from digest.store import outbox
 from digest.store.bounces import at_transaction_key, count_hard_bounce, record
-from digest.store.db import conflict_insert, one_of, transaction
+from digest.store.db import conflict_insert, id_array, one_of, transaction
 from digest.store.models import Content, ContentPractice, Digest, Resend, Subscriber, sending, waiting
 from digest.store.outbox import SentEvents
 from digest.store.states import WAITING, BounceKind, DigestStatus, SubscriberStatus, UTCDateTime
@@ -92,8 +92,9 @@ def store_planned(
         # list of thousands of parameters is parsed again for every batch. The ids go as an array literal, the
         # texts in PostgreSQL's binary array form (psycopg's %b): its text form quotes each element in Python.
         columns: dict[str, Any] = {name: [getattr(p, name) for p in planned] for name in Planned._fields}
-        columns["subscriber_id"] = "{" + ",".join(map(str, map(int, columns["subscriber_id"]))) + "}"
-        values = columns | {"now": now.astimezone(UTC), "status": DigestStatus.PLANNED.value}
+        columns["subscriber_id"] = id_array(columns["subscriber_id"])
+        when = UTCDateTime().process_bind_param(now, session.get_bind().dialect)
+        values = columns | {"now": when, "status": DigestStatus.PLANNED.value}
         return int(session.connection().exec_driver_sql(_UNNEST_DIGESTS, values).rowcount)
     # One INSERT ... RETURNING for the batch: no flush per digest.
     rows = [p._asdict() | {"status": DigestStatus.PLANNED, "planned_at": now, "attempts": 0} for p in planned]
@@ -509,12 +510,12 @@ class SentRecorder:
         driver: Any = raw.driver_connection
         raw.detach()  # its settings are this run's own: closed at the end, never pooled again
         self._raw = raw
-        if dialect.name == "postgresql":
+        if self._postgres:
             driver.autocommit = True
         else:
             driver.isolation_level = None  # sqlite3: autocommit; a group is one BEGIN ... COMMIT
         self._cursor = raw.cursor()
-        if dialect.name == "postgresql":
+        if self._postgres:
             self._cursor.execute("SET synchronous_commit TO OFF")
             self._cursor.execute(f"SET {TALLY_SENT_BY_STATEMENT} TO on")
         self._rows: list[tuple[Any, int, str]] = []
@@ -578,9 +579,8 @@ class SentRecorder:
         if not self._postgres:
             cursor.executemany(self._sent, self._rows)
             return
-        ids = ",".join(str(r[1]) for r in self._rows)
         times = ",".join(r[0].isoformat() for r in self._rows)
-        cursor.execute(self._sent, (f"{{{ids}}}", f"{{{times}}}", self.holder))
+        cursor.execute(self._sent, (id_array(r[1] for r in self._rows), f"{{{times}}}", self.holder))
 
     def close(self) -> None:
         self._raw.close()
