@@ -57,7 +57,12 @@ class _ClockSigner(TimestampSigner):
     time, so expiry can be tried and replayed like the rest."""
 
     def get_timestamp(self) -> int:
-        return int(clock.now().timestamp())
+        return _timestamp()
+
+
+def _timestamp() -> int:
+    """Now, as a token's time (whole seconds on digest's clock)."""
+    return int(clock.now().timestamp())
 
 
 @lru_cache(maxsize=32)
@@ -92,7 +97,7 @@ def make_token(secret: str, purpose: Purpose, key: str, period: str | None = Non
     payload = _payload_part(key, period)
     if payload is None:
         return _serializer(secret, purpose).dumps(key if period is None else [key, period])
-    value = payload + b"." + _time_part(int(clock.now().timestamp()))
+    value = payload + b"." + _time_part(_timestamp())
     return (value + b"." + base64_encode(hmac.digest(_key(secret, purpose), value, "sha256"))).decode()
 
 
