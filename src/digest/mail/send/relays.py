@@ -52,6 +52,9 @@ class RelayTransport:
     ) -> None:
         assert relays, "at least one relay"
         self.relays = relays
+        # Each relay's name (scheme, host and port: never its credentials), made once: every outcome is counted
+        # under it.
+        self.names = [r.display() for r in relays]
         self.links = [SmtpTransport(r, timeout, pipelining) for r in relays]
         # Each relay as often as its weight: sender n's home is the n-th of that list (a random one by default).
         shares = [i for i, relay in enumerate(relays) for _ in range(relay.weight)]
@@ -68,7 +71,7 @@ class RelayTransport:
     @property
     def relay(self) -> str:
         """The relay the last message went through (or will go through next): its display name."""
-        return self.relays[self.current].display()
+        return self.names[self.current]
 
     def describe(self) -> str:
         others = len(self.relays) - 1
@@ -115,7 +118,7 @@ class RelayTransport:
         backoff = min(LONGEST_BACKOFF, self._backoff[index] * 2 or FIRST_BACKOFF)
         self._backoff[index] = backoff
         self._down_until[index] = time.monotonic() + backoff
-        relay = self.relays[index].display()
+        relay = self.names[index]
         events("relay.down", logging.WARNING, relay=relay, backoff=backoff, error=str(error))
         self._set(index, False, str(error))
 
@@ -124,12 +127,12 @@ class RelayTransport:
         self._down_until[index] = 0.0
         if self._known_up[index] is not True:
             if self._known_up[index] is False:
-                events("relay.up", relay=self.relays[index].display())
+                events("relay.up", relay=self.names[index])
             self._set(index, True, None)
 
     def _set(self, index: int, up: bool, error: str | None) -> None:
         self._known_up[index] = up
-        relay = self.relays[index].display()
+        relay = self.names[index]
         if self.factory is None:
             return
         try:
