@@ -19,6 +19,7 @@ from digest.ingest import ingest_sources
 from digest.mail.send.runs import plan_and_send
 from digest.mail.send.transport import transport_for
 from digest.store import db
+from digest.store.digests import Planned, store_planned
 from digest.store.models import ContentPractice, Digest, Practice
 from digest.subscriptions.subscribers import subscribe
 from tests.conftest import RecordingHandler, at, fixture_path
@@ -179,25 +180,34 @@ def test_four_senders_at_once_each_digest_planned_and_sent_once(
     engine.dispose()
 
 
+def plan_digests(sessions: sessionmaker[Session], subjects: list[str]) -> list[Planned]:
+    """A confirmed subscriber for each subject and a digest planned for each (store_planned, one batch, one
+    content); the Planned rows, in order."""
+    from digest.store.models import Subscriber
+    from digest.store.states import SubscriberStatus
+
+    now = at("2026-11-16T09:00:00Z")
+    with db.transaction(sessions) as s:
+        people = [
+            Subscriber(email=f"r{n}@example.org", status=SubscriberStatus.CONFIRMED, created_at=now)
+            for n in range(len(subjects))
+        ]
+        s.add_all(people)
+        s.flush()
+        planned = [
+            Planned(p.id, "2026-11-16", f"<2026-11-16.{p.id}@digest.test>", subject, "h" * 64)
+            for p, subject in zip(people, subjects, strict=True)
+        ]
+        assert store_planned(s, {"h" * 64: ("{}", [])}, planned, now) == len(subjects)
+    return planned
+
+
 def test_the_sent_tally_counts_digests_that_become_sent_whatever_the_statement(
     pg_sessions: sessionmaker[Session],
 ) -> None:
     """One statement marking several digests sent counts each once; digests already sent, updated again, and
     digests moved to any other state count nothing; a rolled-back statement counts nothing."""
-    from digest.store.digests import Planned, store_planned
-    from digest.store.models import Subscriber
-    from digest.store.states import SubscriberStatus
-
-    now = at("2026-11-16T09:00:00Z")
-    with db.transaction(pg_sessions) as s:
-        ids = []
-        for n in range(5):
-            subscriber = Subscriber(email=f"t{n}@example.org", status=SubscriberStatus.CONFIRMED, created_at=now)
-            s.add(subscriber)
-            s.flush()
-            ids.append(subscriber.id)
-        planned = [Planned(i, "2026-11-16", f"<t{i}@digest.test>", "s", "h" * 64) for i in ids]
-        store_planned(s, {"h" * 64: ("{}", [])}, planned, now)
+    plan_digests(pg_sessions, ["s"] * 5)
 
     def tally() -> int:
         with pg_sessions() as s:
@@ -269,24 +279,10 @@ def test_a_claim_walks_the_waiting_digests_in_order_whatever_the_statistics_say(
 def test_planned_digests_keep_every_character_of_their_subjects(pg_sessions: sessionmaker[Session]) -> None:
     """Planning writes a batch's texts to PostgreSQL as binary arrays: quotes, backslashes, commas, braces, the
     word NULL, spaces at the ends and any script come back as they went in."""
-    from digest.store.digests import Planned, store_planned
-    from digest.store.models import Subscriber
-    from digest.store.states import SubscriberStatus
-
     now = at("2026-11-16T09:00:00Z")
     subjects = ['Water "kiosks", {pipes}', "a\\b\\\\c", "NULL", " edges ", "Zoë & Łódź — 水と衛生", "", "x,y}{"]
+    planned = plan_digests(pg_sessions, subjects)
     with db.transaction(pg_sessions) as s:
-        ids = []
-        for n in range(len(subjects)):
-            subscriber = Subscriber(email=f"r{n}@example.org", status=SubscriberStatus.CONFIRMED, created_at=now)
-            s.add(subscriber)
-            s.flush()
-            ids.append(subscriber.id)
-        planned = [
-            Planned(sid, "2026-11-16", f"<2026-11-16.{sid}@digest.test>", subject, "h" * 64)
-            for sid, subject in zip(ids, subjects, strict=True)
-        ]
-        assert store_planned(s, {"h" * 64: ("{}", [])}, planned, now) == len(subjects)
         again = store_planned(s, {"h" * 64: ("{}", [])}, planned[:2], now)
         assert again == 0  # a slot already planned is passed over, never an error
     with pg_sessions() as s:
