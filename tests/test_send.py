@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, SourceConfig
@@ -20,6 +20,7 @@ from digest.mail.send.runs import plan_and_send
 from digest.mail.send.transport import transport_for
 from digest.store import db
 from digest.store.models import ContentPractice, Digest, Subscriber
+from digest.store.states import SubscriberStatus
 from digest.subscriptions.subscribers import subscribe, unsubscribe
 from digest.subscriptions.tokens import Purpose, read_token
 from tests.conftest import RecordingHandler, at, fixture_path
@@ -356,3 +357,33 @@ def test_feed_html_reaches_the_html_part_sanitised(
     assert "monthly repair days with the utility;" in html
     assert "<li>" not in html and "alert" not in html and "onclick" not in html
     assert "monthly repair days" in " ".join(text.split()) and "<" not in text.split("Unsubscribe")[0]
+
+
+def test_a_run_plans_a_small_batch_first_then_full_batches_each_subscriber_once(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    """Senders forked beside a run wait for its first planning commit: that batch is FIRST_BATCH subscribers, the
+    next ones batch_size, and every due subscriber is read once and gets one digest."""
+    from digest import clock
+    from digest.mail.plan.planner import FIRST_BATCH, PlanPolicy, plan_due, subscriber_batches
+
+    at("2026-11-09T10:00:00Z")
+    create_themes(sessions, "Water and Sanitation")
+    at("2026-11-10T10:00:00Z")
+    people = FIRST_BATCH + 130
+    for n in range(people):
+        add(sessions, f"reader{n}@example.org", WATER)
+    at("2026-11-11T10:00:00Z")
+    ingest(sessions, "listing-water.txt")
+    at("2026-11-16T09:00:00Z")
+    confirmed = Subscriber.status == SubscriberStatus.CONFIRMED
+    sizes, seen = [], []
+    for _, rows in subscriber_batches(sessions, [Subscriber.id], confirmed, 100, first=FIRST_BATCH):
+        sizes.append(len(rows))
+        seen += [r.id for r in rows]
+    assert sizes == [FIRST_BATCH, 100, 30]
+    assert len(seen) == len(set(seen)) == people
+    report = plan_due(sessions, replace(PlanPolicy.from_settings(settings), batch_size=100), clock.now())
+    assert report.planned == people
+    with sessions() as session:
+        assert session.scalar(select(func.count(func.distinct(Digest.subscriber_id)))) == people

@@ -144,25 +144,33 @@ def first_digest_at(schedule: Schedule, subscriber: Subscriber, now: datetime) -
 
 
 def subscriber_batches(
-    factory: sessionmaker[Session], columns: Sequence[Any], condition: ColumnElement[bool], size: int
+    factory: sessionmaker[Session],
+    columns: Sequence[Any],
+    condition: ColumnElement[bool],
+    size: int,
+    first: int | None = None,
 ) -> Iterator[tuple[Session, Sequence[Row[Any]]]]:
     """Subscribers matching ``condition``, in id order, a batch per transaction (committed when the caller asks for
-    the next). Each batch reads on from where the last ended, never again what was done before it; on PostgreSQL
-    it holds its rows FOR UPDATE SKIP LOCKED, so several planners (senders starting together, on several hosts)
-    share the work and no two update the same subscribers (in different orders: a deadlock)."""
+    the next); the first batch of ``first`` when given (smaller: what waits for it starts sooner). Each batch reads
+    on from where the last ended, never again what was done before it; on PostgreSQL it holds its rows FOR UPDATE
+    SKIP LOCKED, so several planners (senders starting together, on several hosts) share the work and no two update
+    the same subscribers (in different orders: a deadlock)."""
     last_id = 0
+    batch = min(size, first or size)
     while True:
         with transaction(factory) as session:
-            query = select(*columns).where(condition, Subscriber.id > last_id).order_by(Subscriber.id).limit(size)
+            query = select(*columns).where(condition, Subscriber.id > last_id).order_by(Subscriber.id).limit(batch)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True, of=Subscriber)
             rows = session.execute(query).all()
             if not rows:
                 return
             yield session, rows
-            last_id = rows[-1].id
+            last_id, batch = rows[-1].id, size
 
 
+# Subscribers in a run's first planning batch (then batch_size a batch).
+FIRST_BATCH = 50
 # A subscriber's id and schedule, as batches of subscribers are read (choice_of reads the rest).
 SCHEDULE_COLUMNS = (Subscriber.id, Subscriber.frequency, Subscriber.day, Subscriber.hour, Subscriber.timezone)
 
@@ -201,7 +209,9 @@ def plan_due(factory: sessionmaker[Session], policy: PlanPolicy, now: datetime) 
             return report
         context = PlanningContext.for_run(session, now_due)
     columns = (*SCHEDULE_COLUMNS, Subscriber.practice_languages, Subscriber.language)
-    for session, rows in subscriber_batches(factory, columns, now_due, policy.batch_size):
+    # The first batch small: senders forked beside this run (digest send --processes N) wait for what it commits.
+    batches = subscriber_batches(factory, columns, now_due, policy.batch_size, first=FIRST_BATCH)
+    for session, rows in batches:
         with metrics.PLAN_BATCH_SECONDS.time():
             _plan_batch(session, rows, context, policy, now, report)
     if report.planned >= 1000:
