@@ -7,9 +7,11 @@ Saturday; an operator writing crontab means Monday to Friday. The weekday field 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:  # imported where a trigger is made: most runs have no cron schedule, and it costs 10 ms a start
+    from apscheduler.triggers.cron import CronTrigger
 
 NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -51,6 +53,8 @@ def _weekdays(field: str) -> str:
 
 def crontab_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
     """A trigger for `minute hour day month weekday`, weekdays counted as crontab does; ValueError if bad."""
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
