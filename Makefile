@@ -85,6 +85,7 @@ bench: $(STAMP) $(CATALOGS) bench-packages
 	$(BIN)/python benchmarks/bench_feed_http.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_throughput.py 50000
 	$(BIN)/python benchmarks/bench_scale.py
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_replies.py
