@@ -359,11 +359,20 @@ def test_feed_html_reaches_the_html_part_sanitised(
     assert "monthly repair days" in " ".join(text.split()) and "<" not in text.split("Unsubscribe")[0]
 
 
+def plan_batches() -> float:
+    """The batches this process has planned so far (digest_plan_batch_seconds' count)."""
+    from digest import metrics
+
+    (family,) = metrics.PLAN_BATCH_SECONDS.collect()
+    return next(s.value for s in family.samples if s.name.endswith("_count"))
+
+
 def test_a_run_plans_a_small_batch_first_then_full_batches_each_subscriber_once(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
     """Senders forked beside a run wait for its first planning commit: that batch is FIRST_BATCH subscribers, the
-    next ones batch_size, and every due subscriber is read once and gets one digest."""
+    next ones batch_size (the batches read, and plan_due's own, counted by its histogram), and every due subscriber
+    is read once and gets one digest."""
     from digest import clock
     from digest.mail.plan.planner import FIRST_BATCH, PlanPolicy, plan_due, subscriber_batches
 
@@ -383,7 +392,9 @@ def test_a_run_plans_a_small_batch_first_then_full_batches_each_subscriber_once(
         seen += [r.id for r in rows]
     assert sizes == [FIRST_BATCH, 100, 30]
     assert len(seen) == len(set(seen)) == people
+    batches_before = plan_batches()
     report = plan_due(sessions, replace(PlanPolicy.from_settings(settings), batch_size=100), clock.now())
     assert report.planned == people
+    assert plan_batches() - batches_before == 3  # plan_due itself begins small: 50, 100, 30 (not 100, 80)
     with sessions() as session:
         assert session.scalar(select(func.count(func.distinct(Digest.subscriber_id)))) == people
